@@ -1,0 +1,254 @@
+"""The episode store (`episodes/1`): distracted frames, their clean twin, actions, states.
+
+Layout. Frames-axis arrays (N rows, chunked every `chunk_frames`): `frames`, `frames_clean`
+uint8 (N,H,W,3); `actions` f32 (N,4); `states` f32 (N,39); `rewards` f32; `success` bool;
+`episode_index` i32; `step` i32. Episode-axis arrays (E rows): `ep_start` i64, `ep_length` i32,
+`ep_task` i32 (index into the task table), `ep_seed` i64, `ep_success` bool. Row t of an
+episode is the observation o_t and the action a_t taken from it; (o_t, o_t+1) pairs never cross
+an episode boundary. Task names, descriptions and main objects live in `info.tasks`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .fingerprint import fingerprint
+from .store import ArraySpec, Store, StoreLayout
+
+SCHEMA = "episodes/1"
+STATE_DIM = 39
+ACTION_DIM = 4
+# Bump when the generator's output changes for an unchanged spec (a new fingerprint follows).
+GENERATOR_VERSION = 1
+
+
+@dataclass(frozen=True)
+class DistractorSpec:
+    """Which distractors are composited into the background, and how.
+
+    `kinds` are names from pipeline's distractor registry, applied in order; () is clean.
+    `video_source` is 'procedural' (generated from the seed) or 'dir' (a user folder whose
+    content digest, not path, is part of the fingerprint)."""
+
+    kinds: tuple[str, ...] = ("video",)
+    video_source: str = "procedural"
+    video_digest: str = ""
+    split: str = "train"
+    opacity: float = 1.0
+    correlated_gain: float = 1.0
+    correlated_noise: float = 0.1
+    correlated_size: float = 0.18
+
+
+@dataclass(frozen=True)
+class EpisodeSpec:
+    """Everything that changes an episode store's bytes (and nothing that does not)."""
+
+    tasks: tuple[str, ...]
+    episodes_per_task: int
+    resolution: int = 64
+    seed: int = 0
+    quality: str = "standard"  # 'standard' | 'fast' (no anti-aliasing, no reflections)
+    camera: str = "corner"
+    camera_pullback: float = 0.3  # metres along the view axis (a wider view)
+    max_steps: int = 500  # cap on episode length (MetaWorld's own limit is 500)
+    success_margin: int = 20  # steps kept after the first success
+    action_noise: float = 0.1  # std of Gaussian noise added to the expert's actions
+    distractors: DistractorSpec = field(default_factory=DistractorSpec)
+    chunk_frames: int = 256
+    generator: int = GENERATOR_VERSION
+
+    @property
+    def n_episodes(self) -> int:
+        return len(self.tasks) * self.episodes_per_task
+
+    def fingerprint(self) -> str:
+        return fingerprint(asdict(self), SCHEMA)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "EpisodeSpec":
+        d = dict(d)
+        dist = dict(d.pop("distractors"))
+        dist["kinds"] = tuple(dist["kinds"])
+        d["tasks"] = tuple(d["tasks"])
+        return cls(distractors=DistractorSpec(**dist), **d)
+
+    def with_(self, **changes: Any) -> "EpisodeSpec":
+        return replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class TaskInfo:
+    """A task as prompts see it: MetaWorld name, a sentence, and the object it is about."""
+
+    name: str
+    description: str
+    object: str
+
+
+def layout_for(spec: EpisodeSpec, n_frames: int) -> StoreLayout:
+    r = spec.resolution
+    arrays = (
+        ArraySpec("frames", "uint8", (r, r, 3)),
+        ArraySpec("frames_clean", "uint8", (r, r, 3)),
+        ArraySpec("actions", "float32", (ACTION_DIM,)),
+        ArraySpec("states", "float32", (STATE_DIM,)),
+        ArraySpec("rewards", "float32"),
+        ArraySpec("success", "bool"),
+        ArraySpec("episode_index", "int32"),
+        ArraySpec("step", "int32"),
+        ArraySpec("ep_start", "int64", axis="episodes"),
+        ArraySpec("ep_length", "int32", axis="episodes"),
+        ArraySpec("ep_task", "int32", axis="episodes"),
+        ArraySpec("ep_seed", "int64", axis="episodes"),
+        ArraySpec("ep_success", "bool", axis="episodes"),
+    )
+    return StoreLayout(
+        arrays=arrays,
+        rows={"frames": n_frames, "episodes": spec.n_episodes},
+        chunk_rows={"frames": spec.chunk_frames, "episodes": max(1, spec.n_episodes)},
+    )
+
+
+@dataclass(frozen=True)
+class EpisodeTable:
+    """The per-episode table, loaded into memory (it is small)."""
+
+    start: np.ndarray
+    length: np.ndarray
+    task: np.ndarray
+    seed: np.ndarray
+    success: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.start)
+
+
+class EpisodeStore:
+    """Typed access to an `episodes/1` store. Writers: `create`; readers: `open`."""
+
+    LOWDIM = ("actions", "states", "rewards", "success", "episode_index", "step")
+
+    def __init__(self, store: Store):
+        self.store = store
+        self.spec = EpisodeSpec.from_dict(store.spec)
+
+    # -- lifecycle ------------------------------------------------------------------------
+    @classmethod
+    def create(
+        cls,
+        path: Path | str,
+        spec: EpisodeSpec,
+        lengths: np.ndarray,
+        tasks: list[TaskInfo],
+        *,
+        extra_info: dict[str, Any] | None = None,
+        force: bool = False,
+    ) -> "EpisodeStore":
+        """Allocate a store for episodes of the given lengths (or reopen the same one to resume)."""
+        lengths = np.asarray(lengths, dtype=np.int64)
+        if len(lengths) != spec.n_episodes:
+            raise ValueError(f"{len(lengths)} lengths for {spec.n_episodes} episodes")
+        info = {
+            "n_frames": int(lengths.sum()),
+            "n_episodes": int(spec.n_episodes),
+            "tasks": [asdict(t) for t in tasks],
+            **(extra_info or {}),
+        }
+        store = Store.create(
+            path,
+            schema=SCHEMA,
+            fingerprint=spec.fingerprint(),
+            spec=spec,
+            layout=layout_for(spec, int(lengths.sum())),
+            info=info,
+            versions=("metaworld", "mujoco"),
+            force=force,
+        )
+        return cls(store)
+
+    @classmethod
+    def open(cls, path: Path | str, *, mode: str = "r", require_complete: bool = True) -> "EpisodeStore":
+        store = Store.open(path, schema=SCHEMA, mode=mode)
+        if require_complete and not store.complete:
+            from .store import StoreError
+
+            raise StoreError(f"episode store {path} is incomplete; rerun the collect command that made it to finish it")
+        return cls(store)
+
+    # -- facts -----------------------------------------------------------------------------
+    @property
+    def path(self) -> Path:
+        return self.store.path
+
+    @property
+    def fingerprint(self) -> str:
+        return self.store.fingerprint
+
+    @property
+    def n_frames(self) -> int:
+        return int(self.store.info["n_frames"])
+
+    @property
+    def n_episodes(self) -> int:
+        return int(self.store.info["n_episodes"])
+
+    @property
+    def chunk_frames(self) -> int:
+        return self.spec.chunk_frames
+
+    @property
+    def n_chunks(self) -> int:
+        return -(-self.n_frames // self.chunk_frames)
+
+    def chunk_range(self, i: int) -> tuple[int, int]:
+        """Frame rows [start, stop) of chunk i."""
+        c = self.chunk_frames
+        return i * c, min((i + 1) * c, self.n_frames)
+
+    @property
+    def tasks(self) -> list[TaskInfo]:
+        return [TaskInfo(**t) for t in self.store.info["tasks"]]
+
+    def array(self, name: str):
+        return self.store.array(name)
+
+    def episodes(self) -> EpisodeTable:
+        a = self.store.array
+        return EpisodeTable(
+            start=a("ep_start")[:],
+            length=a("ep_length")[:],
+            task=a("ep_task")[:],
+            seed=a("ep_seed")[:],
+            success=a("ep_success")[:],
+        )
+
+    def frame_task(self) -> np.ndarray:
+        """Task index of every frame row (N,)."""
+        ep = self.episodes()
+        return np.repeat(ep.task, ep.length)
+
+    # -- writing ---------------------------------------------------------------------------
+    def write_episode_table(self, table: EpisodeTable) -> None:
+        a = self.store.array
+        a("ep_start")[:] = table.start
+        a("ep_length")[:] = table.length
+        a("ep_task")[:] = table.task
+        a("ep_seed")[:] = table.seed
+        a("ep_success")[:] = table.success
+
+    def write_lowdim(self, arrays: dict[str, np.ndarray]) -> None:
+        for name in self.LOWDIM:
+            self.store.array(name)[:] = arrays[name]
+
+    def write_frames(self, chunk: int, frames: np.ndarray, frames_clean: np.ndarray) -> None:
+        """Write one whole frames chunk (workers own disjoint chunks, so no write races)."""
+        lo, hi = self.chunk_range(chunk)
+        if frames.shape[0] != hi - lo or frames_clean.shape[0] != hi - lo:
+            raise ValueError(f"chunk {chunk} needs {hi - lo} frames, got {frames.shape[0]}")
+        self.store.array("frames")[lo:hi] = frames
+        self.store.array("frames_clean")[lo:hi] = frames_clean

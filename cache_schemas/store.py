@@ -1,0 +1,286 @@
+"""A typed, fingerprinted, resumable Zarr v3 group: the one place that touches Zarr paths and attrs.
+
+Every store is a group whose attrs hold `schema`, `fingerprint`, the full `spec`, library
+`versions`, an `info` block (derived facts such as row counts) and a completion `ledger` of
+finished work units. All top-level attr keys exist from creation, so later updates only replace
+values: two runs that end in the same state write byte-identical `zarr.json` files.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import math
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+import zarr
+import zarr.codecs
+
+from .fingerprint import spec_diff, to_jsonable
+
+ATTR_KEYS = ("schema", "fingerprint", "parent", "spec", "versions", "info", "ledger")
+VERSIONED_LIBS = ("zarr", "numcodecs", "numpy")
+
+
+class StoreError(RuntimeError):
+    """A store cannot be used as requested (missing, wrong schema, other spec)."""
+
+
+class StoreMismatch(StoreError):
+    """An existing store was produced by another spec; `differences` says which fields."""
+
+    def __init__(self, path: Path | str, differences: list[str]):
+        self.path, self.differences = Path(path), differences
+        lines = "\n  ".join(differences)
+        super().__init__(
+            f"store {path} was produced by a different spec; refusing to reuse or overwrite it.\n"
+            f"  {lines}\nUse another output path, or --force to replace it."
+        )
+
+
+@dataclass(frozen=True)
+class ArraySpec:
+    """One array of a store: rows along a named axis, a fixed per-row shape, a dtype."""
+
+    name: str
+    dtype: str
+    tail: tuple[int, ...] = ()
+    axis: str = "frames"
+    level: int = 3  # zstd level
+
+    def codecs(self) -> list[Any]:
+        # zstd, then a crc32c checksum over the compressed bytes: corruption fails loudly on read.
+        return [zarr.codecs.ZstdCodec(level=self.level), zarr.codecs.Crc32cCodec()]
+
+
+@dataclass(frozen=True)
+class StoreLayout:
+    """The arrays of a schema plus its row counts and chunk sizes per axis."""
+
+    arrays: tuple[ArraySpec, ...]
+    rows: dict[str, int]
+    chunk_rows: dict[str, int]
+
+    def chunks_along(self, axis: str) -> int:
+        return math.ceil(self.rows[axis] / self.chunk_rows[axis]) if self.rows[axis] else 0
+
+
+@dataclass
+class VerifyReport:
+    """What `cache verify` found: an empty `problems` list means every byte read back clean."""
+
+    path: str
+    schema: str
+    arrays_checked: int = 0
+    chunks_checked: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def library_versions(extra: Iterable[str] = ()) -> dict[str, str]:
+    out = {}
+    for lib in (*VERSIONED_LIBS, *extra):
+        try:
+            out[lib] = importlib.metadata.version(lib)
+        except importlib.metadata.PackageNotFoundError:
+            out[lib] = "absent"
+    return out
+
+
+class Store:
+    """An opened store. Use `Store.create` / `Store.open`; never build one by hand."""
+
+    def __init__(self, path: Path | str, group: zarr.Group):
+        self.path = Path(path)
+        self.group = group
+
+    # -- creation / opening ---------------------------------------------------------------
+    @classmethod
+    def create(
+        cls,
+        path: Path | str,
+        *,
+        schema: str,
+        fingerprint: str,
+        spec: Any,
+        layout: StoreLayout,
+        info: dict[str, Any] | None = None,
+        parent: str | None = None,
+        versions: Iterable[str] = (),
+        force: bool = False,
+    ) -> "Store":
+        """Create the store, or return the existing one if it has the same schema and fingerprint
+        (that is how an interrupted run resumes). Another spec at `path` raises StoreMismatch
+        unless `force`, which deletes it first."""
+        path = Path(path)
+        if (path / "zarr.json").exists():
+            if force:
+                shutil.rmtree(path)
+            else:
+                existing = cls.open(path)
+                if existing.schema != schema:
+                    raise StoreMismatch(path, [f"schema: store has {existing.schema!r}, requested {schema!r}"])
+                if existing.fingerprint != fingerprint:
+                    diffs = spec_diff(existing.spec, spec) or [
+                        f"fingerprint: store has {existing.fingerprint[:12]}, requested {fingerprint[:12]}"
+                    ]
+                    if existing.parent != parent:
+                        diffs.append(f"parent: store has {existing.parent}, requested {parent}")
+                    raise StoreMismatch(path, diffs)
+                return existing
+        elif path.exists() and any(path.iterdir()):
+            if not force:
+                raise StoreError(f"{path} exists and is not a store; refusing to write into it (--force replaces it)")
+            shutil.rmtree(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        group = zarr.open_group(str(path), mode="w", zarr_format=3)
+        for arr in layout.arrays:
+            rows = layout.rows[arr.axis]
+            chunk = max(1, layout.chunk_rows[arr.axis])
+            group.create_array(
+                arr.name,
+                shape=(rows, *arr.tail),
+                chunks=(chunk, *arr.tail) if arr.tail else (chunk,),
+                dtype=arr.dtype,
+                compressors=arr.codecs(),
+                fill_value=0,
+            )
+        attrs = {
+            "schema": schema,
+            "fingerprint": fingerprint,
+            "parent": parent,
+            "spec": to_jsonable(spec),
+            "versions": library_versions(versions),
+            "info": to_jsonable(info or {}),
+            "ledger": {"done": [], "complete": False},
+        }
+        attrs["info"]["layout"] = {
+            "rows": dict(layout.rows),
+            "chunk_rows": dict(layout.chunk_rows),
+            "arrays": {a.name: {"dtype": a.dtype, "tail": list(a.tail), "axis": a.axis} for a in layout.arrays},
+        }
+        group.attrs.update(attrs)
+        return cls(path, group)
+
+    @classmethod
+    def open(
+        cls,
+        path: Path | str,
+        schema: str | None = None,
+        fingerprint: str | None = None,
+        mode: str = "r+",
+    ) -> "Store":
+        """Open an existing store, checking its schema (and fingerprint if given)."""
+        path = Path(path)
+        if not (path / "zarr.json").exists():
+            raise StoreError(f"no store at {path}")
+        group = zarr.open_group(str(path), mode=mode, zarr_format=3)
+        store = cls(path, group)
+        missing = [k for k in ATTR_KEYS if k not in group.attrs]
+        if missing:
+            raise StoreError(f"{path} is not a vlm-lam store (attrs lack {', '.join(missing)})")
+        if schema is not None and store.schema != schema:
+            raise StoreMismatch(path, [f"schema: store has {store.schema!r}, requested {schema!r}"])
+        if fingerprint is not None and store.fingerprint != fingerprint:
+            raise StoreMismatch(path, [f"fingerprint: store has {store.fingerprint[:12]}, requested {fingerprint[:12]}"])
+        return store
+
+    # -- attrs -----------------------------------------------------------------------------
+    @property
+    def attrs(self) -> dict[str, Any]:
+        return dict(self.group.attrs)
+
+    @property
+    def schema(self) -> str:
+        return self.group.attrs["schema"]
+
+    @property
+    def fingerprint(self) -> str:
+        return self.group.attrs["fingerprint"]
+
+    @property
+    def parent(self) -> str | None:
+        return self.group.attrs["parent"]
+
+    @property
+    def spec(self) -> dict[str, Any]:
+        return self.group.attrs["spec"]
+
+    @property
+    def info(self) -> dict[str, Any]:
+        return self.group.attrs["info"]
+
+    @property
+    def layout(self) -> dict[str, Any]:
+        return self.info["layout"]
+
+    def update_info(self, **values: Any) -> None:
+        info = dict(self.info)
+        info.update(to_jsonable(values))
+        self.group.attrs["info"] = info
+
+    # -- ledger ----------------------------------------------------------------------------
+    @property
+    def done(self) -> set[int]:
+        return set(self.group.attrs["ledger"]["done"])
+
+    @property
+    def complete(self) -> bool:
+        return bool(self.group.attrs["ledger"]["complete"])
+
+    def mark_done(self, units: Iterable[int]) -> None:
+        """Record finished work units (single writer: the driver, never the workers)."""
+        done = self.done | {int(u) for u in units}
+        self.group.attrs["ledger"] = {"done": sorted(done), "complete": False}
+
+    def mark_complete(self) -> None:
+        self.group.attrs["ledger"] = {"done": sorted(self.done), "complete": True}
+
+    # -- arrays ----------------------------------------------------------------------------
+    def array(self, name: str) -> zarr.Array:
+        # Write every chunk, even all-zero ones: a missing chunk file then always means lost data.
+        return self.group[name].with_config({"write_empty_chunks": True})
+
+    def size_bytes(self) -> int:
+        return sum(f.stat().st_size for f in self.path.rglob("*") if f.is_file())
+
+    def verify(self) -> VerifyReport:
+        """Read every chunk back: missing chunks, checksum failures, NaN/Inf, shape mismatches."""
+        report = VerifyReport(path=str(self.path), schema=self.schema)
+        layout = self.layout
+        if not self.complete:
+            report.problems.append("ledger: store is not marked complete (interrupted run?)")
+        for name, meta in layout["arrays"].items():
+            if name not in self.group:
+                report.problems.append(f"{name}: array missing")
+                continue
+            arr = self.array(name)
+            report.arrays_checked += 1
+            want = (layout["rows"][meta["axis"]], *meta["tail"])
+            if tuple(arr.shape) != want:
+                report.problems.append(f"{name}: shape {tuple(arr.shape)} != expected {want}")
+                continue
+            if str(arr.dtype) != meta["dtype"]:
+                report.problems.append(f"{name}: dtype {arr.dtype} != expected {meta['dtype']}")
+            chunk = arr.chunks[0]
+            for i in range(math.ceil(arr.shape[0] / chunk) if arr.shape[0] else 0):
+                report.chunks_checked += 1
+                key = self.path / name / "c" / "/".join([str(i)] + ["0"] * (arr.ndim - 1))
+                if not key.exists():
+                    report.problems.append(f"{name}: chunk {i} missing")
+                    continue
+                try:
+                    block = arr[i * chunk : (i + 1) * chunk]
+                except Exception as exc:  # checksum or codec failure
+                    report.problems.append(f"{name}: chunk {i} unreadable ({type(exc).__name__}: {exc})")
+                    continue
+                if np.issubdtype(block.dtype, np.floating) and not np.isfinite(block).all():
+                    bad = int((~np.isfinite(block)).sum())
+                    report.problems.append(f"{name}: chunk {i} has {bad} NaN/Inf values")
+        return report

@@ -1,0 +1,1 @@
+"""Stage one: Distracting MetaWorld, `collect`, the backbone/prompt/pooling registries, `embed`."""

@@ -1,0 +1,1 @@
+"""Downstream: latent behaviour cloning, action decoder, rollouts, evaluation, report."""

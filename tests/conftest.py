@@ -1,0 +1,37 @@
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("MUJOCO_GL", "egl")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# The repo root first: tests/<package>/ folders must not shadow the real packages.
+sys.path[:0] = [str(Path(__file__).parent.parent), str(Path(__file__).parent)]
+
+
+@pytest.fixture
+def episode_store_factory(tmp_path):
+    """Build tiny synthetic episode stores: `episode_store_factory(episodes_per_task=2, ...)`."""
+    from factories import make_episode_store
+
+    def make(**kw):
+        kw.setdefault("name", f"episodes{len(list(tmp_path.glob('episodes*')))}")
+        return make_episode_store(tmp_path, **kw)
+
+    return make
+
+
+def pytest_collection_modifyitems(config, items):
+    try:
+        import torch
+
+        has_gpu = torch.cuda.is_available()
+    except Exception:
+        has_gpu = False
+    if not has_gpu:
+        skip = pytest.mark.skip(reason="needs a CUDA GPU")
+        for item in items:
+            if "gpu" in item.keywords:
+                item.add_marker(skip)

@@ -1,0 +1,88 @@
+"""Factory helpers that build tiny, real-schema stores in tmp_path without MetaWorld."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from cache_schemas import DistractorSpec, EpisodeSpec, EpisodeStore, EpisodeTable, TaskInfo
+
+TINY_TASKS = (
+    TaskInfo("reach-v3", "reach a goal position", "goal"),
+    TaskInfo("push-v3", "push the puck to a goal", "puck"),
+)
+
+
+def make_episode_store(
+    root: Path,
+    *,
+    episodes_per_task: int = 3,
+    length: int = 12,
+    resolution: int = 16,
+    chunk_frames: int = 8,
+    seed: int = 0,
+    name: str = "episodes",
+) -> EpisodeStore:
+    """A complete synthetic episode store: frames are smooth functions of a random state walk,
+    actions are the state's increments, so dynamics are learnable and deterministic per seed."""
+    rng = np.random.default_rng(seed)
+    tasks = TINY_TASKS
+    spec = EpisodeSpec(
+        tasks=tuple(t.name for t in tasks),
+        episodes_per_task=episodes_per_task,
+        resolution=resolution,
+        seed=seed,
+        chunk_frames=chunk_frames,
+        distractors=DistractorSpec(kinds=()),
+    )
+    n_ep = spec.n_episodes
+    lengths = np.full(n_ep, length, dtype=np.int64)
+    store = EpisodeStore.create(root / name, spec, lengths, list(tasks))
+    n = int(lengths.sum())
+    actions = rng.uniform(-1, 1, size=(n, 4)).astype(np.float32)
+    states = np.zeros((n, 39), np.float32)
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+    for s, L in zip(starts, lengths):
+        pos = rng.uniform(-0.5, 0.5, size=3)
+        for t in range(L):
+            states[s + t, :3] = pos
+            pos = np.clip(pos + 0.05 * actions[s + t, :3], -1, 1)
+    states[:, 3:] = rng.normal(size=(n, 36)).astype(np.float32) * 0.01
+    yy, xx = np.mgrid[0:resolution, 0:resolution] / resolution
+    frames = np.empty((n, resolution, resolution, 3), np.uint8)
+    for i in range(n):
+        x, y, z = states[i, :3]
+        blob = np.exp(-(((xx - 0.5 - 0.4 * x) ** 2 + (yy - 0.5 - 0.4 * y) ** 2) / 0.02))
+        frames[i, ..., 0] = (255 * blob).astype(np.uint8)
+        frames[i, ..., 1] = (127 + 100 * z) * np.ones_like(blob, dtype=np.uint8)
+        frames[i, ..., 2] = rng.integers(0, 40, size=blob.shape, dtype=np.uint8)
+    clean = frames.copy()
+    clean[..., 2] = 0
+    episode_index = np.repeat(np.arange(n_ep, dtype=np.int32), lengths)
+    step = np.concatenate([np.arange(L, dtype=np.int32) for L in lengths])
+    store.write_episode_table(
+        EpisodeTable(
+            start=starts.astype(np.int64),
+            length=lengths.astype(np.int32),
+            task=np.repeat(np.arange(len(tasks), dtype=np.int32), episodes_per_task),
+            seed=np.arange(n_ep, dtype=np.int64) + seed,
+            success=np.ones(n_ep, dtype=bool),
+        )
+    )
+    store.write_lowdim(
+        {
+            "actions": actions,
+            "states": states,
+            "rewards": np.zeros(n, np.float32),
+            "success": np.zeros(n, bool),
+            "episode_index": episode_index,
+            "step": step,
+        }
+    )
+    for c in range(store.n_chunks):
+        lo, hi = store.chunk_range(c)
+        store.write_frames(c, frames[lo:hi], clean[lo:hi])
+    store.store.mark_done(range(store.n_chunks))
+    store.store.mark_complete()
+    return store
