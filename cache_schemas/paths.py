@@ -37,3 +37,13 @@ def store_name(*parts: object, fingerprint: str) -> str:
 
 def episode_store_path(name: str, fingerprint: str, cache: str | os.PathLike | None = None) -> Path:
     return episodes_dir(cache) / store_name(name, fingerprint=fingerprint)
+
+
+def run_path(run_id: str, runs: str | os.PathLike | None = None) -> Path:
+    """`runs/<id>/`: one trained LAM (config, checkpoint, metrics, latents, probe)."""
+    return runs_root(runs) / run_id
+
+
+def science_report_path(runs: str | os.PathLike | None = None) -> Path:
+    """Where `vlm-lam science` writes its table (JSON), beside the runs it trained."""
+    return runs_root(runs) / "science.json"

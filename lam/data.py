@@ -1,0 +1,92 @@
+"""From an episode store to device-resident tensors: frames, transition rows, the episode split.
+
+Everything here is read once per process (a `FrameCache` shares reads across the configs of a
+sweep); training then indexes these tensors and never touches Zarr inside a step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from cache_schemas import EpisodeStore, EpisodeTable
+
+FRAME_ARRAYS = ("frames", "frames_clean")
+
+
+# -- pure index arithmetic ---------------------------------------------------------------
+def transition_rows(table: EpisodeTable, k: int) -> np.ndarray:
+    """Rows t whose o_t+k (and so o_t+1) lie in the same episode, in row order (int64)."""
+    rows = [np.arange(s, s + max(0, int(n) - k), dtype=np.int64) for s, n in zip(table.start, table.length)]
+    return np.concatenate(rows) if rows else np.zeros(0, np.int64)
+
+
+def stack_index(table: EpisodeTable, frame_stack: int) -> np.ndarray:
+    """(N, s) rows making up observation t: t-s+1..t, clamped to the episode's first frame."""
+    n = int(np.sum(table.length))
+    first = np.repeat(table.start, table.length).astype(np.int64)
+    rows = np.arange(n, dtype=np.int64)
+    offsets = np.arange(frame_stack - 1, -1, -1, dtype=np.int64)
+    return np.maximum(rows[:, None] - offsets[None, :], first[:, None])
+
+
+def heldout_episodes(table: EpisodeTable, fraction: float) -> np.ndarray:
+    """Bool mask over episodes: the last ceil(fraction * n) episodes of every task are held out
+    (deterministic, so every run on one store is probed on the same split)."""
+    mask = np.zeros(len(table), bool)
+    for task in np.unique(table.task):
+        eps = np.flatnonzero(table.task == task)
+        n_hold = min(len(eps) - 1, max(1, int(np.ceil(fraction * len(eps)))))
+        if n_hold > 0:
+            mask[eps[-n_hold:]] = True
+    return mask
+
+
+def row_episode(table: EpisodeTable) -> np.ndarray:
+    """Episode number of every frame row (N,)."""
+    return np.repeat(np.arange(len(table)), table.length)
+
+
+# -- reading frames ------------------------------------------------------------------------
+def resize_frames(frames: np.ndarray, size: int) -> torch.Tensor:
+    """uint8 (n,H,W,3) -> uint8 (n,3,size,size); area averaging when shrinking."""
+    x = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2)
+    if x.shape[-1] == size and x.shape[-2] == size:
+        return x.contiguous()
+    mode = "area" if size < x.shape[-1] else "bilinear"
+    y = F.interpolate(x.float(), size=(size, size), mode=mode)
+    return y.round_().clamp_(0, 255).to(torch.uint8)
+
+
+def read_frames(store: EpisodeStore, name: str, size: int, progress: bool = False) -> torch.Tensor:
+    """One frames array of the store, chunk by chunk, resized to `size`: uint8 (N,3,size,size)."""
+    if name not in FRAME_ARRAYS:
+        raise ValueError(f"unknown frames array {name!r}; valid: {', '.join(FRAME_ARRAYS)}")
+    arr = store.array(name)
+    out = torch.empty((store.n_frames, 3, size, size), dtype=torch.uint8)
+    chunks = range(store.n_chunks)
+    if progress:
+        from tqdm.auto import tqdm
+
+        chunks = tqdm(chunks, desc=f"read {name} @{size}px", unit="chunk", leave=False)
+    for c in chunks:
+        lo, hi = store.chunk_range(c)
+        out[lo:hi] = resize_frames(arr[lo:hi], size)
+    return out
+
+
+@dataclass
+class FrameCache:
+    """Per-process memo of (store, array, size) -> frames, so a sweep reads each array once."""
+
+    progress: bool = False
+    _items: dict[tuple[str, str, int], torch.Tensor] = field(default_factory=dict)
+
+    def frames(self, store: EpisodeStore, name: str, size: int) -> torch.Tensor:
+        key = (store.fingerprint, name, size)
+        if key not in self._items:
+            self._items[key] = read_frames(store, name, size, self.progress)
+        return self._items[key]

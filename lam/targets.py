@@ -1,0 +1,139 @@
+"""What the FDM predicts for frame t+1: embeddings, pixels, clean pixels, or privileged state.
+
+Each target is loaded into one float32 (N, D) table of per-dimension normalised values, aligned
+with the episode store's frame rows, plus a `source` record (kind, path, fingerprint) that goes
+into the run's identity: another embedding store is another run.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from cache_schemas import EpisodeStore, StoreError
+from cache_schemas.embeddings import EmbeddingStore
+from cache_schemas.paths import embeddings_dir
+
+from .config import BASE_TARGETS
+from .data import FrameCache
+
+MIN_STD = 1e-6
+
+
+class TargetError(ValueError):
+    """The target cannot be resolved or does not belong to the episode store."""
+
+
+@dataclass(frozen=True)
+class Target:
+    """Normalised per-frame values (N, D) and where they came from."""
+
+    values: torch.Tensor  # float32 (N, D)
+    source: dict[str, Any]
+
+    @property
+    def dim(self) -> int:
+        return int(self.values.shape[1])
+
+
+def normalise(x: np.ndarray, mean: np.ndarray | None = None, std: np.ndarray | None = None) -> np.ndarray:
+    """(x - mean) / std per dimension; constant dimensions keep std 1 instead of dividing by ~0."""
+    x = np.asarray(x, np.float32)
+    mean = x.mean(0) if mean is None else np.asarray(mean, np.float32)
+    std = x.std(0) if std is None else np.asarray(std, np.float32)
+    std = np.where(std > MIN_STD, std, 1.0).astype(np.float32)
+    return ((x - mean) / std).astype(np.float32)
+
+
+# -- embedding stores ----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class EmbeddingView:
+    """The part of an `embeddings/1` store a LAM needs."""
+
+    path: Path
+    fingerprint: str
+    parent_fingerprint: str | None
+    emb: Any  # array-like (N, D) float16
+    mean: np.ndarray
+    std: np.ndarray
+    info: dict[str, Any]
+
+
+def open_embeddings(path: Path | str) -> EmbeddingView:
+    """Open a complete `embeddings/1` store (raises StoreError when it is not one)."""
+    es = EmbeddingStore.open(path)
+    return EmbeddingView(Path(es.path), es.fingerprint, es.parent_fingerprint, es.emb, es.mean, es.std, dict(es.info))
+
+
+def _embedding_folders(cache: str | os.PathLike | None) -> list[Path]:
+    root = embeddings_dir(cache)
+    return sorted(p for p in root.iterdir() if (p / "zarr.json").exists()) if root.exists() else []
+
+
+def resolve_embedding(ref: str, episodes: EpisodeStore, cache: str | os.PathLike | None = None) -> tuple[Path, str]:
+    """`ref` is a store path or an alias (leading dotted parts of a folder name, e.g.
+    `molmo.ignore_distractors`). Returns (path, note); the note says which store an alias chose."""
+    if Path(ref).exists():
+        return Path(ref), f"emb:{ref}"
+    parts = ref.split(".")
+    matching = [p for p in _embedding_folders(cache) if p.name.split(".")[: len(parts)] == parts]
+    mine, others = [], []
+    for folder in matching:
+        try:
+            view = open_embeddings(folder)
+        except StoreError:
+            continue  # incomplete or foreign folders never satisfy an alias
+        (mine if view.parent_fingerprint == episodes.fingerprint else others).append(folder)
+    if not mine:
+        known = sorted({".".join(p.name.split(".")[:2]) for p in _embedding_folders(cache)})
+        hint = (f"; {len(others)} matching store(s) belong to other episode stores" if others else "")
+        raise TargetError(
+            f"no embedding store matches alias {ref!r} for episode store {episodes.path} "
+            f"({episodes.fingerprint[:12]}) under {embeddings_dir(cache)}{hint}. "
+            f"Known aliases: {', '.join(known) or 'none (run `vlm-lam embed` first)'}; "
+            f"or pass emb:<store path>."
+        )
+    newest = max(mine, key=lambda p: (p / "zarr.json").stat().st_mtime)
+    note = f"emb:{ref} -> {newest}" + (f" (newest of {len(mine)})" if len(mine) > 1 else "")
+    return newest, note
+
+
+# -- loading -------------------------------------------------------------------------------------
+def load_target(
+    target: str,
+    episodes: EpisodeStore,
+    *,
+    pixel_size: int = 32,
+    cache: str | os.PathLike | None = None,
+    frames: FrameCache | None = None,
+) -> Target:
+    """Resolve and load `target` for every frame row of `episodes` (normalised, float32)."""
+    frames = frames or FrameCache()
+    if target in ("pixels", "pixels-clean"):
+        name = "frames" if target == "pixels" else "frames_clean"
+        x = frames.frames(episodes, name, pixel_size).reshape(episodes.n_frames, -1).numpy()
+        values = normalise(x)
+        return Target(torch.from_numpy(values), {"kind": target, "size": pixel_size})
+    if target == "state":
+        return Target(torch.from_numpy(normalise(episodes.array("states")[:])), {"kind": "state"})
+    if target.startswith("emb:"):
+        path, note = resolve_embedding(target[4:], episodes, cache)
+        view = open_embeddings(path)
+        if view.parent_fingerprint != episodes.fingerprint:
+            raise TargetError(
+                f"embedding store {path} was computed from episode store {str(view.parent_fingerprint)[:12]}, "
+                f"not from {episodes.path} ({episodes.fingerprint[:12]}); embed that episode store, or "
+                f"train on the episodes the embeddings came from"
+            )
+        if view.emb.shape[0] != episodes.n_frames:
+            raise TargetError(f"embedding store {path} has {view.emb.shape[0]} rows, episodes have {episodes.n_frames}")
+        values = normalise(np.asarray(view.emb[:], np.float32), view.mean, view.std)
+        source = {"kind": "emb", "path": str(path), "fingerprint": view.fingerprint, "resolved": note,
+                  **{k: view.info[k] for k in ("vlm", "prompt", "pooling", "layers") if k in view.info}}
+        return Target(torch.from_numpy(values), source)
+    raise TargetError(f"unknown target {target!r}; valid: {', '.join(BASE_TARGETS)}, emb:<store path or alias>")

@@ -1,0 +1,209 @@
+"""Train configs from one episode store: claim run folders, load each target once, train groups
+of same-shape configs as one ensemble, then write checkpoints, latents and probe results."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from cache_schemas import EpisodeStore, StoreError
+from cache_schemas.paths import episodes_dir
+
+from .config import LAMConfig
+from .data import FrameCache, heldout_episodes, row_episode, stack_index, transition_rows
+from .probe import probe
+from .rundir import RunDir, default_run_id, identity
+from .targets import Target, load_target
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    """How (not what) to train: hardware, output locations, verbosity."""
+
+    cache: str | None = None
+    runs: str | None = None
+    accelerator: str = "auto"  # 'cpu' | 'gpu' | 'auto'
+    devices: str | int = "auto"
+    strategy: str = "auto"  # e.g. 'ddp' for several GPUs
+    precision: str | None = None  # None: bf16-mixed on GPU, 32-true on CPU
+    progress: bool = True
+    retrain: bool = False  # train again even if the run folder is complete
+
+
+@dataclass
+class RunResult:
+    run_id: str
+    path: Path
+    config: LAMConfig
+    probe: dict[str, Any]
+    skipped: bool = False
+    final_loss: float | None = None
+
+
+@dataclass
+class Job:
+    cfg: LAMConfig
+    run: RunDir
+    target: Target
+
+
+@dataclass
+class TargetLoader:
+    """Loads each (target, pixel size) once per episode store; prints how aliases resolved."""
+
+    episodes: EpisodeStore
+    cache: str | None
+    frames: FrameCache
+    echo: Callable[[str], None] = print
+    _memo: dict[tuple[str, int], Target] = field(default_factory=dict)
+
+    def __call__(self, cfg: LAMConfig) -> Target:
+        key = (cfg.target, cfg.pixel_target_size)
+        if key not in self._memo:
+            tgt = load_target(cfg.target, self.episodes, pixel_size=cfg.pixel_target_size, cache=self.cache,
+                              frames=self.frames)
+            if "resolved" in tgt.source:
+                self.echo(f"target {tgt.source['resolved']}")
+            self._memo[key] = tgt
+        return self._memo[key]
+
+
+def resolve_episodes(path: str | os.PathLike | None, preset: str | None, cache: str | None) -> EpisodeStore:
+    """An explicit store path, else the newest complete episode store named `<preset>.*`."""
+    if path:
+        return EpisodeStore.open(path)
+    root = episodes_dir(cache)
+    found = []
+    for folder in sorted(root.glob(f"{preset}.*")) if root.exists() else []:
+        try:
+            found.append(EpisodeStore.open(folder))
+        except StoreError:
+            continue
+    if not found:
+        have = sorted(p.name for p in root.iterdir()) if root.exists() else []
+        raise StoreError(
+            f"no complete episode store for preset {preset!r} under {root} (found: {', '.join(have) or 'none'}); "
+            f"run `vlm-lam collect --preset {preset}` or pass --episodes PATH"
+        )
+    return max(found, key=lambda s: (s.path / "zarr.json").stat().st_mtime)
+
+
+def default_precision(accelerator: str) -> str:
+    gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
+    return "bf16-mixed" if gpu else "32-true"
+
+
+def train_configs(
+    configs: list[LAMConfig],
+    episodes: EpisodeStore,
+    opts: TrainOptions = TrainOptions(),
+    run_ids: list[str | None] | None = None,
+    echo: Callable[[str], None] = print,
+) -> list[RunResult]:
+    """Train every config (grouped into ensembles by shape); returns one result per config, in order."""
+    run_ids = run_ids or [None] * len(configs)
+    frames = FrameCache(progress=opts.progress)
+    targets = TargetLoader(episodes, opts.cache, frames, echo)
+    ep_ident = {"path": str(Path(episodes.path).resolve()), "fingerprint": episodes.fingerprint}
+
+    # Claim every folder first: a conflict should stop the sweep before any training.
+    jobs: list[Job] = []
+    for cfg, rid in zip(configs, run_ids):
+        tgt = targets(cfg)
+        ident = identity(cfg, ep_ident, tgt.source)
+        jobs.append(Job(cfg, RunDir.claim(ident, rid or default_run_id(cfg, ident), opts.runs), tgt))
+
+    results: dict[int, RunResult] = {}
+    groups: OrderedDict[tuple, list[int]] = OrderedDict()
+    for i, job in enumerate(jobs):
+        if job.run.done and not opts.retrain:
+            results[i] = RunResult(job.run.path.name, job.run.path, job.cfg, job.run.read_probe(), skipped=True)
+            echo(f"{job.run.path.name}: already trained (probe R² {results[i].probe['r2']:.3f}); skipping")
+            continue
+        groups.setdefault(job.cfg.shape_key(), []).append(i)
+
+    for members in groups.values():
+        for i, res in zip(members, train_group([jobs[i] for i in members], episodes, frames, opts, echo)):
+            results[i] = res
+    return [results[i] for i in range(len(jobs))]
+
+
+def train_group(jobs: list[Job], episodes: EpisodeStore, frames: FrameCache, opts: TrainOptions,
+                echo: Callable[[str], None]) -> list[RunResult]:
+    """One vmapped ensemble for configs of one shape; writes each member's run folder."""
+    import lightning as L
+
+    from .module import LAMEnsemble, TrainingData, step_loader
+
+    cfg = jobs[0].cfg
+    table = episodes.episodes()
+    per_member = [transition_rows(table, j.cfg.k) for j in jobs]
+    if any(len(r) == 0 for r in per_member):
+        raise ValueError(f"no transitions: every episode is shorter than k+1 ({[j.cfg.k for j in jobs]})")
+    rows, counts = TrainingData.member_rows(per_member)
+    data = TrainingData(
+        obs=frames.frames(episodes, "frames", cfg.img_size),
+        target=jobs[0].target.values,
+        stack=torch.from_numpy(stack_index(table, cfg.frame_stack)),
+        rows=rows,
+        counts=counts,
+    )
+    module = LAMEnsemble([j.cfg for j in jobs], data)
+    for j in jobs:
+        j.run.write_config({"target_dim": jobs[0].target.dim, "run_id": j.run.path.name,
+                            "ensemble": [o.run.path.name for o in jobs]})
+    names = ", ".join(j.run.path.name for j in jobs)
+    echo(f"training {len(jobs)} model(s) together for {cfg.steps} steps: {names}")
+    trainer = L.Trainer(
+        max_steps=cfg.steps,
+        accelerator=opts.accelerator,
+        devices=opts.devices,
+        strategy=opts.strategy,
+        precision=opts.precision or default_precision(opts.accelerator),
+        logger=lightning_loggers(jobs[0].run.path),
+        enable_checkpointing=False,
+        enable_progress_bar=opts.progress,
+        enable_model_summary=False,
+        log_every_n_steps=cfg.log_every,
+        num_sanity_val_steps=0,
+    )
+    trainer.fit(module, train_dataloaders=step_loader())
+    if not trainer.is_global_zero:
+        return []
+
+    latents = module.encode(per_member)
+    actions = episodes.array("actions")[:]
+    ep_of_row = row_episode(table)
+    held = heldout_episodes(table, cfg.holdout)
+    task_names = [t.name for t in episodes.tasks]
+    out = []
+    for m, j in enumerate(jobs):
+        r = per_member[m]
+        j.run.write_checkpoint(module.member_state_dict(m), j.cfg, j.target.dim)
+        j.run.write_metrics([(s, losses[m]) for s, losses in module.history])
+        j.run.write_latents(latents[m], r, j.cfg.k)
+        res = probe(latents[m], actions[r], ~held[ep_of_row[r]], table.task[ep_of_row[r]], task_names, j.cfg.probe_alpha)
+        j.run.write_probe(res.to_dict())
+        j.run.mark_done()
+        final = module.history[-1][1][m] if module.history else None
+        echo(f"{j.run.path.name}: loss {final:.4f}  {res.summary()}")
+        out.append(RunResult(j.run.path.name, j.run.path, j.cfg, res.to_dict(), final_loss=final))
+    return out
+
+
+def lightning_loggers(folder: Path) -> list:
+    """TensorBoard beside our own metrics.csv when tensorboard is installed; else none."""
+    try:
+        import tensorboard  # noqa: F401
+    except ImportError:
+        return []
+    from lightning.pytorch.loggers import TensorBoardLogger
+
+    return [TensorBoardLogger(save_dir=str(folder), name="tb", version="")]
