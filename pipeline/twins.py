@@ -1,0 +1,210 @@
+"""Tiny offline twins: the real family's model/processor classes, random weights, local tokenizer.
+
+There is no model hub here, so tests and `make demo` build a twin from a small config, train a
+byte-level BPE tokenizer on a few sentences (with the family's special tokens), pick the PIL
+image processor (torchvision may be absent) and save everything with `save_pretrained` under
+`<cache>/twins/<family>-v<N>/`, where the next use loads it in well under a second.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from .backbones import TWIN_FAMILIES, UnknownName
+
+TWIN_VERSION = 1
+SEED = 1234
+CORPUS = [
+    "Do not describe background features. Focus on the robot arm and the puck.",
+    "The robot's task: reach a goal position. push the puck to a goal. open the drawer.",
+    "pick and place the object; press the button; open the window; close the door; insert the peg.",
+    "User: Assistant: describe the scene, the table, the arm, the gripper, the goal.",
+    "a b c d e f g h i j k l m n o p q r s t u v w x y z 0 1 2 3 4 5 6 7 8 9 . , : ; ! ?",
+]
+
+# Generic chat template for twins: honours the order of image and text parts in the message.
+CHAT_TEMPLATE = (
+    "{% for message in messages %}<|user|>{% for c in message['content'] %}"
+    "{% if c['type'] == 'image' %}IMAGE{% else %}{{ c['text'] }}{% endif %}{% endfor %}<|end|>{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>{% endif %}"
+)
+
+
+@dataclass(frozen=True)
+class TwinFiles:
+    path: Path
+    digest: str  # of the saved config + weights: the twin's identity in an embedding fingerprint
+
+
+def twins_root(cache: Any = None) -> Path:
+    from cache_schemas.paths import cache_root
+
+    return cache_root(cache) / "twins"
+
+
+def build_tokenizer(special: list[str], *, bos: str = "<|bos|>", eos: str = "<|end|>", pad: str = "<|pad|>"):
+    """A ~300-token byte-level BPE trained on CORPUS, wrapped for transformers."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    base = [pad, bos, eos, "<|user|>", "<|assistant|>"]
+    specials = list(dict.fromkeys(base + special))
+    tok = Tokenizer(models.BPE(unk_token=None))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=320, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False
+    )
+    tok.train_from_iterator(CORPUS, trainer)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token=bos, eos_token=eos, pad_token=pad, padding_side="right",
+        additional_special_tokens=[s for s in specials if s not in (pad, bos, eos)],
+    )
+
+
+def _template(image_str: str) -> str:
+    return CHAT_TEMPLATE.replace("IMAGE", image_str)
+
+
+def _text_cfg(tok, **kw) -> dict:
+    cfg = dict(
+        vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=4, num_attention_heads=4,
+        num_key_value_heads=2, max_position_embeddings=4096, bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, tie_word_embeddings=False,
+    )
+    cfg.update(kw)
+    return cfg
+
+
+# -- family builders: each returns (model, processor) -----------------------------------------
+def _qwen25_vl():
+    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLProcessor
+    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
+
+    tok = build_tokenizer(["<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>"])
+    ids = tok.convert_tokens_to_ids
+    # mrope needs head_dim 128 (= 2 * sum(mrope_section)) even in a tiny model.
+    text = _text_cfg(tok, hidden_size=128, num_attention_heads=1, num_key_value_heads=1,
+                     rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [16, 24, 24]})
+    vision = dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=2, out_hidden_size=128,
+                  patch_size=14, spatial_merge_size=2, temporal_patch_size=2, window_size=56, fullatt_block_indexes=[1])
+    cfg = Qwen2_5_VLConfig(text_config=text, vision_config=vision, image_token_id=ids("<|image_pad|>"),
+                           video_token_id=ids("<|video_pad|>"), vision_start_token_id=ids("<|vision_start|>"),
+                           vision_end_token_id=ids("<|vision_end|>"))
+    model = Qwen2_5_VLForConditionalGeneration(cfg)
+    ip = Qwen2VLImageProcessorPil(min_pixels=56 * 56, max_pixels=112 * 112, patch_size=14, merge_size=2, temporal_patch_size=2)
+    proc = _no_video(Qwen2_5_VLProcessor)(image_processor=ip, tokenizer=tok,
+                                           chat_template=_template("<|vision_start|><|image_pad|><|vision_end|>"))
+    return model, proc
+
+
+def _idefics3_like(smol: bool):
+    from transformers.models.idefics3.image_processing_pil_idefics3 import Idefics3ImageProcessorPil
+
+    if smol:
+        from transformers import SmolVLMConfig as Cfg, SmolVLMForConditionalGeneration as Model, SmolVLMProcessor as Proc
+    else:
+        from transformers import Idefics3Config as Cfg, Idefics3ForConditionalGeneration as Model, Idefics3Processor as Proc
+    rows = [f"<row_{r}_col_{c}>" for r in range(1, 3) for c in range(1, 3)]
+    tok = build_tokenizer(["<image>", "<fake_token_around_image>", "<global-img>", "<end_of_utterance>", *rows])
+    vision = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, image_size=32, patch_size=8)
+    cfg = Cfg(text_config=_text_cfg(tok, model_type="llama"), vision_config=vision, scale_factor=2,
+              image_token_id=tok.convert_tokens_to_ids("<image>"), pad_token_id=tok.pad_token_id)
+    model = Model(cfg)
+    # 32 px tiles, no splitting: one global view of (32/8)^2 / 2^2 = 4 image tokens.
+    ip = Idefics3ImageProcessorPil(do_image_splitting=False, size={"longest_edge": 32}, max_image_size={"longest_edge": 32})
+    kw = dict(image_seq_len=4, chat_template=_template("<image>"))
+    proc = _no_video(Proc)(image_processor=ip, tokenizer=tok, **kw) if smol else Proc(image_processor=ip, tokenizer=tok, **kw)
+    return model, proc
+
+
+def _clip():
+    from transformers import CLIPVisionConfig, CLIPVisionModel
+    from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
+
+    cfg = CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=3, num_attention_heads=2, image_size=32, patch_size=8)
+    return CLIPVisionModel(cfg), CLIPImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
+
+
+def _siglip2():
+    from transformers import Siglip2VisionConfig, Siglip2VisionModel
+    from transformers.models.siglip2.image_processing_pil_siglip2 import Siglip2ImageProcessorPil
+
+    cfg = Siglip2VisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=3, num_attention_heads=2,
+                              patch_size=8, num_patches=16)
+    return Siglip2VisionModel(cfg), Siglip2ImageProcessorPil(patch_size=8, max_num_patches=16)
+
+
+def _dinov2():
+    from transformers import Dinov2Config, Dinov2Model
+    from transformers.models.bit.image_processing_pil_bit import BitImageProcessorPil
+
+    cfg = Dinov2Config(hidden_size=32, intermediate_size=64, num_hidden_layers=3, num_attention_heads=2, image_size=32, patch_size=8)
+    ip = BitImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32},
+                              image_mean=[0.485, 0.456, 0.406], image_std=[0.229, 0.224, 0.225])
+    return Dinov2Model(cfg), ip
+
+
+BUILDERS: dict[str, Callable[[], tuple[Any, Any]]] = {
+    "qwen2.5-vl": _qwen25_vl,
+    "idefics3": lambda: _idefics3_like(False),
+    "clip": _clip,
+    "siglip2": _siglip2,
+    "dinov2": _dinov2,
+}
+
+
+def _no_video(proc_cls):
+    """The processor class without its video-processor slot (that slot needs torchvision)."""
+    attrs = [a for a in getattr(proc_cls, "get_attributes", lambda: [])() if a != "video_processor"]
+
+    class NoVideo(proc_cls):
+        @classmethod
+        def get_attributes(cls):
+            return attrs
+
+        def __init__(self, image_processor=None, tokenizer=None, **kw):
+            kw.pop("video_processor", None)
+            super().__init__(image_processor=image_processor, tokenizer=tokenizer, video_processor=None, **kw)
+
+    NoVideo.__name__ = proc_cls.__name__
+    return NoVideo
+
+
+def build_twin(family: str, cache: Any = None) -> TwinFiles:
+    """Build (once) and return the folder of a tiny twin; later calls reuse the saved copy."""
+    if family not in BUILDERS:
+        raise UnknownName(f"no tiny twin for family {family!r}; valid: {', '.join(sorted(BUILDERS))}")
+    path = twins_root(cache) / f"{family}-v{TWIN_VERSION}"
+    if not (path / "DONE").exists():
+        import torch
+
+        tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        with torch.random.fork_rng():
+            torch.manual_seed(SEED)
+            model, proc = BUILDERS[family]()
+        model.save_pretrained(tmp)
+        proc.save_pretrained(tmp)
+        _write_digest(tmp)
+        (tmp / "DONE").write_text("ok\n")
+        try:
+            tmp.rename(path)
+        except OSError:  # another process finished first
+            shutil.rmtree(tmp, ignore_errors=True)
+    return TwinFiles(path, (path / "DIGEST").read_text().strip())
+
+
+def _write_digest(folder: Path) -> None:
+    h = hashlib.sha256()
+    for f in sorted(folder.glob("*.safetensors")) + [folder / "config.json"]:
+        h.update(f.read_bytes())
+    (folder / "DIGEST").write_text(h.hexdigest()[:16] + "\n")
+
+
+assert set(BUILDERS) <= set(TWIN_FAMILIES) | {"molmo2"}
