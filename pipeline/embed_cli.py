@@ -1,9 +1,94 @@
-"""CLI commands of this package (registered on the root app by pipeline.cli)."""
+"""`vlm-lam embed`: CLI over pipeline.embed (every option is a Make variable: VLM, PROMPT, ...)."""
 
 from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Optional
 
 import typer
 
 
+def _parse_layers(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise typer.BadParameter(f"--layer takes integers separated by commas, got {text!r}") from None
+
+
+def embed(
+    vlm: str = typer.Option("tiny-qwen2.5-vl", "--vlm", help="Backbone registry name (vlm-lam embed --list shows them)."),
+    prompt: str = typer.Option("none", "--prompt", help="Prompt name(s), comma-separated for a sweep; 'custom:<template>' last."),
+    pooling: str = typer.Option("mean_image", "--pooling", help="mean_image | mean_all | last | mean_text."),
+    layer: str = typer.Option("-1", "--layer", help="Hidden-state index (negative allowed), or several: -1,-8."),
+    prompt_position: str = typer.Option("after", "--prompt-position", help="Prompt after (image first) or before the image."),
+    episodes: Optional[Path] = typer.Option(None, "--episodes", help="Episode store folder."),
+    preset: Optional[str] = typer.Option(None, "--preset", help="Use the newest complete episode store of this collect preset."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Frames per forward (default: per backbone)."),
+    model_path: Optional[str] = typer.Option(None, "--model-path", help="Local snapshot folder of the weights."),
+    cache: Optional[Path] = typer.Option(None, "--cache", help="Cache root (default $VLMLAM_CACHE or ./cache)."),
+    device: str = typer.Option("auto", "--device"),
+    dtype: Optional[str] = typer.Option(None, "--dtype", help="float32 | bfloat16 | float16 (default: bf16 on GPU, fp32 on CPU)."),
+    workers: int = typer.Option(1, "--workers", help="DataLoader workers that read and preprocess frames."),
+    num_processes: int = typer.Option(1, "--num-processes", help="Ranks on this machine (like torchrun --nproc-per-node)."),
+    no_share_prefix: bool = typer.Option(False, "--no-share-prefix", help="Prompt sweep: full forward per prompt."),
+    allow_unpromptable: bool = typer.Option(False, "--allow-unpromptable", help="Embed a pooling that cannot see the prompt."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing store made by another spec."),
+    list_names: bool = typer.Option(False, "--list", help="List backbones, prompts and poolings, then exit."),
+) -> None:
+    """Embed every frame of an episode store with a (promptable) backbone into the cache."""
+    from .backbones import REGISTRY, UnknownName
+
+    if list_names:
+        from .pooling import POOLINGS
+        from .prompts import PROMPTS
+
+        for b in REGISTRY.values():
+            typer.echo(f"{b.name:24s} {b.kind:8s} {b.hub_id or '-':45s} {b.note}")
+        typer.echo("prompts: " + ", ".join(sorted(PROMPTS)) + "   poolings: " + ", ".join(POOLINGS))
+        return
+    if num_processes > 1 and "WORLD_SIZE" not in os.environ:
+        raise typer.Exit(_launch(num_processes))
+    from cache_schemas.store import StoreError
+
+    from .embed import EmbedConfig, EmbedError, find_episode_store, run_embed
+    from .vlm import BackboneUnavailable
+
+    try:
+        if episodes is None:
+            episodes = find_episode_store(preset or "demo", cache)
+        cfg = EmbedConfig(vlm=vlm, prompt=prompt, pooling=pooling, layers=_parse_layers(layer), position=prompt_position,
+                          batch_size=batch_size, model_path=model_path, cache=str(cache) if cache else None, device=device,
+                          dtype=dtype, num_workers=workers, share_prefix=not no_share_prefix,
+                          allow_unpromptable=allow_unpromptable, force=force)
+        paths = run_embed(episodes, cfg)
+    except (UnknownName, EmbedError, BackboneUnavailable, StoreError, ValueError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2)
+    if int(os.environ.get("RANK", 0)) == 0:
+        for p in paths:
+            typer.echo(str(p))
+
+
+def _launch(n: int) -> int:
+    """Start n ranks of this same command (gloo on CPU, nccl on GPU), like torchrun would."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    args = [a for i, a in enumerate(sys.argv[1:]) if not a.startswith("--num-processes")
+            and not (i > 0 and sys.argv[i].startswith("--num-processes") and "=" not in sys.argv[i])]
+    procs = []
+    for r in range(n):
+        env = dict(os.environ, RANK=str(r), LOCAL_RANK=str(r), WORLD_SIZE=str(n), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+        procs.append(subprocess.Popen([sys.executable, "-m", "pipeline.cli", *args], env=env))
+    codes = [p.wait() for p in procs]
+    return max(codes, key=abs)
+
+
 def register(app: typer.Typer) -> None:
     """Add this package's commands to the root `vlm-lam` app."""
+    app.command("embed")(embed)

@@ -42,9 +42,10 @@ class TwinFiles:
 
 
 def twins_root(cache: Any = None) -> Path:
+    """$VLMLAM_TWINS if set (tests share one build across runs), else <cache>/twins."""
     from cache_schemas.paths import cache_root
 
-    return cache_root(cache) / "twins"
+    return Path(os.environ["VLMLAM_TWINS"]) if os.environ.get("VLMLAM_TWINS") else cache_root(cache) / "twins"
 
 
 def build_tokenizer(special: list[str], *, bos: str = "<|bos|>", eos: str = "<|end|>", pad: str = "<|pad|>"):
