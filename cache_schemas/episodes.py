@@ -252,3 +252,15 @@ class EpisodeStore:
             raise ValueError(f"chunk {chunk} needs {hi - lo} frames, got {frames.shape[0]}")
         self.store.array("frames")[lo:hi] = frames
         self.store.array("frames_clean")[lo:hi] = frames_clean
+
+
+def write_frame_rows(path: Path | str, lo: int, frames: np.ndarray, frames_clean: np.ndarray) -> None:
+    """Worker-side write of whole chunks without touching the group's attrs.
+
+    Workers open the two frame arrays directly: the group's `zarr.json` is rewritten by the
+    driver as chunks complete, and a worker must never read it mid-write."""
+    import zarr
+
+    for name, data in (("frames", frames), ("frames_clean", frames_clean)):
+        arr = zarr.open_array(str(Path(path) / name), mode="r+").with_config({"write_empty_chunks": True})
+        arr[lo : lo + len(data)] = data

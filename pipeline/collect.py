@@ -1,0 +1,395 @@
+"""`collect`: Distracting MetaWorld episodes into a chunked, resumable episode store.
+
+Two phases, both deterministic:
+1. plan: every episode is simulated without rendering (physics is ~1 ms/step, a render ~5-40):
+   its length, actions, states, rewards and success are known, so the store's layout is fixed
+   and the low-dimensional arrays are written once by the driver.
+2. render: work units are whole frame chunks. A worker replays each episode overlapping its
+   chunk from that episode's seed, renders only the chunk's steps, composites the distractors
+   and writes the chunk. Workers never share a chunk; the driver alone writes the ledger.
+A killed run resumes from the ledger; the store ends byte-identical to an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, replace
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import numpy as np
+
+from cache_schemas import DistractorSpec, EpisodeSpec, EpisodeStore, EpisodeTable
+from cache_schemas.episodes import write_frame_rows
+from cache_schemas.paths import episode_store_path
+
+from .env import episode_rng, make_env, make_expert, replay, simulate
+from .tasks import MT10, resolve_tasks, task_info
+
+STREAM_ENV, STREAM_NOISE = 11, 12
+QUALITIES = ("standard", "fast")
+
+_DEMO_DISTRACTORS = DistractorSpec(kinds=("video", "correlated"))
+PRESETS: dict[str, EpisodeSpec] = {
+    # The whole flow on 2 CPU cores in minutes: 4 tasks x 15 episodes x <=100 steps at 64 px.
+    "demo": EpisodeSpec(
+        tasks=("reach-v3", "push-v3", "drawer-open-v3", "button-press-topdown-v3"),
+        episodes_per_task=15,
+        resolution=64,
+        quality="fast",
+        max_steps=100,
+        distractors=_DEMO_DISTRACTORS,
+    ),
+    "small": EpisodeSpec(tasks=MT10, episodes_per_task=20, resolution=64, max_steps=200, distractors=_DEMO_DISTRACTORS),
+    # The paper's scale: MT10, 5000 trajectories in all, at a VLM-friendly resolution.
+    "paper": EpisodeSpec(tasks=MT10, episodes_per_task=500, resolution=224, distractors=_DEMO_DISTRACTORS),
+}
+
+
+@dataclass(frozen=True)
+class CollectOptions:
+    """How to run a collection; nothing here changes the store's bytes (so not fingerprinted)."""
+
+    out: Path | None = None
+    cache: Path | None = None
+    preset: str = "custom"
+    workers: int = 1
+    scheduler: str | None = None
+    video_dir: Path | None = None
+    force: bool = False
+    progress: bool = True
+
+
+def preset_spec(name: str) -> EpisodeSpec:
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; valid presets: {', '.join(PRESETS)}")
+    return PRESETS[name]
+
+
+def build_spec(preset: str, *, tasks: str | None = None, distractors: str | None = None, **overrides: Any) -> EpisodeSpec:
+    """A preset with explicit options on top; validates every name it is given."""
+    from .distractors import parse_kinds
+
+    spec = preset_spec(preset)
+    changes: dict[str, Any] = {k: v for k, v in overrides.items() if v is not None}
+    if tasks:
+        changes["tasks"] = resolve_tasks(tasks)
+    if distractors is not None:
+        changes["distractors"] = replace(spec.distractors, kinds=parse_kinds(distractors))
+    spec = replace(spec, **changes)
+    validate_spec(spec)
+    return spec
+
+
+def validate_spec(spec: EpisodeSpec) -> None:
+    from .distractors import SPLITS, parse_kinds
+
+    resolve_tasks(spec.tasks)
+    parse_kinds(spec.distractors.kinds)
+    if spec.quality not in QUALITIES:
+        raise ValueError(f"unknown render quality {spec.quality!r}; valid: {', '.join(QUALITIES)}")
+    if spec.distractors.split not in SPLITS:
+        raise ValueError(f"unknown split {spec.distractors.split!r}; valid: {', '.join(SPLITS)}")
+    for name in ("episodes_per_task", "resolution", "max_steps", "chunk_frames"):
+        if getattr(spec, name) <= 0:
+            raise ValueError(f"{name} must be positive, got {getattr(spec, name)}")
+    if not 0.0 <= spec.distractors.opacity <= 1.0:
+        raise ValueError(f"opacity must be in [0, 1], got {spec.distractors.opacity}")
+
+
+def with_video_dir(spec: EpisodeSpec, video_dir: Path | None) -> EpisodeSpec:
+    """Record a user video folder by content digest (its path does not change the bytes)."""
+    if video_dir is None:
+        return spec
+    from .distractors import folder_digest
+
+    dist = replace(spec.distractors, video_source="dir", video_digest=folder_digest(Path(video_dir)))
+    return replace(spec, distractors=dist)
+
+
+def store_path_for(spec: EpisodeSpec, options: CollectOptions) -> Path:
+    return Path(options.out) if options.out else episode_store_path(options.preset, spec.fingerprint(), options.cache)
+
+
+def episode_seed(spec: EpisodeSpec, episode: int) -> int:
+    return int(episode_rng(spec.seed, episode, STREAM_ENV).integers(0, 2**31 - 1))
+
+
+def episode_task(spec: EpisodeSpec, episode: int) -> str:
+    return spec.tasks[episode // spec.episodes_per_task]
+
+
+# --------------------------------------------------------------------------- per-process caches
+# Building a MetaWorld env (~0.1 s) or a GL scene per chunk would dominate small chunks, so a
+# worker process keeps one per task. These caches are process-local and hold no results.
+@lru_cache(maxsize=None)
+def _env_and_expert(task: str):
+    return make_env(task), make_expert(task)
+
+
+@lru_cache(maxsize=1)
+def _gl_session(max_size: int):
+    from .render import GLSession
+
+    return GLSession(max_size)
+
+
+@lru_cache(maxsize=None)
+def _scene(task: str, resolution: int, fast: bool, camera: str, pullback: float):
+    from .render import CameraSetup, SceneRenderer
+
+    env, _ = _env_and_expert(task)
+    gl = _gl_session(max(256, resolution))
+    return SceneRenderer(env.model, resolution, CameraSetup(camera, pullback), fast=fast, gl=gl)
+
+
+@lru_cache(maxsize=4)
+def _distractors(spec_json: str, video_dir: str | None):
+    import json
+
+    from .distractors import DistractorContext, build_distractors
+
+    spec = EpisodeSpec.from_dict(json.loads(spec_json))
+    ctx = DistractorContext(spec.distractors, spec.resolution, spec.seed, Path(video_dir) if video_dir else None)
+    return build_distractors(ctx)
+
+
+# --------------------------------------------------------------------------- phase 1: plan
+def simulate_episode(spec: EpisodeSpec, episode: int) -> dict[str, np.ndarray]:
+    task = episode_task(spec, episode)
+    env, expert = _env_and_expert(task)
+    rec = simulate(
+        env,
+        expert,
+        episode_seed(spec, episode),
+        episode_rng(spec.seed, episode, STREAM_NOISE),
+        action_noise=spec.action_noise,
+        max_steps=spec.max_steps,
+        success_margin=spec.success_margin,
+    )
+    return {"states": rec.states, "actions": rec.actions, "rewards": rec.rewards, "success": rec.success}
+
+
+def assemble(spec: EpisodeSpec, records: list[dict[str, np.ndarray]]) -> tuple[EpisodeTable, dict[str, np.ndarray]]:
+    lengths = np.array([len(r["actions"]) for r in records], dtype=np.int64)
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+    table = EpisodeTable(
+        start=starts,
+        length=lengths.astype(np.int32),
+        task=np.array([e // spec.episodes_per_task for e in range(spec.n_episodes)], np.int32),
+        seed=np.array([episode_seed(spec, e) for e in range(spec.n_episodes)], np.int64),
+        success=np.array([bool(r["success"].any()) for r in records]),
+    )
+    lowdim = {k: np.concatenate([r[k] for r in records]) for k in ("states", "actions", "rewards", "success")}
+    lowdim["episode_index"] = np.repeat(np.arange(spec.n_episodes, dtype=np.int32), lengths)
+    lowdim["step"] = np.concatenate([np.arange(n, dtype=np.int32) for n in lengths])
+    return table, lowdim
+
+
+# --------------------------------------------------------------------------- phase 2: render
+@dataclass(frozen=True)
+class EpisodeSlice:
+    """The part of one episode that falls in a chunk, with what replay needs."""
+
+    episode: int
+    seed: int
+    start: int  # first frame row of the episode
+    lo: int  # first step to render (episode-relative)
+    hi: int  # one past the last step to render
+    actions: np.ndarray
+    states: np.ndarray
+
+
+def chunk_slices(table: EpisodeTable, lowdim: dict[str, np.ndarray], lo: int, hi: int) -> list[EpisodeSlice]:
+    out = []
+    ends = table.start + table.length
+    for e in np.nonzero((table.start < hi) & (ends > lo))[0]:
+        s, n = int(table.start[e]), int(table.length[e])
+        out.append(
+            EpisodeSlice(
+                episode=int(e),
+                seed=int(table.seed[e]),
+                start=s,
+                lo=max(lo, s) - s,
+                hi=min(hi, s + n) - s,
+                actions=lowdim["actions"][s : s + n],
+                states=lowdim["states"][s : s + n],
+            )
+        )
+    return out
+
+
+def render_slices(spec: EpisodeSpec, slices: Iterable[EpisodeSlice], video_dir: str | None) -> tuple[np.ndarray, np.ndarray]:
+    """Distracted frames and their clean twins for consecutive episode slices (one chunk)."""
+    import json
+
+    from .distractors import compositor_for
+
+    slices = list(slices)
+    n = sum(s.hi - s.lo for s in slices)
+    r = spec.resolution
+    frames = np.empty((n, r, r, 3), np.uint8)
+    clean = np.empty((n, r, r, 3), np.uint8)
+    distractors = _distractors(json.dumps(asdict(spec)), video_dir)
+    row = 0
+    for sl in slices:
+        task = episode_task(spec, sl.episode)
+        env, _ = _env_and_expert(task)
+        scene = _scene(task, r, spec.quality == "fast", spec.camera, spec.camera_pullback)
+        comp = compositor_for(distractors, sl.episode, sl.states)
+        for t in replay(env, sl.seed, sl.actions, sl.states, sl.hi):
+            if t < sl.lo:
+                continue
+            rgb, background = scene.render(env.data)
+            clean[row] = rgb
+            frames[row] = comp.apply(t, rgb, background)
+            row += 1
+    return frames, clean
+
+
+def render_chunk(store_path: str, spec_json: str, chunk: int, lo: int, slices: list[EpisodeSlice], video_dir: str | None) -> int:
+    """Worker task: render and write one whole chunk."""
+    import json
+
+    spec = EpisodeSpec.from_dict(json.loads(spec_json))
+    frames, clean = render_slices(spec, slices, video_dir)
+    write_frame_rows(store_path, lo, frames, clean)
+    return chunk
+
+
+# --------------------------------------------------------------------------- driver
+class _Executor:
+    """Runs tasks inline (1 worker) or on dask.distributed (a local cluster or --scheduler)."""
+
+    def __init__(self, workers: int, scheduler: str | None):
+        self.client = None
+        self.cluster = None
+        if scheduler:
+            from distributed import Client
+
+            self.client = Client(scheduler)
+        elif workers > 1:
+            from distributed import Client, LocalCluster
+
+            os.environ.setdefault("MUJOCO_GL", "egl")
+            self.cluster = LocalCluster(
+                n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=40
+            )
+            self.client = Client(self.cluster)
+
+    def map_unordered(self, fn: Callable, args: list[tuple]) -> Iterable[Any]:
+        if self.client is None:
+            for a in args:
+                yield fn(*a)
+            return
+        from distributed import as_completed
+
+        futures = [self.client.submit(fn, *a, pure=False) for a in args]
+        for fut in as_completed(futures):
+            yield fut.result()
+
+    def close(self) -> None:
+        if self.client is not None:
+            self.client.close()
+        if self.cluster is not None:
+            self.cluster.close()
+
+
+def _progress(total: int, desc: str, enabled: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="ep" if "plan" in desc else "chunk", disable=not enabled, leave=False)
+
+
+def collect(spec: EpisodeSpec, options: CollectOptions) -> Path:
+    """Create (or resume) the episode store for `spec`; returns its path."""
+    validate_spec(spec)
+    path = store_path_for(spec, options)
+    tasks = [task_info(t) for t in spec.tasks]
+    video_dir = str(options.video_dir) if options.video_dir else None
+    if spec.distractors.video_source == "dir" and "video" in spec.distractors.kinds and not video_dir:
+        raise ValueError("this spec uses a video folder: pass --distractor-videos DIR")
+    if "video" in spec.distractors.kinds:  # fail early on an unreadable folder
+        from .distractors import DistractorContext, build_distractors
+
+        build_distractors(DistractorContext(spec.distractors, spec.resolution, spec.seed, options.video_dir))
+
+    existing = None
+    if (path / "zarr.json").exists() and not options.force:
+        from cache_schemas import Store, StoreError, StoreMismatch, spec_diff
+
+        try:
+            store = Store.open(path)
+        except StoreError as exc:
+            if "attrs lack" not in str(exc):
+                raise
+            store = None  # killed while the store was being created: nothing in it to keep
+        if store is None:
+            import shutil
+
+            shutil.rmtree(path)
+        elif store.fingerprint != spec.fingerprint():
+            raise StoreMismatch(path, spec_diff(store.spec, spec))
+        else:
+            existing = EpisodeStore(store)
+            if existing.store.complete:
+                return path
+
+    ex = _Executor(options.workers, options.scheduler)
+    try:
+        if existing is not None and existing.store.info.get("planned"):
+            store = existing
+            table = store.episodes()
+            lowdim = {k: store.array(k)[:] for k in ("actions", "states")}
+        else:
+            records: list[dict[str, np.ndarray] | None] = [None] * spec.n_episodes
+            bar = _progress(spec.n_episodes, "collect: plan", options.progress)
+            for e, rec in ex.map_unordered(_simulate_indexed, [(spec, e) for e in range(spec.n_episodes)]):
+                records[e] = rec
+                bar.update(1)
+            bar.close()
+            table, lowdim = assemble(spec, records)  # type: ignore[arg-type]
+            extra = {"preset": options.preset, "planned": False, "summary": summary(spec, int(table.length.sum()))}
+            if video_dir:
+                extra["video_dir"] = str(Path(video_dir).resolve())
+            store = EpisodeStore.create(path, spec, table.length, tasks, extra_info=extra, force=options.force)
+            store.write_episode_table(table)
+            store.write_lowdim(lowdim)
+            store.store.update_info(planned=True)
+
+        done = store.store.done
+        todo = [c for c in range(store.n_chunks) if c not in done]
+        spec_json = _spec_json(spec)
+        args = []
+        for c in todo:
+            lo, hi = store.chunk_range(c)
+            args.append((str(path), spec_json, c, lo, chunk_slices(table, lowdim, lo, hi), video_dir))
+        bar = _progress(store.n_chunks, "collect: render", options.progress)
+        bar.update(store.n_chunks - len(todo))
+        for c in ex.map_unordered(render_chunk, args):
+            store.store.mark_done([c])
+            bar.update(1)
+        bar.close()
+        store.store.mark_complete()
+    finally:
+        ex.close()
+    return path
+
+
+def _simulate_indexed(spec: EpisodeSpec, episode: int) -> tuple[int, dict[str, np.ndarray]]:
+    return episode, simulate_episode(spec, episode)
+
+
+def _spec_json(spec: EpisodeSpec) -> str:
+    import json
+
+    return json.dumps(asdict(spec))
+
+
+def summary(spec: EpisodeSpec, n_frames: int) -> str:
+    kinds = "+".join(spec.distractors.kinds) or "none"
+    return (
+        f"{len(spec.tasks)} tasks x {spec.episodes_per_task} eps, {n_frames} frames, "
+        f"{spec.resolution}px {spec.quality}, distractors={kinds}"
+    )

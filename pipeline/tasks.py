@@ -1,0 +1,74 @@
+"""Task registry: MetaWorld v3 task names -> a sentence and the task's main object (for prompts).
+
+Like MetaWorld's own name -> scripted policy map, one entry per task; any MetaWorld v3 task
+works, MT10 tasks carry hand-written descriptions and objects, others a derived one.
+"""
+
+from __future__ import annotations
+
+from cache_schemas import TaskInfo
+
+MT10 = (
+    "reach-v3",
+    "push-v3",
+    "pick-place-v3",
+    "door-open-v3",
+    "drawer-open-v3",
+    "drawer-close-v3",
+    "button-press-topdown-v3",
+    "peg-insert-side-v3",
+    "window-open-v3",
+    "window-close-v3",
+)
+
+# name -> (description, main object)
+DESCRIPTIONS: dict[str, tuple[str, str]] = {
+    "reach-v3": ("move the gripper to a goal position", "goal position"),
+    "push-v3": ("push the puck to a goal position", "puck"),
+    "pick-place-v3": ("pick up the puck and place it at a goal position", "puck"),
+    "door-open-v3": ("open the door by pulling its handle", "door"),
+    "drawer-open-v3": ("pull the drawer open", "drawer"),
+    "drawer-close-v3": ("push the drawer closed", "drawer"),
+    "button-press-topdown-v3": ("press the button from the top", "button"),
+    "peg-insert-side-v3": ("insert the peg into the hole from the side", "peg"),
+    "window-open-v3": ("slide the window open", "window"),
+    "window-close-v3": ("slide the window closed", "window"),
+}
+
+
+def all_task_names() -> list[str]:
+    from metaworld.env_dict import ALL_V3_ENVIRONMENTS
+
+    return sorted(ALL_V3_ENVIRONMENTS)
+
+
+def resolve_task(name: str) -> str:
+    """'reach' or 'reach-v3' -> 'reach-v3'; unknown names list the valid ones."""
+    full = name if name.endswith("-v3") else f"{name}-v3"
+    valid = all_task_names()
+    if full not in valid:
+        raise ValueError(f"unknown task {name!r}; valid tasks: {', '.join(v[:-3] for v in valid)}")
+    return full
+
+
+def resolve_tasks(names: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
+    """A comma list or sequence of task names; 'MT10' expands to the ten MT10 tasks."""
+    if isinstance(names, str):
+        names = [n.strip() for n in names.split(",") if n.strip()]
+    out: list[str] = []
+    for n in names:
+        out.extend(MT10 if n.upper() == "MT10" else [resolve_task(n)])
+    if not out:
+        raise ValueError("no tasks given")
+    if len(set(out)) != len(out):
+        raise ValueError(f"duplicate tasks in {out}")
+    return tuple(out)
+
+
+def task_info(name: str) -> TaskInfo:
+    if name in DESCRIPTIONS:
+        desc, obj = DESCRIPTIONS[name]
+    else:
+        words = name[:-3].replace("-", " ")
+        desc, obj = words, words.split()[-1] if words.split() else "object"
+    return TaskInfo(name=name, description=desc, object=obj)
