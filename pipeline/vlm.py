@@ -54,7 +54,11 @@ def _processor_from(folder: str, **kw):
             raise first
         from .twins import _no_video
 
-        return _no_video(cls).from_pretrained(folder, **kw)
+        proc = _no_video(cls).from_pretrained(folder, **kw)
+        template = Path(folder) / "chat_template.jinja"
+        if not getattr(proc, "chat_template", None) and template.exists():
+            proc.chat_template = template.read_text()
+        return proc
 
 
 def load_backbone(backbone: Backbone, *, model_path: str | None = None, cache: Any = None,

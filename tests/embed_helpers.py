@@ -1,0 +1,72 @@
+"""Shared bits of the embed tests: one twin build per session, one torch thread, references."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+import torch
+
+VLM_TWINS = ("qwen2.5-vl", "idefics3")
+ENCODER_TWINS = ("clip", "siglip2", "dinov2")
+
+
+@pytest.fixture(scope="session", autouse=False)
+def twins(tmp_path_factory):
+    """Point VLMLAM_TWINS at a session folder: each twin is built once for all tests."""
+    torch.set_num_threads(1)
+    folder = tmp_path_factory.mktemp("twins")
+    old = os.environ.get("VLMLAM_TWINS")
+    os.environ["VLMLAM_TWINS"] = str(folder)
+    yield folder
+    if old is None:
+        os.environ.pop("VLMLAM_TWINS", None)
+    else:
+        os.environ["VLMLAM_TWINS"] = old
+
+
+def load(name: str):
+    from pipeline.backbones import get_backbone
+    from pipeline.vlm import load_backbone
+
+    return load_backbone(get_backbone(name))
+
+
+def frames(n: int = 3, res: int = 16, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 255, (n, res, res, 3), dtype=np.uint8)
+
+
+def reference(name: str, frames_: np.ndarray, tasks, texts_per_task, *, layers, pooling, position) -> np.ndarray:
+    """Frame by frame, untruncated model, `output_hidden_states`, the same token layout as the
+    embedder (prefix from the processor, then the suffix ids for `after`). -> (B, D)."""
+    from pipeline.embedder import chat_parts
+    from pipeline.pooling import TokenMasks, pool
+
+    ld = load(name)
+    rows = []
+    for b, t in enumerate(tasks):
+        if ld.backbone.kind == "encoder":
+            x = dict(ld.processor(images=[frames_[b]], return_tensors="pt"))
+            hs = ld.model(**x, output_hidden_states=True).hidden_states
+            ones = torch.ones(hs[0].shape[:2], dtype=torch.bool)
+            masks = TokenMasks(ones, ones, ~ones)
+        else:
+            head, tail = chat_parts(ld.processor, position)
+            if position == "after":
+                x = dict(ld.processor(images=[frames_[b]], text=[head], return_tensors="pt"))
+                sid = ld.tokenizer(texts_per_task[t] + tail, add_special_tokens=False)["input_ids"]
+                n = x["input_ids"].shape[1]
+                for k, v in list(x.items()):
+                    if k != "input_ids" and torch.is_tensor(v) and v.dim() == 2 and v.shape[1] == n:
+                        x[k] = torch.cat([v, (torch.ones if k == "attention_mask" else torch.zeros)(1, len(sid), dtype=v.dtype)], 1)
+                x["input_ids"] = torch.cat([x["input_ids"], torch.tensor([sid])], 1)
+            else:
+                x = dict(ld.processor(images=[frames_[b]], text=[head + texts_per_task[t] + tail], return_tensors="pt"))
+            hs = ld.model.model(**x, output_hidden_states=True).hidden_states
+            ids = x["input_ids"]
+            valid = torch.ones_like(ids, dtype=torch.bool)
+            image = ids == ld.model.config.image_token_id
+            masks = TokenMasks(valid, image, valid & ~image)
+        rows.append(torch.cat([pool(hs[i], masks, pooling) for i in layers], -1))
+    return torch.cat(rows).numpy()
