@@ -57,3 +57,44 @@ bench: install
 
 clean:
 	rm -rf $(VENV) .pytest_cache
+
+# --- stage two: latent action models (lam/) ---
+# STORE is an episode store path (else the newest store of PRESET); SEED is the LAM's seed here.
+TARGET ?=
+LATENT_DIM ?=
+LR ?=
+STEPS ?=
+K ?=
+BATCH ?=
+LOSS ?=
+AUGMENT ?=
+FRAME_STACK ?=
+STORE ?=
+RUN ?=
+RUNS ?=
+ACCELERATOR ?=
+DEVICES ?=
+STRATEGY ?=
+PRECISION ?=
+GRID ?= latent_dim=32,128 lr=1e-3,3e-4 seed=0,1
+SEEDS ?=
+MARGIN ?=
+flag = $(if $(filter 1 yes true on,$(strip $(2))),$(1),$(if $(strip $(2)),--no-$(patsubst --%,%,$(1))))
+LAM_DATA_OPTS := $(CACHE_OPT) --preset $(PRESET) $(call opt,--episodes,$(STORE)) $(call opt,--runs,$(RUNS)) \
+  $(call opt,--accelerator,$(ACCELERATOR))
+LAM_OPTS := $(LAM_DATA_OPTS) $(call opt,--target,$(TARGET)) $(call opt,--latent-dim,$(LATENT_DIM)) \
+  $(call opt,--lr,$(LR)) $(call opt,--steps,$(STEPS)) $(call opt,--k,$(K)) $(call opt,--seed,$(SEED)) \
+  $(call opt,--batch-size,$(BATCH)) $(call opt,--loss,$(LOSS)) $(call flag,--augment,$(AUGMENT)) \
+  $(call opt,--frame-stack,$(FRAME_STACK)) $(call opt,--devices,$(DEVICES)) \
+  $(call opt,--strategy,$(STRATEGY)) $(call opt,--precision,$(PRECISION))
+
+.PHONY: train-lam sweep science
+train-lam: install
+	$(VLMLAM) train-lam $(LAM_OPTS) $(call opt,--run,$(RUN))
+
+sweep: install
+	$(VLMLAM) sweep $(LAM_OPTS) --grid "$(GRID)"
+
+science: install
+	$(VLMLAM) science $(LAM_DATA_OPTS) $(call opt,--seeds,$(SEEDS)) $(call opt,--steps,$(STEPS)) \
+	  $(call opt,--latent-dim,$(LATENT_DIM)) $(call opt,--margin,$(MARGIN))

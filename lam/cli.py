@@ -1,9 +1,156 @@
-"""CLI commands of this package (registered on the root app by pipeline.cli)."""
+"""CLI commands of this package (registered on the root app by pipeline.cli):
+`train-lam`, `sweep`, `science`. Heavy imports (torch, lightning) happen inside the commands."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Optional
+
 import typer
+
+# Shared options (every Make variable of train-lam/sweep/science maps to one of these).
+O_TARGET = typer.Option("pixels", help="pixels | pixels-clean | state | emb:<store path or alias, e.g. molmo.ignore_distractors>.")
+O_LATENT = typer.Option(128, "--latent-dim", help="Size of the continuous latent action z.")
+O_LR = typer.Option(1e-3, help="Adam learning rate.")
+O_STEPS = typer.Option(2000, help="Optimizer steps.")
+O_K = typer.Option(1, "--k", help="The IDM sees (o_t, o_t+k); the FDM predicts frame t+1.")
+O_SEED = typer.Option(0, help="Seed of init, batches and augmentation.")
+O_BATCH = typer.Option(128, help="Transitions per step.")
+O_IMG = typer.Option(64, help="Frames are resized to this many pixels before the LAM sees them.")
+O_STACK = typer.Option(1, help="Frames per observation.")
+O_LOSS = typer.Option("mse", help="mse | cosine (on the normalised target).")
+O_AUG = typer.Option(False, "--augment/--no-augment", help="LAOM-style random shift per frame.")
+O_EPISODES = typer.Option(None, "--episodes", help="Episode store path (default: newest store of --preset).")
+O_PRESET = typer.Option("demo", help="Preset whose newest episode store to use when --episodes is not given.")
+O_CACHE = typer.Option(None, help="Cache root (default $VLMLAM_CACHE or ./cache).")
+O_RUNS = typer.Option(None, help="Runs root (default $VLMLAM_RUNS or ./runs).")
+O_ACCEL = typer.Option("auto", help="cpu | gpu | auto.")
+O_DEVICES = typer.Option("auto", help="Devices for Lightning (e.g. 1, 4, auto).")
+O_STRATEGY = typer.Option("auto", help="Lightning strategy (e.g. ddp for several GPUs).")
+O_PRECISION = typer.Option(None, help="Lightning precision (default bf16-mixed on GPU, 32-true on CPU).")
+O_RETRAIN = typer.Option(False, "--retrain", help="Train again even if the run folder is complete.")
+O_QUIET = typer.Option(False, "--quiet", help="No progress bars.")
+
+
+def _fail(msg: str) -> None:
+    typer.echo(f"error: {msg}", err=True)
+    raise typer.Exit(2)
+
+
+def _devices(text: str):
+    return int(text) if text.isdigit() else text
+
+
+def _guarded(fn):
+    """Turn the package's expected errors into one clear line and exit status 2."""
+    from cache_schemas import StoreError
+
+    from .config import ConfigError
+    from .rundir import RunConflict
+    from .targets import TargetError
+
+    try:
+        return fn()
+    except (ConfigError, TargetError, StoreError, RunConflict, ValueError) as exc:
+        _fail(str(exc))
+
+
+def train_lam_cmd(
+    target: str = O_TARGET, latent_dim: int = O_LATENT, lr: float = O_LR, steps: int = O_STEPS, k: int = O_K,
+    seed: int = O_SEED, batch_size: int = O_BATCH, img_size: int = O_IMG, frame_stack: int = O_STACK,
+    loss: str = O_LOSS, augment: bool = O_AUG, episodes: Optional[Path] = O_EPISODES, preset: str = O_PRESET,
+    cache: Optional[Path] = O_CACHE, runs: Optional[Path] = O_RUNS,
+    run: Optional[str] = typer.Option(None, help="Run id (folder under runs/); default derived from the config."),
+    accelerator: str = O_ACCEL, devices: str = O_DEVICES, strategy: str = O_STRATEGY,
+    precision: Optional[str] = O_PRECISION, retrain: bool = O_RETRAIN, quiet: bool = O_QUIET,
+) -> None:
+    """Train one LAM from the cache; write runs/<id>/ and print its linear-probe score."""
+
+    def go():
+        from .config import LAMConfig
+        from .train import TrainOptions, resolve_episodes, train_configs
+
+        cfg = LAMConfig(target=target, latent_dim=latent_dim, lr=lr, steps=steps, k=k, seed=seed,
+                        batch_size=batch_size, img_size=img_size, frame_stack=frame_stack, loss=loss, augment=augment)
+        store = resolve_episodes(episodes, preset, _s(cache))
+        opts = TrainOptions(cache=_s(cache), runs=_s(runs), accelerator=accelerator, devices=_devices(devices),
+                            strategy=strategy, precision=precision, progress=not quiet, retrain=retrain)
+        (res,) = train_configs([cfg], store, opts, run_ids=[run], echo=typer.echo)
+        typer.echo(f"run folder: {res.path}")
+
+    _guarded(go)
+
+
+def sweep_cmd(
+    grid: str = typer.Option(..., help="Space-separated key=v1,v2 entries, e.g. 'latent_dim=32,128 lr=1e-3,3e-4 seed=0,1'."),
+    target: str = O_TARGET, latent_dim: int = O_LATENT, lr: float = O_LR, steps: int = O_STEPS, k: int = O_K,
+    seed: int = O_SEED, batch_size: int = O_BATCH, img_size: int = O_IMG, frame_stack: int = O_STACK,
+    loss: str = O_LOSS, augment: bool = O_AUG, episodes: Optional[Path] = O_EPISODES, preset: str = O_PRESET,
+    cache: Optional[Path] = O_CACHE, runs: Optional[Path] = O_RUNS,
+    accelerator: str = O_ACCEL, devices: str = O_DEVICES, strategy: str = O_STRATEGY,
+    precision: Optional[str] = O_PRECISION, retrain: bool = O_RETRAIN, quiet: bool = O_QUIET,
+) -> None:
+    """Train every config of a grid from one loaded cache: same-shape configs as one vmapped ensemble."""
+
+    def go():
+        from .config import LAMConfig
+        from .sweep import expand, parse_grid
+        from .train import TrainOptions, resolve_episodes, train_configs
+
+        base = LAMConfig(target=target, latent_dim=latent_dim, lr=lr, steps=steps, k=k, seed=seed,
+                         batch_size=batch_size, img_size=img_size, frame_stack=frame_stack, loss=loss, augment=augment)
+        configs = expand(base, parse_grid(grid))
+        store = resolve_episodes(episodes, preset, _s(cache))
+        opts = TrainOptions(cache=_s(cache), runs=_s(runs), accelerator=accelerator, devices=_devices(devices),
+                            strategy=strategy, precision=precision, progress=not quiet, retrain=retrain)
+        typer.echo(f"sweep: {len(configs)} configs on {store.path}")
+        results = train_configs(configs, store, opts, echo=typer.echo)
+        typer.echo(f"\n{'run':<60}{'probe R²':>10}{'MSE':>9}")
+        for r in sorted(results, key=lambda r: -r.probe["r2"]):
+            typer.echo(f"{r.run_id:<60}{r.probe['r2']:>10.3f}{r.probe['mse']:>9.4f}")
+
+    _guarded(go)
+
+
+def science_cmd(
+    seeds: str = typer.Option("0,1,2,3", help="Comma list of seeds (one LAM per target and seed)."),
+    steps: int = typer.Option(400, help="Optimizer steps per LAM."),
+    latent_dim: int = typer.Option(32, "--latent-dim", help="Size of z."),
+    margin: float = typer.Option(0.1, help="How much higher the better target's mean R² must be."),
+    episodes: Optional[Path] = O_EPISODES, preset: str = O_PRESET,
+    cache: Optional[Path] = O_CACHE, runs: Optional[Path] = O_RUNS,
+    accelerator: str = O_ACCEL, retrain: bool = O_RETRAIN, quiet: bool = O_QUIET,
+) -> None:
+    """Probe R² of LAMs on pixels vs pixels-clean vs state: the distractor phenomenon, as a table."""
+    state = {}
+
+    def go():
+        from cache_schemas.paths import science_report_path
+
+        from .science import run_science
+        from .train import TrainOptions, resolve_episodes
+
+        store = resolve_episodes(episodes, preset, _s(cache))
+        opts = TrainOptions(cache=_s(cache), runs=_s(runs), accelerator=accelerator, progress=not quiet, retrain=retrain)
+        seed_list = [int(s) for s in seeds.split(",") if s.strip()]
+        result = run_science(store, seed_list, opts, margin=margin, echo=typer.echo, steps=steps, latent_dim=latent_dim)
+        typer.echo(f"\nscience check on {store.path}\n{result.table()}")
+        out = science_report_path(_s(runs))
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(result.to_json())
+        state["ok"] = result.ok
+
+    _guarded(go)
+    if not state.get("ok"):
+        raise typer.Exit(1)
+
+
+def _s(p: Optional[Path]) -> Optional[str]:
+    return str(p) if p is not None else None
 
 
 def register(app: typer.Typer) -> None:
     """Add this package's commands to the root `vlm-lam` app."""
+    app.command("train-lam")(train_lam_cmd)
+    app.command("sweep")(sweep_cmd)
+    app.command("science")(science_cmd)

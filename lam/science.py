@@ -1,0 +1,80 @@
+"""The science check: with action-correlated distractors, a LAM predicting pixels encodes the
+distractors, so its latent actions probe worse than those of a LAM predicting the privileged
+state, or the clean (distractor-free) pixels. Same data, same model, same probe; only the target
+changes."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from cache_schemas import EpisodeStore
+
+from .config import LAMConfig
+from .train import TrainOptions, train_configs
+
+TARGETS = ("pixels", "pixels-clean", "state")
+# (better, worse): the orderings the paper's premise predicts
+ORDERINGS = (("state", "pixels"), ("pixels-clean", "pixels"))
+
+
+def science_config(**overrides) -> LAMConfig:
+    """The check's LAM: small and fast on CPU (z = 32, 400 steps), otherwise the defaults."""
+    base = dict(latent_dim=32, steps=400, batch_size=64, lr=1e-3, log_every=100)
+    base.update(overrides)
+    return LAMConfig(**base)
+
+
+@dataclass
+class ScienceResult:
+    r2: dict[str, list[float]]  # target -> probe R² per seed
+    seeds: list[int]
+    margin: float
+    checks: list[dict] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return all(c["ok"] for c in self.checks)
+
+    def table(self) -> str:
+        lines = [f"{'target':<14}{'mean R²':>9}{'min':>8}{'max':>8}   per seed ({', '.join(map(str, self.seeds))})"]
+        for t, vals in self.r2.items():
+            v = np.asarray(vals)
+            lines.append(f"{t:<14}{v.mean():>9.3f}{v.min():>8.3f}{v.max():>8.3f}   " + " ".join(f"{x:.3f}" for x in v))
+        for c in self.checks:
+            lines.append(f"{'PASS' if c['ok'] else 'FAIL'}: {c['better']} {c['mean_better']:.3f} > "
+                         f"{c['worse']} {c['mean_worse']:.3f} + {self.margin} (wins {c['wins']}/{len(self.seeds)} seeds)")
+        return "\n".join(lines)
+
+    def to_json(self) -> str:
+        return json.dumps({**asdict(self), "ok": self.ok}, indent=1)
+
+
+def judge(r2: dict[str, list[float]], margin: float) -> list[dict]:
+    """Mean over seeds of `better` must exceed that of `worse` by `margin`."""
+    out = []
+    for better, worse in ORDERINGS:
+        b, w = np.asarray(r2[better]), np.asarray(r2[worse])
+        out.append({"better": better, "worse": worse, "mean_better": float(b.mean()), "mean_worse": float(w.mean()),
+                    "wins": int((b > w).sum()), "ok": bool(b.mean() > w.mean() + margin)})
+    return out
+
+
+def run_science(
+    episodes: EpisodeStore,
+    seeds: list[int],
+    opts: TrainOptions,
+    margin: float = 0.1,
+    echo: Callable[[str], None] = print,
+    **overrides,
+) -> ScienceResult:
+    """Train a LAM per (target, seed) — each target's seeds as one ensemble — and judge the R²s."""
+    configs = [science_config(target=t, seed=s, **overrides) for t in TARGETS for s in seeds]
+    results = train_configs(configs, episodes, opts, echo=echo)
+    r2: dict[str, list[float]] = {t: [] for t in TARGETS}
+    for res in results:
+        r2[res.config.target].append(float(res.probe["r2"]))
+    return ScienceResult(r2=r2, seeds=list(seeds), margin=margin, checks=judge(r2, margin))

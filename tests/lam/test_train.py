@@ -1,0 +1,87 @@
+"""A run end to end: run folder contents, reuse, refusal, and clear errors on bad input."""
+
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from conftest import quiet_opts, tiny_config
+from lam.config import ConfigError, LAMConfig
+from lam.rundir import RunConflict, load_latents
+from lam.sweep import expand, parse_grid
+from lam.train import train_configs
+from pipeline.cli import app
+
+
+def test_run_folder_holds_what_eval_needs(episode_store_factory, tmp_path):
+    store = episode_store_factory()
+    (res,) = train_configs([tiny_config(k=2)], store, quiet_opts(tmp_path), echo=lambda s: None)
+    files = {p.name for p in res.path.iterdir()}
+    assert {"config.json", "checkpoint.safetensors", "metrics.csv", "latents.safetensors", "probe.json", "done"} <= files
+    cfg = json.loads((res.path / "config.json").read_text())
+    assert cfg["episodes"]["fingerprint"] == store.fingerprint and cfg["config"]["k"] == 2
+    lat = load_latents(res.path)
+    table = store.episodes()
+    ep = np.repeat(np.arange(len(table)), table.length)
+    assert len(lat["rows"]) == int((table.length - 2).sum())  # every transition with o_t+2 in the episode
+    assert np.array_equal(ep[lat["rows"]], ep[lat["future_rows"]]) and np.all(lat["future_rows"] == lat["rows"] + 2)
+    assert lat["z"].shape == (len(lat["rows"]), 8) and np.isfinite(lat["z"]).all()
+    probe = json.loads((res.path / "probe.json").read_text())
+    assert set(probe["per_task"]) == {"reach-v3", "push-v3"} and probe["n_test"] > 0
+    metrics = (res.path / "metrics.csv").read_text().splitlines()
+    assert metrics[0] == "step,loss" and len(metrics) == 1 + 5  # steps 0,5,10,15 and the last (19)
+
+    from safetensors.torch import load_file
+
+    from lam.model import build_lam
+
+    model = build_lam(tiny_config(k=2, seed=123), cfg["target_dim"])
+    model.load_state_dict(load_file(str(res.path / "checkpoint.safetensors")))  # loads into a plain LAM
+
+
+def test_same_config_is_reused_and_another_config_is_refused(episode_store_factory, tmp_path):
+    store = episode_store_factory()
+    opts = quiet_opts(tmp_path)
+    (first,) = train_configs([tiny_config()], store, opts, run_ids=["r"], echo=lambda s: None)
+    (again,) = train_configs([tiny_config()], store, opts, run_ids=["r"], echo=lambda s: None)
+    assert again.skipped and again.probe == first.probe
+    with pytest.raises(RunConflict, match=r"latent_dim: store has 8, requested 4"):
+        train_configs([tiny_config(latent_dim=4)], store, opts, run_ids=["r"], echo=lambda s: None)
+    assert json.loads((first.path / "config.json").read_text())["config"]["latent_dim"] == 8
+
+
+def test_the_lam_learns_latent_actions(episode_store_factory, tmp_path):
+    """On the factory (actions move a blob), trained z must predict the actions far better than
+    an untrained IDM's z does: the probe measures learning, not the encoder's random features."""
+    store = episode_store_factory(episodes_per_task=6, length=20)
+    base = tiny_config(target="pixels-clean", latent_dim=8, batch_size=32, lr=3e-3)
+    trained, untrained = train_configs([base.with_(steps=150), base.with_(steps=1)], store, quiet_opts(tmp_path),
+                                       echo=lambda s: None)
+    assert trained.probe["r2"] > 0.3 and trained.probe["r2"] > untrained.probe["r2"] + 0.2
+
+
+def test_bad_input_gives_clear_errors():
+    with pytest.raises(ConfigError, match="latent_dim must be a positive integer"):
+        LAMConfig(latent_dim=0)
+    with pytest.raises(ConfigError, match="unknown target 'rgb'; valid: pixels, pixels-clean, state, emb:"):
+        LAMConfig(target="rgb")
+    with pytest.raises(ConfigError, match="unknown grid key 'latent'; valid keys: target, latent_dim"):
+        parse_grid("latent=3 lr=1e-3")
+    grid = parse_grid("latent_dim=4,8 lr=1e-3,3e-3;seed=0")
+    cfgs = expand(LAMConfig(), grid)
+    assert [(c.latent_dim, c.lr) for c in cfgs] == [(4, 1e-3), (4, 3e-3), (8, 1e-3), (8, 3e-3)]
+
+
+def test_cli_reports_bad_input_and_missing_stores(episode_store_factory, tmp_path):
+    store = episode_store_factory()
+    runner = CliRunner()
+    base = ["--episodes", str(store.path), "--runs", str(tmp_path / "runs"), "--cache", str(tmp_path / "cache"), "--quiet"]
+    r = runner.invoke(app, ["train-lam", "--target", "emb:molmo.ignore_distractors", *base])
+    assert r.exit_code == 2 and "no embedding store matches alias 'molmo.ignore_distractors'" in r.output
+    r = runner.invoke(app, ["train-lam", "--latent-dim", "-3", *base])
+    assert r.exit_code == 2 and "latent_dim must be a positive integer" in r.output
+    r = runner.invoke(app, ["sweep", "--grid", "depth=1,2", *base])
+    assert r.exit_code == 2 and "unknown grid key 'depth'" in r.output
+    r = runner.invoke(app, ["train-lam", "--preset", "demo", "--cache", str(tmp_path / "empty"), "--quiet"])
+    assert r.exit_code == 2 and "vlm-lam collect --preset demo" in r.output
