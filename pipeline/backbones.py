@@ -15,7 +15,7 @@ from dataclasses import dataclass
 class Backbone:
     name: str
     kind: str  # "vlm" | "encoder" | "target"
-    family: str = ""  # key into twins/loader adapters, e.g. "qwen2.5-vl"
+    family: str = ""  # key into twins/loader adapters, e.g. "qwen25-vl"
     hub_id: str = ""
     revision: str = "main"
     dtype: str = "bfloat16"
@@ -43,8 +43,8 @@ def _entries() -> tuple[Backbone, ...]:
             batch_size=16, trust_remote_code=True, positions=("after",),
             quirks=("remote_code",), note="the paper's model; remote code, no tiny twin",
         ),
-        Backbone("qwen2.5-vl-3b", V, "qwen2.5-vl", "Qwen/Qwen2.5-VL-3B-Instruct", "main", batch_size=64),
-        Backbone("qwen2.5-vl-7b", V, "qwen2.5-vl", "Qwen/Qwen2.5-VL-7B-Instruct", "main", batch_size=64),
+        Backbone("qwen25-vl-3b", V, "qwen25-vl", "Qwen/Qwen2.5-VL-3B-Instruct", "main", batch_size=64),
+        Backbone("qwen25-vl-7b", V, "qwen25-vl", "Qwen/Qwen2.5-VL-7B-Instruct", "main", batch_size=64),
         Backbone("qwen3-vl-4b", V, "qwen3-vl", "Qwen/Qwen3-VL-4B-Instruct", "main", batch_size=64),
         Backbone("qwen3-vl-8b", V, "qwen3-vl", "Qwen/Qwen3-VL-8B-Instruct", "main", batch_size=32),
         Backbone("gemma3-4b", V, "gemma3", "google/gemma-3-4b-it", "main", batch_size=32),
@@ -55,7 +55,7 @@ def _entries() -> tuple[Backbone, ...]:
             prefix_bidirectional=True, positions=("after",),
         ),
         Backbone("internvl3-2b", V, "internvl", "OpenGVLab/InternVL3-2B-hf", "main", batch_size=64),
-        Backbone("llava-onevision-0.5b", V, "llava-onevision", "llava-hf/llava-onevision-qwen2-0.5b-ov-hf", "main", batch_size=64),
+        Backbone("llava-onevision-05b", V, "llava-onevision", "llava-hf/llava-onevision-qwen2-0.5b-ov-hf", "main", batch_size=64),
         Backbone("clip", E, "clip", "openai/clip-vit-base-patch16", "main", batch_size=256),
         Backbone("siglip2", E, "siglip2", "google/siglip2-base-patch16-224", "main", batch_size=256),
         Backbone("dinov2", E, "dinov2", "facebook/dinov2-base", "main", batch_size=256),
@@ -74,7 +74,7 @@ def _entries() -> tuple[Backbone, ...]:
 
 # Families with a native transformers implementation get a tiny twin (pipeline.twins builds it).
 TWIN_FAMILIES: dict[str, str] = {
-    "qwen2.5-vl": "vlm",
+    "qwen25-vl": "vlm",
     "idefics3": "vlm",
     "molmo2": "vlm",
     "clip": "encoder",
@@ -83,11 +83,15 @@ TWIN_FAMILIES: dict[str, str] = {
 }
 
 REGISTRY: dict[str, Backbone] = {b.name: b for b in _entries()}
-ALIASES = {"qwen2.5-vl": "qwen2.5-vl-7b", "qwen3-vl": "qwen3-vl-8b", "gemma3": "gemma3-4b",
-           "paligemma2": "paligemma2-3b", "internvl": "internvl3-2b", "llava-onevision": "llava-onevision-0.5b"}
+assert not any("." in n for n in REGISTRY)
+ALIASES = {"qwen25-vl": "qwen25-vl-7b", "qwen3-vl": "qwen3-vl-8b", "gemma3": "gemma3-4b",
+           "paligemma2": "paligemma2-3b", "internvl": "internvl3-2b", "llava-onevision": "llava-onevision-05b"}
 
 
 def get_backbone(name: str) -> Backbone:
+    """By name; dots are dropped (`qwen2.5-vl-7b` = `qwen25-vl-7b`): store folder names and
+    lam aliases split on dots, so registry names never contain one."""
+    name = name.replace(".", "")
     key = ALIASES.get(name, name)
     if key not in REGISTRY:
         raise UnknownName(f"unknown backbone {name!r}; valid: {', '.join(names())}")

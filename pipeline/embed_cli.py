@@ -19,7 +19,7 @@ def _parse_layers(text: str) -> tuple[int, ...]:
 
 
 def embed(
-    vlm: str = typer.Option("tiny-qwen2.5-vl", "--vlm", help="Backbone registry name (vlm-lam embed --list shows them)."),
+    vlm: str = typer.Option("tiny-qwen25-vl", "--vlm", help="Backbone registry name (vlm-lam embed --list shows them)."),
     prompt: str = typer.Option("none", "--prompt", help="Prompt name(s), comma-separated for a sweep; 'custom:<template>' last."),
     pooling: str = typer.Option("mean_image", "--pooling", help="mean_image | mean_all | last | mean_text."),
     layer: str = typer.Option("-1", "--layer", help="Hidden-state index (negative allowed), or several: -1,-8."),

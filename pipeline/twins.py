@@ -152,7 +152,7 @@ def _dinov2():
 
 
 BUILDERS: dict[str, Callable[[], tuple[Any, Any]]] = {
-    "qwen2.5-vl": _qwen25_vl,
+    "qwen25-vl": _qwen25_vl,
     "idefics3": lambda: _idefics3_like(False),
     "clip": _clip,
     "siglip2": _siglip2,

@@ -34,11 +34,11 @@ def test_vlm_matches_hidden_states_reference(twins, family, position, pooling):
 
 
 def test_truncation_stops_at_deepest_layer(twins):
-    emb = make("tiny-qwen2.5-vl", layers=(1, 2))
+    emb = make("tiny-qwen25-vl", layers=(1, 2))
     assert len(emb.tap.stack.blocks) == 2  # 2 of 4 blocks kept
     x = frames()
     out = emb(emb.preprocessor()(x, TASKS), TASKS)
-    ref = reference("tiny-qwen2.5-vl", x, TASKS, TEXTS[0], layers=(1, 2), pooling="last", position="after")
+    ref = reference("tiny-qwen25-vl", x, TASKS, TEXTS[0], layers=(1, 2), pooling="last", position="after")
     np.testing.assert_allclose(out[0], ref, rtol=1e-4, atol=1e-5)
     # the head that would make logits is never called
     calls = []
@@ -65,7 +65,7 @@ def test_promptable_poolings_change_with_prompt(twins, position, pooling, prompt
     from pipeline.pooling import promptable as rule
 
     assert rule(pooling, position) == promptable
-    emb = make("tiny-qwen2.5-vl", layers=(-1,), pooling=pooling, position=position)
+    emb = make("tiny-qwen25-vl", layers=(-1,), pooling=pooling, position=position)
     x = frames()
     out = emb(emb.preprocessor()(x, TASKS), TASKS)
     diff = np.abs(out[0] - out[1]).max()
@@ -81,11 +81,11 @@ def test_promptable_poolings_change_with_prompt(twins, position, pooling, prompt
 @pytest.mark.parametrize("pooling", ["last", "mean_all"])
 def test_prompt_sweep_shared_prefix_equals_separate_runs(twins, pooling):
     x = frames()
-    sweep = make("tiny-qwen2.5-vl", pooling=pooling, prompts=TEXTS, share=True)
+    sweep = make("tiny-qwen25-vl", pooling=pooling, prompts=TEXTS, share=True)
     assert sweep.share_prefix
     got = sweep(sweep.preprocessor()(x, TASKS), TASKS)
     for p in range(2):
-        single = make("tiny-qwen2.5-vl", pooling=pooling, prompts=[TEXTS[p]])
+        single = make("tiny-qwen25-vl", pooling=pooling, prompts=[TEXTS[p]])
         assert not single.share_prefix
         want = single(single.preprocessor()(x, TASKS), TASKS)[0]
         np.testing.assert_allclose(got[p], want, rtol=1e-5, atol=1e-6)
