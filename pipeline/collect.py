@@ -29,6 +29,7 @@ from .tasks import MT10, resolve_tasks, task_info
 
 STREAM_ENV, STREAM_NOISE = 11, 12
 QUALITIES = ("standard", "fast")
+DIE_AFTER_ENV = "VLMLAM_TEST_KILL_AFTER_CHUNKS"
 
 _DEMO_DISTRACTORS = DistractorSpec(kinds=("video", "correlated"))
 PRESETS: dict[str, EpisodeSpec] = {
@@ -367,9 +368,12 @@ def collect(spec: EpisodeSpec, options: CollectOptions) -> Path:
             args.append((str(path), spec_json, c, lo, chunk_slices(table, lowdim, lo, hi), video_dir))
         bar = _progress(store.n_chunks, "collect: render", options.progress)
         bar.update(store.n_chunks - len(todo))
-        for c in ex.map_unordered(render_chunk, args):
+        die_after = int(os.environ.get(DIE_AFTER_ENV, "0"))  # tests: a real kill -9 mid-run
+        for n, c in enumerate(ex.map_unordered(render_chunk, args), start=1):
             store.store.mark_done([c])
             bar.update(1)
+            if die_after and n >= die_after:
+                os.kill(os.getpid(), 9)
         bar.close()
         store.store.mark_complete()
     finally:

@@ -128,8 +128,13 @@ class SceneRenderer:
         self._bg_geoms = background_geoms(model)
         self.plate: np.ndarray | None = None
 
-    def _draw(self, data: mujoco.MjData, hide_foreground: bool = False) -> None:
+    def _bind(self) -> None:
+        # Scenes share one GL context: bind this scene's own offscreen buffer before each draw.
         self.gl.make_current()
+        mujoco.mjr_setBuffer(mujoco.mjtFramebuffer.mjFB_OFFSCREEN, self.con)
+
+    def _draw(self, data: mujoco.MjData, hide_foreground: bool = False) -> None:
+        self._bind()
         mujoco.mjv_updateScene(
             self.model, data, self.opt, self.pert, self.cam, mujoco.mjtCatBit.mjCAT_ALL, self.scene
         )
@@ -158,7 +163,7 @@ class SceneRenderer:
 
     def render_segmentation(self, data: mujoco.MjData) -> np.ndarray:
         """Per-pixel geom id (-1 = skybox), upright. Slow path, used to check the depth mask."""
-        self.gl.make_current()
+        self._bind()
         flags = self.scene.flags
         flags[mujoco.mjtRndFlag.mjRND_SEGMENT] = 1
         flags[mujoco.mjtRndFlag.mjRND_IDCOLOR] = 1
