@@ -56,56 +56,73 @@ def _palette(rng: np.random.Generator, n: int) -> np.ndarray:
     return rng.uniform(0, 255, size=(n, 3)).astype(np.float32)
 
 
+PROCEDURAL_SIZE = 64  # patterns are smooth: drawn at <= 64 px, then upsampled (cost ~flat in size)
+
+
 class ProceduralVideo:
     """An endless, deterministic video of one visual kind; `frame(t)` needs no earlier frames."""
 
     def __init__(self, video_id: int, resolution: int):
         rng = np.random.default_rng([7919, video_id])
         self.kind = PROCEDURAL_KINDS[video_id % len(PROCEDURAL_KINDS)]
-        r = resolution
-        self.y, self.x = np.mgrid[0:r, 0:r].astype(np.float32) / r
+        self.resolution = resolution
+        r = min(resolution, PROCEDURAL_SIZE)
+        self.xs = self.ys = np.arange(r, dtype=np.float32) / r
         self.colors = _palette(rng, 6)
         self.freq = rng.uniform(2.0, 9.0, size=4).astype(np.float32)
         self.speed = rng.uniform(0.03, 0.12, size=4).astype(np.float32) * rng.choice([-1, 1], size=4)
         self.phase = rng.uniform(0, 2 * np.pi, size=4).astype(np.float32)
         self.centers = rng.uniform(0, 1, size=(5, 2)).astype(np.float32)
-        self.lattice = rng.uniform(0, 255, size=(6, 6, 3)).astype(np.float32)
+        self.texture = self._lattice_texture(rng.uniform(0, 255, size=(6, 6, 3)).astype(np.float32), r)
 
     def frame(self, t: int) -> np.ndarray:
-        x, y, f, s, p, c = self.x, self.y, self.freq, self.speed, self.phase, self.colors
+        img = self._draw(t)
+        if img.shape[0] != self.resolution:
+            from PIL import Image
+
+            size = (self.resolution, self.resolution)
+            img = np.asarray(Image.fromarray(img).resize(size, Image.BILINEAR))
+        return img
+
+    def _draw(self, t: int) -> np.ndarray:
+        # 1-D coordinates and separable terms keep a frame well under a millisecond.
+        xs, ys, f, s, p, c = self.xs, self.ys, self.freq, self.speed, self.phase, self.colors
         if self.kind == "plasma":
-            v = np.sin(x * f[0] * 2 + t * s[0] * 6 + p[0]) + np.sin(y * f[1] * 2 + t * s[1] * 6 + p[1])
-            v = v + np.sin((x + y) * f[2] + t * s[2] * 6 + p[2])
-            w = (v[..., None] + 3) / 6
-            img = c[0] * w + c[1] * (1 - w)
+            v = np.sin(xs * f[0] * 2 + t * s[0] * 6 + p[0])[None, :] + np.sin(ys * f[1] * 2 + t * s[1] * 6 + p[1])[:, None]
+            v = v + np.sin((xs[None, :] + ys[:, None]) * f[2] + t * s[2] * 6 + p[2])
+            w = ((v + 3) / 6)[..., None]
+            img = c[1] + (c[0] - c[1]) * w
         elif self.kind == "blobs":
-            img = c[5] * (0.3 + 0.7 * y[..., None])
+            img = np.broadcast_to(c[5] * (0.3 + 0.7 * ys[:, None, None]), (len(ys), len(xs), 3)).copy()
             for k in range(4):
                 cx = 0.5 + 0.4 * np.sin(t * s[k] * 2 + p[k])
                 cy = 0.5 + 0.4 * np.cos(t * s[(k + 1) % 4] * 2 + p[(k + 2) % 4])
-                g = np.exp(-((x - cx) ** 2 + (y - cy) ** 2) / (0.01 + 0.01 * k))[..., None]
-                img = img * (1 - g) + c[k] * g
+                width = 0.01 + 0.01 * k
+                g = (np.exp(-((ys - cy) ** 2) / width)[:, None] * np.exp(-((xs - cx) ** 2) / width)[None, :])[..., None]
+                img += (c[k] - img) * g
         elif self.kind == "stripes":
             ang = p[0] + t * s[0] * 0.5
-            v = np.sin((x * np.cos(ang) + y * np.sin(ang)) * f[0] * 4 - t * s[1] * 8)
-            w = (v[..., None] > 0).astype(np.float32)
-            img = c[2] * w + c[3] * (1 - w)
+            v = (xs * np.cos(ang))[None, :] + (ys * np.sin(ang))[:, None]
+            w = (np.sin(v * f[0] * 4 - t * s[1] * 8) > 0)[..., None]
+            img = np.where(w, c[2], c[3])
         elif self.kind == "checker":
             zoom = f[1] * (1.0 + 0.3 * np.sin(t * s[2] + p[2]))
-            u = np.floor((x + t * s[0]) * zoom) + np.floor((y + t * s[1]) * zoom)
-            w = (u % 2)[..., None]
-            img = c[0] * w + c[4] * (1 - w)
-        else:  # noise: a smooth periodic colour lattice, scrolling
-            n = self.lattice.shape[0]
-            gx = ((x + t * s[0]) % 1.0) * n
-            gy = ((y + t * s[1]) % 1.0) * n
-            x0, y0 = np.floor(gx).astype(int), np.floor(gy).astype(int)
-            fx, fy = (gx - x0)[..., None], (gy - y0)[..., None]
-            L = self.lattice
-            a = L[y0 % n, x0 % n] * (1 - fx) + L[y0 % n, (x0 + 1) % n] * fx
-            b = L[(y0 + 1) % n, x0 % n] * (1 - fx) + L[(y0 + 1) % n, (x0 + 1) % n] * fx
-            img = a * (1 - fy) + b * fy
+            u = np.floor((xs + t * s[0]) * zoom)[None, :] + np.floor((ys + t * s[1]) * zoom)[:, None]
+            img = np.where((u % 2 == 1)[..., None], c[0], c[4])
+        else:  # noise: a precomputed smooth periodic texture, scrolling
+            n = len(xs)
+            img = np.roll(self.texture, (int(t * s[1] * n) % n, int(t * s[0] * n) % n), axis=(0, 1))
         return np.clip(img, 0, 255).astype(np.uint8)
+
+    @staticmethod
+    def _lattice_texture(lattice: np.ndarray, r: int) -> np.ndarray:
+        """Bilinear upsampling of a periodic colour lattice to r x r (wraps seamlessly)."""
+        n = lattice.shape[0]
+        g = np.arange(r, dtype=np.float32) / r * n
+        i0 = np.floor(g).astype(int)
+        fr = g - i0
+        rows = lattice[i0 % n] * (1 - fr)[:, None, None] + lattice[(i0 + 1) % n] * fr[:, None, None]
+        return rows[:, i0 % n] * (1 - fr)[None, :, None] + rows[:, (i0 + 1) % n] * fr[None, :, None]
 
 
 # --------------------------------------------------------------------------- folder videos
@@ -177,11 +194,10 @@ class VideoLayer:
 
     def composite(self, t: int, frame: np.ndarray, background: np.ndarray) -> None:
         video = self.source(self.offset + t)
-        if self.opacity >= 1.0:
-            frame[background] = video[background]
-        else:
-            mixed = (1 - self.opacity) * frame[background] + self.opacity * video[background]
-            frame[background] = np.rint(mixed).astype(np.uint8)
+        if self.opacity < 1.0:
+            mixed = (1 - self.opacity) * frame.astype(np.float32) + self.opacity * video
+            video = np.rint(mixed).astype(np.uint8)
+        np.copyto(frame, video, where=background[..., None])
 
 
 class VideoDistractor:

@@ -1,0 +1,123 @@
+"""Benchmark `collect`: frames/s against a plain MetaWorld render loop measured in the same run.
+
+Rows:
+  plain loop     gymnasium MetaWorld env, expert + env.render() per step, shadows off, no
+                 distractors, same resolution and quality (the baseline: 1.00x)
+  collect 1w     our pipeline (plan + replay + render + distractor compositing + Zarr writes)
+  collect 2w     the same on a 2-process dask local cluster
+Goals (issue 2): collect 1w >= 0.9x the plain loop; 2 workers >= 1.7x one worker.
+
+    python bench/collect.py [--tasks reach,push] [--episodes 4] [--steps 100] [--resolution 64]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+import warnings
+from dataclasses import replace
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+os.environ.setdefault("MUJOCO_GL", "egl")
+warnings.filterwarnings("ignore")
+
+import numpy as np  # noqa: E402
+
+import pipeline  # noqa: E402,F401  (sets the GL backend before mujoco loads)
+from cache_schemas import DistractorSpec, EpisodeSpec, EpisodeStore  # noqa: E402
+from pipeline.collect import CollectOptions, collect  # noqa: E402
+from pipeline.tasks import resolve_tasks  # noqa: E402
+
+
+def plain_loop(spec: EpisodeSpec, lengths: dict[int, int]) -> tuple[int, float]:
+    """The baseline: MetaWorld's own env + renderer, shadows off, the expert driving."""
+    import gymnasium as gym
+    import metaworld  # noqa: F401  (registers the envs)
+    from metaworld.policies import ENV_POLICY_MAP
+
+    frames = 0
+    t0 = time.perf_counter()
+    for ti, task in enumerate(spec.tasks):
+        env = gym.make(
+            "Meta-World/MT1", env_name=task, seed=spec.seed, render_mode="rgb_array",
+            camera_name=spec.camera, width=spec.resolution, height=spec.resolution,
+        )
+        env.unwrapped.model.light_castshadow[:] = 0
+        if spec.quality == "fast":
+            env.unwrapped.model.vis.quality.offsamples = 0
+        policy = ENV_POLICY_MAP[task]()
+        for e in range(spec.episodes_per_task):
+            obs, _ = env.reset(seed=spec.seed + e)
+            for _ in range(lengths[ti * spec.episodes_per_task + e]):  # same frame count as collect
+                env.render()
+                obs, *_ = env.step(np.clip(policy.get_action(obs), -1, 1))
+                frames += 1
+        env.close()
+    return frames, time.perf_counter() - t0
+
+
+def timed_collect(spec: EpisodeSpec, workers: int, root: Path) -> tuple[int, float, Path]:
+    out = root / f"w{workers}"
+    shutil.rmtree(out, ignore_errors=True)
+    t0 = time.perf_counter()
+    path = collect(spec, CollectOptions(out=out, workers=workers, progress=False))
+    dt = time.perf_counter() - t0
+    return EpisodeStore.open(path).n_frames, dt, path
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--tasks", default="reach,push")
+    ap.add_argument("--episodes", type=int, default=4, help="episodes per task")
+    ap.add_argument("--steps", type=int, default=100, help="max steps per episode")
+    ap.add_argument("--resolution", type=int, default=64)
+    ap.add_argument("--quality", default="standard", choices=["standard", "fast"])
+    ap.add_argument("--json", type=Path, help="also write the results here")
+    args = ap.parse_args()
+
+    spec = EpisodeSpec(
+        tasks=resolve_tasks(args.tasks),
+        episodes_per_task=args.episodes,
+        resolution=args.resolution,
+        quality=args.quality,
+        max_steps=args.steps,
+        distractors=DistractorSpec(kinds=("video", "correlated")),
+    )
+    root = Path(tempfile.mkdtemp(prefix="bench_collect_"))
+    try:
+        n1, t1, path = timed_collect(spec, 1, root)
+        table = EpisodeStore.open(path).episodes()
+        lengths = {i: int(n) for i, n in enumerate(table.length)}
+        nb, tb = plain_loop(spec, lengths)
+        n2, t2, _ = timed_collect(spec, 2, root)
+        n0, t0, _ = timed_collect(replace(spec, distractors=DistractorSpec(kinds=())), 1, root)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+    base = nb / tb
+    rows = [
+        ("plain MetaWorld render loop (baseline)", nb, tb, 1.0),
+        ("collect, no distractors, 1 worker", n0, t0, (n0 / t0) / base),
+        ("collect, video+correlated, 1 worker", n1, t1, (n1 / t1) / base),
+        ("collect, video+correlated, 2 workers", n2, t2, (n2 / t2) / base),
+    ]
+    print(f"\ncollect benchmark: {len(spec.tasks)} tasks x {spec.episodes_per_task} eps, "
+          f"{spec.resolution}px {spec.quality}, {os.cpu_count()} cores")
+    print(f"{'path':<42} {'frames':>7} {'seconds':>8} {'frames/s':>9} {'vs plain':>9}")
+    for name, n, t, ratio in rows:
+        print(f"{name:<42} {n:>7} {t:>8.1f} {n / t:>9.1f} {ratio:>8.2f}x")
+    scaling = (n2 / t2) / (n1 / t1)
+    print(f"2 workers vs 1 worker: {scaling:.2f}x   (goals: collect 1w >= 0.90x plain, 2w/1w >= 1.7x)")
+    if args.json:
+        args.json.write_text(json.dumps({"rows": [dict(zip(("path", "frames", "seconds", "ratio"), r)) for r in rows],
+                                         "scaling_2w_over_1w": scaling}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
