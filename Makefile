@@ -54,6 +54,7 @@ demo: install
 
 bench: install
 	$(BIN)/python bench/collect.py
+	$(BIN)/python bench/embed.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache
@@ -98,3 +99,31 @@ sweep: install
 science: install
 	$(VLMLAM) science $(LAM_DATA_OPTS) $(call opt,--seeds,$(SEEDS)) $(call opt,--steps,$(STEPS)) \
 	  $(call opt,--latent-dim,$(LATENT_DIM)) $(call opt,--margin,$(MARGIN))
+
+# --- stage one: embed (pipeline/embed.py) ---
+# make embed VLM=molmo PROMPT=ignore_distractors [POOLING=last LAYER=-1 BATCH=32 MODEL_PATH=DIR NUM_PROCESSES=8]
+# Collects the PRESET's episode store first when it is missing (collect is resumable and idempotent),
+# unless STORE names an episode store. PROMPT=a,b,c embeds a prompt sweep in one pass.
+VLM ?=
+PROMPT ?=
+POOLING ?=
+LAYER ?=
+PROMPT_POSITION ?=
+MODEL_PATH ?=
+NUM_PROCESSES ?=
+EMBED_WORKERS ?=
+DTYPE ?=
+DEVICE ?=
+EMBED_OPTS := $(CACHE_OPT) $(call opt,--vlm,$(VLM)) $(call opt,--prompt,$(PROMPT)) $(call opt,--pooling,$(POOLING)) \
+  $(call opt,--layer,$(LAYER)) $(call opt,--prompt-position,$(PROMPT_POSITION)) $(call opt,--batch-size,$(BATCH)) \
+  $(call opt,--model-path,$(MODEL_PATH)) $(call opt,--num-processes,$(NUM_PROCESSES)) \
+  $(call opt,--workers,$(EMBED_WORKERS)) $(call opt,--dtype,$(DTYPE)) $(call opt,--device,$(DEVICE))
+
+.PHONY: embed
+embed: install
+	@store="$(STORE)"; \
+	if [ -z "$$store" ]; then \
+	  store=$$($(VLMLAM) collect $(COLLECT_OPTS) | tail -n 1 | cut -d' ' -f1) || exit $$?; \
+	fi; \
+	echo "embedding $$store"; \
+	$(VLMLAM) embed --episodes "$$store" $(EMBED_OPTS)

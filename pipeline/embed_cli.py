@@ -21,7 +21,7 @@ def _parse_layers(text: str) -> tuple[int, ...]:
 def embed(
     vlm: str = typer.Option("tiny-qwen25-vl", "--vlm", help="Backbone registry name (vlm-lam embed --list shows them)."),
     prompt: str = typer.Option("none", "--prompt", help="Prompt name(s), comma-separated for a sweep; 'custom:<template>' last."),
-    pooling: str = typer.Option("mean_image", "--pooling", help="mean_image | mean_all | last | mean_text."),
+    pooling: Optional[str] = typer.Option(None, "--pooling", help="mean_image | mean_all | last | mean_text (default: last with a prompt, mean_image without)."),
     layer: str = typer.Option("-1", "--layer", help="Hidden-state index (negative allowed), or several: -1,-8."),
     prompt_position: str = typer.Option("after", "--prompt-position", help="Prompt after (image first) or before the image."),
     episodes: Optional[Path] = typer.Option(None, "--episodes", help="Episode store folder."),
@@ -59,6 +59,8 @@ def embed(
     try:
         if episodes is None:
             episodes = find_episode_store(preset or "demo", cache)
+        if pooling is None:
+            pooling = "mean_image" if all(p.strip() == "none" for p in prompt.split(",")) else "last"
         cfg = EmbedConfig(vlm=vlm, prompt=prompt, pooling=pooling, layers=_parse_layers(layer), position=prompt_position,
                           batch_size=batch_size, model_path=model_path, cache=str(cache) if cache else None, device=device,
                           dtype=dtype, num_workers=workers, share_prefix=not no_share_prefix,
