@@ -14,9 +14,8 @@ from __future__ import annotations
 
 import os
 from dataclasses import asdict, dataclass, replace
-from functools import lru_cache
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Iterable
 
 import numpy as np
 
@@ -24,7 +23,9 @@ from cache_schemas import DistractorSpec, EpisodeSpec, EpisodeStore, EpisodeTabl
 from cache_schemas.episodes import write_frame_rows
 from cache_schemas.paths import episode_store_path
 
-from .env import episode_rng, make_env, make_expert, replay, simulate
+from .env import episode_rng, replay, simulate
+from .executor import Executor
+from .sim import distractors_for, env_and_expert, scene_for
 from .tasks import MT10, resolve_tasks, task_info
 
 STREAM_ENV, STREAM_NOISE = 11, 12
@@ -121,45 +122,10 @@ def episode_task(spec: EpisodeSpec, episode: int) -> str:
     return spec.tasks[episode // spec.episodes_per_task]
 
 
-# --------------------------------------------------------------------------- per-process caches
-# Building a MetaWorld env (~0.1 s) or a GL scene per chunk would dominate small chunks, so a
-# worker process keeps one per task. These caches are process-local and hold no results.
-@lru_cache(maxsize=None)
-def _env_and_expert(task: str):
-    return make_env(task), make_expert(task)
-
-
-@lru_cache(maxsize=1)
-def _gl_session(max_size: int):
-    from .render import GLSession
-
-    return GLSession(max_size)
-
-
-@lru_cache(maxsize=None)
-def _scene(task: str, resolution: int, fast: bool, camera: str, pullback: float):
-    from .render import CameraSetup, SceneRenderer
-
-    env, _ = _env_and_expert(task)
-    gl = _gl_session(max(256, resolution))
-    return SceneRenderer(env.model, resolution, CameraSetup(camera, pullback), fast=fast, gl=gl)
-
-
-@lru_cache(maxsize=4)
-def _distractors(spec_json: str, video_dir: str | None):
-    import json
-
-    from .distractors import DistractorContext, build_distractors
-
-    spec = EpisodeSpec.from_dict(json.loads(spec_json))
-    ctx = DistractorContext(spec.distractors, spec.resolution, spec.seed, Path(video_dir) if video_dir else None)
-    return build_distractors(ctx)
-
-
 # --------------------------------------------------------------------------- phase 1: plan
 def simulate_episode(spec: EpisodeSpec, episode: int) -> dict[str, np.ndarray]:
     task = episode_task(spec, episode)
-    env, expert = _env_and_expert(task)
+    env, expert = env_and_expert(task)
     rec = simulate(
         env,
         expert,
@@ -232,12 +198,12 @@ def render_slices(spec: EpisodeSpec, slices: Iterable[EpisodeSlice], video_dir: 
     r = spec.resolution
     frames = np.empty((n, r, r, 3), np.uint8)
     clean = np.empty((n, r, r, 3), np.uint8)
-    distractors = _distractors(json.dumps(asdict(spec)), video_dir)
+    distractors = distractors_for(json.dumps(asdict(spec)), video_dir)
     row = 0
     for sl in slices:
         task = episode_task(spec, sl.episode)
-        env, _ = _env_and_expert(task)
-        scene = _scene(task, r, spec.quality == "fast", spec.camera, spec.camera_pullback)
+        env, _ = env_and_expert(task)
+        scene = scene_for(task, r, spec.quality == "fast", spec.camera, spec.camera_pullback)
         comp = compositor_for(distractors, sl.episode, sl.states)
         for t in replay(env, sl.seed, sl.actions, sl.states, sl.hi):
             if t < sl.lo:
@@ -260,43 +226,6 @@ def render_chunk(store_path: str, spec_json: str, chunk: int, lo: int, slices: l
 
 
 # --------------------------------------------------------------------------- driver
-class _Executor:
-    """Runs tasks inline (1 worker) or on dask.distributed (a local cluster or --scheduler)."""
-
-    def __init__(self, workers: int, scheduler: str | None):
-        self.client = None
-        self.cluster = None
-        if scheduler:
-            from distributed import Client
-
-            self.client = Client(scheduler)
-        elif workers > 1:
-            from distributed import Client, LocalCluster
-
-            os.environ.setdefault("MUJOCO_GL", "egl")
-            self.cluster = LocalCluster(
-                n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=40
-            )
-            self.client = Client(self.cluster)
-
-    def map_unordered(self, fn: Callable, args: list[tuple]) -> Iterable[Any]:
-        if self.client is None:
-            for a in args:
-                yield fn(*a)
-            return
-        from distributed import as_completed
-
-        futures = [self.client.submit(fn, *a, pure=False) for a in args]
-        for fut in as_completed(futures):
-            yield fut.result()
-
-    def close(self) -> None:
-        if self.client is not None:
-            self.client.close()
-        if self.cluster is not None:
-            self.cluster.close()
-
-
 def _progress(total: int, desc: str, enabled: bool):
     from tqdm.auto import tqdm
 
@@ -337,7 +266,7 @@ def collect(spec: EpisodeSpec, options: CollectOptions) -> Path:
             if existing.store.complete:
                 return path
 
-    ex = _Executor(options.workers, options.scheduler)
+    ex = Executor(options.workers, options.scheduler)
     try:
         if existing is not None and existing.store.info.get("planned"):
             store = existing

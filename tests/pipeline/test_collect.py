@@ -78,7 +78,7 @@ def test_resume_after_kill_9_is_byte_identical(tiny_store, tmp_path):
 
 def test_distractors_touch_only_background_pixels(tiny_store):
     """Robot, table top and objects equal the clean twin; background differs and moves."""
-    from pipeline.collect import _env_and_expert, _scene
+    from pipeline.sim import env_and_expert as _env_and_expert, scene_for as _scene
     from pipeline.env import replay
     from pipeline.render import background_geoms
 

@@ -1,0 +1,46 @@
+"""Per-process simulation resources: one MetaWorld env, GL scene and distractor set per key.
+
+Building an env (~0.1 s) or a GL scene per work unit would dominate small units, so each
+process (the driver, or a dask worker) keeps them here. These caches hold resources, never
+results: outputs stay a pure function of the inputs.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from pathlib import Path
+
+from cache_schemas import EpisodeSpec
+
+from .env import make_env, make_expert
+
+
+@lru_cache(maxsize=None)
+def env_and_expert(task: str):
+    return make_env(task), make_expert(task)
+
+
+@lru_cache(maxsize=1)
+def gl_session(max_size: int):
+    from .render import GLSession
+
+    return GLSession(max_size)
+
+
+@lru_cache(maxsize=None)
+def scene_for(task: str, resolution: int, fast: bool, camera: str, pullback: float):
+    from .render import CameraSetup, SceneRenderer
+
+    env, _ = env_and_expert(task)
+    gl = gl_session(max(256, resolution))
+    return SceneRenderer(env.model, resolution, CameraSetup(camera, pullback), fast=fast, gl=gl)
+
+
+@lru_cache(maxsize=4)
+def distractors_for(spec_json: str, video_dir: str | None):
+    from .distractors import DistractorContext, build_distractors
+
+    spec = EpisodeSpec.from_dict(json.loads(spec_json))
+    ctx = DistractorContext(spec.distractors, spec.resolution, spec.seed, Path(video_dir) if video_dir else None)
+    return build_distractors(ctx)
