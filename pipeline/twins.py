@@ -124,6 +124,33 @@ def _idefics3_like(smol: bool):
     return model, proc
 
 
+def _molmo2():
+    from transformers import Molmo2Config, Molmo2ForConditionalGeneration, Molmo2Processor
+    from transformers.models.molmo2.image_processing_molmo2 import Molmo2ImageProcessor
+
+    from .torch_image import torch_only
+
+    marks = ["<im_patch>", "<im_col>", "<im_start>", "<low_res_im_start>", "<frame_start>", "<im_end>", "<frame_end>",
+             "<im_low>", "<|image|>", "<|video|>"]
+    tok = build_tokenizer(marks)
+    ids = tok.convert_tokens_to_ids
+    text = _text_cfg(tok, additional_vocab_size=0, head_dim=16)
+    vision = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=3, num_attention_heads=2, num_key_value_heads=2,
+                  head_dim=16, image_default_input_size=[56, 56], image_patch_size=14)
+    adapter = dict(vit_layers=[-1, -2], hidden_size=32, num_attention_heads=2, num_key_value_heads=2, head_dim=16,
+                   intermediate_size=64, text_hidden_size=64)
+    cfg = Molmo2Config(text_config=text, vision_config=vision, adapter_config=adapter,
+                       image_start_token_id=ids("<im_start>"), low_res_image_start_token_id=ids("<low_res_im_start>"),
+                       image_end_token_id=ids("<im_end>"), image_patch_id=ids("<im_patch>"),
+                       frame_start_token_id=ids("<frame_start>"), frame_end_token_id=ids("<frame_end>"))
+    model = Molmo2ForConditionalGeneration(cfg)
+    # one 56 px global view plus one 56 px crop, 2x2 pooled: 4 image tokens each
+    ip = torch_only(Molmo2ImageProcessor(size={"height": 56, "width": 56}, max_crops=1, patch_size=14,
+                                         overlap_margins=[0, 0], pooling_size=[2, 2]))
+    proc = _no_video(Molmo2Processor)(image_processor=ip, tokenizer=tok, chat_template=_template("<|image|>"))
+    return model, proc
+
+
 def _clip():
     from transformers import CLIPVisionConfig, CLIPVisionModel
     from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
@@ -154,6 +181,7 @@ def _dinov2():
 BUILDERS: dict[str, Callable[[], tuple[Any, Any]]] = {
     "qwen25-vl": _qwen25_vl,
     "idefics3": lambda: _idefics3_like(False),
+    "molmo2": _molmo2,
     "clip": _clip,
     "siglip2": _siglip2,
     "dinov2": _dinov2,
@@ -161,17 +189,34 @@ BUILDERS: dict[str, Callable[[], tuple[Any, Any]]] = {
 
 
 def _no_video(proc_cls):
-    """The processor class without its video-processor slot (that slot needs torchvision)."""
-    attrs = [a for a in getattr(proc_cls, "get_attributes", lambda: [])() if a != "video_processor"]
+    """The processor class without its video-processor slot (that slot needs torchvision).
 
-    class NoVideo(proc_cls):
+    The family's own __init__ still runs (it sets token attributes) and passes its processors
+    positionally to ProcessorMixin; a shim between the two drops the video slot."""
+    from transformers.processing_utils import ProcessorMixin
+
+    original = proc_cls.get_attributes()
+    if "video_processor" not in original:
+        return proc_cls
+    drop = original.index("video_processor")
+    attrs = [a for a in original if a != "video_processor"]
+
+    class _DropVideo(ProcessorMixin):
+        def __init__(self, *args, **kw):
+            args = list(args)
+            if len(args) > drop:
+                args.pop(drop)
+            kw.pop("video_processor", None)
+            ProcessorMixin.__init__(self, *args, **kw)
+
+    class NoVideo(proc_cls, _DropVideo):
         @classmethod
         def get_attributes(cls):
-            return attrs
+            return list(attrs)
 
         def __init__(self, image_processor=None, tokenizer=None, **kw):
             kw.pop("video_processor", None)
-            super().__init__(image_processor=image_processor, tokenizer=tokenizer, video_processor=None, **kw)
+            proc_cls.__init__(self, image_processor=image_processor, tokenizer=tokenizer, video_processor=None, **kw)
 
     NoVideo.__name__ = proc_cls.__name__
     return NoVideo
@@ -208,4 +253,4 @@ def _write_digest(folder: Path) -> None:
     (folder / "DIGEST").write_text(h.hexdigest()[:16] + "\n")
 
 
-assert set(BUILDERS) <= set(TWIN_FAMILIES) | {"molmo2"}
+assert set(BUILDERS) == set(TWIN_FAMILIES)

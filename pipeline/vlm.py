@@ -38,27 +38,51 @@ class Loaded:
 
 
 def _processor_from(folder: str, **kw):
-    """AutoProcessor, or (no torchvision) the processor class without its video slot."""
+    """AutoProcessor; without torchvision, the family's processor class minus its video slot,
+    assembled from its parts (torchvision-only image processors resize in plain torch)."""
     import transformers
-    from transformers import AutoProcessor
+    from transformers import AutoProcessor, AutoTokenizer
+
+    from .torch_image import torch_only
 
     try:
-        return AutoProcessor.from_pretrained(folder, **kw)
+        proc = AutoProcessor.from_pretrained(folder, **kw)
+        if hasattr(proc, "image_processor"):
+            proc.image_processor = torch_only(proc.image_processor)
+        return proc
     except Exception as first:
         cfg_file = Path(folder) / "processor_config.json"
         if not cfg_file.exists():
             raise first
-        name = json.loads(cfg_file.read_text()).get("processor_class")
-        cls = getattr(transformers, name, None)
-        if cls is None:
+        cfg = json.loads(cfg_file.read_text())
+        cls = getattr(transformers, cfg.get("processor_class", ""), None)
+        ip_cfg = dict(cfg.get("image_processor", {}))
+        ip_cls = _image_processor_class(folder, ip_cfg.pop("image_processor_type", ""))
+        if cls is None or ip_cls is None:
             raise first
         from .twins import _no_video
 
-        proc = _no_video(cls).from_pretrained(folder, **kw)
+        ip = torch_only(ip_cls(**{k: v for k, v in ip_cfg.items() if not k.startswith("_")}))
+        tok = AutoTokenizer.from_pretrained(folder, **kw)
+        extra = {k: v for k, v in cfg.items() if k not in ("processor_class", "image_processor", "video_processor")}
         template = Path(folder) / "chat_template.jinja"
-        if not getattr(proc, "chat_template", None) and template.exists():
-            proc.chat_template = template.read_text()
-        return proc
+        if template.exists():
+            extra.setdefault("chat_template", template.read_text())
+        return _no_video(cls)(image_processor=ip, tokenizer=tok, **extra)
+
+
+def _image_processor_class(folder: str, name: str):
+    """The real class from its model module (the top-level name is a torchvision dummy)."""
+    import importlib
+
+    import transformers
+
+    model_type = json.loads((Path(folder) / "config.json").read_text()).get("model_type", "")
+    try:
+        module = importlib.import_module(f"transformers.models.{model_type}.image_processing_{model_type}")
+        return getattr(module, name)
+    except (ImportError, AttributeError):
+        return getattr(transformers, name, None)
 
 
 def load_backbone(backbone: Backbone, *, model_path: str | None = None, cache: Any = None,

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-VLM_TWINS = ("qwen25-vl", "idefics3")
+VLM_TWINS = ("qwen25-vl", "idefics3", "molmo2")
 ENCODER_TWINS = ("clip", "siglip2", "dinov2")
 
 
