@@ -35,7 +35,11 @@ class EpisodeLayer(Protocol):
 
 
 class Distractor(Protocol):
-    def for_episode(self, episode: int, states: np.ndarray) -> EpisodeLayer: ...
+    def for_episode(self, episode: int, states: np.ndarray) -> EpisodeLayer:
+        """Open loop (collect): the episode's states are known in advance."""
+
+    def online(self, episode: int) -> EpisodeLayer:
+        """Closed loop (rollouts): layers with `observe(state)` are fed each step's state."""
 
 
 @dataclass(frozen=True)
@@ -230,6 +234,9 @@ class VideoDistractor:
         clip = load_clip(path, res)
         return VideoLayer(lambda t: clip[t % len(clip)], offset, opacity)
 
+    def online(self, episode: int) -> VideoLayer:
+        return self.for_episode(episode, np.zeros((0, 39), np.float32))
+
 
 class BlobLayer:
     def __init__(self, centers: np.ndarray, radius: float, color: np.ndarray, resolution: int):
@@ -239,6 +246,9 @@ class BlobLayer:
 
     def composite(self, t: int, frame: np.ndarray, background: np.ndarray) -> None:
         cx, cy = self.centers[t]
+        self._paint(frame, background, cx, cy)
+
+    def _paint(self, frame: np.ndarray, background: np.ndarray, cx: float, cy: float) -> None:
         # torus distance: the blob wraps around the image edges
         dx = np.abs(self.x - cx)
         dy = np.abs(self.y - cy)
@@ -247,6 +257,26 @@ class BlobLayer:
         paint = background & (alpha > 0)
         a = alpha[paint][:, None]
         frame[paint] = np.rint(frame[paint] * (1 - a) + self.color * a).astype(np.uint8)
+
+
+class OnlineBlobLayer(BlobLayer):
+    """The correlated blob in closed loop (rollouts): states arrive one step at a time."""
+
+    def __init__(self, start: np.ndarray, radius: float, color: np.ndarray, resolution: int,
+                 gain: float, noise: float, rng: np.random.Generator):
+        super().__init__(np.zeros((0, 2), np.float32), radius, color, resolution)
+        self.center, self.gain, self.noise, self.rng = start.astype(np.float64), gain, noise, rng
+        self.prev: np.ndarray | None = None
+
+    def observe(self, state: np.ndarray) -> None:
+        hand = np.asarray(state[:2], np.float64)
+        vel = np.zeros(2) if self.prev is None else hand - self.prev
+        self.prev = hand
+        step = self.gain * CorrelatedDistractor.PIXELS_PER_METRE * np.array([vel[0], -vel[1]])
+        self.center = (self.center + step + self.rng.normal(0, self.noise, size=2)) % 1.0
+
+    def composite(self, t: int, frame: np.ndarray, background: np.ndarray) -> None:
+        self._paint(frame, background, float(self.center[0]), float(self.center[1]))
 
 
 class CorrelatedDistractor:
@@ -269,6 +299,14 @@ class CorrelatedDistractor:
         step += rng.normal(0, spec.correlated_noise * 0.01, size=step.shape)
         centers = (start + np.cumsum(step, axis=0)) % 1.0
         return BlobLayer(centers.astype(np.float32), spec.correlated_size / 2, color, self.ctx.resolution)
+
+    def online(self, episode: int) -> OnlineBlobLayer:
+        spec = self.ctx.spec
+        rng = episode_rng(self.ctx.seed, episode, STREAM_BLOB)
+        start = rng.uniform(0, 1, size=2)
+        color = rng.uniform(64, 255, size=3).astype(np.float32)
+        return OnlineBlobLayer(start, spec.correlated_size / 2, color, self.ctx.resolution,
+                               spec.correlated_gain, spec.correlated_noise * 0.01, rng)
 
 
 DISTRACTORS: dict[str, Callable[[DistractorContext], Distractor]] = {
@@ -296,6 +334,11 @@ class Compositor:
     def __init__(self, layers: list[EpisodeLayer]):
         self.layers = layers
 
+    def observe(self, state: np.ndarray) -> None:
+        for layer in self.layers:
+            if hasattr(layer, "observe"):
+                layer.observe(state)
+
     def apply(self, t: int, clean: np.ndarray, background: np.ndarray) -> np.ndarray:
         frame = clean.copy()
         for layer in self.layers:
@@ -307,5 +350,8 @@ def build_distractors(ctx: DistractorContext) -> list[Distractor]:
     return [DISTRACTORS[k](ctx) for k in parse_kinds(ctx.spec.kinds)]
 
 
-def compositor_for(distractors: list[Distractor], episode: int, states: np.ndarray) -> Compositor:
+def compositor_for(distractors: list[Distractor], episode: int, states: np.ndarray | None) -> Compositor:
+    """Open loop with the episode's states; closed loop (`states=None`) for rollouts."""
+    if states is None:
+        return Compositor([d.online(episode) for d in distractors])
     return Compositor([d.for_episode(episode, states) for d in distractors])
