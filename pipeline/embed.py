@@ -172,6 +172,7 @@ def run_embed(episodes: str | Path, cfg: EmbedConfig, *, loader=None) -> list[Pa
             for s in stores:
                 s.finalize()
     finally:
+        emb.close()
         if group:
             torch.distributed.destroy_process_group()
     return paths

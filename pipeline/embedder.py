@@ -61,6 +61,11 @@ class Batch:
     hi: int
     inputs: list[dict[str, torch.Tensor]]  # one per forward group (1 for prefix mode, P for before)
 
+    def pin_memory(self) -> "Batch":
+        """Called by DataLoader(pin_memory=True): page-locked tensors copy to the GPU asynchronously."""
+        self.inputs = [{k: v.pin_memory() if torch.is_tensor(v) else v for k, v in x.items()} for x in self.inputs]
+        return self
+
 
 @dataclass
 class Preprocessor:
@@ -119,13 +124,14 @@ class Embedder:
 
     @staticmethod
     def _hidden_size(stack) -> int:
-        for p in stack.blocks[0].parameters():
-            pass
         norm = stack.norm
         if norm is not None and getattr(norm, "weight", None) is not None:
             return int(norm.weight.shape[0])
         cfg = getattr(stack.owner, "config", None)
         return int(getattr(cfg, "hidden_size"))
+
+    def close(self) -> None:
+        self.tap.remove()
 
     def preprocessor(self) -> Preprocessor:
         return Preprocessor(self.loaded.processor, self.kind, self.position, self.head, self.tail, self.texts)

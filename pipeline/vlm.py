@@ -217,6 +217,12 @@ class Tap:
 
         return fn
 
+    def remove(self) -> None:
+        """Detach the hooks (the truncated block list stays: reload the model for a full one)."""
+        for h in self._handles:
+            h.remove()
+        self._handles, self.captured = [], {}
+
     def take(self) -> list[torch.Tensor]:
         out = [self.captured[i] for i in self.wanted]
         self.captured = {}
