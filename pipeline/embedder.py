@@ -79,9 +79,9 @@ class Preprocessor:
     texts: tuple[tuple[str, ...], ...] = ()  # [prompt][task] rendered prompt
 
     def __call__(self, frames: np.ndarray, tasks: np.ndarray) -> list[dict[str, torch.Tensor]]:
-        images = list(frames)
         if self.kind == "encoder":
-            return [dict(self.processor(images=images, return_tensors="pt"))]
+            return [dict(self.processor(images=list(frames), return_tensors="pt"))]
+        images = [[f] for f in frames]  # one image per text
         if self.position == "after":
             return [dict(self.processor(images=images, text=[self.head] * len(images), return_tensors="pt"))]
         out = []
@@ -120,7 +120,10 @@ class Embedder:
         if self.kind == "vlm" and position == "after":
             tok = loaded.tokenizer
             self.suffix_ids = [[tok(t + self.tail, add_special_tokens=False)["input_ids"] for t in per] for per in self.texts]
-        self.share_prefix = share_prefix and len(self.texts) > 1 and position == "after"
+        from .pooling import shares_image_prefix
+
+        self.share_prefix = (share_prefix and len(self.texts) > 1 and self.kind == "vlm"
+                             and shares_image_prefix(position, prefix_bidirectional=loaded.backbone.prefix_bidirectional))
 
     @staticmethod
     def _hidden_size(stack) -> int:

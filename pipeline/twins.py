@@ -48,7 +48,8 @@ def twins_root(cache: Any = None) -> Path:
     return Path(os.environ["VLMLAM_TWINS"]) if os.environ.get("VLMLAM_TWINS") else cache_root(cache) / "twins"
 
 
-def build_tokenizer(special: list[str], *, bos: str = "<|bos|>", eos: str = "<|end|>", pad: str = "<|pad|>"):
+def build_tokenizer(special: list[str], *, bos: str = "<|bos|>", eos: str = "<|end|>", pad: str = "<|pad|>",
+                    extra: dict[str, str] | None = None):
     """A ~300-token byte-level BPE trained on CORPUS, wrapped for transformers."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
@@ -64,7 +65,7 @@ def build_tokenizer(special: list[str], *, bos: str = "<|bos|>", eos: str = "<|e
     tok.train_from_iterator(CORPUS, trainer)
     return PreTrainedTokenizerFast(
         tokenizer_object=tok, bos_token=bos, eos_token=eos, pad_token=pad, padding_side="right",
-        additional_special_tokens=[s for s in specials if s not in (pad, bos, eos)],
+        extra_special_tokens=extra or {},
     )
 
 
@@ -151,6 +152,98 @@ def _molmo2():
     return model, proc
 
 
+def _qwen3_vl():
+    from transformers import Qwen3VLConfig, Qwen3VLForConditionalGeneration, Qwen3VLProcessor
+    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
+
+    tok = build_tokenizer(["<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>"])
+    ids = tok.convert_tokens_to_ids
+    text = _text_cfg(tok, hidden_size=128, num_attention_heads=1, num_key_value_heads=1, head_dim=128,
+                     rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [16, 24, 24],
+                                      "mrope_interleaved": True})
+    vision = dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=2, out_hidden_size=128, patch_size=16,
+                  spatial_merge_size=2, temporal_patch_size=2, num_position_embeddings=16, deepstack_visual_indexes=[0])
+    cfg = Qwen3VLConfig(text_config=text, vision_config=vision, image_token_id=ids("<|image_pad|>"),
+                        video_token_id=ids("<|video_pad|>"), vision_start_token_id=ids("<|vision_start|>"),
+                        vision_end_token_id=ids("<|vision_end|>"))
+    model = Qwen3VLForConditionalGeneration(cfg)
+    ip = Qwen2VLImageProcessorPil(min_pixels=64 * 64, max_pixels=128 * 128, patch_size=16, merge_size=2, temporal_patch_size=2)
+    proc = _no_video(Qwen3VLProcessor)(image_processor=ip, tokenizer=tok,
+                                        chat_template=_template("<|vision_start|><|image_pad|><|vision_end|>"))
+    return model, proc
+
+
+def _gemma3():
+    from transformers import Gemma3Config, Gemma3ForConditionalGeneration, Gemma3Processor
+    from transformers.models.gemma3.image_processing_pil_gemma3 import Gemma3ImageProcessorPil
+
+    tok = build_tokenizer(["<start_of_image>", "<end_of_image>", "<image_soft_token>"],
+                          extra={"boi_token": "<start_of_image>", "eoi_token": "<end_of_image>", "image_token": "<image_soft_token>"})
+    ids = tok.convert_tokens_to_ids
+    text = _text_cfg(tok, head_dim=16, query_pre_attn_scalar=16, sliding_window=64, model_type="gemma3_text")
+    vision = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, image_size=32, patch_size=8)
+    # 32 px, 8 px patches: 16 patches, average-pooled to mm_tokens_per_image = 4
+    cfg = Gemma3Config(text_config=text, vision_config=vision, mm_tokens_per_image=4, boi_token_index=ids("<start_of_image>"),
+                       eoi_token_index=ids("<end_of_image>"), image_token_index=ids("<image_soft_token>"))
+    model = Gemma3ForConditionalGeneration(cfg)
+    ip = Gemma3ImageProcessorPil(size={"height": 32, "width": 32})
+    proc = Gemma3Processor(image_processor=ip, tokenizer=tok, image_seq_length=4, chat_template=_template("<start_of_image>"))
+    return model, proc
+
+
+def _paligemma():
+    from transformers import PaliGemmaConfig, PaliGemmaForConditionalGeneration, PaliGemmaProcessor
+    from transformers.models.siglip.image_processing_pil_siglip import SiglipImageProcessorPil
+
+    tok = build_tokenizer(["<image>"], extra={"image_token": "<image>"})
+    text = _text_cfg(tok, head_dim=16, model_type="gemma2", query_pre_attn_scalar=16, sliding_window=64)
+    vision = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, image_size=32, patch_size=8,
+                  projection_dim=64)
+    cfg = PaliGemmaConfig(text_config=text, vision_config=vision, image_token_index=tok.convert_tokens_to_ids("<image>"),
+                          projection_dim=64)
+    model = PaliGemmaForConditionalGeneration(cfg)
+    ip = SiglipImageProcessorPil(size={"height": 32, "width": 32})
+    ip.image_seq_length = 16
+    proc = PaliGemmaProcessor(image_processor=ip, tokenizer=tok, chat_template=_template("<image>"))
+    return model, proc
+
+
+def _internvl():
+    from transformers import InternVLConfig, InternVLForConditionalGeneration, InternVLProcessor
+    from transformers.models.got_ocr2.image_processing_pil_got_ocr2 import GotOcr2ImageProcessorPil
+
+    tok = build_tokenizer(["<img>", "</img>", "<IMG_CONTEXT>", "<video>"],
+                          extra={"start_image_token": "<img>", "end_image_token": "</img>", "context_image_token": "<IMG_CONTEXT>",
+                                 "video_token": "<video>"})
+    text = _text_cfg(tok, model_type="qwen2")
+    vision = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, image_size=[32, 32],
+                  patch_size=[8, 8])
+    cfg = InternVLConfig(text_config=text, vision_config=vision, image_token_id=tok.convert_tokens_to_ids("<IMG_CONTEXT>"),
+                         downsample_ratio=0.5, projector_hidden_act="gelu")
+    model = InternVLForConditionalGeneration(cfg)
+    ip = GotOcr2ImageProcessorPil(size={"height": 32, "width": 32}, crop_to_patches=False)
+    proc = _no_video(InternVLProcessor)(image_processor=ip, tokenizer=tok, image_seq_length=4, chat_template=_template("<IMG_CONTEXT>"))
+    return model, proc
+
+
+def _llava_onevision():
+    from transformers import LlavaOnevisionConfig, LlavaOnevisionForConditionalGeneration, LlavaOnevisionProcessor
+    from transformers.models.llava_onevision.image_processing_pil_llava_onevision import LlavaOnevisionImageProcessorPil
+
+    tok = build_tokenizer(["<image>", "<video>"], extra={"image_token": "<image>", "video_token": "<video>"})
+    text = _text_cfg(tok, model_type="qwen2")
+    vision = dict(model_type="siglip_vision_model", hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                  num_attention_heads=2, image_size=32, patch_size=8)
+    cfg = LlavaOnevisionConfig(text_config=text, vision_config=vision, image_token_id=tok.convert_tokens_to_ids("<image>"),
+                               video_token_id=tok.convert_tokens_to_ids("<video>"), vision_feature_layer=-1,
+                               image_grid_pinpoints=[[32, 32]])
+    model = LlavaOnevisionForConditionalGeneration(cfg)
+    ip = LlavaOnevisionImageProcessorPil(size={"height": 32, "width": 32}, image_grid_pinpoints=[[32, 32]])
+    proc = _no_video(LlavaOnevisionProcessor)(image_processor=ip, tokenizer=tok, num_image_tokens=16,
+                                               vision_feature_select_strategy="full", chat_template=_template("<image>"))
+    return model, proc
+
+
 def _clip():
     from transformers import CLIPVisionConfig, CLIPVisionModel
     from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
@@ -182,6 +275,11 @@ BUILDERS: dict[str, Callable[[], tuple[Any, Any]]] = {
     "qwen25-vl": _qwen25_vl,
     "idefics3": lambda: _idefics3_like(False),
     "molmo2": _molmo2,
+    "qwen3-vl": _qwen3_vl,
+    "gemma3": _gemma3,
+    "paligemma": _paligemma,
+    "internvl": _internvl,
+    "llava-onevision": _llava_onevision,
     "clip": _clip,
     "siglip2": _siglip2,
     "dinov2": _dinov2,
@@ -218,6 +316,11 @@ def _no_video(proc_cls):
             kw.pop("video_processor", None)
             proc_cls.__init__(self, image_processor=image_processor, tokenizer=tokenizer, video_processor=None, **kw)
 
+    # keep the family's own keyword arguments visible: save_pretrained writes those it finds
+    import inspect
+
+    sig = inspect.signature(proc_cls.__init__)
+    NoVideo.__init__.__signature__ = sig.replace(parameters=[p for n, p in sig.parameters.items() if n != "video_processor"])
     NoVideo.__name__ = proc_cls.__name__
     return NoVideo
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import os
 
 import numpy as np
 import pytest
 import torch
 
-VLM_TWINS = ("qwen25-vl", "idefics3", "molmo2")
+VLM_TWINS = ("qwen25-vl", "molmo2", "idefics3", "qwen3-vl", "gemma3", "paligemma", "internvl", "llava-onevision")
 ENCODER_TWINS = ("clip", "siglip2", "dinov2")
 
 
@@ -33,6 +34,12 @@ def load(name: str):
     return load_backbone(get_backbone(name))
 
 
+@functools.lru_cache(maxsize=None)
+def load_reference(name: str):
+    """An untouched model for references (the embedder under test truncates its own copy)."""
+    return load(name)
+
+
 def frames(n: int = 3, res: int = 16, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 255, (n, res, res, 3), dtype=np.uint8)
 
@@ -43,7 +50,7 @@ def reference(name: str, frames_: np.ndarray, tasks, texts_per_task, *, layers, 
     from pipeline.embedder import chat_parts
     from pipeline.pooling import TokenMasks, pool
 
-    ld = load(name)
+    ld = load_reference(name)
     rows = []
     for b, t in enumerate(tasks):
         if ld.backbone.kind == "encoder":
