@@ -146,3 +146,32 @@ def test_nan_stops_with_frame_range(twins, tmp_path, episode_store_factory):
         run_embed(eps.path, cfg("tiny-clip", tmp_path, pooling="mean_all", batch_size=3), loader=poisoned)
     (store_dir,) = (tmp_path / "cache" / "embeddings").iterdir()
     assert not EmbeddingStore(Store.open(store_dir)).done_chunks()
+
+
+def test_dataloader_workers_give_the_same_bytes_and_cache_ls_shows_it(twins, tmp_path, episode_store_factory):
+    import json
+
+    from cache_schemas.embeddings import EmbeddingStore
+    from pipeline.cli import app
+    from pipeline.embed import run_embed
+
+    eps = episode_store_factory(episodes_per_task=1, length=10, chunk_frames=4)
+    (a,) = run_embed(eps.path, cfg("tiny-qwen25-vl", tmp_path / "w0", prompt="task", pooling="last", batch_size=3))
+    (b,) = run_embed(eps.path, cfg("tiny-qwen25-vl", tmp_path / "w2", prompt="task", pooling="last", batch_size=3, num_workers=2))
+    np.testing.assert_array_equal(EmbeddingStore.open(a).emb[:], EmbeddingStore.open(b).emb[:])
+    r = CliRunner().invoke(app, ["cache", "ls", "--json", "--cache", str(tmp_path / "w2" / "cache")])
+    (row,) = json.loads(r.output)
+    assert row["schema"] == "embeddings/1" and row["complete"] and "tiny-qwen25-vl" in row["summary"]
+
+
+def test_preset_resolves_to_newest_complete_episode_store(tmp_path, episode_store_factory):
+    from pipeline.embed import EmbedError, find_episode_store
+
+    cache = tmp_path / "cache"
+    with pytest.raises(EmbedError, match="vlm-lam collect --preset demo"):
+        find_episode_store("demo", cache)
+    from factories import make_episode_store
+
+    eps = make_episode_store(cache / "episodes", name="demo.abc", episodes_per_task=1, length=4, chunk_frames=4)
+    eps.store.update_info(preset="demo")
+    assert find_episode_store("demo", cache) == eps.path
