@@ -57,6 +57,7 @@ class ProbeResult:
     n_train: int
     n_test: int
     alpha: float
+    r2_dims: list[float] = field(default_factory=list)  # held-out R² of each action dimension
     per_task: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
@@ -64,7 +65,8 @@ class ProbeResult:
 
     def summary(self) -> str:
         tasks = ", ".join(f"{t} {v['r2']:.3f}" for t, v in self.per_task.items())
-        return f"probe R² {self.r2:.3f} (MSE {self.mse:.4f}; train R² {self.train_r2:.3f}) per task: {tasks}"
+        dims = " ".join(f"{v:.2f}" for v in self.r2_dims)
+        return f"probe R² {self.r2:.3f} (MSE {self.mse:.4f}; train R² {self.train_r2:.3f}; per dim {dims}) per task: {tasks}"
 
 
 def probe(
@@ -94,5 +96,6 @@ def probe(
         n_train=int(train.sum()),
         n_test=int(test.sum()),
         alpha=float(alpha),
+        r2_dims=[r2(actions[test][:, d : d + 1], pred[test][:, d : d + 1]) for d in range(actions.shape[1])],
         per_task=per_task,
     )

@@ -23,6 +23,10 @@ from .config import BASE_TARGETS
 from .data import FrameCache
 
 MIN_STD = 1e-6
+# MetaWorld's 39-d observation: hand xyz, gripper, two objects (pos + quat) = dims 0-17; dims
+# 18-35 repeat the previous frame's 0-17; 36-38 are the goal, fixed per episode and often not
+# visible. The `state` target is the part that moves: 0-17 (the rest would teach z the goal).
+STATE_DYNAMIC = slice(0, 18)
 
 
 class TargetError(ValueError):
@@ -120,7 +124,8 @@ def load_target(
         values = normalise(x)
         return Target(torch.from_numpy(values), {"kind": target, "size": pixel_size})
     if target == "state":
-        return Target(torch.from_numpy(normalise(episodes.array("states")[:])), {"kind": "state"})
+        states = episodes.array("states")[:, STATE_DYNAMIC]
+        return Target(torch.from_numpy(normalise(states)), {"kind": "state", "dims": [STATE_DYNAMIC.start, STATE_DYNAMIC.stop]})
     if target.startswith("emb:"):
         path, note = resolve_embedding(target[4:], episodes, cache)
         view = open_embeddings(path)

@@ -74,3 +74,44 @@ def make_synthetic_store(
     store.store.mark_done(range(store.n_chunks))
     store.store.mark_complete()
     return store
+
+
+def make_texture_store(root: Path, *, episodes_per_task: int = 4, length: int = 16, resolution: int = 16,
+                       max_shift: int = 2, seed: int = 0, name: str = "texture") -> EpisodeStore:
+    """Frames are a random per-episode texture on a torus, rolled by (a0, a1) * max_shift pixels
+    each step (a2 = a3 = 0). The next frame cannot be encoded in a small z except as the shift,
+    so a working LAM's z must carry the action."""
+    rng = np.random.default_rng(seed)
+    spec = EpisodeSpec(tasks=tuple(t.name for t in TASKS), episodes_per_task=episodes_per_task,
+                       resolution=resolution, seed=seed, chunk_frames=64, distractors=DistractorSpec(kinds=()))
+    n_ep = spec.n_episodes
+    lengths = np.full(n_ep, length, np.int64)
+    n = int(lengths.sum())
+    store = EpisodeStore.create(root / name, spec, lengths, list(TASKS))
+    steps = rng.integers(-max_shift, max_shift + 1, size=(n, 2))
+    actions = np.zeros((n, 4), np.float32)
+    actions[:, :2] = steps / max_shift
+    states = np.zeros((n, 39), np.float32)
+    frames = np.empty((n, resolution, resolution, 3), np.uint8)
+    for e in range(n_ep):
+        coarse = rng.uniform(0, 255, size=(resolution // 4, resolution // 4, 3))
+        tex = np.kron(coarse, np.ones((4, 4, 1))).astype(np.uint8)
+        pos = np.zeros(2, int)
+        for t in range(length):
+            i = e * length + t
+            states[i, :2] = pos
+            frames[i] = np.roll(tex, tuple(pos), axis=(0, 1))
+            pos = pos + steps[i]
+    store.write_episode_table(EpisodeTable(
+        start=(np.arange(n_ep) * length).astype(np.int64), length=lengths.astype(np.int32),
+        task=np.repeat(np.arange(len(TASKS), dtype=np.int32), episodes_per_task),
+        seed=np.arange(n_ep, dtype=np.int64), success=np.ones(n_ep, bool)))
+    store.write_lowdim({"actions": actions, "states": states, "rewards": np.zeros(n, np.float32),
+                        "success": np.zeros(n, bool), "episode_index": np.repeat(np.arange(n_ep, dtype=np.int32), length),
+                        "step": np.tile(np.arange(length, dtype=np.int32), n_ep)})
+    for c in range(store.n_chunks):
+        lo, hi = store.chunk_range(c)
+        store.write_frames(c, frames[lo:hi], frames[lo:hi])
+    store.store.mark_done(range(store.n_chunks))
+    store.store.mark_complete()
+    return store

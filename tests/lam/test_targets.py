@@ -35,7 +35,7 @@ def test_pixel_and_state_targets_are_aligned_and_normalised(episode_store_factor
     pix = load_target("pixels", store, pixel_size=8)
     clean = load_target("pixels-clean", store, pixel_size=8)
     state = load_target("state", store)
-    assert pix.values.shape == (store.n_frames, 3 * 8 * 8) and state.values.shape == (store.n_frames, 39)
+    assert pix.values.shape == (store.n_frames, 3 * 8 * 8) and state.values.shape == (store.n_frames, 18)
     assert abs(float(state.values[:, 0].mean())) < 1e-5 and abs(float(state.values[:, 0].std()) - 1) < 0.05
     assert not np.allclose(pix.values.numpy(), clean.values.numpy())  # the twin differs (no noise channel)
 
