@@ -25,7 +25,7 @@ COLLECT_OPTS := $(CACHE_OPT) --preset $(PRESET) $(call opt,--tasks,$(TASKS)) \
   $(call opt,--seed,$(SEED)) $(call opt,--distractors,$(DISTRACTORS)) \
   $(call opt,--workers,$(WORKERS)) $(call opt,--scheduler,$(SCHEDULER))
 
-.PHONY: help install test demo collect bench clean
+.PHONY: help install test demo collect eval report bench clean
 help:
 	@echo "make demo      # whole flow on an offline default (CPU, minutes)"
 	@echo "make test      # install into $(VENV) and run the test suite"
@@ -49,8 +49,39 @@ test: install
 collect: install
 	$(VLMLAM) collect $(COLLECT_OPTS)
 
+# The whole flow, offline, on CPU: collect -> embed (a random-weight tiny twin: checks the
+# pipeline, not a VLM's quality) -> train-lam on four targets -> eval -> report.
+DEMO_VLM ?= tiny-qwen25-vl
+DEMO_PROMPT ?= ignore_distractors
+DEMO_LAM ?= --steps 400 --latent-dim 32 --batch-size 64
+DEMO_EVAL ?= --labelled 2 --rollouts 4 --policy-steps 400 --decoder-steps 400
+DEMO_RUNS := demo-state demo-pixels demo-pixels-clean demo-emb
+RUNS_DIR = $(or $(RUNS),runs)
 demo: install
 	$(VLMLAM) collect $(CACHE_OPT) --preset demo
+	$(VLMLAM) embed $(CACHE_OPT) --preset demo --vlm $(DEMO_VLM) --prompt $(DEMO_PROMPT)
+	$(VLMLAM) train-lam $(LAM_DATA_OPTS) $(DEMO_LAM) --quiet --target state --run demo-state
+	$(VLMLAM) train-lam $(LAM_DATA_OPTS) $(DEMO_LAM) --quiet --target pixels --run demo-pixels
+	$(VLMLAM) train-lam $(LAM_DATA_OPTS) $(DEMO_LAM) --quiet --target pixels-clean --run demo-pixels-clean
+	$(VLMLAM) train-lam $(LAM_DATA_OPTS) $(DEMO_LAM) --quiet --target "emb:$(DEMO_VLM).$(DEMO_PROMPT)" --run demo-emb
+	for r in $(DEMO_RUNS); do $(VLMLAM) eval $(RUNS_DIR)/$$r $(DEMO_EVAL) $(call opt,--runs,$(RUNS)) --quiet || exit $$?; done
+	$(VLMLAM) report $(addprefix $(RUNS_DIR)/,$(DEMO_RUNS)) --name demo
+
+# --- downstream: eval and report (policy/) ---
+# make eval RUN=<run id or folder> [LABELLED=2 ROLLOUTS=10 METHODS=latent,bc-labelled,bc-all]
+LABELLED ?=
+ROLLOUTS ?=
+METHODS ?=
+REPORT ?= report
+EVAL_OPTS = $(call opt,--labelled,$(LABELLED)) $(call opt,--rollouts,$(ROLLOUTS)) $(call opt,--methods,$(METHODS)) \
+  $(call opt,--workers,$(WORKERS)) $(call opt,--scheduler,$(SCHEDULER)) $(call opt,--runs,$(RUNS))
+eval: install
+	@test -n "$(RUN)" || { echo "usage: make eval RUN=<run id or folder>"; exit 2; }
+	$(VLMLAM) eval "$(RUN)" $(EVAL_OPTS)
+
+# make report [RUN_LIST="runs/a runs/b"] [REPORT=name]: default every finished run under runs/
+report: install
+	$(VLMLAM) report $(or $(RUN_LIST),$(filter-out $(RUNS_DIR)/baselines,$(wildcard $(RUNS_DIR)/*))) --name $(REPORT)
 
 bench: install
 	$(BIN)/python bench/collect.py
