@@ -101,6 +101,10 @@ class _Frames:
 
     def __init__(self, path: str, batches: list[tuple[int, int, int]], tasks: np.ndarray, prep):
         self.path, self.batches, self.tasks, self.prep = path, batches, tasks, prep
+        self._frames = None  # opened lazily, once per worker process
+
+    def __getstate__(self):
+        return {**self.__dict__, "_frames": None}
 
     def __len__(self) -> int:
         return len(self.batches)
@@ -109,8 +113,10 @@ class _Frames:
         from .embedder import Batch
 
         chunk, lo, hi = self.batches[i]
-        frames = Store.open(self.path, mode="r").array("frames")[lo:hi]
-        return Batch(chunk, lo, hi, self.prep(frames, self.tasks[lo:hi]))
+        if self._frames is None:
+            self._frames = Store.open(self.path, mode="r").array("frames")
+        frames = self._frames[lo:hi]
+        return Batch(chunk, lo, hi, self.prep(frames, self.tasks[lo:hi])).to_numpy()
 
 
 def batches_for(chunks: list[int], chunk_range, batch: int) -> list[tuple[int, int, int]]:
@@ -195,6 +201,7 @@ def _embed_chunks(eps, stores, done, mine, emb, cfg, bb, rank) -> None:
     bar = tqdm(total=sum(eps.chunk_range(c)[1] - eps.chunk_range(c)[0] for c in mine), unit="frame",
                desc=f"embed {bb.name}" + (f" rank {rank}" if rank else ""), disable=not cfg.progress, leave=False)
     for item in dl:
+        item.to_torch()
         out = emb(item.inputs, task_of[item.lo:item.hi])  # (P, B, D) float32
         check_finite(out, item.lo, item.hi)
         pending.setdefault(item.chunk, []).append((item.lo, out))

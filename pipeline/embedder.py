@@ -61,8 +61,19 @@ class Batch:
     hi: int
     inputs: list[dict[str, torch.Tensor]]  # one per forward group (1 for prefix mode, P for before)
 
+    def to_numpy(self) -> "Batch":
+        """Workers send numpy arrays: pickled by value through the pipe, they cross faster than
+        torch's shared-memory file descriptors for these small batches."""
+        self.inputs = [{k: v.numpy() if torch.is_tensor(v) else v for k, v in x.items()} for x in self.inputs]
+        return self
+
+    def to_torch(self) -> "Batch":
+        self.inputs = [{k: torch.from_numpy(v) if isinstance(v, np.ndarray) else v for k, v in x.items()} for x in self.inputs]
+        return self
+
     def pin_memory(self) -> "Batch":
         """Called by DataLoader(pin_memory=True): page-locked tensors copy to the GPU asynchronously."""
+        self.to_torch()
         self.inputs = [{k: v.pin_memory() if torch.is_tensor(v) else v for k, v in x.items()} for x in self.inputs]
         return self
 
