@@ -4,7 +4,6 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 VLMLAM := $(BIN)/vlm-lam
-export MUJOCO_GL ?= egl
 export HF_HUB_OFFLINE ?= 1
 
 # --- stage options (empty = the CLI's default) ---

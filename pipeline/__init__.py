@@ -2,7 +2,11 @@
 
 import os as _os
 
-# MuJoCo chooses its GL backend once, when first imported (metaworld imports it): headless EGL
-# unless the user chose another (MUJOCO_GL=osmesa for machines without EGL).
-_os.environ.setdefault("MUJOCO_GL", "egl")
+# MuJoCo chooses its GL backend once, when first imported (metaworld imports it). A user's
+# MUJOCO_GL always wins; otherwise headless EGL, which the CLI may swap for OSMesa after probing
+# (pipeline.glcheck) before anything imports mujoco.
+if "MUJOCO_GL" in _os.environ:
+    _os.environ.setdefault("VLMLAM_GL_CHOSEN", _os.environ["MUJOCO_GL"])
+else:
+    _os.environ["MUJOCO_GL"] = "egl"
 _os.environ.setdefault("PYOPENGL_PLATFORM", _os.environ["MUJOCO_GL"])

@@ -42,8 +42,10 @@ def collect_cmd(
     from cache_schemas import StoreError
 
     from .collect import CollectOptions, build_spec, collect, with_video_dir
+    from .glcheck import choose_gl_backend
 
     try:
+        choose_gl_backend()
         spec = build_spec(
             preset, tasks=tasks, distractors=distractors, episodes_per_task=episodes_per_task,
             resolution=resolution, seed=seed, quality=quality, max_steps=max_steps,
@@ -63,7 +65,7 @@ def collect_cmd(
             scheduler=scheduler, video_dir=distractor_videos, force=force,
         )
         path = collect(spec, options)
-    except (ValueError, FileNotFoundError, StoreError) as exc:
+    except (ValueError, FileNotFoundError, StoreError, RuntimeError) as exc:
         _fail(str(exc))
     from cache_schemas import EpisodeStore
 

@@ -44,14 +44,17 @@ def eval_cmd(
     from .config import EvalConfig, EvalConfigError
     from .evaluate import EvalError, evaluate
 
+    from pipeline.glcheck import choose_gl_backend
+
     try:
+        choose_gl_backend()
         cfg = EvalConfig(labelled=labelled, rollouts=rollouts, max_steps=max_steps,
                          methods=tuple(m.strip() for m in methods.split(",") if m.strip()),
                          policy_steps=policy_steps, decoder_steps=decoder_steps, seed=seed, split=split, gifs=gifs)
         path = _resolve_run(run, runs)
         evaluate(path, cfg, runs=str(runs) if runs else None, workers=workers or os.cpu_count() or 1,
                  scheduler=scheduler, video_dir=distractor_videos, force=force, progress=not quiet, echo=typer.echo)
-    except (EvalConfigError, EvalError, ValueError) as exc:
+    except (EvalConfigError, EvalError, ValueError, RuntimeError) as exc:
         _fail(str(exc))
     typer.echo(f"results: {path / 'eval' / 'results.json'}")
 

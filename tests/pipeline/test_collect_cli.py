@@ -76,3 +76,21 @@ def test_cache_ls_verify_and_show(tmp_path):
     shown = run("show", stores[0], "--out", tmp_path / "ep.png")
     assert shown.exit_code == 0 and (tmp_path / "ep.png").stat().st_size > 100
     assert run("show", stores[0], "--out", tmp_path / "ep.bmp").exit_code == 2
+
+
+def test_gl_backend_falls_back_to_osmesa(monkeypatch):
+    from pipeline import glcheck
+
+    monkeypatch.setenv("VLMLAM_GL_CHOSEN", "")  # records the original, restored after the test
+    monkeypatch.delenv("VLMLAM_GL_CHOSEN")
+    for var in ("MUJOCO_GL", "PYOPENGL_PLATFORM"):
+        monkeypatch.setenv(var, "egl")  # restored after the test
+    tried = []
+    assert glcheck.choose_gl_backend(lambda b: tried.append(b) or b == "osmesa", mujoco_loaded=False) == "osmesa"
+    assert tried == ["egl", "osmesa"]
+    import os
+
+    assert os.environ["MUJOCO_GL"] == "osmesa" and os.environ["VLMLAM_GL_CHOSEN"] == "osmesa"
+    monkeypatch.delenv("VLMLAM_GL_CHOSEN")
+    with pytest.raises(RuntimeError, match="tried EGL and OSMesa"):
+        glcheck.choose_gl_backend(lambda b: False, mujoco_loaded=False)
