@@ -44,13 +44,15 @@ def frames(n: int = 3, res: int = 16, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 255, (n, res, res, 3), dtype=np.uint8)
 
 
-def reference(name: str, frames_: np.ndarray, tasks, texts_per_task, *, layers, pooling, position) -> np.ndarray:
+def reference(name: str, frames_: np.ndarray, tasks, texts_per_task, *, layers, pooling, position):
     """Frame by frame, untruncated model, `output_hidden_states`, the same token layout as the
-    embedder (prefix from the processor, then the suffix ids for `after`). -> (B, D)."""
+    embedder (prefix from the processor, then the suffix ids for `after`). -> (B, D), or a dict
+    pooling -> (B, D) when `pooling` is a tuple (one forward for all of them)."""
     from pipeline.embedder import chat_parts
     from pipeline.pooling import TokenMasks, pool
 
     ld = load_reference(name)
+    poolings = pooling if isinstance(pooling, tuple) else (pooling,)
     rows = []
     for b, t in enumerate(tasks):
         if ld.backbone.kind == "encoder":
@@ -75,5 +77,6 @@ def reference(name: str, frames_: np.ndarray, tasks, texts_per_task, *, layers, 
             valid = torch.ones_like(ids, dtype=torch.bool)
             image = ids == ld.model.config.image_token_id
             masks = TokenMasks(valid, image, valid & ~image)
-        rows.append(torch.cat([pool(hs[i], masks, pooling) for i in layers], -1))
-    return torch.cat(rows).numpy()
+        rows.append({p: torch.cat([pool(hs[i], masks, p) for i in layers], -1) for p in poolings})
+    out = {p: torch.cat([r[p] for r in rows]).numpy() for p in poolings}
+    return out if isinstance(pooling, tuple) else out[pooling]
