@@ -181,7 +181,8 @@ def load_clip(path: str, resolution: int) -> np.ndarray:
         else:
             frames = list(iio.imiter(p))
     except Exception as exc:
-        raise ValueError(f"cannot read distractor video {p}: {exc}") from exc
+        hint = "" if p.is_dir() or p.suffix.lower() == ".gif" else " (video files need `pip install vlm-lam[videos]`)"
+        raise ValueError(f"cannot read distractor video {p}: {exc}{hint}") from exc
     if not frames:
         raise ValueError(f"distractor video {p} has no frames")
     out = np.empty((len(frames), resolution, resolution, 3), np.uint8)

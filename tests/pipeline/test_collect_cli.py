@@ -94,3 +94,17 @@ def test_gl_backend_falls_back_to_osmesa(monkeypatch):
     monkeypatch.delenv("VLMLAM_GL_CHOSEN")
     with pytest.raises(RuntimeError, match="tried EGL and OSMesa"):
         glcheck.choose_gl_backend(lambda b: False, mujoco_loaded=False)
+
+
+def test_undecodable_video_is_a_clear_error(tmp_path):
+    import imageio.v3 as iio
+    import numpy as np
+
+    folder = tmp_path / "v"
+    folder.mkdir()
+    (folder / "a_bad.gif").write_bytes(b"GIF89a not really")
+    iio.imwrite(folder / "b_good.gif", np.zeros((2, 8, 8, 3), np.uint8))
+    result = run("collect", *TINY, "--distractors", "video", "--distractor-videos", folder, "--out", tmp_path / "s")
+    assert result.exit_code == 2
+    assert "cannot read distractor video" in result.output and "a_bad.gif" in result.output
+    assert "Traceback" not in result.output
