@@ -144,10 +144,12 @@ NUM_PROCESSES ?=
 EMBED_WORKERS ?=
 DTYPE ?=
 DEVICE ?=
+IMAGE_KW ?=
 EMBED_OPTS := $(CACHE_OPT) $(call opt,--vlm,$(VLM)) $(call opt,--prompt,$(PROMPT)) $(call opt,--pooling,$(POOLING)) \
   $(call opt,--layer,$(LAYER)) $(call opt,--prompt-position,$(PROMPT_POSITION)) $(call opt,--batch-size,$(BATCH)) \
   $(call opt,--model-path,$(MODEL_PATH)) $(call opt,--num-processes,$(NUM_PROCESSES)) \
-  $(call opt,--workers,$(EMBED_WORKERS)) $(call opt,--dtype,$(DTYPE)) $(call opt,--device,$(DEVICE))
+  $(call opt,--workers,$(EMBED_WORKERS)) $(call opt,--dtype,$(DTYPE)) $(call opt,--device,$(DEVICE)) \
+  $(if $(strip $(IMAGE_KW)),--image-kw '$(IMAGE_KW)')
 
 .PHONY: embed
 embed: install

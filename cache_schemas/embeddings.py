@@ -48,6 +48,7 @@ class EmbeddingSpec:
     dim: int
     weights_digest: str = ""  # set for local snapshots/twins whose identity is not a hub revision
     quirks: tuple[str, ...] = ()
+    processor_kw: str = ""  # canonical JSON of image-processor overrides (e.g. a low-resolution view)
 
     def layer_tag(self) -> str:
         return "L" + "_".join(str(x) for x in self.layers)

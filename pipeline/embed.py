@@ -18,6 +18,7 @@ import numpy as np
 
 from cache_schemas.embeddings import EmbeddingSpec, EmbeddingStore, embedding_store_path
 from cache_schemas.episodes import EpisodeStore
+from cache_schemas.fingerprint import canonical_json
 from cache_schemas.store import Store
 
 from .backbones import Backbone, UnknownName, get_backbone
@@ -50,6 +51,7 @@ class EmbedConfig:
     allow_unpromptable: bool = False
     force: bool = False
     progress: bool = True
+    image_kw: str = ""  # JSON object of image-processor overrides, e.g. '{"pooling_size": [3, 3]}'
 
 
 @dataclass(frozen=True)
@@ -61,6 +63,7 @@ class Plan:
 def plan(cfg: EmbedConfig) -> Plan:
     """Validate names and the (pooling, position) pair before any weights load."""
     bb = get_backbone(cfg.vlm)
+    parse_image_kw(cfg.image_kw)
     if bb.kind == "target":
         raise EmbedError(f"{bb.name!r} needs no embed pass: {bb.note}. Use it directly as the LAM target (--target {bb.name}).")
     check_pooling(cfg.pooling)
@@ -146,14 +149,16 @@ def run_embed(episodes: str | Path, cfg: EmbedConfig, *, loader=None) -> list[Pa
     loaded = (loader or load_backbone)(bb, model_path=cfg.model_path, cache=cfg.cache, dtype=dtype, device=device)
     rendered = [p_.render_all(tasks) for p_ in p.prompts] if bb.kind == "vlm" else [("",) * len(tasks)]
     share = cfg.share_prefix and shares_image_prefix(cfg.position, prefix_bidirectional=bb.prefix_bidirectional)
+    image_kw = parse_image_kw(cfg.image_kw)
     emb = Embedder(loaded, layers=cfg.layers, pooling=cfg.pooling, position=cfg.position, prompts=rendered,
-                   device=device, share_prefix=share)
+                   device=device, share_prefix=share, image_kw=image_kw)
     specs = [
         EmbeddingSpec(
             vlm=bb.name, hub_id=bb.hub_id, revision=bb.revision, dtype=dtype_name, prompt=pr.name, prompts=tuple(r),
             prompt_position=cfg.position if bb.kind == "vlm" else "none", pooling=cfg.pooling,
             layers=tuple(cfg.layers), image_size=eps.spec.resolution, dim=emb.dim,
             weights_digest=loaded.weights_digest or (str(cfg.model_path) if cfg.model_path else ""),
+            processor_kw=canonical_json(image_kw) if image_kw else "",
         )
         for pr, r in zip(p.prompts, rendered)
     ]
@@ -214,6 +219,22 @@ def _embed_chunks(eps, stores, done, mine, emb, cfg, bb, rank) -> None:
                     s.write_chunk(item.chunk, full[k])
         bar.update(item.hi - item.lo)
     bar.close()
+
+
+def parse_image_kw(text: str) -> dict:
+    """`--image-kw '{"max_pixels": 50176}'`: overrides passed to the image processor on every call
+    (a cheaper view, say); they change the bytes, so they are part of the spec."""
+    if not text:
+        return {}
+    import json
+
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise EmbedError(f"--image-kw must be a JSON object, got {text!r} ({exc})") from None
+    if not isinstance(value, dict):
+        raise EmbedError(f"--image-kw must be a JSON object, got {text!r}")
+    return value
 
 
 def check_finite(out: np.ndarray, lo: int, hi: int) -> None:

@@ -35,6 +35,7 @@ def embed(
     num_processes: int = typer.Option(1, "--num-processes", help="Ranks on this machine (like torchrun --nproc-per-node)."),
     no_share_prefix: bool = typer.Option(False, "--no-share-prefix", help="Prompt sweep: full forward per prompt."),
     allow_unpromptable: bool = typer.Option(False, "--allow-unpromptable", help="Embed a pooling that cannot see the prompt."),
+    image_kw: str = typer.Option("", "--image-kw", help="""JSON image-processor overrides, e.g. '{"pooling_size": [3, 3]}' (Molmo2: fewer image tokens)."""),
     force: bool = typer.Option(False, "--force", help="Replace an existing store made by another spec."),
     list_names: bool = typer.Option(False, "--list", help="List backbones, prompts and poolings, then exit."),
 ) -> None:
@@ -64,7 +65,7 @@ def embed(
         cfg = EmbedConfig(vlm=vlm, prompt=prompt, pooling=pooling, layers=_parse_layers(layer), position=prompt_position,
                           batch_size=batch_size, model_path=model_path, cache=str(cache) if cache else None, device=device,
                           dtype=dtype, num_workers=workers, share_prefix=not no_share_prefix,
-                          allow_unpromptable=allow_unpromptable, force=force)
+                          allow_unpromptable=allow_unpromptable, force=force, image_kw=image_kw)
         paths = run_embed(episodes, cfg)
     except (UnknownName, EmbedError, BackboneUnavailable, StoreError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)

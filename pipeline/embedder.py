@@ -12,7 +12,7 @@ With the prompt first (`before`) the whole text goes through the processor per p
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import numpy as np
@@ -88,17 +88,19 @@ class Preprocessor:
     head: str = ""
     tail: str = ""
     texts: tuple[tuple[str, ...], ...] = ()  # [prompt][task] rendered prompt
+    image_kw: dict = field(default_factory=dict)  # image-processor overrides (part of the spec)
 
     def __call__(self, frames: np.ndarray, tasks: np.ndarray) -> list[dict[str, torch.Tensor]]:
+        kw = dict(self.image_kw)
         if self.kind == "encoder":
-            return [dict(self.processor(images=list(frames), return_tensors="pt"))]
+            return [dict(self.processor(images=list(frames), return_tensors="pt", **kw))]
         images = [[f] for f in frames]  # one image per text
         if self.position == "after":
-            return [dict(self.processor(images=images, text=[self.head] * len(images), return_tensors="pt"))]
+            return [dict(self.processor(images=images, text=[self.head] * len(images), return_tensors="pt", **kw))]
         out = []
         for per_task in self.texts:
             texts = [self.head + per_task[t] + self.tail for t in tasks]
-            out.append(dict(self.processor(images=images, text=texts, padding=True, return_tensors="pt")))
+            out.append(dict(self.processor(images=images, text=texts, padding=True, return_tensors="pt", **kw)))
         return out
 
 
@@ -106,8 +108,10 @@ class Embedder:
     """Runs the truncated forward and pools; one instance per process."""
 
     def __init__(self, loaded: Loaded, *, layers: Sequence[int], pooling: str, position: str,
-                 prompts: Sequence[Sequence[str]], device: torch.device, share_prefix: bool = True):
+                 prompts: Sequence[Sequence[str]], device: torch.device, share_prefix: bool = True,
+                 image_kw: dict | None = None):
         self.loaded, self.pooling, self.position, self.device = loaded, pooling, position, device
+        self.image_kw = dict(image_kw or {})
         self.kind = loaded.backbone.kind
         model = loaded.model
         if self.kind == "vlm":
@@ -148,7 +152,7 @@ class Embedder:
         self.tap.remove()
 
     def preprocessor(self) -> Preprocessor:
-        return Preprocessor(self.loaded.processor, self.kind, self.position, self.head, self.tail, self.texts)
+        return Preprocessor(self.loaded.processor, self.kind, self.position, self.head, self.tail, self.texts, self.image_kw)
 
     # -- forward -------------------------------------------------------------------------------
     @torch.inference_mode()

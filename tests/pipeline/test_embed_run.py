@@ -175,3 +175,25 @@ def test_preset_resolves_to_newest_complete_episode_store(tmp_path, episode_stor
     eps = make_episode_store(cache / "episodes", name="demo.abc", episodes_per_task=1, length=4, chunk_frames=4)
     eps.store.update_info(preset="demo")
     assert find_episode_store("demo", cache) == eps.path
+
+
+def test_image_kw_low_resolution_option_changes_tokens_and_fingerprint(twins, tmp_path, episode_store_factory):
+    """Molmo2 with 4x4 pooling: 1 token per view instead of 4 - a different, cheaper store."""
+    from cache_schemas.embeddings import EmbeddingStore
+    from pipeline.embed import EmbedError, run_embed
+    from pipeline.embedder import Preprocessor
+
+    eps = episode_store_factory(episodes_per_task=1, length=4, chunk_frames=4)
+    (a,) = run_embed(eps.path, cfg("tiny-molmo2", tmp_path, prompt="task", pooling="last"))
+    (b,) = run_embed(eps.path, cfg("tiny-molmo2", tmp_path, prompt="task", pooling="last", image_kw='{"pooling_size": [4, 4]}'))
+    assert a != b and EmbeddingStore.open(b).store.spec["processor_kw"] == '{"pooling_size":[4,4]}'
+    assert np.abs(EmbeddingStore.open(a).emb[:].astype(np.float32) - EmbeddingStore.open(b).emb[:]).max() > 1e-3
+    from embed_helpers import load
+
+    proc = load("tiny-molmo2").processor
+    f = eps.array("frames")[:1]
+    n = [int((Preprocessor(proc, "vlm", head="<|image|>", image_kw=kw)(f, np.zeros(1, int))[0]["input_ids"]
+              == proc.image_token_ids[0]).sum()) for kw in ({}, {"pooling_size": [4, 4]})]
+    assert n[1] < n[0]
+    with pytest.raises(EmbedError, match="JSON object"):
+        run_embed(eps.path, cfg("tiny-molmo2", tmp_path, image_kw="pooling=3"))
