@@ -27,12 +27,12 @@ class LAMConfig:
     latent_dim: int = 128
     k: int = 1  # the IDM sees (o_t, o_t+k); the FDM still predicts frame t+1's target
     lr: float = 1e-3
-    steps: int = 2000
-    batch_size: int = 128
+    steps: int = 1000
+    batch_size: int = 64
     seed: int = 0
     img_size: int = 64  # frames are resized to this before the LAM sees them
     frame_stack: int = 1  # frames per observation (o_t = frames t-s+1..t, clamped at episode start)
-    channels: tuple[int, ...] = (32, 64, 128, 128)  # conv widths; each conv halves the size
+    channels: tuple[int, ...] = (16, 32, 64, 64)  # conv widths; each conv halves the size (CPU-sized default)
     hidden: int = 256
     pixel_target_size: int = 32  # `pixels*` targets: the next frame at this size, flattened
     loss: str = "mse"  # 'mse' | 'cosine' on the normalised target

@@ -130,13 +130,16 @@ def train_configs(
         groups.setdefault(job.cfg.shape_key(), []).append(i)
 
     for members in groups.values():
-        for i, res in zip(members, train_group([jobs[i] for i in members], episodes, frames, opts, echo)):
+        trained = train_group([jobs[i] for i in members], episodes, frames, opts, echo)
+        if trained is None:  # a non-zero DDP rank: rank 0 writes the run folders
+            continue
+        for i, res in zip(members, trained):
             results[i] = res
-    return [results[i] for i in range(len(jobs))]
+    return [results[i] for i in range(len(jobs)) if i in results]
 
 
 def train_group(jobs: list[Job], episodes: EpisodeStore, frames: FrameCache, opts: TrainOptions,
-                echo: Callable[[str], None]) -> list[RunResult]:
+                echo: Callable[[str], None]) -> list[RunResult] | None:
     """One vmapped ensemble for configs of one shape; writes each member's run folder."""
     import lightning as L
 
@@ -176,7 +179,7 @@ def train_group(jobs: list[Job], episodes: EpisodeStore, frames: FrameCache, opt
     )
     trainer.fit(module, train_dataloaders=step_loader())
     if not trainer.is_global_zero:
-        return []
+        return None
 
     latents = module.encode(per_member)
     actions = episodes.array("actions")[:]

@@ -107,3 +107,16 @@ def test_cli_reports_bad_input_and_missing_stores(episode_store_factory, tmp_pat
     assert r.exit_code == 2 and "unknown grid key 'depth'" in r.output
     r = runner.invoke(app, ["train-lam", "--preset", "demo", "--cache", str(tmp_path / "empty"), "--quiet"])
     assert r.exit_code == 2 and "vlm-lam collect --preset demo" in r.output
+
+
+def test_cli_sweep_trains_same_shape_configs_together(episode_store_factory, tmp_path):
+    store = episode_store_factory()
+    runs = tmp_path / "runs"
+    args = ["sweep", "--grid", "latent_dim=4,8 seed=0,1", "--target", "state", "--steps", "3", "--batch-size", "8",
+            "--img-size", "16", "--episodes", str(store.path), "--runs", str(runs), "--quiet", "--accelerator", "cpu"]
+    r = CliRunner().invoke(app, args)
+    assert r.exit_code == 0, r.output
+    assert r.output.count("training 2 model(s) together") == 2  # one ensemble per latent size
+    assert len([p for p in runs.iterdir() if (p / "done").exists()]) == 4
+    again = CliRunner().invoke(app, args)
+    assert again.exit_code == 0 and again.output.count("already trained") == 4
