@@ -114,6 +114,8 @@ def load_backbone(backbone: Backbone, *, model_path: str | None = None, cache: A
             processor = _processor_from(source, **kw)
         else:
             processor = transformers.AutoImageProcessor.from_pretrained(source, **kw)
+    except ImportError as exc:  # a family's optional dependency (SmolVLM needs num2words, say)
+        raise BackboneUnavailable(f"cannot load {backbone.name}: {exc}".strip()) from None
     except (OSError, ValueError) as exc:
         if local:
             raise BackboneUnavailable(f"cannot load {backbone.name} from {source}: {exc}") from None
