@@ -3,7 +3,7 @@
 import numpy as np
 import torch
 
-from conftest import quiet_opts, tiny_config
+from lam_helpers import quiet_opts, tiny_config
 from lam.ensemble import MemberAdam, member_state, stack_members, vmapped
 from lam.model import build_lam
 from lam.rundir import load_latents

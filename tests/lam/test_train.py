@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from conftest import quiet_opts, tiny_config
+from lam_helpers import quiet_opts, tiny_config
 from lam.config import ConfigError, LAMConfig
 from lam.rundir import RunConflict, load_latents
 from lam.sweep import expand, parse_grid
@@ -60,7 +60,7 @@ def test_the_fdm_relies_on_the_latent_action(tmp_path):
     from lam.data import read_frames, transition_rows
     from lam.model import build_lam
     from lam.targets import load_target
-    from synthetic import make_synthetic_store
+    from lam_synthetic import make_synthetic_store
 
     store = make_synthetic_store(tmp_path, episodes_per_task=4, length=16, resolution=16)
     cfg = tiny_config(target="state", batch_size=32, lr=3e-3, steps=120)
