@@ -76,6 +76,7 @@ def _entries() -> tuple[Backbone, ...]:
 TWIN_FAMILIES: dict[str, str] = {
     "qwen25-vl": "vlm",
     "idefics3": "vlm",
+    "smolvlm": "vlm",
     "molmo2": "vlm",
     "qwen3-vl": "vlm",
     "gemma3": "vlm",

@@ -108,10 +108,14 @@ def _qwen25_vl():
 def _idefics3_like(smol: bool):
     from transformers.models.idefics3.image_processing_pil_idefics3 import Idefics3ImageProcessorPil
 
+    # SmolVLM's own processor needs the num2words package (for video timestamps); its image
+    # prompt format is Idefics3's, so the SmolVLM twin pairs the SmolVLM model with that processor.
+    from transformers import Idefics3Processor as Proc
+
     if smol:
-        from transformers import SmolVLMConfig as Cfg, SmolVLMForConditionalGeneration as Model, SmolVLMProcessor as Proc
+        from transformers import SmolVLMConfig as Cfg, SmolVLMForConditionalGeneration as Model
     else:
-        from transformers import Idefics3Config as Cfg, Idefics3ForConditionalGeneration as Model, Idefics3Processor as Proc
+        from transformers import Idefics3Config as Cfg, Idefics3ForConditionalGeneration as Model
     rows = [f"<row_{r}_col_{c}>" for r in range(1, 3) for c in range(1, 3)]
     tok = build_tokenizer(["<image>", "<fake_token_around_image>", "<global-img>", "<end_of_utterance>", *rows])
     vision = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, image_size=32, patch_size=8)
@@ -121,7 +125,7 @@ def _idefics3_like(smol: bool):
     # 32 px tiles, no splitting: one global view of (32/8)^2 / 2^2 = 4 image tokens.
     ip = Idefics3ImageProcessorPil(do_image_splitting=False, size={"longest_edge": 32}, max_image_size={"longest_edge": 32})
     kw = dict(image_seq_len=4, chat_template=_template("<image>"))
-    proc = _no_video(Proc)(image_processor=ip, tokenizer=tok, **kw) if smol else Proc(image_processor=ip, tokenizer=tok, **kw)
+    proc = Proc(image_processor=ip, tokenizer=tok, **kw)
     return model, proc
 
 
@@ -274,6 +278,7 @@ def _dinov2():
 BUILDERS: dict[str, Callable[[], tuple[Any, Any]]] = {
     "qwen25-vl": _qwen25_vl,
     "idefics3": lambda: _idefics3_like(False),
+    "smolvlm": lambda: _idefics3_like(True),
     "molmo2": _molmo2,
     "qwen3-vl": _qwen3_vl,
     "gemma3": _gemma3,

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-VLM_TWINS = ("qwen25-vl", "molmo2", "idefics3", "qwen3-vl", "gemma3", "paligemma", "internvl", "llava-onevision")
+VLM_TWINS = ("qwen25-vl", "molmo2", "idefics3", "smolvlm", "qwen3-vl", "gemma3", "paligemma", "internvl", "llava-onevision")
 ENCODER_TWINS = ("clip", "siglip2", "dinov2")
 
 
