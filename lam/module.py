@@ -72,6 +72,7 @@ class LAMEnsemble(L.LightningModule):
         self.history: list[tuple[int, list[float]]] = []
         self._gens: list[torch.Generator] = []
         self._resident = False
+        self.train_device = torch.device("cpu")
 
     @property
     def n_members(self) -> int:
@@ -79,6 +80,7 @@ class LAMEnsemble(L.LightningModule):
 
     # -- data placement ----------------------------------------------------------------------
     def on_fit_start(self) -> None:
+        self.train_device = self.device
         self.place_data(self.device)
         rank = self.global_rank
         self._gens = []
@@ -152,6 +154,7 @@ class LAMEnsemble(L.LightningModule):
     @torch.no_grad()
     def encode(self, rows: list[np.ndarray], chunk: int = 1024) -> list[np.ndarray]:
         """Latent actions z of member m for transition rows[m] (IDM on o_t, o_t+k_m), float32."""
+        self.to(self.train_device)  # Lightning's teardown may have moved the module to the CPU
         width = max(len(r) for r in rows)
         out = [np.zeros((len(r), self.cfg.latent_dim), np.float32) for r in rows]
         for lo in range(0, width, chunk):
