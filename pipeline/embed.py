@@ -146,22 +146,33 @@ def run_embed(episodes: str | Path, cfg: EmbedConfig, *, loader=None) -> list[Pa
     from .embedder import Embedder
     from .vlm import load_backbone
 
-    loaded = (loader or load_backbone)(bb, model_path=cfg.model_path, cache=cfg.cache, dtype=dtype, device=device)
     rendered = [p_.render_all(tasks) for p_ in p.prompts] if bb.kind == "vlm" else [("",) * len(tasks)]
-    share = cfg.share_prefix and shares_image_prefix(cfg.position, prefix_bidirectional=bb.prefix_bidirectional)
     image_kw = parse_image_kw(cfg.image_kw)
+
+    def specs_for(dim: int, digest: str) -> list[EmbeddingSpec]:
+        return [
+            EmbeddingSpec(
+                vlm=bb.name, hub_id=bb.hub_id, revision=bb.revision, dtype=dtype_name, prompt=pr.name, prompts=tuple(r),
+                prompt_position=cfg.position if bb.kind == "vlm" else "none", pooling=cfg.pooling,
+                layers=tuple(cfg.layers), image_size=eps.spec.resolution, dim=dim,
+                weights_digest=digest or (str(cfg.model_path) if cfg.model_path else ""),
+                processor_kw=canonical_json(image_kw) if image_kw else "",
+            )
+            for pr, r in zip(p.prompts, rendered)
+        ]
+
+    # Finished already? Then answer from the config alone, without loading any weights.
+    guess = None if loader else _config_guess(bb, cfg)
+    if guess is not None:
+        paths = [embedding_store_path(s, eps.fingerprint, cfg.cache) for s in specs_for(*guess)]
+        if all(_complete(pa) for pa in paths):
+            return paths
+
+    loaded = (loader or load_backbone)(bb, model_path=cfg.model_path, cache=cfg.cache, dtype=dtype, device=device)
+    share = cfg.share_prefix and shares_image_prefix(cfg.position, prefix_bidirectional=bb.prefix_bidirectional)
     emb = Embedder(loaded, layers=cfg.layers, pooling=cfg.pooling, position=cfg.position, prompts=rendered,
                    device=device, share_prefix=share, image_kw=image_kw)
-    specs = [
-        EmbeddingSpec(
-            vlm=bb.name, hub_id=bb.hub_id, revision=bb.revision, dtype=dtype_name, prompt=pr.name, prompts=tuple(r),
-            prompt_position=cfg.position if bb.kind == "vlm" else "none", pooling=cfg.pooling,
-            layers=tuple(cfg.layers), image_size=eps.spec.resolution, dim=emb.dim,
-            weights_digest=loaded.weights_digest or (str(cfg.model_path) if cfg.model_path else ""),
-            processor_kw=canonical_json(image_kw) if image_kw else "",
-        )
-        for pr, r in zip(p.prompts, rendered)
-    ]
+    specs = specs_for(emb.dim, loaded.weights_digest)
     paths = [embedding_store_path(s, eps.fingerprint, cfg.cache) for s in specs]
     group = _init_group(world, device)
     try:
@@ -187,6 +198,37 @@ def run_embed(episodes: str | Path, cfg: EmbedConfig, *, loader=None) -> list[Pa
         if group:
             torch.distributed.destroy_process_group()
     return paths
+
+
+def _complete(path: Path) -> bool:
+    try:
+        return Store.open(path, schema="embeddings/1", mode="r").complete
+    except Exception:
+        return False
+
+
+def _config_guess(bb: Backbone, cfg: EmbedConfig) -> tuple[int, str] | None:
+    """(dim, weights digest) from the model's config file alone, or None when unsure: lets a
+    rerun over finished stores return at once. A wrong guess only means loading the weights."""
+    try:
+        from transformers import AutoConfig
+
+        if bb.twin and not cfg.model_path:
+            from .twins import twins_root, TWIN_VERSION
+
+            folder = twins_root(cfg.cache) / f"{bb.family}-v{TWIN_VERSION}"
+            if not (folder / "DONE").exists():
+                return None
+            source, digest = str(folder), (folder / "DIGEST").read_text().strip()
+        else:
+            source, digest = (cfg.model_path or bb.hub_id), ""
+        kw = {} if cfg.model_path or bb.twin else {"revision": bb.revision}
+        conf = AutoConfig.from_pretrained(source, trust_remote_code=bb.trust_remote_code, **kw)
+        sub = conf.get_text_config() if bb.kind == "vlm" else getattr(conf, "vision_config", conf)
+        hidden = int(getattr(sub, "hidden_size"))
+        return hidden * len(cfg.layers), digest
+    except Exception:
+        return None
 
 
 def _embed_chunks(eps, stores, done, mine, emb, cfg, bb, rank) -> None:

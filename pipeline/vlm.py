@@ -107,6 +107,9 @@ def load_backbone(backbone: Backbone, *, model_path: str | None = None, cache: A
         config = transformers.AutoConfig.from_pretrained(source, **kw)
         arch = (getattr(config, "architectures", None) or [None])[0]
         cls = getattr(transformers, arch, None) if arch else None
+        if backbone.kind == "encoder" and arch and not arch.endswith("VisionModel"):
+            # a full image-text checkpoint (CLIPModel, Siglip2Model): load its vision tower only
+            cls = getattr(transformers, arch.replace("Model", "VisionModel"), cls)
         if cls is None:
             cls = transformers.AutoModelForImageTextToText if backbone.kind == "vlm" else transformers.AutoModel
         model = cls.from_pretrained(source, dtype=dtype, **kw)

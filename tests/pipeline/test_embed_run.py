@@ -197,3 +197,20 @@ def test_image_kw_low_resolution_option_changes_tokens_and_fingerprint(twins, tm
     assert n[1] < n[0]
     with pytest.raises(EmbedError, match="JSON object"):
         run_embed(eps.path, cfg("tiny-molmo2", tmp_path, image_kw="pooling=3"))
+
+
+def test_rerun_over_finished_stores_loads_no_weights(twins, tmp_path, episode_store_factory, monkeypatch):
+    import pipeline.vlm as vlm_mod
+    from pipeline.embed import run_embed
+
+    eps = episode_store_factory(episodes_per_task=1, length=4, chunk_frames=4)
+    c = cfg("tiny-qwen25-vl", tmp_path, prompt="task,ignore_distractors", pooling="last")
+    paths = run_embed(eps.path, c)
+
+    def refuse(*a, **k):
+        raise AssertionError("weights loaded for finished stores")
+
+    monkeypatch.setattr(vlm_mod, "load_backbone", refuse)
+    assert run_embed(eps.path, c) == paths
+    with pytest.raises(AssertionError, match="weights loaded"):  # a new spec does load them
+        run_embed(eps.path, cfg("tiny-qwen25-vl", tmp_path, prompt="none", pooling="last"))
