@@ -248,10 +248,9 @@ def bench_model(name: str, args, device, dtype, eps, tmp: Path) -> dict:
         ours_lowres_frames_per_s=lowres_fps, sweep4_s=t_sweep, separate4_s=t_sep, one_prompt_s=t_one,
         sweep_vs_one=t_sweep / t_one, separate_vs_sweep=t_sep / t_sweep, sweep_vs_separate_max_rel_diff=rel,
     )
-    del model, loaded, sweep, singles
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
-    return res
+    for e in (sweep, *singles):
+        e.close()
+    return res  # the model is freed when this frame goes (main() empties the CUDA cache)
 
 
 def main() -> None:
@@ -284,7 +283,14 @@ def main() -> None:
 
     print(f"device {gpu}, torch {torch.__version__}, transformers {transformers.__version__}, {eps.n_frames} frames at 224 px",
           flush=True)
-    results = [bench_model(m, args, device, dtype, eps, tmp) for m in args.models.split(",")]
+    import gc
+
+    results = []
+    for m in args.models.split(","):
+        results.append(bench_model(m, args, device, dtype, eps, tmp))
+        gc.collect()
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
     print(f"\n{'model':14s} {'tok/img':>9s} {'stock f/s':>10s} {'no-logit':>9s} {'TFLOP/s':>8s} {'ours f/s':>9s} {'TFLOP/s':>8s} "
           f"{'ours/stock':>10s} {'sweep4/1':>9s} {'4sep/sweep':>10s}")
     for r in results:

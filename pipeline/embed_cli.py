@@ -69,7 +69,7 @@ def embed(
         paths = run_embed(episodes, cfg)
     except (UnknownName, EmbedError, BackboneUnavailable, StoreError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2)
+        raise typer.Exit(2) from None
     if int(os.environ.get("RANK", 0)) == 0:
         for p in paths:
             typer.echo(str(p))
