@@ -110,6 +110,7 @@ PRECISION ?=
 GRID ?= latent_dim=32,128 lr=1e-3,3e-4 seed=0,1
 SEEDS ?=
 MARGIN ?=
+ENSEMBLE ?=
 flag = $(if $(filter 1 yes true on,$(strip $(2))),$(1),$(if $(strip $(2)),--no-$(patsubst --%,%,$(1))))
 LAM_DATA_OPTS := $(CACHE_OPT) --preset $(PRESET) $(call opt,--episodes,$(STORE)) $(call opt,--runs,$(RUNS)) \
   $(call opt,--accelerator,$(ACCELERATOR))
@@ -124,11 +125,11 @@ train-lam: install
 	$(VLMLAM) train-lam $(LAM_OPTS) $(call opt,--run,$(RUN))
 
 sweep: install
-	$(VLMLAM) sweep $(LAM_OPTS) --grid "$(GRID)"
+	$(VLMLAM) sweep $(LAM_OPTS) --grid "$(GRID)" $(call opt,--ensemble,$(ENSEMBLE))
 
 science: install
 	$(VLMLAM) science $(LAM_DATA_OPTS) $(call opt,--seeds,$(SEEDS)) $(call opt,--steps,$(STEPS)) \
-	  $(call opt,--latent-dim,$(LATENT_DIM)) $(call opt,--margin,$(MARGIN))
+	  $(call opt,--latent-dim,$(LATENT_DIM)) $(call opt,--margin,$(MARGIN)) $(call opt,--ensemble,$(ENSEMBLE))
 
 # --- stage one: embed (pipeline/embed.py) ---
 # make embed VLM=molmo PROMPT=ignore_distractors [POOLING=last LAYER=-1 BATCH=32 MODEL_PATH=DIR NUM_PROCESSES=8]

@@ -30,6 +30,7 @@ O_STRATEGY = typer.Option("auto", help="Lightning strategy (e.g. ddp for several
 O_PRECISION = typer.Option(None, help="Lightning precision (default bf16-mixed on GPU, 32-true on CPU).")
 O_RETRAIN = typer.Option(False, "--retrain", help="Train again even if the run folder is complete.")
 O_QUIET = typer.Option(False, "--quiet", help="No progress bars.")
+O_ENSEMBLE = typer.Option("auto", help="How same-shape configs share a step: vmap | loop | auto (vmap on GPU, loop on CPU).")
 
 
 def _fail(msg: str) -> None:
@@ -89,6 +90,7 @@ def sweep_cmd(
     cache: Optional[Path] = O_CACHE, runs: Optional[Path] = O_RUNS,
     accelerator: str = O_ACCEL, devices: str = O_DEVICES, strategy: str = O_STRATEGY,
     precision: Optional[str] = O_PRECISION, retrain: bool = O_RETRAIN, quiet: bool = O_QUIET,
+    ensemble: str = O_ENSEMBLE,
 ) -> None:
     """Train every config of a grid from one loaded cache: same-shape configs as one vmapped ensemble."""
 
@@ -102,7 +104,8 @@ def sweep_cmd(
         configs = expand(base, parse_grid(grid))
         store = resolve_episodes(episodes, preset, _s(cache))
         opts = TrainOptions(cache=_s(cache), runs=_s(runs), accelerator=accelerator, devices=_devices(devices),
-                            strategy=strategy, precision=precision, progress=not quiet, retrain=retrain)
+                            strategy=strategy, precision=precision, progress=not quiet, retrain=retrain,
+                            ensemble=ensemble)
         typer.echo(f"sweep: {len(configs)} configs on {store.path}")
         results = train_configs(configs, store, opts, echo=typer.echo)
         typer.echo(f"\n{'run':<60}{'probe R²':>10}{'MSE':>9}")
@@ -119,7 +122,7 @@ def science_cmd(
     margin: float = typer.Option(0.1, help="How much higher the better target's mean R² must be."),
     episodes: Optional[Path] = O_EPISODES, preset: str = O_PRESET,
     cache: Optional[Path] = O_CACHE, runs: Optional[Path] = O_RUNS,
-    accelerator: str = O_ACCEL, retrain: bool = O_RETRAIN, quiet: bool = O_QUIET,
+    accelerator: str = O_ACCEL, retrain: bool = O_RETRAIN, quiet: bool = O_QUIET, ensemble: str = O_ENSEMBLE,
 ) -> None:
     """Probe R² of LAMs on pixels vs pixels-clean vs state: the distractor phenomenon, as a table."""
     state = {}
@@ -131,7 +134,8 @@ def science_cmd(
         from .train import TrainOptions, resolve_episodes
 
         store = resolve_episodes(episodes, preset, _s(cache))
-        opts = TrainOptions(cache=_s(cache), runs=_s(runs), accelerator=accelerator, progress=not quiet, retrain=retrain)
+        opts = TrainOptions(cache=_s(cache), runs=_s(runs), accelerator=accelerator, progress=not quiet, retrain=retrain,
+                            ensemble=ensemble)
         seed_list = [int(s) for s in seeds.split(",") if s.strip()]
         result = run_science(store, seed_list, opts, margin=margin, echo=typer.echo, steps=steps, latent_dim=latent_dim)
         typer.echo(f"\nscience check on {store.path}\n{result.table()}")

@@ -42,6 +42,29 @@ def vmapped(skeleton: nn.Module, stacked, *inputs: torch.Tensor):
     return torch.func.vmap(one, randomness="error")(params, *inputs)
 
 
+def looped(skeleton: nn.Module, stacked, *inputs: torch.Tensor):
+    """Same contract and math as `vmapped`, one member at a time: faster on CPUs, where the
+    grouped convolutions vmap turns the members into run slower than M plain ones."""
+    params = {k.replace(SEP, "."): v for k, v in stacked.items()}
+    n = next(iter(params.values())).shape[0]
+    outs = [functional_call(skeleton, {k: v[m] for k, v in params.items()}, tuple(x[m] for x in inputs)) for m in range(n)]
+    if isinstance(outs[0], tuple):
+        return tuple(torch.stack(parts) for parts in zip(*outs))
+    return torch.stack(outs)
+
+
+MODES = {"vmap": vmapped, "loop": looped}
+
+
+def pick_mode(mode: str, device: torch.device) -> str:
+    """'auto' -> vmap on accelerators, loop on the CPU (see `looped`)."""
+    if mode == "auto":
+        return "loop" if device.type == "cpu" else "vmap"
+    if mode not in MODES:
+        raise ValueError(f"unknown ensemble mode {mode!r}; valid: auto, {', '.join(MODES)}")
+    return mode
+
+
 def sub_params(stacked, prefix: str) -> dict[str, torch.Tensor]:
     """The stacked parameters of submodule `prefix` (e.g. 'idm'), names relative to it."""
     out = {}

@@ -16,7 +16,7 @@ import torch
 
 from .augment import random_shift
 from .config import LAMConfig
-from .ensemble import MemberAdam, member_state, stack_members, sub_params, vmapped
+from .ensemble import MODES, MemberAdam, member_state, pick_mode, stack_members, sub_params
 from .model import build_lam, reconstruction_loss
 
 DEVICE_MEMORY_FRACTION = 0.6  # of free device memory the resident data may take
@@ -58,7 +58,7 @@ def step_loader() -> torch.utils.data.DataLoader:
 class LAMEnsemble(L.LightningModule):
     """Configs that share `shape_key()` (differing in lr, seed, k, ...) trained side by side."""
 
-    def __init__(self, configs: list[LAMConfig], data: TrainingData):
+    def __init__(self, configs: list[LAMConfig], data: TrainingData, mode: str = "auto"):
         super().__init__()
         keys = {c.shape_key() for c in configs}
         if len(keys) != 1:
@@ -72,6 +72,9 @@ class LAMEnsemble(L.LightningModule):
         self.history: list[tuple[int, list[float]]] = []
         self._gens: list[torch.Generator] = []
         self._resident = False
+        pick_mode(mode, torch.device("cpu"))  # fail early on an unknown mode
+        self.mode_request = mode
+        self.mode = "loop"
         self.train_device = torch.device("cpu")
 
     @property
@@ -81,6 +84,7 @@ class LAMEnsemble(L.LightningModule):
     # -- data placement ----------------------------------------------------------------------
     def on_fit_start(self) -> None:
         self.train_device = self.device
+        self.mode = pick_mode(self.mode_request, self.device)
         self.place_data(self.device)
         rank = self.global_rank
         self._gens = []
@@ -133,7 +137,7 @@ class LAMEnsemble(L.LightningModule):
 
     # -- training ----------------------------------------------------------------------------
     def member_losses(self, obs: torch.Tensor, fut: torch.Tensor, tgt: torch.Tensor) -> torch.Tensor:
-        pred, _ = vmapped(self.skeleton, self.stacked, obs, fut)
+        pred, _ = MODES[self.mode](self.skeleton, self.stacked, obs, fut)
         return torch.stack([reconstruction_loss(pred[m], tgt[m], self.cfg.loss) for m in range(self.n_members)])
 
     def training_step(self, step, batch_idx):
@@ -160,7 +164,7 @@ class LAMEnsemble(L.LightningModule):
         for lo in range(0, width, chunk):
             idx = torch.stack([torch.from_numpy(np.resize(r[lo : lo + chunk], min(chunk, width - lo))) for r in rows])
             idx = idx.to(self.device)
-            z = vmapped(self.skeleton.idm, sub_params(self.stacked, "idm"), self.gather_obs(idx),
+            z = MODES[self.mode](self.skeleton.idm, sub_params(self.stacked, "idm"), self.gather_obs(idx),
                         self.gather_obs(idx + self.k[:, None].to(idx.device)))
             for m, r in enumerate(rows):
                 n = max(0, min(len(r) - lo, chunk))

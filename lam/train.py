@@ -35,6 +35,7 @@ class TrainOptions:
     precision: str | None = None  # None: bf16-mixed on GPU, 32-true on CPU
     progress: bool = True
     retrain: bool = False  # train again even if the run folder is complete
+    ensemble: str = "auto"  # 'vmap' | 'loop' | 'auto' (vmap on GPU, loop on CPU): same math either way
 
 
 @dataclass
@@ -158,7 +159,7 @@ def train_group(jobs: list[Job], episodes: EpisodeStore, frames: FrameCache, opt
         rows=rows,
         counts=counts,
     )
-    module = LAMEnsemble([j.cfg for j in jobs], data)
+    module = LAMEnsemble([j.cfg for j in jobs], data, mode=opts.ensemble)
     for j in jobs:
         j.run.write_config({"target_dim": jobs[0].target.dim, "run_id": j.run.path.name,
                             "ensemble": [o.run.path.name for o in jobs]})

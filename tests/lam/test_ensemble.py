@@ -4,7 +4,7 @@ import numpy as np
 import torch
 
 from lam_helpers import quiet_opts, tiny_config
-from lam.ensemble import MemberAdam, member_state, stack_members, vmapped
+from lam.ensemble import MemberAdam, looped, member_state, stack_members, vmapped
 from lam.model import build_lam
 from lam.rundir import load_latents
 from lam.train import train_configs
@@ -37,6 +37,8 @@ def test_vmapped_forward_equals_each_model():
     skeleton, stacked = stack_members(models)
     obs, fut = torch.rand(2, 4, 3, 16, 16), torch.rand(2, 4, 3, 16, 16)
     pred, z = vmapped(skeleton, stacked, obs, fut)
+    pred_loop, z_loop = looped(skeleton, stacked, obs, fut)
+    assert torch.allclose(pred, pred_loop, atol=1e-6) and torch.allclose(z, z_loop, atol=1e-6)
     for m in range(2):
         p, zz = models[m](obs[m], fut[m])
         assert torch.allclose(pred[m], p, atol=1e-6) and torch.allclose(z[m], zz, atol=1e-6)
@@ -49,8 +51,8 @@ def test_ensemble_member_equals_the_same_config_trained_alone(episode_store_fact
     cfgs = [tiny_config(seed=0, lr=1e-3), tiny_config(seed=1, lr=3e-3, k=2, augment=True),
             tiny_config(seed=2, lr=2e-3, augment=True)]
     cfgs = [c.with_(augment=True) for c in cfgs]  # same shape: only seed, lr, k differ
-    ens = train_configs(cfgs, store, quiet_opts(tmp_path / "ens"), echo=lambda s: None)
-    alone = train_configs([cfgs[1]], store, quiet_opts(tmp_path / "alone"), echo=lambda s: None)
+    ens = train_configs(cfgs, store, quiet_opts(tmp_path / "ens", ensemble="vmap"), echo=lambda s: None)
+    alone = train_configs([cfgs[1]], store, quiet_opts(tmp_path / "alone", ensemble="vmap"), echo=lambda s: None)
     a, b = load_latents(ens[1].path), load_latents(alone[0].path)
     assert np.array_equal(a["rows"], b["rows"])
     assert np.abs(a["z"] - b["z"]).max() < 1e-4 * max(1.0, np.abs(b["z"]).max())
