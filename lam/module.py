@@ -71,7 +71,7 @@ class LAMEnsemble(L.LightningModule):
         self.register_buffer("k", torch.tensor([c.k for c in configs], dtype=torch.int64), persistent=False)
         self.history: list[tuple[int, list[float]]] = []
         self._gens: list[torch.Generator] = []
-        self._resident = False
+        self._counts: list[int] = data.counts.tolist()
         pick_mode(mode, torch.device("cpu"))  # fail early on an unknown mode
         self.mode_request = mode
         self.mode = "loop"
@@ -94,34 +94,29 @@ class LAMEnsemble(L.LightningModule):
             self._gens.append(g)
 
     def place_data(self, device: torch.device) -> None:
-        """Move the training set to `device`, or pin it in host RAM if it would not fit there."""
+        """Index tables go to `device`; frames and targets too if they fit (else pinned host RAM)."""
+        d = self.data
         fits = True
         if device.type == "cuda":
             free, _ = torch.cuda.mem_get_info(device)
-            fits = self.data.nbytes() < DEVICE_MEMORY_FRACTION * free
-        target = device if fits else torch.device("cpu")
-        d = self.data
-        move = (lambda t: t.to(target)) if fits else (lambda t: t.pin_memory() if device.type == "cuda" else t)
-        self.data = TrainingData(move(d.obs), move(d.target), move(d.stack), move(d.rows), move(d.counts))
-        self._resident = fits
+            fits = d.nbytes() < DEVICE_MEMORY_FRACTION * free
+        big = (lambda t: t.to(device)) if fits else (lambda t: t.pin_memory() if device.type == "cuda" else t)
+        self.data = TrainingData(big(d.obs), big(d.target), d.stack.to(device), d.rows.to(device), d.counts)
+        self._counts = d.counts.tolist()  # host ints: no device sync per step
 
     # -- batches -----------------------------------------------------------------------------
     def draw_rows(self) -> torch.Tensor:
         """(M, B) transition start rows, each member from its own generator and transition set."""
-        d, b = self.data, self.cfg.batch_size
-        out = []
-        for m, g in enumerate(self._gens):
-            pick = torch.randint(0, int(d.counts[m]), (b,), generator=g, device=g.device)
-            out.append(d.rows[m].to(g.device)[pick] if not self._resident else d.rows[m][pick])
-        return torch.stack(out)
+        b, rows = self.cfg.batch_size, self.data.rows
+        picks = [torch.randint(0, n, (b,), generator=g, device=rows.device) for n, g in zip(self._counts, self._gens)]
+        return torch.stack([rows[m][p] for m, p in enumerate(picks)])
 
     def gather_obs(self, rows: torch.Tensor) -> torch.Tensor:
         """Observations at `rows` (any shape R): float (R..., 3s, S, S) in [0, 1] on self.device."""
         d = self.data
-        rows = rows.to(d.stack.device)
-        frames = d.obs[d.stack[rows]]  # (R..., s, 3, S, S)
-        frames = frames.to(self.device, non_blocking=True)
-        return frames.flatten(-4, -3).float().div_(255)
+        idx = d.stack[rows.to(d.stack.device)]  # (R..., s) frame rows
+        frames = d.obs[idx.to(d.obs.device)]  # (R..., s, 3, S, S) uint8
+        return frames.to(self.device, non_blocking=True).flatten(-4, -3).float().div_(255)
 
     def augment(self, x: torch.Tensor) -> torch.Tensor:
         if not self.cfg.augment:
