@@ -19,7 +19,7 @@ fi
 export PYTHONUNBUFFERED=1 PYTHONPATH=${PYTHONPATH:-}:$PWD
 status=0
 echo "== train-lam on $DEV"
-timeout "${LAM_TIMEOUT:-150}" $PY bench/train_lam.py --device $DEV $LAM_ARGS 2>&1 | tee "$OUT/train_lam.log" || status=1
+[ "${SKIP_LAM:-0}" = 1 ] || timeout "${LAM_TIMEOUT:-150}" $PY bench/train_lam.py --device $DEV $LAM_ARGS 2>&1 | tee "$OUT/train_lam.log" || status=1
 echo "== embed on $DEV"
 timeout "${EMBED_TIMEOUT:-400}" $PY bench/embed_gpu.py --out "$OUT" $EMBED_ARGS 2>&1 | tee "$OUT/embed_gpu.log" || status=1
 exit $status
