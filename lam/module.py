@@ -138,8 +138,9 @@ class LAMEnsemble(L.LightningModule):
     def training_step(self, step, batch_idx):
         losses = self.member_losses(*self.batch())
         if self.global_step % self.cfg.log_every == 0 or self.global_step == self.cfg.steps - 1:
+            # only on log steps: each log is a device sync and Lightning bookkeeping
             self.history.append((int(self.global_step), losses.detach().float().cpu().tolist()))
-        self.log("loss", losses.detach().mean(), prog_bar=True, on_step=True, logger=bool(self.loggers))
+            self.log("loss", losses.detach().mean(), prog_bar=True, on_step=True, logger=bool(self.loggers))
         return losses.sum()  # each member's gradient is that of its own loss
 
     def configure_optimizers(self):
