@@ -177,8 +177,8 @@ def main() -> None:
             for mode in ("vmap", "loop"):
                 t_ens = work / fit_ours(configs, store, accelerator, precision, args.warmup, mode)
                 rows.append((f"{m} models as one ensemble ({mode})", f"{t_ens:.2f} s", ""))
-                rows.append((f"  ensemble / one model", f"{t_ens / t_one:.2f}x", "goal on GPU <= 3x" if mode == "vmap" else ""))
-                rows.append((f"  speed-up vs sequential", f"{t_seq / t_ens:.2f}x", ""))
+                rows.append(("  ensemble / one model", f"{t_ens / t_one:.2f}x", "goal on GPU <= 3x" if mode == "vmap" else ""))
+                rows.append(("  speed-up vs sequential", f"{t_seq / t_ens:.2f}x", ""))
 
     dev = torch.cuda.get_device_name() if args.device == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     print(f"\nLAM training benchmark ({dev}; batch {args.batch_size}, {args.img_size} px, target {args.target}, "

@@ -4,13 +4,11 @@ of same-shape configs as one ensemble, then write checkpoints, latents and probe
 from __future__ import annotations
 
 import os
-import sys
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
 import torch
 
 from cache_schemas import EpisodeStore, StoreError
