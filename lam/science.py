@@ -17,6 +17,7 @@ from .config import LAMConfig
 from .train import TrainOptions, train_configs
 
 TARGETS = ("pixels", "pixels-clean", "state")
+UNTRAINED = "untrained IDM"  # reference row: z of a LAM after one step
 # (better, worse): the orderings the paper's premise predicts
 ORDERINGS = (("state", "pixels"), ("pixels-clean", "pixels"))
 
@@ -75,10 +76,13 @@ def run_science(
     targets: tuple[str, ...] = TARGETS,
     **overrides,
 ) -> ScienceResult:
-    """Train a LAM per (target, seed) — each target's seeds as one ensemble — and judge the R²s."""
-    configs = [science_config(target=t, seed=s, **overrides) for t in targets for s in seeds]
-    results = train_configs(configs, episodes, opts, echo=echo)
-    r2: dict[str, list[float]] = {t: [] for t in targets}
-    for res in results:
-        r2[res.config.target].append(float(res.probe["r2"]))
+    """Train a LAM per (target, seed) — each target's seeds as one ensemble — and judge the R²s.
+    Also probes an untrained IDM (one step) as a reference row: the R² that needs no learning
+    (e.g. telling tasks apart by their mean gripper action); it is reported, not judged."""
+    labelled = [(t, science_config(target=t, seed=s, **overrides)) for t in targets for s in seeds]
+    labelled += [(UNTRAINED, science_config(target="pixels", seed=s, **{**overrides, "steps": 1})) for s in seeds]
+    results = train_configs([c for _, c in labelled], episodes, opts, echo=echo)
+    r2: dict[str, list[float]] = {label: [] for label, _ in labelled}
+    for (label, _), res in zip(labelled, results):
+        r2[label].append(float(res.probe["r2"]))
     return ScienceResult(r2=r2, seeds=list(seeds), margin=margin, checks=judge(r2, margin))
