@@ -56,10 +56,10 @@ def looped(skeleton: nn.Module, stacked, *inputs: torch.Tensor):
 MODES = {"vmap": vmapped, "loop": looped}
 
 
-def pick_mode(mode: str, device: torch.device) -> str:
-    """'auto' -> vmap on accelerators, loop on the CPU (see `looped`)."""
+def pick_mode(mode: str, device: torch.device, members: int = 2) -> str:
+    """'auto' -> vmap on accelerators, loop on the CPU (see `looped`) and for a single model."""
     if mode == "auto":
-        return "loop" if device.type == "cpu" else "vmap"
+        return "loop" if device.type == "cpu" or members == 1 else "vmap"
     if mode not in MODES:
         raise ValueError(f"unknown ensemble mode {mode!r}; valid: auto, {', '.join(MODES)}")
     return mode
@@ -73,6 +73,15 @@ def sub_params(stacked, prefix: str) -> dict[str, torch.Tensor]:
         if name.startswith(prefix + "."):
             out[name[len(prefix) + 1 :]] = v
     return out
+
+
+def member_optimizer(params, lr: torch.Tensor, weight_decay: torch.Tensor, device: torch.device) -> torch.optim.Optimizer:
+    """torch's own (foreach/fused) Adam when every member has the same lr and weight decay
+    (Adam is elementwise, so stacking changes nothing); MemberAdam when they differ."""
+    if bool((lr == lr[0]).all()) and bool((weight_decay == weight_decay[0]).all()):
+        fused = device.type == "cuda"
+        return torch.optim.Adam(params, lr=float(lr[0]), weight_decay=float(weight_decay[0]), fused=fused or None)
+    return MemberAdam(params, lr=lr, weight_decay=weight_decay)
 
 
 class MemberAdam(torch.optim.Optimizer):

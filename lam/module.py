@@ -16,7 +16,7 @@ import torch
 
 from .augment import random_shift
 from .config import LAMConfig
-from .ensemble import MODES, MemberAdam, member_state, pick_mode, stack_members, sub_params
+from .ensemble import MODES, member_optimizer, member_state, pick_mode, stack_members, sub_params
 from .model import build_lam, reconstruction_loss
 
 DEVICE_MEMORY_FRACTION = 0.6  # of free device memory the resident data may take
@@ -84,7 +84,7 @@ class LAMEnsemble(L.LightningModule):
     # -- data placement ----------------------------------------------------------------------
     def on_fit_start(self) -> None:
         self.train_device = self.device
-        self.mode = pick_mode(self.mode_request, self.device)
+        self.mode = pick_mode(self.mode_request, self.device, self.n_members)
         self.place_data(self.device)
         rank = self.global_rank
         self._gens = []
@@ -144,10 +144,11 @@ class LAMEnsemble(L.LightningModule):
         return losses.sum()  # each member's gradient is that of its own loss
 
     def configure_optimizers(self):
-        return MemberAdam(
+        return member_optimizer(
             self.stacked.parameters(),
             lr=torch.tensor([c.lr for c in self.configs]),
             weight_decay=torch.tensor([c.weight_decay for c in self.configs]),
+            device=self.device,
         )
 
     # -- after training ----------------------------------------------------------------------
