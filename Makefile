@@ -52,8 +52,8 @@ collect: install
 # pipeline, not a VLM's quality) -> train-lam on four targets -> eval -> report.
 DEMO_VLM ?= tiny-qwen25-vl
 DEMO_PROMPT ?= ignore_distractors
-DEMO_LAM ?= --steps 400 --latent-dim 32 --batch-size 64
-DEMO_EVAL ?= --labelled 2 --rollouts 4 --policy-steps 400 --decoder-steps 400
+DEMO_LAM ?= --steps 300 --latent-dim 32 --batch-size 64 --img-size 32
+DEMO_EVAL ?= --labelled 2 --rollouts 3 --policy-steps 300 --decoder-steps 300 --batch-size 64
 DEMO_RUNS := demo-state demo-pixels demo-pixels-clean demo-emb
 RUNS_DIR = $(or $(RUNS),runs)
 demo: install

@@ -21,7 +21,7 @@ class Executor:
 
             os.environ.setdefault("MUJOCO_GL", "egl")
             self.cluster = LocalCluster(
-                n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=40
+                n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=50
             )
             self.client = Client(self.cluster)
 

@@ -30,6 +30,7 @@ def eval_cmd(
     methods: str = typer.Option("latent,bc-labelled,bc-all", help="Comma list of latent, bc-labelled, bc-all."),
     policy_steps: int = typer.Option(1500, help="Training steps of the latent policy and BC policies."),
     decoder_steps: int = typer.Option(1500, help="Training steps of the action decoder."),
+    batch_size: int = typer.Option(128, help="Minibatch size of every network's training."),
     seed: int = typer.Option(0, help="Seed of networks and rollout seeds."),
     split: str = typer.Option("eval", help="Distractor video split for rollouts (eval = held out)."),
     gifs: int = typer.Option(2, help="Rollout GIFs per method and task (a success and a failure)."),
@@ -50,7 +51,7 @@ def eval_cmd(
         choose_gl_backend()
         cfg = EvalConfig(labelled=labelled, rollouts=rollouts, max_steps=max_steps,
                          methods=tuple(m.strip() for m in methods.split(",") if m.strip()),
-                         policy_steps=policy_steps, decoder_steps=decoder_steps, seed=seed, split=split, gifs=gifs)
+                         policy_steps=policy_steps, decoder_steps=decoder_steps, batch_size=batch_size, seed=seed, split=split, gifs=gifs)
         path = _resolve_run(run, runs)
         evaluate(path, cfg, runs=str(runs) if runs else None, workers=workers or os.cpu_count() or 1,
                  scheduler=scheduler, video_dir=distractor_videos, force=force, progress=not quiet, echo=typer.echo)
