@@ -78,6 +78,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=100, help="max steps per episode")
     ap.add_argument("--resolution", type=int, default=64)
     ap.add_argument("--quality", default="standard", choices=["standard", "fast"])
+    ap.add_argument("--chunk-frames", type=int, default=64, help="store chunk (the unit of parallel work)")
     ap.add_argument("--json", type=Path, help="also write the results here")
     args = ap.parse_args()
 
@@ -87,16 +88,21 @@ def main() -> None:
         resolution=args.resolution,
         quality=args.quality,
         max_steps=args.steps,
+        chunk_frames=args.chunk_frames,
         distractors=DistractorSpec(kinds=("video", "correlated")),
     )
     root = Path(tempfile.mkdtemp(prefix="bench_collect_"))
     try:
+        # Warm-up outside the timings: imports, GL contexts, page cache.
+        warm = replace(spec, episodes_per_task=1, max_steps=5)
+        _, _, path = timed_collect(warm, 1, root)
+        plain_loop(warm, {i: 5 for i in range(len(spec.tasks))})
         n1, t1, path = timed_collect(spec, 1, root)
         table = EpisodeStore.open(path).episodes()
         lengths = {i: int(n) for i, n in enumerate(table.length)}
         nb, tb = plain_loop(spec, lengths)
-        n2, t2, _ = timed_collect(spec, 2, root)
         n0, t0, _ = timed_collect(replace(spec, distractors=DistractorSpec(kinds=())), 1, root)
+        n2, t2, _ = timed_collect(spec, 2, root)
     finally:
         shutil.rmtree(root, ignore_errors=True)
 

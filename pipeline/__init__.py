@@ -10,3 +10,6 @@ if "MUJOCO_GL" in _os.environ:
 else:
     _os.environ["MUJOCO_GL"] = "egl"
 _os.environ.setdefault("PYOPENGL_PLATFORM", _os.environ["MUJOCO_GL"])
+# Mesa's llvmpipe: one render thread per process is 3-5% faster here, and leaves the other cores
+# to the other collect workers.
+_os.environ.setdefault("LP_NUM_THREADS", "1")
