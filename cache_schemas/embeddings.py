@@ -12,7 +12,6 @@ markers when every chunk is done, so the finished store has the same bytes howev
 
 from __future__ import annotations
 
-import math
 import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -22,7 +21,7 @@ import numpy as np
 
 from .fingerprint import fingerprint
 from .paths import embeddings_dir, store_name
-from .store import ArraySpec, Store, StoreError, StoreLayout
+from .store import ArraySpec, Store, StoreError, StoreLayout, TypedStore
 
 SCHEMA = "embeddings/1"
 PROGRESS_DIR = ".progress"
@@ -101,11 +100,13 @@ def finalize_stats(total: np.ndarray, eps: float = 1e-6) -> tuple[np.ndarray, np
     return mean.astype(np.float32), np.sqrt(var + eps).astype(np.float32)
 
 
-class EmbeddingStore:
+class EmbeddingStore(TypedStore):
     """Typed access to an `embeddings/1` store. Writers: `create`; readers: `open`."""
 
+    SCHEMA, WHAT, MAKER = SCHEMA, "embedding store", "embed"
+
     def __init__(self, store: Store):
-        self.store = store
+        super().__init__(store)
         self.spec = EmbeddingSpec.from_dict(store.spec)
 
     @classmethod
@@ -145,49 +146,14 @@ class EmbeddingStore:
         )
         return cls(store)
 
-    @classmethod
-    def open(cls, path: Path | str, *, mode: str = "r", require_complete: bool = True) -> "EmbeddingStore":
-        store = Store.open(path, schema=SCHEMA, mode=mode)
-        if require_complete and not store.complete:
-            raise StoreError(f"embedding store {path} is incomplete; rerun the embed command that made it to finish it")
-        return cls(store)
-
     # -- facts -------------------------------------------------------------------------------
-    @property
-    def path(self) -> Path:
-        return self.store.path
-
-    @property
-    def fingerprint(self) -> str:
-        return self.store.fingerprint
-
     @property
     def parent_fingerprint(self) -> str:
         return self.store.parent
 
     @property
-    def info(self) -> dict[str, Any]:
-        return self.store.info
-
-    @property
-    def n_frames(self) -> int:
-        return int(self.store.info["n_frames"])
-
-    @property
     def dim(self) -> int:
         return int(self.store.info["dim"])
-
-    @property
-    def chunk_frames(self) -> int:
-        return int(self.store.layout["chunk_rows"]["frames"])
-
-    @property
-    def n_chunks(self) -> int:
-        return math.ceil(self.n_frames / self.chunk_frames) if self.n_frames else 0
-
-    def chunk_range(self, i: int) -> tuple[int, int]:
-        c = self.chunk_frames
-        return i * c, min((i + 1) * c, self.n_frames)
 
     @property
     def emb(self):

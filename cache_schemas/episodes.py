@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from .fingerprint import fingerprint
-from .store import ArraySpec, Store, StoreLayout
+from .store import ArraySpec, Store, StoreLayout, TypedStore
 
 SCHEMA = "episodes/1"
 STATE_DIM = 39
@@ -128,13 +128,14 @@ class EpisodeTable:
         return len(self.start)
 
 
-class EpisodeStore:
+class EpisodeStore(TypedStore):
     """Typed access to an `episodes/1` store. Writers: `create`; readers: `open`."""
 
+    SCHEMA, WHAT, MAKER = SCHEMA, "episode store", "collect"
     LOWDIM = ("actions", "states", "rewards", "success", "episode_index", "step")
 
     def __init__(self, store: Store):
-        self.store = store
+        super().__init__(store)
         self.spec = EpisodeSpec.from_dict(store.spec)
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -171,44 +172,10 @@ class EpisodeStore:
         )
         return cls(store)
 
-    @classmethod
-    def open(cls, path: Path | str, *, mode: str = "r", require_complete: bool = True) -> "EpisodeStore":
-        store = Store.open(path, schema=SCHEMA, mode=mode)
-        if require_complete and not store.complete:
-            from .store import StoreError
-
-            raise StoreError(f"episode store {path} is incomplete; rerun the collect command that made it to finish it")
-        return cls(store)
-
     # -- facts -----------------------------------------------------------------------------
-    @property
-    def path(self) -> Path:
-        return self.store.path
-
-    @property
-    def fingerprint(self) -> str:
-        return self.store.fingerprint
-
-    @property
-    def n_frames(self) -> int:
-        return int(self.store.info["n_frames"])
-
     @property
     def n_episodes(self) -> int:
         return int(self.store.info["n_episodes"])
-
-    @property
-    def chunk_frames(self) -> int:
-        return self.spec.chunk_frames
-
-    @property
-    def n_chunks(self) -> int:
-        return -(-self.n_frames // self.chunk_frames)
-
-    def chunk_range(self, i: int) -> tuple[int, int]:
-        """Frame rows [start, stop) of chunk i."""
-        c = self.chunk_frames
-        return i * c, min((i + 1) * c, self.n_frames)
 
     @property
     def tasks(self) -> list[TaskInfo]:

@@ -284,3 +284,51 @@ class Store:
                     bad = int((~np.isfinite(block)).sum())
                     report.problems.append(f"{name}: chunk {i} has {bad} NaN/Inf values")
         return report
+
+
+class TypedStore:
+    """Base of the typed views (`EpisodeStore`, `EmbeddingStore`): one schema, a frames axis
+    chunked every `chunk_frames` rows, and `open` that refuses an unfinished store."""
+
+    SCHEMA = ""
+    WHAT = "store"  # for messages: "episode store", "embedding store"
+    MAKER = "command"  # what to rerun to finish an incomplete store
+
+    def __init__(self, store: Store):
+        self.store = store
+
+    @classmethod
+    def open(cls, path: Path | str, *, mode: str = "r", require_complete: bool = True):
+        store = Store.open(path, schema=cls.SCHEMA, mode=mode)
+        if require_complete and not store.complete:
+            raise StoreError(f"{cls.WHAT} {path} is incomplete; rerun the {cls.MAKER} command that made it to finish it")
+        return cls(store)
+
+    @property
+    def path(self) -> Path:
+        return self.store.path
+
+    @property
+    def fingerprint(self) -> str:
+        return self.store.fingerprint
+
+    @property
+    def info(self) -> dict[str, Any]:
+        return self.store.info
+
+    @property
+    def n_frames(self) -> int:
+        return int(self.store.info["n_frames"])
+
+    @property
+    def chunk_frames(self) -> int:
+        return int(self.store.layout["chunk_rows"]["frames"])
+
+    @property
+    def n_chunks(self) -> int:
+        return -(-self.n_frames // self.chunk_frames)
+
+    def chunk_range(self, i: int) -> tuple[int, int]:
+        """Frame rows [start, stop) of chunk i."""
+        c = self.chunk_frames
+        return i * c, min((i + 1) * c, self.n_frames)
