@@ -171,7 +171,8 @@ class Embedder:
         if self.position == "before":
             return np.stack([self._full(x, None) for x in inputs])
         prefix = inputs[0]
-        if not self.share_prefix:
+        # One prompt: a single forward over image + prompt beats prefix-with-cache + suffix.
+        if not self.share_prefix or len(self.texts) == 1:
             return np.stack([self._full(prefix, [self.suffix_ids[p][t] for t in tasks]) for p in range(len(self.texts))])
         return self._shared(prefix, tasks)
 
