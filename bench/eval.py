@@ -1,0 +1,112 @@
+"""Benchmark eval's rollouts: frames/s with the policy in the loop against plain rendering.
+
+Rows (same tasks, resolution, quality and frame count; one process unless noted):
+  plain render loop   gymnasium MetaWorld env + env.render(), shadows off, zero actions (1.00x)
+  rollouts 1w         our rollout loop: render, background mask, distractors (held-out split),
+                      policy + decoder forward, env step
+  rollouts 2w         the same on a 2-process dask local cluster
+
+    python bench/eval.py [--tasks reach,push] [--rollouts 3] [--steps 100] [--resolution 64]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+import warnings
+from pathlib import Path
+
+sys.path[:0] = [str(Path(__file__).resolve().parent.parent), str(Path(__file__).resolve().parent)]
+os.environ.setdefault("MUJOCO_GL", "egl")
+warnings.filterwarnings("ignore")
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+import pipeline  # noqa: E402,F401  (sets the GL backend before mujoco loads)
+from cache_schemas import DistractorSpec, EpisodeSpec  # noqa: E402
+from cache_schemas.fingerprint import canonical_json  # noqa: E402
+from pipeline.executor import Executor  # noqa: E402
+from pipeline.tasks import resolve_tasks  # noqa: E402
+from policy.fit import Standardiser  # noqa: E402
+from policy.nets import MLP, ImagePolicy, seeded  # noqa: E402
+from policy.rollout import Controller, RolloutJob, rollout_spec, run_job  # noqa: E402
+
+
+def plain_loop(spec: EpisodeSpec, rollouts: int, steps: int) -> tuple[int, float]:
+    import gymnasium as gym
+    import metaworld  # noqa: F401  (registers the envs)
+
+    frames, t0 = 0, time.perf_counter()
+    for task in spec.tasks:
+        env = gym.make("Meta-World/MT1", env_name=task, seed=0, render_mode="rgb_array", camera_name=spec.camera,
+                       width=spec.resolution, height=spec.resolution)
+        env.unwrapped.model.light_castshadow[:] = 0
+        if spec.quality == "fast":
+            env.unwrapped.model.vis.quality.offsamples = 0
+        for r in range(rollouts):
+            env.reset(seed=r)
+            for _ in range(steps):
+                env.render()
+                env.step(np.zeros(4, np.float32))
+                frames += 1
+        env.close()
+    return frames, time.perf_counter() - t0
+
+
+def controller(img_size: int, latent: int = 32) -> Controller:
+    """An untrained latent policy + decoder: the same compute as a trained one."""
+    policy = seeded(lambda: ImagePolicy(img_size, (16, 32, 64, 64), 128, latent), 0)
+    decoder = seeded(lambda: MLP(latent, 128, 4), 1)
+    return Controller(policy.eval(), decoder.eval(), Standardiser(np.zeros(4, np.float32), np.ones(4, np.float32)), img_size)
+
+
+def rollouts(spec: EpisodeSpec, n: int, steps: int, workers: int, ctrl: Controller) -> tuple[int, float]:
+    spec_json = canonical_json(rollout_spec(spec, "eval"))
+    jobs = [(RolloutJob("latent", task, tuple(range(n)), tuple(1_000_000 + 10 * i + r for r in range(n)),
+                        spec_json, None, steps, 0), ctrl) for i, task in enumerate(spec.tasks)]
+    t0 = time.perf_counter()
+    ex = Executor(workers, None)
+    try:
+        frames = sum(sum(e["steps"] for e in res["episodes"]) for res in ex.map_unordered(run_job, jobs))
+    finally:
+        ex.close()
+    return frames, time.perf_counter() - t0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--tasks", default="reach,push")
+    ap.add_argument("--rollouts", type=int, default=3, help="rollouts per task")
+    ap.add_argument("--steps", type=int, default=100)
+    ap.add_argument("--resolution", type=int, default=64)
+    ap.add_argument("--img-size", type=int, default=64, help="policy input size")
+    ap.add_argument("--quality", default="standard", choices=["standard", "fast"])
+    ap.add_argument("--json", type=Path)
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    spec = EpisodeSpec(tasks=resolve_tasks(args.tasks), episodes_per_task=1, resolution=args.resolution,
+                       quality=args.quality, max_steps=args.steps, distractors=DistractorSpec(kinds=("video", "correlated")))
+    ctrl = controller(args.img_size)
+    rollouts(spec, 1, 3, 1, ctrl)  # warm-up: imports, GL contexts
+    plain_loop(spec, 1, 3)
+    nb, tb = plain_loop(spec, args.rollouts, args.steps)
+    n1, t1 = rollouts(spec, args.rollouts, args.steps, 1, ctrl)
+    n2, t2 = rollouts(spec, args.rollouts, args.steps, 2, ctrl)
+    base = nb / tb
+    rows = [("plain render loop (baseline)", nb, tb), ("rollouts, policy in the loop, 1 worker", n1, t1),
+            ("rollouts, policy in the loop, 2 workers", n2, t2)]
+    print(f"\neval rollout benchmark: {len(spec.tasks)} tasks x {args.rollouts} rollouts x {args.steps} steps, "
+          f"{spec.resolution}px {spec.quality}, policy at {args.img_size}px, {os.cpu_count()} cores")
+    print(f"{'path':<42} {'frames':>7} {'seconds':>8} {'frames/s':>9} {'vs plain':>9}")
+    for name, n, t in rows:
+        print(f"{name:<42} {n:>7} {t:>8.1f} {n / t:>9.1f} {(n / t) / base:>8.2f}x")
+    if args.json:
+        args.json.write_text(json.dumps([dict(zip(("path", "frames", "seconds"), r)) for r in rows], indent=1))
+
+
+if __name__ == "__main__":
+    main()
