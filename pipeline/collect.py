@@ -4,10 +4,11 @@ Two phases, both deterministic:
 1. plan: every episode is simulated without rendering (physics is ~1 ms/step, a render ~5-40):
    its length, actions, states, rewards and success are known, so the store's layout is fixed
    and the low-dimensional arrays are written once by the driver.
-2. render: work units are whole frame chunks. A worker replays each episode overlapping its
-   chunk from that episode's seed, renders only the chunk's steps, composites the distractors
-   and writes the chunk. Workers never share a chunk; the driver alone writes the ledger.
-A killed run resumes from the ledger; the store ends byte-identical to an uninterrupted run.
+2. render: work units are whole frame chunks. A worker restores each recorded MuJoCo state of
+   its chunk (no physics), renders it, composites the distractors and writes the chunk.
+   Workers never share a chunk; the driver alone writes the ledger.
+A killed run resumes from the ledger: the plan is simulated again (it is cheap, and must equal
+what the store recorded), and the store ends byte-identical to an uninterrupted run.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from cache_schemas import DistractorSpec, EpisodeSpec, EpisodeStore, EpisodeTabl
 from cache_schemas.episodes import write_frame_rows
 from cache_schemas.paths import episode_store_path
 
-from .env import episode_rng, replay, simulate
+from .env import episode_rng, reset, restore, simulate
 from .executor import Executor
 from .sim import distractors_for, env_and_expert, scene_for
 from .tasks import MT10, resolve_tasks, task_info
@@ -135,7 +136,8 @@ def simulate_episode(spec: EpisodeSpec, episode: int) -> dict[str, np.ndarray]:
         max_steps=spec.max_steps,
         success_margin=spec.success_margin,
     )
-    return {"states": rec.states, "actions": rec.actions, "rewards": rec.rewards, "success": rec.success}
+    return {"states": rec.states, "actions": rec.actions, "rewards": rec.rewards, "success": rec.success,
+            "sim": rec.sim}
 
 
 def assemble(spec: EpisodeSpec, records: list[dict[str, np.ndarray]]) -> tuple[EpisodeTable, dict[str, np.ndarray]]:
@@ -149,6 +151,7 @@ def assemble(spec: EpisodeSpec, records: list[dict[str, np.ndarray]]) -> tuple[E
         success=np.array([bool(r["success"].any()) for r in records]),
     )
     lowdim = {k: np.concatenate([r[k] for r in records]) for k in ("states", "actions", "rewards", "success")}
+    lowdim["sim"] = [r["sim"] for r in records]  # per episode: state sizes differ between tasks
     lowdim["episode_index"] = np.repeat(np.arange(spec.n_episodes, dtype=np.int32), lengths)
     lowdim["step"] = np.concatenate([np.arange(n, dtype=np.int32) for n in lengths])
     return table, lowdim
@@ -157,15 +160,15 @@ def assemble(spec: EpisodeSpec, records: list[dict[str, np.ndarray]]) -> tuple[E
 # --------------------------------------------------------------------------- phase 2: render
 @dataclass(frozen=True)
 class EpisodeSlice:
-    """The part of one episode that falls in a chunk, with what replay needs."""
+    """The part of one episode that falls in a chunk, with what rendering it needs."""
 
     episode: int
     seed: int
     start: int  # first frame row of the episode
     lo: int  # first step to render (episode-relative)
     hi: int  # one past the last step to render
-    actions: np.ndarray
-    states: np.ndarray
+    states: np.ndarray  # the whole episode's states (the correlated distractor integrates them)
+    sim: np.ndarray  # MuJoCo states of steps lo..hi
 
 
 def chunk_slices(table: EpisodeTable, lowdim: dict[str, np.ndarray], lo: int, hi: int) -> list[EpisodeSlice]:
@@ -180,8 +183,8 @@ def chunk_slices(table: EpisodeTable, lowdim: dict[str, np.ndarray], lo: int, hi
                 start=s,
                 lo=max(lo, s) - s,
                 hi=min(hi, s + n) - s,
-                actions=lowdim["actions"][s : s + n],
                 states=lowdim["states"][s : s + n],
+                sim=lowdim["sim"][e][max(lo, s) - s : min(hi, s + n) - s],
             )
         )
     return out
@@ -205,9 +208,9 @@ def render_slices(spec: EpisodeSpec, slices: Iterable[EpisodeSlice], video_dir: 
         env, _ = env_and_expert(task)
         scene = scene_for(task, r, spec.quality == "fast", spec.camera, spec.camera_pullback)
         comp = compositor_for(distractors, sl.episode, sl.states)
-        for t in replay(env, sl.seed, sl.actions, sl.states, sl.hi):
-            if t < sl.lo:
-                continue
+        reset(env, sl.seed)  # the episode's goal and object layout
+        for t in range(sl.lo, sl.hi):
+            restore(env, sl.sim[t - sl.lo])
             rgb, background = scene.render(env.data)
             clean[row] = rgb
             frames[row] = comp.apply(t, rgb, background)
@@ -268,18 +271,17 @@ def collect(spec: EpisodeSpec, options: CollectOptions) -> Path:
 
     ex = Executor(options.workers, options.scheduler)
     try:
+        records: list[dict[str, np.ndarray] | None] = [None] * spec.n_episodes
+        bar = _progress(spec.n_episodes, "collect: plan", options.progress)
+        for e, rec in ex.map_unordered(_simulate_indexed, [(spec, e) for e in range(spec.n_episodes)]):
+            records[e] = rec
+            bar.update(1)
+        bar.close()
+        table, lowdim = assemble(spec, records)  # type: ignore[arg-type]
         if existing is not None and existing.store.info.get("planned"):
             store = existing
-            table = store.episodes()
-            lowdim = {k: store.array(k)[:] for k in ("actions", "states")}
+            check_plan(store, table, lowdim)
         else:
-            records: list[dict[str, np.ndarray] | None] = [None] * spec.n_episodes
-            bar = _progress(spec.n_episodes, "collect: plan", options.progress)
-            for e, rec in ex.map_unordered(_simulate_indexed, [(spec, e) for e in range(spec.n_episodes)]):
-                records[e] = rec
-                bar.update(1)
-            bar.close()
-            table, lowdim = assemble(spec, records)  # type: ignore[arg-type]
             extra = {"preset": options.preset, "planned": False, "summary": summary(spec, int(table.length.sum()))}
             if video_dir:
                 extra["video_dir"] = str(Path(video_dir).resolve())
@@ -308,6 +310,19 @@ def collect(spec: EpisodeSpec, options: CollectOptions) -> Path:
     finally:
         ex.close()
     return path
+
+
+def check_plan(store: EpisodeStore, table: EpisodeTable, lowdim: dict[str, np.ndarray]) -> None:
+    """On resume the plan is simulated again; it must equal what the store recorded, or the
+    frames still to render would not belong to the recorded episodes."""
+    same = np.array_equal(store.episodes().length, table.length) and all(
+        np.array_equal(store.array(k)[:], lowdim[k]) for k in ("actions", "states")
+    )
+    if not same:
+        raise RuntimeError(
+            f"{store.path}: a fresh simulation no longer reproduces the recorded episodes (a changed "
+            "MetaWorld/MuJoCo version?); finish it where it was started, or recollect with --force"
+        )
 
 
 def _simulate_indexed(spec: EpisodeSpec, episode: int) -> tuple[int, dict[str, np.ndarray]]:

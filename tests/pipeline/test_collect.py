@@ -78,19 +78,20 @@ def test_resume_after_kill_9_is_byte_identical(tiny_store, tmp_path):
 
 def test_distractors_touch_only_background_pixels(tiny_store):
     """Robot, table top and objects equal the clean twin; background differs and moves."""
-    from pipeline.sim import env_and_expert as _env_and_expert, scene_for as _scene
-    from pipeline.env import replay
+    from pipeline.env import reset, restore
     from pipeline.render import background_geoms
+    from pipeline.sim import env_and_expert, scene_for
 
     table = tiny_store.episodes()
-    states = tiny_store.array("states")[:14]
-    actions = tiny_store.array("actions")[:14]
-    env, _ = _env_and_expert("reach-v3")
-    scene = _scene("reach-v3", 32, True, TINY.camera, TINY.camera_pullback)
+    sims = simulate_episode(TINY, 0)["sim"]
+    env, _ = env_and_expert("reach-v3")
+    scene = scene_for("reach-v3", 32, True, TINY.camera, TINY.camera_pullback)
     bg_geoms = background_geoms(env.model)
     frames, clean = tiny_store.array("frames")[:14], tiny_store.array("frames_clean")[:14]
     checked = 0
-    for t in replay(env, int(table.seed[0]), actions, states, 14):
+    reset(env, int(table.seed[0]))
+    for t in range(14):
+        restore(env, sims[t])
         if t % 6:
             continue
         seg = scene.render_segmentation(env.data)
@@ -162,3 +163,35 @@ def test_show_writes_png_strip_and_gif(tiny_store, tmp_path):
     assert iio.imread(gif, index=None).shape[1:3] == (32, 64)
     with pytest.raises(ValueError, match="out of range"):
         write_episode_image(tiny_store, 99, tmp_path / "x.png")
+
+
+def test_restored_state_renders_exactly_like_the_stepped_one():
+    """Render workers restore recorded MuJoCo states instead of stepping the physics."""
+    from pipeline.env import make_expert, replay, restore, simulate
+    from pipeline.sim import env_and_expert, scene_for
+
+    env, _ = env_and_expert("push-v3")
+    rec = simulate(env, make_expert("push-v3"), 5, np.random.default_rng(0), action_noise=0.1, max_steps=30,
+                   success_margin=0)
+    scene = scene_for("push-v3", 32, False, TINY.camera, TINY.camera_pullback)
+    # (t = 0 is left out: MetaWorld's reset leaves kinematics one substep stale until mj_forward)
+    stepped = {t: scene.render(env.data) for t in replay(env, 5, rec.actions, rec.states, 30) if t in (1, 13, 29)}
+    for t, (rgb, bg) in stepped.items():
+        restore(env, rec.sim[t])
+        again, bg_again = scene.render(env.data)
+        np.testing.assert_array_equal(again, rgb)
+        np.testing.assert_array_equal(bg_again, bg)
+    assert not np.array_equal(stepped[1][0], stepped[29][0])  # the scene did move
+
+
+def test_resume_refuses_a_store_whose_episodes_no_longer_reproduce(tmp_path):
+    from pipeline.collect import check_plan, assemble
+
+    spec = replace(TINY, tasks=("reach-v3",), episodes_per_task=1, max_steps=6)
+    out = tmp_path / "s"
+    store = EpisodeStore.open(collect(spec, CollectOptions(out=out, progress=False)))
+    table, lowdim = assemble(spec, [simulate_episode(spec, 0)])
+    check_plan(store, table, lowdim)  # reproduces
+    lowdim["actions"] = lowdim["actions"] + 1e-3
+    with pytest.raises(RuntimeError, match="no longer reproduces"):
+        check_plan(store, table, lowdim)
