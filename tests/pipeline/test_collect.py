@@ -1,6 +1,5 @@
 """collect: determinism, resume after kill -9, distractor masks, experts, previews."""
 
-import filecmp
 import os
 import subprocess
 import sys
