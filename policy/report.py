@@ -90,7 +90,11 @@ def plot_success(rows: list[RunRow], baselines: dict[str, dict], out: Path) -> N
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    labels = [r.run_id if len(r.run_id) < 28 else r.run_id[:25] + "..." for r in rows] + [BASELINE_LABELS[m] for m in baselines]
+    def label(r: RunRow) -> str:  # the target first: bars are read by target; the run id tells repeats apart
+        run = r.run_id if len(r.run_id) < 24 else r.run_id[:21] + "..."
+        return f"{r.target}\n({run})"
+
+    labels = [label(r) for r in rows] + [BASELINE_LABELS[m] for m in baselines]
     vals = [r.success or 0.0 for r in rows] + [b["overall"]["success_rate"] for b in baselines.values()]
     cis = [r.ci95 or (0.0, 0.0) for r in rows] + [tuple(b["overall"]["ci95"]) for b in baselines.values()]
     err = [[max(0.0, v - lo) for v, (lo, _) in zip(vals, cis)], [max(0.0, hi - v) for v, (_, hi) in zip(vals, cis)]]
@@ -100,7 +104,7 @@ def plot_success(rows: list[RunRow], baselines: dict[str, dict], out: Path) -> N
     ax.set_xticks(range(len(vals)), labels, rotation=30, ha="right", fontsize=8)
     ax.set_ylabel("success rate (95% CI)")
     ax.set_ylim(0, 1)
-    ax.set_title("Downstream success by run (grey: baselines)")
+    ax.set_title("Downstream success by target (grey: baselines)")
     fig.tight_layout()
     fig.savefig(out, dpi=110)
     plt.close(fig)
