@@ -59,13 +59,19 @@ def make_episode_store(
         frames[i, ..., 2] = rng.integers(0, 40, size=blob.shape, dtype=np.uint8)
     clean = frames.copy()
     clean[..., 2] = 0
-    episode_index = np.repeat(np.arange(n_ep, dtype=np.int32), lengths)
-    step = np.concatenate([np.arange(L, dtype=np.int32) for L in lengths])
+    return fill_store(store, frames, clean, actions, states, lengths, episodes_per_task, seed)
+
+
+def fill_store(store: EpisodeStore, frames: np.ndarray, clean: np.ndarray, actions: np.ndarray, states: np.ndarray,
+               lengths: np.ndarray, episodes_per_task: int, seed: int = 0) -> EpisodeStore:
+    """Write synthetic episodes (task-major, `episodes_per_task` each) and mark the store complete."""
+    n_ep, n = len(lengths), int(np.sum(lengths))
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
     store.write_episode_table(
         EpisodeTable(
             start=starts.astype(np.int64),
-            length=lengths.astype(np.int32),
-            task=np.repeat(np.arange(len(tasks), dtype=np.int32), episodes_per_task),
+            length=np.asarray(lengths, np.int32),
+            task=np.repeat(np.arange(n_ep // episodes_per_task, dtype=np.int32), episodes_per_task),
             seed=np.arange(n_ep, dtype=np.int64) + seed,
             success=np.ones(n_ep, dtype=bool),
         )
@@ -76,8 +82,8 @@ def make_episode_store(
             "states": states,
             "rewards": np.zeros(n, np.float32),
             "success": np.zeros(n, bool),
-            "episode_index": episode_index,
-            "step": step,
+            "episode_index": np.repeat(np.arange(n_ep, dtype=np.int32), lengths),
+            "step": np.concatenate([np.arange(L, dtype=np.int32) for L in lengths]),
         }
     )
     for c in range(store.n_chunks):

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from cache_schemas import DistractorSpec, EpisodeSpec, EpisodeStore, EpisodeTable, TaskInfo
+from cache_schemas import DistractorSpec, EpisodeSpec, EpisodeStore, TaskInfo
+from factories import fill_store
 
 TASKS = (TaskInfo("reach-v3", "reach a goal", "goal"), TaskInfo("push-v3", "push the puck", "puck"))
 
@@ -61,17 +62,6 @@ def make_synthetic_store(
             x, y = np.clip(x + 0.08 * a[0], 0.1, 0.9), np.clip(y + 0.08 * a[1], 0.1, 0.9)
             r, b = np.clip(r + 0.02 * a[2], 0.05, 0.2), np.clip(b + 0.25 * a[3], 0.0, 1.0)
             phase = phase + rng.uniform(-1.5, 1.5, size=2)  # the background drifts unpredictably
-    store.write_episode_table(EpisodeTable(
-        start=starts.astype(np.int64), length=lengths.astype(np.int32),
-        task=np.repeat(np.arange(len(TASKS), dtype=np.int32), episodes_per_task),
-        seed=np.arange(n_ep, dtype=np.int64), success=np.ones(n_ep, bool)))
-    store.write_lowdim({"actions": actions, "states": states, "rewards": np.zeros(n, np.float32),
-                        "success": np.zeros(n, bool), "episode_index": np.repeat(np.arange(n_ep, dtype=np.int32), length),
-                        "step": np.tile(np.arange(length, dtype=np.int32), n_ep)})
-    for c in range(store.n_chunks):
-        lo, hi = store.chunk_range(c)
-        store.write_frames(c, frames[lo:hi], clean[lo:hi])
-    store.store.mark_done(range(store.n_chunks))
-    store.store.mark_complete()
-    return store
+    return fill_store(store, frames, clean, actions, states, lengths, episodes_per_task)
+
 
