@@ -78,9 +78,9 @@ eval: install
 	@test -n "$(RUN)" || { echo "usage: make eval RUN=<run id or folder>"; exit 2; }
 	$(VLMLAM) eval "$(RUN)" $(EVAL_OPTS)
 
-# make report [RUN_LIST="runs/a runs/b"] [REPORT=name]: default every finished run under runs/
+# make report [RUN_LIST="runs/a runs/b"] [REPORT=name]: default every run folder under runs/
 report: install
-	$(VLMLAM) report $(or $(RUN_LIST),$(filter-out $(RUNS_DIR)/baselines,$(wildcard $(RUNS_DIR)/*))) --name $(REPORT)
+	$(VLMLAM) report $(or $(RUN_LIST),$(patsubst %/config.json,%,$(wildcard $(RUNS_DIR)/*/config.json))) --name $(REPORT)
 
 bench: install
 	$(BIN)/python bench/collect.py
