@@ -170,15 +170,19 @@ def bench_model(name: str, args, device, dtype, eps, tmp: Path) -> dict:
         with torch.inference_mode():
             model.model(**stock_in)
 
-    def rate(fn):
-        for _ in range(args.warmup):
+    def timed(fn, warmup: int = args.warmup) -> float:
+        """Seconds per call after `warmup` untimed calls, the device synchronised around it."""
+        for _ in range(warmup):
             fn()
         sync(device)
         t = time.perf_counter()
         for _ in range(args.iters):
             fn()
         sync(device)
-        return B * args.iters / (time.perf_counter() - t)
+        return (time.perf_counter() - t) / args.iters
+
+    def rate(fn):
+        return B / timed(fn)
 
     stock_fps, stock_base_fps = rate(stock), rate(stock_base)
     n_params = sum(p.numel() for p in model.parameters())
@@ -233,18 +237,9 @@ def bench_model(name: str, args, device, dtype, eps, tmp: Path) -> dict:
                for r in rendered]
     ins = sweep.preprocessor()(frames, tasks)
 
-    def timed(fn):
-        fn()
-        sync(device)
-        t = time.perf_counter()
-        for _ in range(args.iters):
-            fn()
-        sync(device)
-        return (time.perf_counter() - t) / args.iters
-
-    t_sweep = timed(lambda: sweep(ins, tasks))
-    t_sep = timed(lambda: [e(ins, tasks) for e in singles])
-    t_one = timed(lambda: singles[1](ins, tasks))
+    t_sweep = timed(lambda: sweep(ins, tasks), warmup=1)
+    t_sep = timed(lambda: [e(ins, tasks) for e in singles], warmup=1)
+    t_one = timed(lambda: singles[1](ins, tasks), warmup=1)
     ours_flops = flops_of(lambda: singles[1](ins, tasks), estimate) / B
     a, b = sweep(ins, tasks), np.stack([e(ins, tasks)[0] for e in singles])
     rel = float(np.abs(a - b).max() / (np.abs(b).max() + 1e-12))
