@@ -30,11 +30,14 @@ def gl_session(max_size: int):
 
 @lru_cache(maxsize=None)
 def scene_for(task: str, resolution: int, fast: bool, camera: str, pullback: float):
+    """(env, renderer) for one render setup. The renderer edits its model (camera pulled back,
+    shadows off, buffer size, anti-aliasing), so each setup gets an env of its own: a second
+    setup for the same task in the same process must not see the first one's edits."""
     from .render import CameraSetup, SceneRenderer
 
-    env, _ = env_and_expert(task)
+    env = make_env(task)
     gl = gl_session(max(256, resolution))
-    return SceneRenderer(env.model, resolution, CameraSetup(camera, pullback), fast=fast, gl=gl)
+    return env, SceneRenderer(env.model, resolution, CameraSetup(camera, pullback), fast=fast, gl=gl)
 
 
 @lru_cache(maxsize=4)

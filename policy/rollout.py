@@ -58,12 +58,11 @@ def run_job(job: RolloutJob, controller: Controller) -> dict:
     """Roll out every seed of one task; returns per-episode success, length and kept frames."""
     from pipeline.distractors import compositor_for
     from pipeline.env import reset
-    from pipeline.sim import distractors_for, env_and_expert, scene_for
+    from pipeline.sim import distractors_for, scene_for
 
     torch.set_num_threads(1)
     spec = EpisodeSpec.from_dict(json.loads(job.spec_json))
-    env, _ = env_and_expert(job.task)
-    scene = scene_for(job.task, spec.resolution, spec.quality == "fast", spec.camera, spec.camera_pullback)
+    env, scene = scene_for(job.task, spec.resolution, spec.quality == "fast", spec.camera, spec.camera_pullback)
     distractors = distractors_for(job.spec_json, job.video_dir)
     results = []
     for i, (seed, episode) in enumerate(zip(job.seeds, job.episode_ids)):

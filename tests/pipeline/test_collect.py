@@ -79,12 +79,11 @@ def test_distractors_touch_only_background_pixels(tiny_store):
     """Robot, table top and objects equal the clean twin; background differs and moves."""
     from pipeline.env import reset, restore
     from pipeline.render import background_geoms
-    from pipeline.sim import env_and_expert, scene_for
+    from pipeline.sim import scene_for
 
     table = tiny_store.episodes()
     sims = simulate_episode(TINY, 0)["sim"]
-    env, _ = env_and_expert("reach-v3")
-    scene = scene_for("reach-v3", 32, True, TINY.camera, TINY.camera_pullback)
+    env, scene = scene_for("reach-v3", 32, True, TINY.camera, TINY.camera_pullback)
     bg_geoms = background_geoms(env.model)
     frames, clean = tiny_store.array("frames")[:14], tiny_store.array("frames_clean")[:14]
     checked = 0
@@ -167,12 +166,11 @@ def test_show_writes_png_strip_and_gif(tiny_store, tmp_path):
 def test_restored_state_renders_exactly_like_the_stepped_one():
     """Render workers restore recorded MuJoCo states instead of stepping the physics."""
     from pipeline.env import make_expert, replay, restore, simulate
-    from pipeline.sim import env_and_expert, scene_for
+    from pipeline.sim import scene_for
 
-    env, _ = env_and_expert("push-v3")
+    env, scene = scene_for("push-v3", 32, False, TINY.camera, TINY.camera_pullback)
     rec = simulate(env, make_expert("push-v3"), 5, np.random.default_rng(0), action_noise=0.1, max_steps=30,
                    success_margin=0)
-    scene = scene_for("push-v3", 32, False, TINY.camera, TINY.camera_pullback)
     # (t = 0 is left out: MetaWorld's reset leaves kinematics one substep stale until mj_forward)
     stepped = {t: scene.render(env.data) for t in replay(env, 5, rec.actions, rec.states, 30) if t in (1, 13, 29)}
     for t, (rgb, bg) in stepped.items():
@@ -194,3 +192,29 @@ def test_resume_refuses_a_store_whose_episodes_no_longer_reproduce(tmp_path):
     lowdim["actions"] = lowdim["actions"] + 1e-3
     with pytest.raises(RuntimeError, match="no longer reproduces"):
         check_plan(store, table, lowdim)
+
+
+def test_a_scene_renders_the_same_whatever_was_rendered_before_in_the_process():
+    """Renderers edit their model (camera pullback, anti-aliasing, buffer size): another setup of
+    the same task built first in the same process (a worker, a test run) must not leak into this one."""
+    from pipeline.env import reset, restore
+    from pipeline.sim import env_and_expert, scene_for
+
+    sims = simulate_episode(TINY, 0)["sim"]
+
+    def frame(env, scene):
+        reset(env, 3)
+        restore(env, sims[5])
+        return scene.render(env.data)
+
+    def clear():
+        scene_for.cache_clear()
+        env_and_expert.cache_clear()
+
+    clear()
+    alone = frame(*scene_for("reach-v3", 32, False, TINY.camera, TINY.camera_pullback))
+    clear()
+    frame(*scene_for("reach-v3", 24, True, TINY.camera, 0.6))  # another setup of the same task first
+    after = frame(*scene_for("reach-v3", 32, False, TINY.camera, TINY.camera_pullback))
+    np.testing.assert_array_equal(after[0], alone[0])
+    np.testing.assert_array_equal(after[1], alone[1])
