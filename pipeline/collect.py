@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import asdict, dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -205,8 +206,7 @@ def render_slices(spec: EpisodeSpec, slices: Iterable[EpisodeSlice], video_dir: 
     row = 0
     for sl in slices:
         task = episode_task(spec, sl.episode)
-        env, _ = env_and_expert(task)
-        scene = scene_for(task, r, spec.quality == "fast", spec.camera, spec.camera_pullback)
+        env, scene = scene_for(task, r, spec.quality == "fast", spec.camera, spec.camera_pullback)
         comp = compositor_for(distractors, sl.episode, sl.states)
         reset(env, sl.seed)  # the episode's goal and object layout
         for t in range(sl.lo, sl.hi):
@@ -216,6 +216,17 @@ def render_slices(spec: EpisodeSpec, slices: Iterable[EpisodeSlice], video_dir: 
             frames[row] = comp.apply(t, rgb, background)
             row += 1
     return frames, clean
+
+
+def prepare_render(spec_json: str, video_dir: str | None) -> None:
+    """Build a worker's render resources (GL context, one scene per task, distractors) while the
+    driver is still planning, instead of inside its first chunk."""
+    import json
+
+    spec = EpisodeSpec.from_dict(json.loads(spec_json))
+    distractors_for(spec_json, video_dir)
+    for task in spec.tasks:
+        scene_for(task, spec.resolution, spec.quality == "fast", spec.camera, spec.camera_pullback)
 
 
 def render_chunk(store_path: str, spec_json: str, chunk: int, lo: int, slices: list[EpisodeSlice], video_dir: str | None) -> int:
@@ -269,11 +280,14 @@ def collect(spec: EpisodeSpec, options: CollectOptions) -> Path:
             if existing.store.complete:
                 return path
 
-    ex = Executor(options.workers, options.scheduler)
+    spec_json = _spec_json(spec)
+    ex = Executor(options.workers, options.scheduler, warm=partial(prepare_render, spec_json, video_dir),
+                  preload=("pipeline.collect", "metaworld"))
     try:
         records: list[dict[str, np.ndarray] | None] = [None] * spec.n_episodes
         bar = _progress(spec.n_episodes, "collect: plan", options.progress)
-        for e, rec in ex.map_unordered(_simulate_indexed, [(spec, e) for e in range(spec.n_episodes)]):
+        plan = [(spec, e) for e in range(spec.n_episodes)]
+        for e, rec in ex.map_unordered(_simulate_indexed, plan, driver_helps=True):
             records[e] = rec
             bar.update(1)
         bar.close()
@@ -292,7 +306,6 @@ def collect(spec: EpisodeSpec, options: CollectOptions) -> Path:
 
         done = store.store.done
         todo = [c for c in range(store.n_chunks) if c not in done]
-        spec_json = _spec_json(spec)
         args = []
         for c in todo:
             lo, hi = store.chunk_range(c)
