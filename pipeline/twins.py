@@ -275,6 +275,46 @@ def _dinov2():
     return Dinov2Model(cfg), ip
 
 
+def _molmo_v1(folder: Path) -> None:
+    """A remote-code twin of allenai/Molmo-7B-D-0924: the tiny code files of
+    `pipeline/twins_remote/molmo_v1` next to a config.json whose `auto_map` points at them, so
+    it loads through the same trust_remote_code path (AutoModelForCausalLM + AutoProcessor) as
+    the real snapshot. It checks our loader and adapter against Molmo v1's interface (class
+    names, `processor.process` outputs, `Molmo.forward`), not Molmo's numerics."""
+    import json
+
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    src = Path(__file__).parent / "twins_remote" / "molmo_v1"
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in ("config_molmo.py", "modeling_molmo.py", "preprocessing_molmo.py", "image_preprocessing_molmo.py"):
+        shutil.copyfile(src / name, folder / name)
+    tok = build_tokenizer(["<im_start>", "<im_end>", "<im_patch>", "<im_col>", "<|image|>"])
+    tok.save_pretrained(folder)
+    # 28 px crops of 7 px patches, 2x2 pooled: 4 image tokens per crop (the real model: 336 px, 14 px, 144)
+    cfg = dict(architectures=["MolmoForCausalLM"], model_type="molmo", vocab_size=len(tok), embedding_size=len(tok),
+               additional_vocab_size=8, hidden_size=64, intermediate_size=256, num_hidden_layers=4,
+               num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096, qkv_bias=True,
+               weight_tying=False, use_position_ids=True, image_patch_size=7, image_size=28, image_emb_dim=32,
+               image_pooling=2, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+               pad_token_id=tok.pad_token_id,
+               auto_map={"AutoConfig": "config_molmo.MolmoConfig", "AutoModelForCausalLM": "modeling_molmo.MolmoForCausalLM"})
+    (folder / "config.json").write_text(json.dumps(cfg, indent=2))
+    auto = {"AutoImageProcessor": "image_preprocessing_molmo.MolmoImageProcessor",
+            "AutoProcessor": "preprocessing_molmo.MolmoProcessor"}
+    (folder / "preprocessor_config.json").write_text(json.dumps(dict(
+        auto_map=auto, image_processor_type="MolmoImageProcessor", processor_class="MolmoProcessor", max_crops=4,
+        overlap_margins=[0, 0], base_image_input_size=[28, 28], image_token_length_w=2, image_token_length_h=2,
+        image_patch_size=7, image_padding_mask=True, do_normalize=True), indent=2))
+    (folder / "processor_config.json").write_text(json.dumps(
+        {"auto_map": {"AutoProcessor": auto["AutoProcessor"]}, "processor_class": "MolmoProcessor"}, indent=2))
+    config = AutoConfig.from_pretrained(folder, trust_remote_code=True)
+    AutoModelForCausalLM.from_config(config, trust_remote_code=True).save_pretrained(folder)
+
+
+# Twins whose code is loaded with trust_remote_code: each writes a whole model folder.
+REMOTE_BUILDERS: dict[str, Callable[[Path], None]] = {"molmo-v1": _molmo_v1}
+
 BUILDERS: dict[str, Callable[[], tuple[Any, Any]]] = {
     "qwen25-vl": _qwen25_vl,
     "idefics3": lambda: _idefics3_like(False),
@@ -332,8 +372,8 @@ def _no_video(proc_cls):
 
 def build_twin(family: str, cache: Any = None) -> TwinFiles:
     """Build (once) and return the folder of a tiny twin; later calls reuse the saved copy."""
-    if family not in BUILDERS:
-        raise UnknownName(f"no tiny twin for family {family!r}; valid: {', '.join(sorted(BUILDERS))}")
+    if family not in BUILDERS and family not in REMOTE_BUILDERS:
+        raise UnknownName(f"no tiny twin for family {family!r}; valid: {', '.join(sorted(TWIN_FAMILIES))}")
     path = twins_root(cache) / f"{family}-v{TWIN_VERSION}"
     if not (path / "DONE").exists():
         import torch
@@ -342,9 +382,12 @@ def build_twin(family: str, cache: Any = None) -> TwinFiles:
         shutil.rmtree(tmp, ignore_errors=True)
         with torch.random.fork_rng():
             torch.manual_seed(SEED)
-            model, proc = BUILDERS[family]()
-        model.save_pretrained(tmp)
-        proc.save_pretrained(tmp)
+            if family in REMOTE_BUILDERS:
+                REMOTE_BUILDERS[family](tmp)
+            else:
+                model, proc = BUILDERS[family]()
+                model.save_pretrained(tmp)
+                proc.save_pretrained(tmp)
         _write_digest(tmp)
         (tmp / "DONE").write_text("ok\n")
         try:
@@ -356,9 +399,10 @@ def build_twin(family: str, cache: Any = None) -> TwinFiles:
 
 def _write_digest(folder: Path) -> None:
     h = hashlib.sha256()
-    for f in sorted(folder.glob("*.safetensors")) + [folder / "config.json"]:
+    # remote-code twins: their code is part of their identity too
+    for f in sorted(folder.glob("*.safetensors")) + sorted(folder.glob("*.py")) + [folder / "config.json"]:
         h.update(f.read_bytes())
     (folder / "DIGEST").write_text(h.hexdigest()[:16] + "\n")
 
 
-assert set(BUILDERS) == set(TWIN_FAMILIES)
+assert set(BUILDERS) | set(REMOTE_BUILDERS) == set(TWIN_FAMILIES) and not set(BUILDERS) & set(REMOTE_BUILDERS)
