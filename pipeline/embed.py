@@ -2,15 +2,25 @@
 
 Ranks (torchrun / `accelerate launch` / `--num-processes`) split the chunks no store has yet,
 round-robin, and write them directly (disjoint chunks, marker files); only the final
-statistics wait for every rank. Frames are read and preprocessed in DataLoader workers while the
-main process runs the forward.
+statistics wait for every rank. Ranks coordinate through the launcher's key-value store, never
+through collectives, and a rank that fails tells the others, which stop too (`_Ranks`).
+
+Per rank, three things overlap: DataLoader workers read and preprocess frames (a thread
+receives their batches), the main thread runs the forward, and a writer thread checks and
+writes finished chunks. The main thread never waits on the device between batches.
 """
 
 from __future__ import annotations
 
 import os
+import queue
+import threading
+import time
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +44,10 @@ class NonFiniteEmbedding(EmbedError):
     pass
 
 
+class PeerFailed(EmbedError):
+    """Another rank failed or vanished, so this one stopped too."""
+
+
 @dataclass(frozen=True)
 class EmbedConfig:
     vlm: str
@@ -52,6 +66,7 @@ class EmbedConfig:
     force: bool = False
     progress: bool = True
     image_kw: str = ""  # JSON object of image-processor overrides, e.g. '{"pooling_size": [3, 3]}'
+    rank_timeout_s: float = 1800.0  # longest wait for the other ranks at a barrier (bounds a hung rank)
 
 
 @dataclass(frozen=True)
@@ -168,36 +183,42 @@ def run_embed(episodes: str | Path, cfg: EmbedConfig, *, loader=None) -> list[Pa
         if all(_complete(pa) for pa in paths):
             return paths
 
-    loaded = (loader or load_backbone)(bb, model_path=cfg.model_path, cache=cfg.cache, dtype=dtype, device=device)
-    share = cfg.share_prefix and shares_image_prefix(cfg.position, prefix_bidirectional=bb.prefix_bidirectional)
-    emb = Embedder(loaded, layers=cfg.layers, pooling=cfg.pooling, position=cfg.position, prompts=rendered,
-                   device=device, share_prefix=share, image_kw=image_kw)
-    specs = specs_for(emb.dim, loaded.weights_digest)
-    paths = [embedding_store_path(s, eps.fingerprint, cfg.cache) for s in specs]
-    group = _init_group(world, device)
-    try:
-        if rank == 0:
-            stores = [EmbeddingStore.create(pa, s, parent_fingerprint=eps.fingerprint, n_frames=eps.n_frames,
-                                            chunk_frames=eps.chunk_frames, parent_path=str(eps.path), force=cfg.force)
-                      for pa, s in zip(paths, specs)]
-        _barrier(group)
-        if rank != 0:
-            stores = [EmbeddingStore(Store.open(pa, mode="r+")) for pa in paths]
-        if all(s.store.complete for s in stores):
-            return paths
-        done = [s.done_chunks() for s in stores]
-        todo = [c for c in range(eps.n_chunks) if any(c not in d for d in done)]
-        mine = todo[rank::world]
-        _embed_chunks(eps, stores, done, mine, emb, cfg, bb, rank)
-        _barrier(group)
-        if rank == 0:
-            for s in stores:
-                s.finalize()
-    finally:
-        emb.close()
-        if group:
-            torch.distributed.destroy_process_group()
+    # Every step from here on may fail on one rank only: `ranks` tells the others.
+    with _Ranks.joined(rank, world, cfg.rank_timeout_s) as ranks:
+        loaded = (loader or load_backbone)(bb, model_path=cfg.model_path, cache=cfg.cache, dtype=dtype, device=device)
+        share = cfg.share_prefix and shares_image_prefix(cfg.position, prefix_bidirectional=bb.prefix_bidirectional)
+        emb = Embedder(loaded, layers=cfg.layers, pooling=cfg.pooling, position=cfg.position, prompts=rendered,
+                       device=device, share_prefix=share, image_kw=image_kw)
+        try:
+            specs = specs_for(emb.dim, loaded.weights_digest)
+            paths = [embedding_store_path(s, eps.fingerprint, cfg.cache) for s in specs]
+            stores = _open_stores(paths, specs, eps, cfg, ranks)
+            if all(s.store.complete for s in stores):
+                return paths
+            done = [s.done_chunks() for s in stores]
+            ranks.barrier("planned")  # nobody writes a marker before every rank has read `done`
+            todo = [c for c in range(eps.n_chunks) if any(c not in d for d in done)]
+            _embed_chunks(eps, stores, done, todo[rank::world], emb, cfg, bb, ranks)
+            ranks.barrier("embedded")
+            if rank == 0:
+                for s in stores:
+                    s.finalize()
+            ranks.barrier("finalized")  # so every rank's exit status says whether the stores are done
+        finally:
+            emb.close()
     return paths
+
+
+def _open_stores(paths, specs, eps, cfg, ranks) -> list[EmbeddingStore]:
+    """Rank 0 creates (or reopens) the stores; the others open them once it has."""
+    if ranks.rank == 0:
+        stores = [EmbeddingStore.create(pa, s, parent_fingerprint=eps.fingerprint, n_frames=eps.n_frames,
+                                        chunk_frames=eps.chunk_frames, parent_path=str(eps.path), force=cfg.force)
+                  for pa, s in zip(paths, specs)]
+    ranks.barrier("created")
+    if ranks.rank != 0:
+        stores = [EmbeddingStore(Store.open(pa, mode="r+")) for pa in paths]
+    return stores
 
 
 def _complete(path: Path) -> bool:
@@ -231,36 +252,159 @@ def _config_guess(bb: Backbone, cfg: EmbedConfig) -> tuple[int, str] | None:
         return None
 
 
-def _embed_chunks(eps, stores, done, mine, emb, cfg, bb, rank) -> None:
+def _embed_chunks(eps, stores, done, mine, emb, cfg, bb, ranks) -> None:
     from torch.utils.data import DataLoader
+    from tqdm.auto import tqdm
 
     if not mine:
         return
     task_of = eps.frame_task()
     batch = cfg.batch_size or (bb.batch_size if emb.device.type == "cuda" else 8)
     ds = _Frames(str(eps.path), batches_for(mine, eps.chunk_range, batch), task_of, emb.preprocessor())
-    dl = DataLoader(ds, batch_size=None, shuffle=False, num_workers=cfg.num_workers,
-                    prefetch_factor=4 if cfg.num_workers else None, persistent_workers=False,
-                    pin_memory=emb.device.type == "cuda", collate_fn=lambda b: b)
-    pending: dict[int, list[tuple[int, np.ndarray]]] = {}
-    from tqdm.auto import tqdm
-
+    # The main thread makes the first batch itself while the workers start up (fork, store open).
+    dl = DataLoader(ds, batch_size=None, sampler=range(1, len(ds)), num_workers=cfg.num_workers,
+                    prefetch_factor=4 if cfg.num_workers else None, collate_fn=_same)
     bar = tqdm(total=sum(eps.chunk_range(c)[1] - eps.chunk_range(c)[0] for c in mine), unit="frame",
-               desc=f"embed {bb.name}" + (f" rank {rank}" if rank else ""), disable=not cfg.progress, leave=False)
-    for item in dl:
-        item.to_torch()
-        out = emb(item.inputs, task_of[item.lo:item.hi])  # (P, B, D) float32
-        check_finite(out, item.lo, item.hi)
-        pending.setdefault(item.chunk, []).append((item.lo, out))
-        lo, hi = eps.chunk_range(item.chunk)
-        if item.hi == hi:
-            parts = sorted(pending.pop(item.chunk), key=lambda t: t[0])
-            full = np.concatenate([o for _, o in parts], axis=1)
-            for k, s in enumerate(stores):
-                if item.chunk not in done[k]:
-                    s.write_chunk(item.chunk, full[k])
-        bar.update(item.hi - item.lo)
+               desc=f"embed {bb.name}" + (f" rank {ranks.rank}" if ranks.rank else ""), disable=not cfg.progress, leave=False)
+    with _Prefetch(dl, first=lambda: ds[0], pin=emb.device.type == "cuda") as items, _Writer(eps, stores, done) as writer:
+        for item in items:
+            ranks.check()
+            out = emb.forward(item.inputs, task_of[item.lo:item.hi])  # (P, B, D) float32, maybe still running
+            writer.put(item.chunk, item.lo, item.hi, _HostCopy(out))
+            bar.update(item.hi - item.lo)
     bar.close()
+
+
+def _same(batch):
+    return batch
+
+
+class _HostCopy:
+    """The copy of a result back to the host, started at once (asynchronously from a GPU into
+    page-locked memory); `numpy()` waits for it. A blocking `.cpu()` here would idle the device
+    while the host prepares the next batch."""
+
+    def __init__(self, out):
+        import torch
+
+        if out.device.type != "cuda":
+            self.host, self.ready = out.cpu(), None
+            return
+        self.host = torch.empty(out.shape, dtype=out.dtype, pin_memory=True)
+        self.host.copy_(out, non_blocking=True)
+        self.ready = torch.cuda.Event()
+        self.ready.record()
+
+    def numpy(self) -> np.ndarray:
+        if self.ready is not None:
+            self.ready.synchronize()
+        return self.host.numpy()
+
+
+class _Prefetch:
+    """Iterates a DataLoader in a background thread: receiving a batch from a worker (a pipe
+    read plus unpickling, a few ms a batch) and pinning it then overlap the forward. `first()`
+    makes the item that comes before the loader's, in the main thread, once the workers started."""
+
+    _END = object()
+
+    def __init__(self, loader, *, first, pin: bool, depth: int = 2):
+        self.loader, self.first, self.pin = loader, first, pin
+        self.q: queue.Queue = queue.Queue(maxsize=depth)
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="embed-prefetch", daemon=True)
+
+    def __enter__(self) -> Iterator:
+        self.it = iter(self.loader)  # workers start (fork) from the main thread
+        self.thread.start()
+        return self._items()
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        self.thread.join()
+        del self.it  # shuts the workers down if the loop stopped early
+
+    def _run(self) -> None:
+        try:
+            for item in self.it:
+                if not self._put(self._ready(item)):
+                    return
+        except BaseException as exc:  # handed to the main thread, raised there
+            self._put(exc)
+            return
+        self._put(self._END)
+
+    def _ready(self, item):
+        item.to_torch()
+        return item.pin_memory() if self.pin else item
+
+    def _put(self, x) -> bool:
+        """False once the consumer has stopped (the queue may stay full forever)."""
+        while not self.stop.is_set():
+            try:
+                self.q.put(x, timeout=0.1)
+                return True
+            except queue.Full:
+                pass
+        return False
+
+    def _items(self) -> Iterator:
+        yield self._ready(self.first())
+        while (x := self.q.get()) is not self._END:
+            if isinstance(x, BaseException):
+                raise x
+            yield x
+
+
+class _Writer:
+    """Checks results and writes finished chunks in a background thread, in submission order, so
+    store writes (compression, checksums, files) and the wait for a device's copy back overlap
+    the next forward. The first error stops all later writes; the main thread raises it at its
+    next `put` or on leaving the `with`. A chunk is written only once all its batches passed
+    `check_finite`."""
+
+    def __init__(self, eps, stores, done, depth: int = 4):
+        self.eps, self.stores, self.done = eps, stores, done
+        self.q: queue.Queue = queue.Queue(maxsize=depth)
+        self.error: BaseException | None = None
+        self.pending: dict[int, list[np.ndarray]] = {}
+        self.thread = threading.Thread(target=self._run, name="embed-writer", daemon=True)
+
+    def __enter__(self) -> "_Writer":
+        self.thread.start()
+        return self
+
+    def __exit__(self, exc_type, *exc) -> None:
+        self.q.put(None)
+        self.thread.join()
+        if exc_type is None:
+            self._raise()
+
+    def put(self, chunk: int, lo: int, hi: int, result: _HostCopy) -> None:
+        self._raise()
+        self.q.put((chunk, lo, hi, result))
+
+    def _raise(self) -> None:
+        if self.error is not None:
+            raise self.error
+
+    def _run(self) -> None:
+        while (job := self.q.get()) is not None:
+            if self.error is None:
+                try:
+                    self._take(*job)
+                except BaseException as exc:
+                    self.error = exc
+
+    def _take(self, chunk: int, lo: int, hi: int, result: _HostCopy) -> None:
+        """Batches of a chunk arrive in order; the last one completes it."""
+        self.pending.setdefault(chunk, []).append(check_finite(result.numpy(), lo, hi))
+        if hi != self.eps.chunk_range(chunk)[1]:
+            return
+        full = np.concatenate(self.pending.pop(chunk), axis=1)
+        for k, s in enumerate(self.stores):
+            if chunk not in self.done[k]:
+                s.write_chunk(chunk, full[k])
 
 
 def parse_image_kw(text: str) -> dict:
@@ -279,32 +423,110 @@ def parse_image_kw(text: str) -> dict:
     return value
 
 
-def check_finite(out: np.ndarray, lo: int, hi: int) -> None:
-    """Stop on NaN/Inf, in the computed values or after the cast to float16 (overflow)."""
-    bad = ~np.isfinite(out) | ~np.isfinite(out.astype(np.float16))
+def check_finite(out: np.ndarray, lo: int, hi: int) -> np.ndarray:
+    """-> `out` cast to float16 (what the store keeps). Stops on NaN/Inf, computed or from the
+    cast (overflow): a non-finite float32 stays non-finite in float16, so one test covers both."""
+    half = out.astype(np.float16)
+    bad = ~np.isfinite(half)
     if bad.any():
         rows = np.nonzero(bad.any(axis=(0, 2)))[0] + lo
         raise NonFiniteEmbedding(
             f"NaN/Inf embedding in frames [{lo}, {hi}) (first bad frame {int(rows[0])}, {len(rows)} frame(s)); "
             f"nothing of this chunk was written. Try --dtype float32 or another layer."
         )
+    return half
 
 
-def _init_group(world: int, device) -> Any:
-    if world <= 1:
-        return None
+class _Ranks:
+    """How the ranks of one run wait for each other, through the launcher's key-value store (a
+    TCPStore that rank 0, or torchrun's agent, hosts). No process group: ranks exchange no
+    tensors, and a collective cannot tell a rank waiting in it that another rank died.
+
+    A barrier polls an arrival counter *and* a failure key, and `check` (between batches) reads
+    the key, so a rank that fails anywhere (before the first barrier included) stops the others
+    with its message within a poll or a batch; `timeout_s` bounds the wait for a rank that hangs
+    or dies without a word. One process (`store` None): every method is a no-op."""
+
+    POLL_S = 0.02
+    LINGER_S = 60.0  # how long rank 0 keeps the store up for the others to read a failure
+
+    def __init__(self, store, rank: int, world: int, timeout_s: float):
+        self.store, self.rank, self.world, self.timeout_s = store, rank, world, timeout_s
+
+    @classmethod
+    @contextmanager
+    def joined(cls, rank: int, world: int, timeout_s: float) -> Iterator["_Ranks"]:
+        """Connect; on an exception inside, post it for the others; on leaving, let rank 0 wait
+        for the others to leave (its exit takes the store down)."""
+        ranks = cls(_rendezvous(rank, world, timeout_s) if world > 1 else None, rank, world, timeout_s)
+        try:
+            yield ranks
+        except BaseException as exc:
+            if not isinstance(exc, PeerFailed):
+                ranks.post_failure(exc)
+            raise
+        finally:
+            ranks.leave()
+
+    def post_failure(self, exc: BaseException) -> None:
+        if self.store is None:
+            return
+        try:  # the first failure wins: it is the cause, later ones are consequences
+            self.store.compare_set("failed", "", f"rank {self.rank} failed: {type(exc).__name__}: {exc}")
+        except Exception:
+            pass  # the store is gone (rank 0 died): the others find that out themselves
+
+    def check(self) -> None:
+        """Raise PeerFailed if another rank has failed or rank 0 (the store) is gone."""
+        if self.store is None:
+            return
+        try:
+            failed = self.store.get("failed").decode() if self.store.check(["failed"]) else ""
+        except Exception as exc:
+            raise PeerFailed(f"rank {self.rank}: lost contact with rank 0, which holds the ranks' store "
+                             f"(it failed or was killed; its log says why): {exc}") from None
+        if failed:
+            raise PeerFailed(f"rank {self.rank} stopped because {failed}")
+
+    def barrier(self, name: str) -> None:
+        """Wait until every rank has arrived at `name`, a peer failed, or `timeout_s` passed."""
+        if self.store is None:
+            return
+        key = f"at/{name}"
+        self.store.add(key, 1)
+        deadline = time.monotonic() + self.timeout_s
+        while True:
+            self.check()
+            arrived = self.store.add(key, 0)
+            if arrived >= self.world:
+                return
+            if time.monotonic() > deadline:
+                raise PeerFailed(f"rank {self.rank}: {self.world - arrived} rank(s) did not reach {name!r} within "
+                                 f"{self.timeout_s:.0f}s (hung or killed?); --rank-timeout sets the limit")
+            time.sleep(self.POLL_S)
+
+    def leave(self) -> None:
+        if self.store is None:
+            return
+        try:
+            if self.rank != 0:
+                self.store.add("left", 1)
+                return
+            deadline = time.monotonic() + min(self.timeout_s, self.LINGER_S)
+            while self.store.add("left", 0) < self.world - 1 and time.monotonic() < deadline:
+                time.sleep(self.POLL_S)
+        except Exception:
+            pass  # rank 0 is gone: nothing to wait for
+
+
+def _rendezvous(rank: int, world: int, timeout_s: float):
+    """The env:// store (MASTER_ADDR/PORT; torchrun's agent store under torchrun), with a key
+    prefix per run_embed call: a store may outlive one call (agent store, several calls)."""
     import torch.distributed as dist
 
-    if not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    return dist.group.WORLD
-
-
-def _barrier(group) -> None:
-    if group is not None:
-        import torch.distributed as dist
-
-        dist.barrier()
+    store, _, _ = next(dist.rendezvous("env://", rank=rank, world_size=world, timeout=timedelta(seconds=timeout_s)))
+    call = store.add(f"vlm-lam-embed/calls/{rank}", 1)  # every rank makes the same calls in the same order
+    return dist.PrefixStore(f"vlm-lam-embed/{call}/", store)
 
 
 def find_episode_store(preset: str, cache: Any = None) -> Path:

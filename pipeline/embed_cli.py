@@ -33,6 +33,7 @@ def embed(
     dtype: Optional[str] = typer.Option(None, "--dtype", help="float32 | bfloat16 | float16 (default: bf16 on GPU, fp32 on CPU)."),
     workers: int = typer.Option(1, "--workers", help="DataLoader workers that read and preprocess frames."),
     num_processes: int = typer.Option(1, "--num-processes", help="Ranks on this machine (like torchrun --nproc-per-node)."),
+    rank_timeout: float = typer.Option(1800.0, "--rank-timeout", help="Seconds a rank waits for the others at a barrier before giving up."),
     no_share_prefix: bool = typer.Option(False, "--no-share-prefix", help="Prompt sweep: full forward per prompt."),
     allow_unpromptable: bool = typer.Option(False, "--allow-unpromptable", help="Embed a pooling that cannot see the prompt."),
     image_kw: str = typer.Option("", "--image-kw", help="""JSON image-processor overrides, e.g. '{"pooling_size": [3, 3]}' (Molmo2: fewer image tokens)."""),
@@ -65,7 +66,7 @@ def embed(
         cfg = EmbedConfig(vlm=vlm, prompt=prompt, pooling=pooling, layers=_parse_layers(layer), position=prompt_position,
                           batch_size=batch_size, model_path=model_path, cache=str(cache) if cache else None, device=device,
                           dtype=dtype, num_workers=workers, share_prefix=not no_share_prefix,
-                          allow_unpromptable=allow_unpromptable, force=force, image_kw=image_kw)
+                          allow_unpromptable=allow_unpromptable, force=force, image_kw=image_kw, rank_timeout_s=rank_timeout)
         paths = run_embed(episodes, cfg)
     except (UnknownName, EmbedError, BackboneUnavailable, StoreError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)
@@ -76,7 +77,7 @@ def embed(
 
 
 def _launch(n: int) -> int:
-    """Start n ranks of this same command (gloo on CPU, nccl on GPU), like torchrun would."""
+    """Start n ranks of this same command, like torchrun would (rank 0 hosts their store)."""
     import socket
 
     with socket.socket() as s:

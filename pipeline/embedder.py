@@ -155,9 +155,14 @@ class Embedder:
         return Preprocessor(self.loaded.processor, self.kind, self.position, self.head, self.tail, self.texts, self.image_kw)
 
     # -- forward -------------------------------------------------------------------------------
-    @torch.inference_mode()
     def __call__(self, inputs: list[dict[str, torch.Tensor]], tasks: np.ndarray) -> np.ndarray:
-        """-> (P, B, dim) float32 (P = 1 for encoders)."""
+        """-> (P, B, dim) float32 numpy (P = 1 for encoders); waits for the device."""
+        return self.forward(inputs, tasks).cpu().numpy()
+
+    @torch.inference_mode()
+    def forward(self, inputs: list[dict[str, torch.Tensor]], tasks: np.ndarray) -> torch.Tensor:
+        """-> (P, B, dim) float32 on the model's device. Adds no host-device sync of its own, so a
+        caller can queue the copy back and launch the next batch while this one still runs."""
         if self.kind == "encoder":
             x = {k: v.to(self.device) for k, v in inputs[0].items()}
             if "pixel_values" in x:
@@ -169,11 +174,11 @@ class Embedder:
             masks = TokenMasks(ones, ones, torch.zeros_like(ones))
             return self._pool(hs, masks)[None]
         if self.position == "before":
-            return np.stack([self._full(x, None) for x in inputs])
+            return torch.stack([self._full(x, None) for x in inputs])
         prefix = inputs[0]
         # One prompt: a single forward over image + prompt beats prefix-with-cache + suffix.
         if not self.share_prefix or len(self.texts) == 1:
-            return np.stack([self._full(prefix, [self.suffix_ids[p][t] for t in tasks]) for p in range(len(self.texts))])
+            return torch.stack([self._full(prefix, [self.suffix_ids[p][t] for t in tasks]) for p in range(len(self.texts))])
         return self._shared(prefix, tasks)
 
     def _dtype(self) -> torch.dtype:
@@ -195,13 +200,14 @@ class Embedder:
         for r, i in enumerate(ids):
             out[r, : len(i)] = torch.tensor(i, dtype=torch.long)
             mask[r, : len(i)] = True
-        return out.to(self.device), mask.to(self.device)
+        # non_blocking: a blocking copy would wait for the previous batch's forward on a GPU
+        return out.to(self.device, non_blocking=True), mask.to(self.device, non_blocking=True)
 
     def _per_token_keys(self, x: dict[str, torch.Tensor]) -> list[str]:
         shape = x["input_ids"].shape
         return [k for k, v in x.items() if k not in ("input_ids", "attention_mask") and v.dim() == 2 and v.shape == shape]
 
-    def _full(self, prefix: dict[str, torch.Tensor], suffix_ids: list[list[int]] | None) -> np.ndarray:
+    def _full(self, prefix: dict[str, torch.Tensor], suffix_ids: list[list[int]] | None) -> torch.Tensor:
         """One forward over prefix (+ right-padded suffix). `before` mode passes suffix None."""
         x = self._move(prefix)
         valid = x.pop("attention_mask", None)
@@ -216,7 +222,7 @@ class Embedder:
         self.base(**x, attention_mask=valid.long(), use_cache=False)
         return self._pool(self.tap.take(), self._masks(x["input_ids"], valid))
 
-    def _shared(self, prefix: dict[str, torch.Tensor], tasks: np.ndarray) -> np.ndarray:
+    def _shared(self, prefix: dict[str, torch.Tensor], tasks: np.ndarray) -> torch.Tensor:
         """Image prefix once (vision tower + decoder KV cache), then each prompt's suffix."""
         x = self._move(prefix)
         x.pop("attention_mask", None)
@@ -240,11 +246,11 @@ class Embedder:
             hs = [torch.cat([a, b], 1) for a, b in zip(pre_h, suf_h)]
             all_ids = torch.cat([ids, sid], 1)
             results.append(self._pool(hs, self._masks(all_ids, torch.cat([pre_valid, smask], 1))))
-        return np.stack(results)
+        return torch.stack(results)
 
     def _masks(self, ids: torch.Tensor, valid: torch.Tensor) -> TokenMasks:
         image = (ids == self.image_token_id) & valid
         return TokenMasks(valid, image, valid & ~image)
 
-    def _pool(self, hs: list[torch.Tensor], masks: TokenMasks) -> np.ndarray:
-        return torch.cat([pool(h, masks, self.pooling) for h in hs], -1).cpu().numpy()
+    def _pool(self, hs: list[torch.Tensor], masks: TokenMasks) -> torch.Tensor:
+        return torch.cat([pool(h, masks, self.pooling) for h in hs], -1)

@@ -93,3 +93,35 @@ def test_two_ranks_equal_one_process(twins, tmp_path, reference_run):
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     assert _stores(cache) == ref
+
+
+def test_a_rank_failing_before_the_first_barrier_stops_every_rank(twins, tmp_path, reference_run):
+    """Rank 0 fails while creating the stores (a foreign folder is in the way): rank 1, which
+    waits for it, must stop with rank 0's reason long before its barrier timeout."""
+    import socket
+
+    eps, ref = reference_run
+    cache = tmp_path / "blocked"
+    blocker = cache / "embeddings" / min(ref)
+    blocker.mkdir(parents=True)
+    (blocker / "notes.txt").write_text("not a store")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    procs = [subprocess.Popen(_cmd(eps.path, cache, "--batch-size", "3", "--rank-timeout", "600"),
+                              env=dict(_env(twins), RANK=str(r), LOCAL_RANK=str(r), WORLD_SIZE="2",
+                                       MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port)),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for r in (0, 1)]
+    start = time.monotonic()
+    try:
+        errs = [p.communicate(timeout=240)[1] for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    assert time.monotonic() - start < 240
+    assert [p.returncode for p in procs] == [2, 2], errs
+    assert "is not a store" in errs[0] and "Traceback" not in errs[0]
+    assert "rank 1 stopped because rank 0 failed: StoreError" in errs[1] and "is not a store" in errs[1], errs[1]
+    assert sorted(p.name for p in blocker.iterdir()) == ["notes.txt"]  # left alone
+    assert not list(cache.glob("embeddings/*/.progress/*"))  # no rank embedded anything
