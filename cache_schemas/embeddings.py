@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import shutil
 from dataclasses import asdict, dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -168,6 +169,12 @@ class EmbeddingStore(TypedStore):
         return np.asarray(self.store.array("std")[:], np.float32)
 
     # -- writing (multi-writer safe: disjoint chunks + marker files) -----------------------------
+    @cached_property
+    def _emb_writer(self):
+        # One handle for every chunk write: reopening the array costs ~1 ms of metadata reads a
+        # chunk (its shape and codecs are fixed at creation).
+        return self.emb
+
     @property
     def _progress(self) -> Path:
         return self.path / PROGRESS_DIR
@@ -182,7 +189,7 @@ class EmbeddingStore(TypedStore):
         lo, hi = self.chunk_range(chunk)
         if values.shape != (hi - lo, self.dim):
             raise ValueError(f"chunk {chunk} needs shape {(hi - lo, self.dim)}, got {values.shape}")
-        self.emb[lo:hi] = values.astype(np.float16)
+        self._emb_writer[lo:hi] = values.astype(np.float16)
         self._progress.mkdir(exist_ok=True)
         (self._progress / str(chunk)).touch()
 
