@@ -1,8 +1,15 @@
-"""Benchmark of LAM training (not a test): prints a table of steps/s and ratios.
+"""Benchmark of LAM training (not a test): prints a table of steps/s, ops/step and ratios.
 
-1. data path: our Lightning module (device-resident frames, batches gathered by index, uint8 ->
-   float per step) against the same model and optimizer fed one preallocated batch (the ceiling
-   for any data path). Goal: ratio >= 0.9.
+1. data path, one model, three ways that do the same model work (same LAM, loss, optimizer,
+   precision):
+   a. our Lightning module drawing its batches (frames resident in device memory, rows drawn on the
+      device, one gather for o_t and o_t+k, uint8 -> float per step): what `train-lam` runs;
+   b. the same module and Trainer fed one batch drawn once (Lightning without our data path);
+   c. a plain PyTorch loop fed that preallocated batch (the ceiling for any data path).
+   Headline: a / c (goal >= 0.9); a / b is the data path's own cost, b / c Lightning's.
+   ops/step counts the top-level aten ops of a step (torch profiler, CPU side): each is at least
+   one kernel launch on a GPU, where this small model is launch-bound, so it is the CPU-measurable
+   proxy for the GPU ratio.
 2. ensemble: 8 configs as one vmapped ensemble against the same 8 configs trained one after the
    other. Reported: time(8 as ensemble) / time(1 run), and sequential / ensemble speed-up
    (goal on a GPU: 8 models in <= 3x the time of one).
@@ -18,10 +25,13 @@ import argparse
 import logging
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+
+PROFILED_STEPS = 5  # after the timed steps, these are run under the profiler to count ops
 
 
 def synthetic_store(root: Path, n_episodes: int, length: int, resolution: int):
@@ -50,29 +60,69 @@ def synthetic_store(root: Path, n_episodes: int, length: int, resolution: int):
     return store
 
 
-class StepTimer:
-    """Lightning callback: wall time from the end of warm-up steps to the end of training."""
+@dataclass
+class Timing:
+    steps_per_s: float
+    ops_per_step: float
 
-    def __init__(self, warmup: int):
+
+def median(timings: list[Timing]) -> Timing:
+    return Timing(float(np.median([t.steps_per_s for t in timings])), float(np.median([t.ops_per_step for t in timings])))
+
+
+def top_level_ops(prof) -> int:
+    """aten ops not nested in another aten op: one dispatch (at least one kernel launch) each."""
+    n = 0
+    for e in prof.events():
+        if not e.name.startswith("aten::"):
+            continue
+        p = e.cpu_parent
+        while p is not None and not p.name.startswith("aten::"):
+            p = p.cpu_parent
+        n += p is None
+    return n
+
+
+class Window:
+    """Times steps [warmup, steps), then counts the ops of steps [steps, steps + PROFILED_STEPS).
+    `at_step(i)` is called before step i and once more after the last step."""
+
+    def __init__(self, warmup: int, steps: int):
+        self.warmup, self.steps, self.end = warmup, steps, steps + PROFILED_STEPS
+        self.t0 = self.t1 = None
+        self.prof = None
+        self.ops = 0
+
+    def at_step(self, i: int) -> None:
+        if i == self.warmup:
+            _sync()
+            self.t0 = time.perf_counter()
+        elif i == self.steps:
+            _sync()
+            self.t1 = time.perf_counter()
+            self.prof = torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU])
+            self.prof.__enter__()
+        elif i == self.end:
+            self.prof.__exit__(None, None, None)
+            self.ops = top_level_ops(self.prof)
+
+    def result(self) -> Timing:
+        return Timing((self.steps - self.warmup) / (self.t1 - self.t0), self.ops / PROFILED_STEPS)
+
+    def callback(self):
         import lightning as L
 
-        self.warmup, self.t0, self.t1 = warmup, None, None
         outer = self
 
         class _CB(L.Callback):
             def on_train_batch_start(self, trainer, *a):
-                if trainer.global_step == outer.warmup:
-                    _sync()
-                    outer.t0 = time.perf_counter()
+                outer.at_step(trainer.global_step)
 
-            def on_train_end(self, trainer, *a):
-                _sync()
-                outer.t1 = time.perf_counter()
+            def on_train_batch_end(self, trainer, *a):
+                if trainer.global_step == outer.end:
+                    outer.at_step(outer.end)
 
-        self.callback = _CB()
-
-    def steps_per_s(self, steps: int) -> float:
-        return (steps - self.warmup) / (self.t1 - self.t0)
+        return _CB()
 
 
 def _sync():
@@ -80,12 +130,9 @@ def _sync():
         torch.cuda.synchronize()
 
 
-def fit_ours(configs, store, accelerator: str, precision: str, warmup: int, mode: str = "vmap") -> float:
-    """Steps/s of one ensemble (len(configs) members) through our module and data path."""
-    import lightning as L
-
+def training_data(configs, store):
     from lam.data import FrameCache, stack_index, transition_rows
-    from lam.module import LAMEnsemble, TrainingData, step_loader
+    from lam.module import TrainingData
     from lam.targets import load_target
 
     cfg = configs[0]
@@ -93,40 +140,67 @@ def fit_ours(configs, store, accelerator: str, precision: str, warmup: int, mode
     table = store.episodes()
     rows, counts = TrainingData.member_rows([transition_rows(table, c.k) for c in configs])
     tgt = load_target(cfg.target, store, pixel_size=cfg.pixel_target_size, frames=frames)
-    data = TrainingData(frames.frames(store, "frames", cfg.img_size), tgt.values,
+    return TrainingData(frames.frames(store, "frames", cfg.img_size), tgt.values,
                         torch.from_numpy(stack_index(table, cfg.frame_stack)), rows, counts)
-    module = LAMEnsemble(configs, data, mode=mode)
-    timer = StepTimer(warmup)
-    trainer = L.Trainer(max_steps=cfg.steps, accelerator=accelerator, devices=1, precision=precision, logger=False,
-                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                        callbacks=[timer.callback])
+
+
+class _OneBatch:
+    """Stands in for the module's sampler: the same batch every step."""
+
+    def __init__(self, sampler):
+        self.fixed = sampler.batch()
+
+    def batch(self):
+        return self.fixed
+
+
+def fit_ours(configs, store, accelerator: str, precision: str, warmup: int, mode: str = "auto",
+             fixed_batch: bool = False) -> Timing:
+    """One ensemble (len(configs) members) through our module and Trainer; `fixed_batch` replaces
+    the data path by one batch drawn once."""
+    import lightning as L
+
+    from lam.module import LAMEnsemble, step_loader
+
+    class OneBatch(LAMEnsemble):
+        def on_fit_start(self):
+            super().on_fit_start()
+            self.sampler = _OneBatch(self.sampler)
+
+    cfg = configs[0]
+    module = (OneBatch if fixed_batch else LAMEnsemble)(configs, training_data(configs, store), mode=mode)
+    window = Window(warmup, cfg.steps)
+    trainer = L.Trainer(max_steps=cfg.steps + PROFILED_STEPS, accelerator=accelerator, devices=1, precision=precision,
+                        logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                        callbacks=[window.callback()])
     trainer.fit(module, train_dataloaders=step_loader())
-    return timer.steps_per_s(cfg.steps)
+    return window.result()
 
 
-def fit_preallocated(cfg, target_dim: int, device: str, precision: str, warmup: int) -> float:
-    """Steps/s of the same model and loss fed one preallocated float batch: no data path at all."""
-    from lam.model import build_lam, reconstruction_loss
+def fit_plain(cfg, store, device: str, precision: str, warmup: int) -> Timing:
+    """The same LAM, loss and optimizer (the module's own) in a plain loop on one preallocated batch."""
+    from lam.model import reconstruction_loss
+    from lam.module import BatchSampler, LAMEnsemble, plan_placement
 
-    model = build_lam(cfg, target_dim).to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    b, s = cfg.batch_size, cfg.img_size
-    obs = torch.rand(b, 3 * cfg.frame_stack, s, s, device=device)
-    fut = torch.rand(b, 3 * cfg.frame_stack, s, s, device=device)
-    tgt = torch.randn(b, target_dim, device=device)
+    data = training_data([cfg], store)
+    module = LAMEnsemble([cfg], data, mode="loop").to(device)
+    model = module.members[0]
+    opt = module.configure_optimizers()
+    sampler = BatchSampler(data, [cfg], torch.device(device), plan_placement(data.nbytes(), torch.device(device)))
+    obs, fut, tgt = (t[0] for t in sampler.batch())
     autocast = torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=precision.startswith("bf16"))
-    for i in range(cfg.steps):
-        if i == warmup:
-            _sync()
-            t0 = time.perf_counter()
+    window = Window(warmup, cfg.steps)
+    for i in range(window.end + 1):
+        window.at_step(i)
+        if i == window.end:
+            break
         with autocast:
             pred, _ = model(obs, fut)
             loss = reconstruction_loss(pred, tgt, cfg.loss)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-    _sync()
-    return (cfg.steps - warmup) / (time.perf_counter() - t0)
+    return window.result()
 
 
 def main() -> None:
@@ -141,6 +215,7 @@ def main() -> None:
     ap.add_argument("--members", type=int, default=8)
     ap.add_argument("--target", default="pixels")
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default).")
+    ap.add_argument("--repeats", type=int, default=1, help="Data-path runs of each kind (median reported).")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -156,33 +231,38 @@ def main() -> None:
         store = EpisodeStore.open(args.episodes) if args.episodes else synthetic_store(Path(tmp), 40, 100, 64)
         cfg = LAMConfig(target=args.target, latent_dim=args.latent_dim, steps=args.steps, batch_size=args.batch_size,
                         img_size=args.img_size)
-        from lam.targets import load_target
-
-        dim = load_target(cfg.target, store, pixel_size=cfg.pixel_target_size).dim
-        rows = []
-        ours = fit_ours([cfg], store, accelerator, precision, args.warmup)
-        ceiling = fit_preallocated(cfg, dim, args.device, precision, args.warmup)
-        rows.append(("data path: our module, 1 model", f"{ours:.2f} steps/s", ""))
-        rows.append(("preallocated batch, same model", f"{ceiling:.2f} steps/s", ""))
-        rows.append(("  ratio ours / preallocated", f"{ours / ceiling:.3f}", "goal >= 0.9"))
+        runs = {"ours": [], "fixed": [], "plain": []}
+        for _ in range(args.repeats):  # interleaved, so a busy machine slows all three alike
+            runs["ours"].append(fit_ours([cfg], store, accelerator, precision, args.warmup))
+            runs["fixed"].append(fit_ours([cfg], store, accelerator, precision, args.warmup, fixed_batch=True))
+            runs["plain"].append(fit_plain(cfg, store, args.device, precision, args.warmup))
+        ours, fixed, plain = (median(runs[k]) for k in ("ours", "fixed", "plain"))
+        rows = [
+            ("a. our module, drawn batches", f"{ours.steps_per_s:.2f} steps/s", f"{ours.ops_per_step:.0f} ops/step"),
+            ("b. our module, one fixed batch", f"{fixed.steps_per_s:.2f} steps/s", f"{fixed.ops_per_step:.0f} ops/step"),
+            ("c. plain loop, preallocated batch", f"{plain.steps_per_s:.2f} steps/s", f"{plain.ops_per_step:.0f} ops/step"),
+            ("  ratio a / c (ours / preallocated)", f"{ours.steps_per_s / plain.steps_per_s:.3f}", "goal >= 0.9"),
+            ("  ratio a / b (data path)", f"{ours.steps_per_s / fixed.steps_per_s:.3f}", ""),
+            ("  ratio b / c (Lightning)", f"{fixed.steps_per_s / plain.steps_per_s:.3f}", ""),
+        ]
 
         if args.members > 0:  # --members 0: the data-path comparison only
             configs = [cfg.with_(seed=i, lr=cfg.lr * (1 + 0.1 * i)) for i in range(args.members)]
             work = args.steps - args.warmup
-            t_one = work / fit_ours(configs[:1], store, accelerator, precision, args.warmup)
-            t_seq = sum(work / fit_ours([c], store, accelerator, precision, args.warmup) for c in configs)
+            t_one = work / fit_ours(configs[:1], store, accelerator, precision, args.warmup).steps_per_s
+            t_seq = sum(work / fit_ours([c], store, accelerator, precision, args.warmup).steps_per_s for c in configs)
             m = args.members
             rows.append((f"1 model, {work} steps", f"{t_one:.2f} s", ""))
             rows.append((f"{m} models sequentially", f"{t_seq:.2f} s", ""))
             for mode in ("vmap", "loop"):
-                t_ens = work / fit_ours(configs, store, accelerator, precision, args.warmup, mode)
+                t_ens = work / fit_ours(configs, store, accelerator, precision, args.warmup, mode).steps_per_s
                 rows.append((f"{m} models as one ensemble ({mode})", f"{t_ens:.2f} s", ""))
                 rows.append(("  ensemble / one model", f"{t_ens / t_one:.2f}x", "goal on GPU <= 3x" if mode == "vmap" else ""))
                 rows.append(("  speed-up vs sequential", f"{t_seq / t_ens:.2f}x", ""))
 
     dev = torch.cuda.get_device_name() if args.device == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     print(f"\nLAM training benchmark ({dev}; batch {args.batch_size}, {args.img_size} px, target {args.target}, "
-          f"z {args.latent_dim}, {args.steps} steps with {args.warmup} warm-up)")
+          f"z {args.latent_dim}, {args.steps} steps with {args.warmup} warm-up; data path: median of {args.repeats})")
     w = max(len(r[0]) for r in rows) + 2
     for name, value, note in rows:
         print(f"{name:<{w}}{value:>16}   {note}")

@@ -25,8 +25,8 @@ O_PRESET = typer.Option("demo", help="Preset whose newest episode store to use w
 O_CACHE = typer.Option(None, help="Cache root (default $VLMLAM_CACHE or ./cache).")
 O_RUNS = typer.Option(None, help="Runs root (default $VLMLAM_RUNS or ./runs).")
 O_ACCEL = typer.Option("auto", help="cpu | gpu | auto.")
-O_DEVICES = typer.Option("auto", help="Devices for Lightning (e.g. 1, 4, auto).")
-O_STRATEGY = typer.Option("auto", help="Lightning strategy (e.g. ddp for several GPUs).")
+O_DEVICES = typer.Option("auto", help="Devices for Lightning (e.g. 1, 4, auto); with --accelerator cpu, N > 1 is N DDP processes.")
+O_STRATEGY = typer.Option("auto", help="Lightning strategy, e.g. ddp (several GPUs, or CPU processes over gloo): each rank draws its own batches, rank 0 writes the run folder.")
 O_PRECISION = typer.Option(None, help="Lightning precision (default bf16-mixed on GPU, 32-true on CPU).")
 O_RETRAIN = typer.Option(False, "--retrain", help="Train again even if the run folder is complete.")
 O_QUIET = typer.Option(False, "--quiet", help="No progress bars.")
@@ -69,15 +69,16 @@ def train_lam_cmd(
 
     def go():
         from .config import LAMConfig
-        from .train import TrainOptions, resolve_episodes, train_configs
+        from .train import TrainOptions, is_rank_zero, resolve_episodes, train_configs
 
         cfg = LAMConfig(target=target, latent_dim=latent_dim, lr=lr, steps=steps, k=k, seed=seed,
                         batch_size=batch_size, img_size=img_size, frame_stack=frame_stack, loss=loss, augment=augment)
         store = resolve_episodes(episodes, preset, _s(cache))
         opts = TrainOptions(cache=_s(cache), runs=_s(runs), accelerator=accelerator, devices=_devices(devices),
                             strategy=strategy, precision=precision, progress=not quiet, retrain=retrain)
-        (res,) = train_configs([cfg], store, opts, run_ids=[run], echo=typer.echo)
-        typer.echo(f"run folder: {res.path}")
+        results = train_configs([cfg], store, opts, run_ids=[run], echo=typer.echo)
+        if results and is_rank_zero():  # DDP ranks other than 0 return no results: rank 0 reports
+            typer.echo(f"run folder: {results[0].path}")
 
     _guarded(go)
 
@@ -97,7 +98,7 @@ def sweep_cmd(
     def go():
         from .config import LAMConfig
         from .sweep import expand, parse_grid
-        from .train import TrainOptions, resolve_episodes, train_configs
+        from .train import TrainOptions, is_rank_zero, resolve_episodes, train_configs
 
         base = LAMConfig(target=target, latent_dim=latent_dim, lr=lr, steps=steps, k=k, seed=seed,
                          batch_size=batch_size, img_size=img_size, frame_stack=frame_stack, loss=loss, augment=augment)
@@ -106,8 +107,11 @@ def sweep_cmd(
         opts = TrainOptions(cache=_s(cache), runs=_s(runs), accelerator=accelerator, devices=_devices(devices),
                             strategy=strategy, precision=precision, progress=not quiet, retrain=retrain,
                             ensemble=ensemble)
-        typer.echo(f"sweep: {len(configs)} configs on {store.path}")
+        if is_rank_zero():
+            typer.echo(f"sweep: {len(configs)} configs on {store.path}")
         results = train_configs(configs, store, opts, echo=typer.echo)
+        if not is_rank_zero():  # DDP ranks other than 0: rank 0 writes and reports
+            return
         typer.echo(f"\n{'run':<60}{'probe R²':>10}{'MSE':>9}")
         for r in sorted(results, key=lambda r: -r.probe["r2"]):
             typer.echo(f"{r.run_id:<60}{r.probe['r2']:>10.3f}{r.probe['mse']:>9.4f}")

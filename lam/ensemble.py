@@ -75,12 +75,17 @@ def sub_params(stacked, prefix: str) -> dict[str, torch.Tensor]:
     return out
 
 
+def fused_adam(device: torch.device) -> bool | None:
+    """Whether to ask for torch's fused Adam on `device`: a few kernels per step instead of ~10 per
+    parameter tensor (what counts for these small, launch-bound models); None lets torch choose."""
+    return True if torch.device(device).type in ("cpu", "cuda") else None
+
+
 def member_optimizer(params, lr: torch.Tensor, weight_decay: torch.Tensor, device: torch.device) -> torch.optim.Optimizer:
-    """torch's own (foreach/fused) Adam when every member has the same lr and weight decay
+    """torch's own (fused) Adam when every member has the same lr and weight decay
     (Adam is elementwise, so stacking changes nothing); MemberAdam when they differ."""
     if bool((lr == lr[0]).all()) and bool((weight_decay == weight_decay[0]).all()):
-        fused = device.type == "cuda"
-        return torch.optim.Adam(params, lr=float(lr[0]), weight_decay=float(weight_decay[0]), fused=fused or None)
+        return torch.optim.Adam(params, lr=float(lr[0]), weight_decay=float(weight_decay[0]), fused=fused_adam(device))
     return MemberAdam(params, lr=lr, weight_decay=weight_decay)
 
 

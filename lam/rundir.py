@@ -51,8 +51,10 @@ class RunDir:
     ident: dict[str, Any]
 
     @classmethod
-    def claim(cls, ident: dict[str, Any], run_id: str, runs: str | os.PathLike | None = None) -> "RunDir":
-        """Create the folder, or accept an existing one only if it holds the same identity."""
+    def claim(cls, ident: dict[str, Any], run_id: str, runs: str | os.PathLike | None = None,
+              create: bool = True) -> "RunDir":
+        """Create the folder, or accept an existing one only if it holds the same identity.
+        `create=False` only checks (DDP ranks other than 0 never write)."""
         path = run_path(run_id, runs)
         cfg_file = path / "config.json"
         if cfg_file.exists():
@@ -66,7 +68,8 @@ class RunDir:
                 )
         elif path.exists() and any(path.iterdir()):
             raise RunConflict(f"{path} exists and is not a run folder; refusing to write into it")
-        path.mkdir(parents=True, exist_ok=True)
+        if create:
+            path.mkdir(parents=True, exist_ok=True)
         return cls(path, ident)
 
     @property

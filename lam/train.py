@@ -3,11 +3,12 @@ of same-shape configs as one ensemble, then write checkpoints, latents and probe
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import torch
 
@@ -34,6 +35,9 @@ class TrainOptions:
     progress: bool = True
     retrain: bool = False  # train again even if the run folder is complete
     ensemble: str = "auto"  # 'vmap' | 'loop' | 'auto' (vmap on GPU, loop on CPU): same math either way
+    # bytes the training set may take in device memory (None: 60% of free CUDA memory, no limit on the
+    # CPU); over it, frames stay in host RAM and each batch is gathered there (see lam.module)
+    data_budget: int | None = None
 
 
 @dataclass
@@ -94,9 +98,22 @@ def resolve_episodes(path: str | os.PathLike | None, preset: str | None, cache: 
     return max(found, key=lambda s: (s.path / "zarr.json").stat().st_mtime)
 
 
+def uses_gpu(accelerator: str) -> bool:
+    return accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
+
+
 def default_precision(accelerator: str) -> str:
-    gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
-    return "bf16-mixed" if gpu else "32-true"
+    return "bf16-mixed" if uses_gpu(accelerator) else "32-true"
+
+
+def is_rank_zero(env: Mapping[str, str] | None = None) -> bool:
+    """Whether this process writes run folders, known before any Trainer exists (DDP ranks run the
+    whole command: Lightning's launcher re-runs it with LOCAL_RANK / NODE_RANK set; torchrun and
+    similar launchers set RANK)."""
+    env = os.environ if env is None else env
+    if "RANK" in env:
+        return env["RANK"] == "0"
+    return env.get("NODE_RANK", "0") == "0" and env.get("LOCAL_RANK", "0") == "0"
 
 
 def train_configs(
@@ -106,9 +123,17 @@ def train_configs(
     run_ids: list[str | None] | None = None,
     echo: Callable[[str], None] = print,
 ) -> list[RunResult]:
-    """Train every config (grouped into ensembles by shape); returns one result per config, in order."""
+    """Train every config (grouped into ensembles by shape); returns one result per config, in order.
+
+    Under multi-process DDP only rank 0 writes and echoes; other ranks train alongside it and return
+    the results of skipped (already trained) configs only. Every rank decides the same groups: a
+    group's folders lose `done` before its fit starts, and ranks > 0 start (and decide) while rank 0
+    waits for them inside its first fit."""
     run_ids = run_ids or [None] * len(configs)
-    frames = FrameCache(progress=opts.progress)
+    writer = is_rank_zero()
+    if not writer:
+        echo = _silent
+    frames = FrameCache(progress=opts.progress and writer)
     targets = TargetLoader(episodes, opts.cache, frames, echo)
     ep_ident = {"path": str(Path(episodes.path).resolve()), "fingerprint": episodes.fingerprint}
 
@@ -117,7 +142,7 @@ def train_configs(
     for cfg, rid in zip(configs, run_ids):
         tgt = targets(cfg)
         ident = identity(cfg, ep_ident, tgt.source)
-        jobs.append(Job(cfg, RunDir.claim(ident, rid or default_run_id(cfg, ident), opts.runs), tgt))
+        jobs.append(Job(cfg, RunDir.claim(ident, rid or default_run_id(cfg, ident), opts.runs, create=writer), tgt))
 
     results: dict[int, RunResult] = {}
     groups: OrderedDict[tuple, list[int]] = OrderedDict()
@@ -129,7 +154,7 @@ def train_configs(
         groups.setdefault(job.cfg.shape_key(), []).append(i)
 
     for members in groups.values():
-        trained = train_group([jobs[i] for i in members], episodes, frames, opts, echo)
+        trained = train_group([jobs[i] for i in members], episodes, frames, opts, echo, writer)
         if trained is None:  # a non-zero DDP rank: rank 0 writes the run folders
             continue
         for i, res in zip(members, trained):
@@ -137,12 +162,17 @@ def train_configs(
     return [results[i] for i in range(len(jobs)) if i in results]
 
 
+def _silent(_: str) -> None:
+    pass
+
+
 def train_group(jobs: list[Job], episodes: EpisodeStore, frames: FrameCache, opts: TrainOptions,
-                echo: Callable[[str], None]) -> list[RunResult] | None:
-    """One vmapped ensemble for configs of one shape; writes each member's run folder."""
+                echo: Callable[[str], None], writer: bool = True) -> list[RunResult] | None:
+    """One ensemble for configs of one shape; rank 0 (`writer`) writes each member's run folder."""
     import lightning as L
 
-    from .module import LAMEnsemble, TrainingData, step_loader
+    from .ensemble import pick_mode
+    from .module import LAMEnsemble, LossBar, TrainingData, step_loader
 
     cfg = jobs[0].cfg
     table = episodes.episodes()
@@ -157,10 +187,12 @@ def train_group(jobs: list[Job], episodes: EpisodeStore, frames: FrameCache, opt
         rows=rows,
         counts=counts,
     )
-    module = LAMEnsemble([j.cfg for j in jobs], data, mode=opts.ensemble)
-    for j in jobs:
-        j.run.write_config({"target_dim": jobs[0].target.dim, "run_id": j.run.path.name,
-                            "ensemble": [o.run.path.name for o in jobs]})
+    mode = pick_mode(opts.ensemble, torch.device("cuda" if uses_gpu(opts.accelerator) else "cpu"), len(jobs))
+    module = LAMEnsemble([j.cfg for j in jobs], data, mode=mode, memory_budget=opts.data_budget, echo=echo)
+    if writer:
+        for j in jobs:
+            j.run.write_config({"target_dim": jobs[0].target.dim, "run_id": j.run.path.name,
+                                "ensemble": [o.run.path.name for o in jobs]})
     names = ", ".join(j.run.path.name for j in jobs)
     echo(f"training {len(jobs)} model(s) together for {cfg.steps} steps: {names}")
     trainer = L.Trainer(
@@ -169,15 +201,16 @@ def train_group(jobs: list[Job], episodes: EpisodeStore, frames: FrameCache, opt
         devices=opts.devices,
         strategy=opts.strategy,
         precision=opts.precision or default_precision(opts.accelerator),
-        logger=lightning_loggers(jobs[0].run.path),
+        logger=lightning_loggers(jobs[0].run.path) if writer else False,
         enable_checkpointing=False,
         enable_progress_bar=opts.progress,
+        callbacks=[LossBar(refresh_rate=10)] if opts.progress else [],
         enable_model_summary=False,
         log_every_n_steps=cfg.log_every,
         num_sanity_val_steps=0,
     )
     trainer.fit(module, train_dataloaders=step_loader())
-    if not trainer.is_global_zero:
+    if not trainer.is_global_zero or not writer:
         return None
 
     latents = module.encode(per_member)
@@ -200,12 +233,17 @@ def train_group(jobs: list[Job], episodes: EpisodeStore, frames: FrameCache, opt
     return out
 
 
-def lightning_loggers(folder: Path) -> list:
-    """TensorBoard beside our own metrics.csv when tensorboard is installed; else none."""
-    try:
-        import tensorboard  # noqa: F401
-    except ImportError:
-        return []
-    from lightning.pytorch.loggers import TensorBoardLogger
+def tensorboard_available() -> bool:
+    """Lightning's TensorBoard logger writes through `tensorboard` or `tensorboardX`."""
+    return any(importlib.util.find_spec(m) is not None for m in ("tensorboard", "tensorboardX"))
 
-    return [TensorBoardLogger(save_dir=str(folder), name="tb", version="")]
+
+def lightning_loggers(folder: Path, tensorboard: bool | None = None) -> list:
+    """Live training curves while a run trains (our metrics.csv is written at the end): TensorBoard
+    under `<run>/tb/` when it is installed, else Lightning's CSV logger under `<run>/csv/`.
+    Lightning writes them from rank 0 only."""
+    from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+
+    if tensorboard_available() if tensorboard is None else tensorboard:
+        return [TensorBoardLogger(save_dir=str(folder), name="tb", version="")]
+    return [CSVLogger(save_dir=str(folder), name="csv", version="")]
