@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 from dataclasses import asdict, dataclass, replace
-from functools import partial
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -218,17 +217,6 @@ def render_slices(spec: EpisodeSpec, slices: Iterable[EpisodeSlice], video_dir: 
     return frames, clean
 
 
-def prepare_render(spec_json: str, video_dir: str | None) -> None:
-    """Build a worker's render resources (GL context, one scene per task, distractors) while the
-    driver is still planning, instead of inside its first chunk."""
-    import json
-
-    spec = EpisodeSpec.from_dict(json.loads(spec_json))
-    distractors_for(spec_json, video_dir)
-    for task in spec.tasks:
-        scene_for(task, spec.resolution, spec.quality == "fast", spec.camera, spec.camera_pullback)
-
-
 def render_chunk(store_path: str, spec_json: str, chunk: int, lo: int, slices: list[EpisodeSlice], video_dir: str | None) -> int:
     """Worker task: render and write one whole chunk."""
     import json
@@ -281,8 +269,7 @@ def collect(spec: EpisodeSpec, options: CollectOptions) -> Path:
                 return path
 
     spec_json = _spec_json(spec)
-    ex = Executor(options.workers, options.scheduler, warm=partial(prepare_render, spec_json, video_dir),
-                  preload=("pipeline.collect", "metaworld"))
+    ex = Executor(options.workers, options.scheduler, preload=("pipeline.collect", "metaworld"))
     try:
         records: list[dict[str, np.ndarray] | None] = [None] * spec.n_episodes
         bar = _progress(spec.n_episodes, "collect: plan", options.progress)

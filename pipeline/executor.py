@@ -23,22 +23,18 @@ QUIET_LOCAL_CLUSTER = {
 class Executor:
     """Runs tasks inline (1 worker) or on dask.distributed (a local cluster or --scheduler).
 
-    A local cluster starts in the background (a couple of seconds); `warm` runs once on each of
-    its workers as soon as it is up (imports, GL contexts: costs every worker pays before its
-    first real task). Tasks are pure functions of their arguments, so where one ran never
-    changes its result."""
+    A local cluster starts in the background (a couple of seconds, during which the driver can
+    run tasks itself: `driver_helps`). Tasks are pure functions of their arguments, so where one
+    ran never changes its result."""
 
     def __init__(
         self,
         workers: int,
         scheduler: str | None,
-        warm: Callable[[], Any] | None = None,
         preload: tuple[str, ...] = (),
     ):
         self.client = None
         self.cluster = None
-        self._warm = warm
-        self._warm_futures: list = []
         self._preload = preload
         self._error: BaseException | None = None
         self._ready = threading.Event()
@@ -47,7 +43,6 @@ class Executor:
             from distributed import Client
 
             self.client = Client(scheduler)
-            self._warm_workers()
             self._ready.set()
         elif workers > 1:
             self._starter = threading.Thread(target=self._start_local, args=(workers,), daemon=True)
@@ -67,21 +62,10 @@ class Executor:
                     n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=50
                 )
             self.client = Client(self.cluster)
-            self._warm_workers()
-        except BaseException as exc:  # surfaced in the driver's thread by map_unordered
+        except Exception as exc:  # surfaced in the driver's thread by map_unordered
             self._error = exc
         finally:
             self._ready.set()
-
-    def _warm_workers(self) -> None:
-        # Pinned to each worker and queued before any real task; a failure here recurs in the
-        # worker's first real task, which reports it.
-        if self._warm is None or self.client is None:
-            return
-        self._warm_futures = [
-            self.client.submit(self._warm, pure=False, workers=[w], allow_other_workers=False)
-            for w in self.client.scheduler_info()["workers"]
-        ]
 
     @property
     def n_workers(self) -> int:
@@ -92,8 +76,9 @@ class Executor:
         """Yields fn(*a) for every a, in completion order.
 
         driver_helps: the driver runs tasks too, from the front of the list while the workers
-        take the back: while the cluster starts and warms up (seconds of an otherwise idle
-        core) and alongside it after. For short tasks that need no GL (the physics-only plan)."""
+        take the back: while the cluster starts (seconds of an otherwise idle core) and alongside
+        it after. For short tasks that need no GL (the physics-only plan): a third process on
+        the cores costs little there, and rendering in the driver measured no gain."""
         pending = deque(args)
         if driver_helps:
             while pending and not self._ready.is_set():
@@ -114,9 +99,7 @@ class Executor:
         done = as_completed()
         queued, limit = 0, 2 * self.n_workers  # a short queue: enough that no worker idles
         while pending or queued:
-            # Workers get tasks once warm: queued behind a warm-up, a task would keep the driver
-            # waiting at the end for work it could have done itself.
-            while pending and queued < limit and self._warm_done():
+            while pending and queued < limit:
                 done.add(self.client.submit(fn, *pending.pop(), pure=False))
                 queued += 1
             if done.has_ready() or not pending:
@@ -124,9 +107,6 @@ class Executor:
                 yield next(done).result()
             else:
                 yield fn(*pending.popleft())
-
-    def _warm_done(self) -> bool:
-        return all(f.done() for f in self._warm_futures)
 
     def close(self) -> None:
         if self._starter is not None:
