@@ -56,6 +56,7 @@ def embed(
     from cache_schemas.store import StoreError
 
     from .embed import EmbedConfig, EmbedError, find_episode_store, run_embed
+    from .ranks import PeerFailed
     from .vlm import BackboneUnavailable
 
     try:
@@ -68,7 +69,7 @@ def embed(
                           dtype=dtype, num_workers=workers, share_prefix=not no_share_prefix,
                           allow_unpromptable=allow_unpromptable, force=force, image_kw=image_kw, rank_timeout_s=rank_timeout)
         paths = run_embed(episodes, cfg)
-    except (UnknownName, EmbedError, BackboneUnavailable, StoreError, ValueError) as exc:
+    except (UnknownName, EmbedError, PeerFailed, BackboneUnavailable, StoreError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
     if int(os.environ.get("RANK", 0)) == 0:

@@ -1,4 +1,4 @@
-"""How ranks wait for each other (`_Ranks`), on an in-memory store standing in for the TCPStore."""
+"""How ranks wait for each other (`pipeline.ranks`), on an in-memory store standing in for the TCPStore."""
 
 import threading
 import time
@@ -7,9 +7,9 @@ import pytest
 
 
 def ranks(store, rank, world=2, timeout_s=5.0):
-    from pipeline.embed import _Ranks
+    from pipeline.ranks import Ranks
 
-    return _Ranks(store, rank, world, timeout_s)
+    return Ranks(store, rank, world, timeout_s)
 
 
 @pytest.fixture
@@ -29,7 +29,7 @@ def test_barrier_returns_once_every_rank_arrived(store):
 
 
 def test_a_posted_failure_stops_a_waiting_rank_with_its_cause(store):
-    from pipeline.embed import PeerFailed
+    from pipeline.ranks import PeerFailed
 
     waiting = ranks(store, 1)
     threading.Timer(0.2, lambda: ranks(store, 0).post_failure(ValueError("disk full"))).start()
@@ -41,18 +41,18 @@ def test_a_posted_failure_stops_a_waiting_rank_with_its_cause(store):
 
 
 def test_joined_posts_the_failure_of_its_body(store, monkeypatch):
-    import pipeline.embed as embed_mod
+    import pipeline.ranks as ranks_mod
 
-    monkeypatch.setattr(embed_mod, "_rendezvous", lambda *a: store)
-    monkeypatch.setattr(embed_mod._Ranks, "LINGER_S", 0.1)
-    with pytest.raises(KeyError), embed_mod._Ranks.joined(0, 2, 5.0):
+    monkeypatch.setattr(ranks_mod, "rendezvous", lambda *a: store)
+    monkeypatch.setattr(ranks_mod.Ranks, "LINGER_S", 0.1)
+    with pytest.raises(KeyError), ranks_mod.Ranks.joined(0, 2, 5.0):
         raise KeyError("frames")
-    with pytest.raises(embed_mod.PeerFailed, match="rank 0 failed: KeyError: 'frames'"):
+    with pytest.raises(ranks_mod.PeerFailed, match="rank 0 failed: KeyError: 'frames'"):
         ranks(store, 1).check()
 
 
 def test_a_silent_rank_is_waited_for_at_most_the_timeout(store):
-    from pipeline.embed import PeerFailed
+    from pipeline.ranks import PeerFailed
 
     start = time.monotonic()
     with pytest.raises(PeerFailed, match=r"1 rank\(s\) did not reach 'embedded' within 0s"):
@@ -61,7 +61,7 @@ def test_a_silent_rank_is_waited_for_at_most_the_timeout(store):
 
 
 def test_a_vanished_store_reads_as_lost_contact():
-    from pipeline.embed import PeerFailed
+    from pipeline.ranks import PeerFailed
 
     class Gone:
         def check(self, keys):
