@@ -118,8 +118,7 @@ class BatchSampler:
         (each member from its own generator and its own transition set)."""
         picks = [torch.randint(0, n, (self.batch_size,), generator=g, device=self.index_device)
                  for n, g in zip(self.counts, self.gens)]
-        p = picks[0][None] if len(picks) == 1 else torch.stack(picks)
-        return self.table.gather(2, p.expand(3, -1, -1))
+        return self.table.gather(2, _stack(picks).expand(3, -1, -1))
 
     def take(self, table: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
         """table[idx] on the training device: one gather where the table lives (for a host table,
