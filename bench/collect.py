@@ -5,6 +5,9 @@ Rows:
                  distractors, same resolution and quality (the baseline: 1.00x)
   collect 1w     our pipeline (plan + replay + render + distractor compositing + Zarr writes)
   collect 2w     the same on a 2-process dask local cluster
+  plain x2       two plain loops side by side, each on half the episodes, timed from a common
+                 start: what this machine itself gives two processes (the ceiling for 2w/1w;
+                 on a shared VM it is well under 2x and drifts)
 Goals (issue 2): collect 1w >= 0.9x the plain loop; 2 workers >= 1.7x one worker.
 
     python bench/collect.py [--tasks reach,push] [--episodes 8] [--steps 100] [--resolution 64] [--repeats 2]
@@ -35,8 +38,10 @@ from pipeline.collect import CollectOptions, collect  # noqa: E402
 from pipeline.tasks import resolve_tasks  # noqa: E402
 
 
-def plain_loop(spec: EpisodeSpec, lengths: dict[int, int]) -> tuple[int, float]:
-    """The baseline: MetaWorld's own env + renderer, shadows off, the expert driving."""
+def plain_loop(spec: EpisodeSpec, lengths: dict[int, int], part: tuple[int, int] = (0, 1)) -> tuple[int, float]:
+    """The baseline: MetaWorld's own env + renderer, shadows off, the expert driving.
+
+    part (k, n): only every n-th episode of each task, from the k-th (for the side-by-side row)."""
     import gymnasium as gym
     import metaworld  # noqa: F401  (registers the envs)
     from metaworld.policies import ENV_POLICY_MAP
@@ -52,7 +57,7 @@ def plain_loop(spec: EpisodeSpec, lengths: dict[int, int]) -> tuple[int, float]:
         if spec.quality == "fast":
             env.unwrapped.model.vis.quality.offsamples = 0
         policy = ENV_POLICY_MAP[task]()
-        for e in range(spec.episodes_per_task):
+        for e in range(part[0], spec.episodes_per_task, part[1]):
             obs, _ = env.reset(seed=spec.seed + e)
             for _ in range(lengths[ti * spec.episodes_per_task + e]):  # same frame count as collect
                 env.render()
@@ -60,6 +65,29 @@ def plain_loop(spec: EpisodeSpec, lengths: dict[int, int]) -> tuple[int, float]:
                 frames += 1
         env.close()
     return frames, time.perf_counter() - t0
+
+
+def _plain_part(spec: EpisodeSpec, lengths: dict[int, int], part: tuple[int, int], start, results) -> None:
+    plain_loop(replace(spec, episodes_per_task=1, max_steps=5), {i: 5 for i in range(len(spec.tasks))})  # warm
+    start.wait()
+    results.put(plain_loop(spec, lengths, part))
+
+
+def plain_side_by_side(spec: EpisodeSpec, lengths: dict[int, int], n: int = 2) -> tuple[int, float]:
+    """n plain loops in n fresh processes, released together once each has warmed up; the
+    time is the slowest one's."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    start, results = ctx.Barrier(n + 1), ctx.Queue()
+    procs = [ctx.Process(target=_plain_part, args=(spec, lengths, (k, n), start, results)) for k in range(n)]
+    for p in procs:
+        p.start()
+    start.wait()
+    out = [results.get() for _ in procs]
+    for p in procs:
+        p.join()
+    return sum(f for f, _ in out), max(t for _, t in out)
 
 
 def timed_collect(spec: EpisodeSpec, workers: int, root: Path) -> tuple[int, float, Path]:
@@ -100,7 +128,7 @@ def main() -> None:
         plain_loop(warm, {i: 5 for i in range(len(spec.tasks))})
         # Rows interleaved and repeated, best time kept: this 2-core VM drifts by ~10% over minutes,
         # which would otherwise land on whichever row ran in a slow spell.
-        times: dict[str, list[float]] = {"1w": [], "plain": [], "none": [], "2w": []}
+        times: dict[str, list[float]] = {"1w": [], "plain": [], "none": [], "2w": [], "plain2": []}
         for _ in range(args.repeats):
             n1, t, path = timed_collect(spec, 1, root)
             times["1w"].append(t)
@@ -112,7 +140,9 @@ def main() -> None:
             times["none"].append(t)
             n2, t, _ = timed_collect(spec, 2, root)
             times["2w"].append(t)
-        t1, tb, t0, t2 = (min(times[k]) for k in ("1w", "plain", "none", "2w"))
+            np2, t = plain_side_by_side(spec, lengths)
+            times["plain2"].append(t)
+        t1, tb, t0, t2, tp2 = (min(times[k]) for k in ("1w", "plain", "none", "2w", "plain2"))
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
@@ -122,17 +152,20 @@ def main() -> None:
         ("collect, no distractors, 1 worker", n0, t0, (n0 / t0) / base),
         ("collect, video+correlated, 1 worker", n1, t1, (n1 / t1) / base),
         ("collect, video+correlated, 2 workers", n2, t2, (n2 / t2) / base),
+        ("2 plain loops side by side (machine)", np2, tp2, (np2 / tp2) / base),
     ]
     print(f"\ncollect benchmark: {len(spec.tasks)} tasks x {spec.episodes_per_task} eps, "
           f"{spec.resolution}px {spec.quality}, {os.cpu_count()} cores, best of {args.repeats}")
     print(f"{'path':<42} {'frames':>7} {'seconds':>8} {'frames/s':>9} {'vs plain':>9}")
     for name, n, t, ratio in rows:
         print(f"{name:<42} {n:>7} {t:>8.1f} {n / t:>9.1f} {ratio:>8.2f}x")
-    scaling = (n2 / t2) / (n1 / t1)
+    scaling, machine = (n2 / t2) / (n1 / t1), (np2 / tp2) / base
     print(f"2 workers vs 1 worker: {scaling:.2f}x   (goals: collect 1w >= 0.90x plain, 2w/1w >= 1.7x)")
+    print(f"this machine, 2 processes vs 1 (plain loops): {machine:.2f}x; collect reaches {scaling / machine:.0%} of it")
     if args.json:
         args.json.write_text(json.dumps({"rows": [dict(zip(("path", "frames", "seconds", "ratio"), r)) for r in rows],
-                                         "scaling_2w_over_1w": scaling, "all_seconds": times}, indent=1))
+                                         "scaling_2w_over_1w": scaling, "machine_2p_over_1p": machine,
+                                         "all_seconds": times}, indent=1))
 
 
 if __name__ == "__main__":

@@ -300,7 +300,7 @@ def collect(spec: EpisodeSpec, options: CollectOptions) -> Path:
         bar = _progress(store.n_chunks, "collect: render", options.progress)
         bar.update(store.n_chunks - len(todo))
         die_after = int(os.environ.get(DIE_AFTER_ENV, "0"))  # tests: a real kill -9 mid-run
-        for n, c in enumerate(ex.map_unordered(render_chunk, args), start=1):
+        for n, c in enumerate(ex.map_unordered(render_chunk, args, spans=True), start=1):
             store.store.mark_done([c])
             bar.update(1)
             if die_after and n >= die_after:

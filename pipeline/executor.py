@@ -72,8 +72,14 @@ class Executor:
         self._ready.wait()
         return len(self.client.scheduler_info()["workers"]) if self.client is not None else 1
 
-    def map_unordered(self, fn: Callable, args: Iterable[tuple], *, driver_helps: bool = False) -> Iterable[Any]:
+    def map_unordered(
+        self, fn: Callable, args: Iterable[tuple], *, driver_helps: bool = False, spans: bool = False
+    ) -> Iterable[Any]:
         """Yields fn(*a) for every a, in completion order.
+
+        spans: neighbouring tasks share per-process setup (the same scene, the same episode), so
+        each worker walks its own contiguous span of the list instead of taking every n-th
+        task; a worker that runs out steals from the back of the largest span left (`Spans`).
 
         driver_helps: the driver runs tasks too, from the front of the list while the workers
         take the back: while the cluster starts (seconds of an otherwise idle core) and alongside
@@ -92,6 +98,9 @@ class Executor:
             return
         from distributed import as_completed
 
+        if spans:
+            yield from self._map_spans(fn, list(pending))
+            return
         if not driver_helps:
             for fut in as_completed([self.client.submit(fn, *a, pure=False) for a in pending]):
                 yield fut.result()
@@ -107,6 +116,29 @@ class Executor:
                 yield next(done).result()
             else:
                 yield fn(*pending.popleft())
+
+    def _map_spans(self, fn: Callable, args: list[tuple]) -> Iterable[Any]:
+        from distributed import as_completed
+
+        workers = sorted(self.client.scheduler_info()["workers"])
+        plan = Spans(len(args), len(workers))
+        done = as_completed()
+        owner: dict[Any, int] = {}
+
+        def submit(w: int) -> None:
+            i = plan.take(w)
+            if i is not None:
+                # Loose: a worker that leaves an external cluster hands its tasks on.
+                fut = self.client.submit(fn, *args[i], pure=False, workers=[workers[w]], allow_other_workers=True)
+                owner[fut.key] = w
+                done.add(fut)
+
+        for _ in range(2):  # two in flight per worker: the next task's input is there when one ends
+            for w in range(len(workers)):
+                submit(w)
+        for fut in done:
+            yield fut.result()
+            submit(owner.pop(fut.key))
 
     def close(self) -> None:
         if self._starter is not None:
@@ -126,3 +158,21 @@ def _preload_forkserver(modules: tuple[str, ...]) -> None:
     ctx = get_mp_context()
     if modules and ctx.get_start_method() == "forkserver":
         ctx.set_forkserver_preload(["distributed", *modules])
+
+
+class Spans:
+    """Work order for `spans`: task indices 0..n-1 cut into one contiguous span per worker.
+
+    A worker takes from the front of its own span; with its span empty, it takes from the back
+    of the largest span left, away from where that span's owner is working."""
+
+    def __init__(self, n_tasks: int, n_workers: int):
+        bounds = [round(k * n_tasks / n_workers) for k in range(n_workers + 1)]
+        self._spans: list[deque[int]] = [deque(range(a, b)) for a, b in zip(bounds, bounds[1:])]
+
+    def take(self, worker: int) -> int | None:
+        own = self._spans[worker]
+        if own:
+            return own.popleft()
+        largest = max(self._spans, key=len)
+        return largest.pop() if largest else None

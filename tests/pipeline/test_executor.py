@@ -50,3 +50,44 @@ def test_a_cluster_that_cannot_start_is_reported(monkeypatch):
             list(ex.map_unordered(_square, [(1,)]))
     finally:
         ex.close()
+
+
+def test_spans_give_each_worker_a_contiguous_run_then_steal_from_the_back():
+    from pipeline.executor import Spans
+
+    plan = Spans(10, 2)
+    assert [plan.take(0) for _ in range(5)] == [0, 1, 2, 3, 4]
+    assert plan.take(1) == 5
+    assert [plan.take(0) for _ in range(2)] == [9, 8]  # stolen from the far end of worker 1's span
+    assert [plan.take(1) for _ in range(3)] == [6, 7, None]
+    assert plan.take(0) is None
+
+
+def test_spans_cover_every_task_once_for_any_split():
+    from pipeline.executor import Spans
+
+    for n, w in [(0, 2), (1, 3), (7, 3), (19, 2), (5, 8)]:
+        plan, got = Spans(n, w), []
+        for turn in range(n + w + 1):
+            i = plan.take(turn % w)
+            if i is not None:
+                got.append(i)
+        assert sorted(got) == list(range(n))
+
+
+def _where(i: int) -> tuple[int, int]:
+    time.sleep(0.02)
+    return i, os.getpid()
+
+
+def test_local_cluster_runs_spans_on_one_worker_each():
+    ex = Executor(2, None, preload=("json",))
+    try:
+        out = sorted(ex.map_unordered(_where, [(i,) for i in range(12)], spans=True))
+    finally:
+        ex.close()
+    assert [i for i, _ in out] == list(range(12))
+    pids = [pid for _, pid in out]
+    assert len(set(pids)) == 2 and os.getpid() not in pids
+    # Each worker's share is mostly one contiguous run: few changes of worker along the list.
+    assert sum(a != b for a, b in zip(pids, pids[1:])) <= 3
