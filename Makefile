@@ -85,6 +85,7 @@ report: install
 bench: install
 	$(BIN)/python bench/collect.py
 	$(BIN)/python bench/embed.py
+	$(BIN)/python bench/vision_attention.py
 	$(BIN)/python bench/train_lam.py
 	$(BIN)/python bench/eval.py
 

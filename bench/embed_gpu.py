@@ -3,8 +3,10 @@
 For a Qwen2.5-VL 7B-shaped and a Molmo2 8B-shaped model at 224 px, in one run on one card:
   * stock: `model(**inputs)` batched forward (ForConditionalGeneration, logits, SDPA, bf16) on
     inputs already on the GPU (preprocessing not timed);
+  * stock + packed: the same stock forward with only pipeline.packed_attention installed;
   * ours: the whole `embed` path (episode store read, DataLoader-worker preprocessing, truncated
-    logit-free forward, pooling, f16 store writes) over the same frames;
+    logit-free forward with packed vision attention as `embed` runs by default, pooling, f16
+    store writes) over the same frames;
   * frames/s, FLOPs per frame (torch's FlopCounterMode) and achieved TFLOP/s;
   * a prompt sweep: 4 prompts sharing the image prefix (one pass) against 4 full passes, and
     against one prompt (goal <= 1.5x).
@@ -184,12 +186,21 @@ def bench_model(name: str, args, device, dtype, eps, tmp: Path) -> dict:
     def rate(fn):
         return B / timed(fn)
 
+    from pipeline.packed_attention import install_packed_attention, uninstall_packed_attention
+
+    uninstall_packed_attention(model)  # stock is stock (our Embedder below installs it on this model)
     stock_fps, stock_base_fps = rate(stock), rate(stock_base)
     n_params = sum(p.numel() for p in model.parameters())
     estimate = 2.0 * n_params * tokens * B
     stock_flops = flops_of(stock, estimate) / B
+    # the same stock forward with only the vision attention packed: that change alone, same run
+    packed_modules = install_packed_attention(model)
+    stock_packed_fps = rate(stock) if packed_modules else None
+    uninstall_packed_attention(model)
     print(f"[{name}] stock forward: {stock_fps:.1f} frames/s ({stock_base_fps:.1f} without logits), "
-          f"{tokens} tokens/frame ({image_tokens} image)", flush=True)
+          f"{tokens} tokens/frame ({image_tokens} image)"
+          + (f"; with packed vision attention ({packed_modules} modules): {stock_packed_fps:.1f} frames/s"
+             if packed_modules else ""), flush=True)
 
     # -- our whole path: store -> workers -> truncated forward -> pool -> store ------------------
     loaded = Loaded(bb, model, proc, "random", "bench")
@@ -245,7 +256,9 @@ def bench_model(name: str, args, device, dtype, eps, tmp: Path) -> dict:
     rel = float(np.abs(a - b).max() / (np.abs(b).max() + 1e-12))
     res = dict(
         model=name, batch=B, layer=args.layer, tokens_per_frame=tokens, image_tokens_per_frame=image_tokens,
-        stock_frames_per_s=stock_fps, stock_no_logits_frames_per_s=stock_base_fps, stock_gflop_per_frame=stock_flops / 1e9, stock_tflops=stock_fps * stock_flops / 1e12,
+        stock_frames_per_s=stock_fps, stock_no_logits_frames_per_s=stock_base_fps,
+        stock_packed_attention_frames_per_s=stock_packed_fps, packed_attention_modules=packed_modules,
+        stock_gflop_per_frame=stock_flops / 1e9, stock_tflops=stock_fps * stock_flops / 1e12,
         ours_frames_per_s=ours_fps, ours_gflop_per_frame=ours_flops / 1e9, ours_tflops=ours_fps * ours_flops / 1e12,
         ours_vs_stock=ours_fps / stock_fps, ours_vs_stock_no_logits=ours_fps / stock_base_fps,
         ours_lowres_frames_per_s=lowres_fps, sweep4_s=t_sweep, separate4_s=t_sep, one_prompt_s=t_one,
@@ -294,11 +307,12 @@ def main() -> None:
         gc.collect()
         if device.type == "cuda":
             torch.cuda.empty_cache()
-    print(f"\n{'model':14s} {'tok/img':>9s} {'stock f/s':>10s} {'no-logit':>9s} {'TFLOP/s':>8s} {'ours f/s':>9s} {'TFLOP/s':>8s} "
-          f"{'ours/stock':>10s} {'sweep4/1':>9s} {'4sep/sweep':>10s}")
+    print(f"\n{'model':14s} {'tok/img':>9s} {'stock f/s':>10s} {'no-logit':>9s} {'+packed':>8s} {'TFLOP/s':>8s} {'ours f/s':>9s} "
+          f"{'TFLOP/s':>8s} {'ours/stock':>10s} {'sweep4/1':>9s} {'4sep/sweep':>10s}")
     for r in results:
+        pk = r["stock_packed_attention_frames_per_s"]
         print(f"{r['model']:14s} {r['tokens_per_frame']:4d}/{r['image_tokens_per_frame']:<4d} {r['stock_frames_per_s']:10.1f} "
-              f"{r['stock_no_logits_frames_per_s']:9.1f} "
+              f"{r['stock_no_logits_frames_per_s']:9.1f} {pk if pk is not None else float('nan'):8.1f} "
               f"{r['stock_tflops']:8.1f} {r['ours_frames_per_s']:9.1f} {r['ours_tflops']:8.1f} {r['ours_vs_stock']:9.2f}x "
               f"{r['sweep_vs_one']:8.2f}x {r['separate_vs_sweep']:9.2f}x")
     out = Path(args.out)

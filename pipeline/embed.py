@@ -61,6 +61,7 @@ class EmbedConfig:
     progress: bool = True
     image_kw: str = ""  # JSON object of image-processor overrides, e.g. '{"pooling_size": [3, 3]}'
     rank_timeout_s: float = 1800.0  # longest wait for the other ranks at a barrier (bounds a hung rank)
+    packed_attention: bool = True  # batched Qwen-VL vision attention: same vectors, so not in the spec
 
 
 @dataclass(frozen=True)
@@ -182,7 +183,7 @@ def run_embed(episodes: str | Path, cfg: EmbedConfig, *, loader=None) -> list[Pa
         loaded = (loader or load_backbone)(bb, model_path=cfg.model_path, cache=cfg.cache, dtype=dtype, device=device)
         share = cfg.share_prefix and shares_image_prefix(cfg.position, prefix_bidirectional=bb.prefix_bidirectional)
         emb = Embedder(loaded, layers=cfg.layers, pooling=cfg.pooling, position=cfg.position, prompts=rendered,
-                       device=device, share_prefix=share, image_kw=image_kw)
+                       device=device, share_prefix=share, image_kw=image_kw, packed_attention=cfg.packed_attention)
         try:
             specs = specs_for(emb.dim, loaded.weights_digest)
             paths = [embedding_store_path(s, eps.fingerprint, cfg.cache) for s in specs]

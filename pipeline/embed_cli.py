@@ -35,6 +35,7 @@ def embed(
     num_processes: int = typer.Option(1, "--num-processes", help="Ranks on this machine (like torchrun --nproc-per-node)."),
     rank_timeout: float = typer.Option(1800.0, "--rank-timeout", help="Seconds a rank waits for the others at a barrier before giving up."),
     no_share_prefix: bool = typer.Option(False, "--no-share-prefix", help="Prompt sweep: full forward per prompt."),
+    no_packed_attention: bool = typer.Option(False, "--no-packed-attention", help="Stock per-window vision attention (Qwen-VL; same vectors, slower on a GPU)."),
     allow_unpromptable: bool = typer.Option(False, "--allow-unpromptable", help="Embed a pooling that cannot see the prompt."),
     image_kw: str = typer.Option("", "--image-kw", help="""JSON image-processor overrides, e.g. '{"pooling_size": [3, 3]}' (Molmo2: fewer image tokens)."""),
     force: bool = typer.Option(False, "--force", help="Replace an existing store made by another spec."),
@@ -67,7 +68,8 @@ def embed(
         cfg = EmbedConfig(vlm=vlm, prompt=prompt, pooling=pooling, layers=_parse_layers(layer), position=prompt_position,
                           batch_size=batch_size, model_path=model_path, cache=str(cache) if cache else None, device=device,
                           dtype=dtype, num_workers=workers, share_prefix=not no_share_prefix,
-                          allow_unpromptable=allow_unpromptable, force=force, image_kw=image_kw, rank_timeout_s=rank_timeout)
+                          allow_unpromptable=allow_unpromptable, force=force, image_kw=image_kw, rank_timeout_s=rank_timeout,
+                          packed_attention=not no_packed_attention)
         paths = run_embed(episodes, cfg)
     except (UnknownName, EmbedError, PeerFailed, BackboneUnavailable, StoreError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)

@@ -109,11 +109,18 @@ class Embedder:
 
     def __init__(self, loaded: Loaded, *, layers: Sequence[int], pooling: str, position: str,
                  prompts: Sequence[Sequence[str]], device: torch.device, share_prefix: bool = True,
-                 image_kw: dict | None = None):
+                 image_kw: dict | None = None, packed_attention: bool = True):
         self.loaded, self.pooling, self.position, self.device = loaded, pooling, position, device
         self.image_kw = dict(image_kw or {})
         self.kind = loaded.backbone.kind
         model = loaded.model
+        # Qwen-VL vision towers: one attention call per batch of equal windows instead of one per
+        # window, same results (pipeline.packed_attention); off puts the stock forward back.
+        from .packed_attention import install_packed_attention, uninstall_packed_attention
+
+        self.packed_modules = install_packed_attention(model) if packed_attention else 0
+        if not packed_attention:
+            uninstall_packed_attention(model)
         if self.kind == "vlm":
             self.base = getattr(model, "model", model)  # no LM head: logits are never computed
             stack = text_stack(self.base)
