@@ -135,6 +135,21 @@ def flops_of(fn, fallback: float = float("nan")) -> float:
     return float(fc.get_total_flops())
 
 
+def path_breakdown(calls: list[tuple[float, float]], start: float, end: float, batch: int) -> dict[str, float]:
+    """Where our path's wall time goes, from the forward calls' start/end times: start-up before
+    the first forward (workers, first batch), time blocked inside forward calls (a GPU-bound loop
+    blocks there), waiting between calls (data not ready, writer), the tail after the last call
+    (last copy and write), and the steady rate between the second and the last call."""
+    if not calls:
+        return {}
+    out = {"startup_s": calls[0][0] - start, "in_forward_s": sum(b - a for a, b in calls),
+           "between_s": sum(calls[i + 1][0] - calls[i][1] for i in range(len(calls) - 1)),
+           "tail_s": end - calls[-1][1]}
+    if len(calls) >= 3:
+        out["steady_frames_per_s"] = batch * (len(calls) - 2) / (calls[-1][0] - calls[1][0])
+    return out
+
+
 def bench_model(name: str, args, device, dtype, eps, tmp: Path) -> dict:
     import numpy as np
     import torch
@@ -210,25 +225,36 @@ def bench_model(name: str, args, device, dtype, eps, tmp: Path) -> dict:
     # warm-up pass on a copy of the store's first chunk happens inside: time two runs, keep the second
     import pipeline.embed as embed_mod
 
-    loop = [0.0]
-    real_chunks = embed_mod._embed_chunks
+    loop = [0.0, 0.0, 0.0]  # seconds, start, end
+    calls: list[tuple[float, float]] = []  # (start, end) of each Embedder.forward call (no extra sync)
+    real_chunks, real_forward = embed_mod._embed_chunks, Embedder.forward
 
     def chunks(*a, **kw):
+        calls.clear()
         sync(device)
-        t = time.perf_counter()
+        loop[1] = time.perf_counter()
         real_chunks(*a, **kw)
         sync(device)
-        loop[0] = time.perf_counter() - t
+        loop[2] = time.perf_counter()
+        loop[0] = loop[2] - loop[1]
 
-    embed_mod._embed_chunks = chunks
+    def forward(self, *a, **kw):
+        t = time.perf_counter()
+        out = real_forward(self, *a, **kw)
+        calls.append((t, time.perf_counter()))
+        return out
+
+    embed_mod._embed_chunks, Embedder.forward = chunks, forward
     try:
         run_embed(eps.path, ecfg, loader=lambda *a, **k: loaded)  # warm (CUDA kernels, workers)
         ecfg2 = EmbedConfig(**{**ecfg.__dict__, "cache": str(tmp / (name + "-2"))})
         run_embed(eps.path, ecfg2, loader=lambda *a, **k: loaded)
     finally:
-        embed_mod._embed_chunks = real_chunks
+        embed_mod._embed_chunks, Embedder.forward = real_chunks, real_forward
     ours_fps = eps.n_frames / loop[0]
-    print(f"[{name}] our embed path: {ours_fps:.1f} frames/s over {eps.n_frames} frames", flush=True)
+    breakdown = path_breakdown(calls, loop[1], loop[2], B)
+    print(f"[{name}] our embed path: {ours_fps:.1f} frames/s over {eps.n_frames} frames; " + ", ".join(
+        f"{k} {v:.2f}" for k, v in breakdown.items()), flush=True)
     lowres_fps = None
     if name.startswith("molmo") and args.lowres:  # the speed option: 3x3 pooled image tokens
         embed_mod._embed_chunks = chunks
@@ -261,7 +287,7 @@ def bench_model(name: str, args, device, dtype, eps, tmp: Path) -> dict:
         stock_gflop_per_frame=stock_flops / 1e9, stock_tflops=stock_fps * stock_flops / 1e12,
         ours_frames_per_s=ours_fps, ours_gflop_per_frame=ours_flops / 1e9, ours_tflops=ours_fps * ours_flops / 1e12,
         ours_vs_stock=ours_fps / stock_fps, ours_vs_stock_no_logits=ours_fps / stock_base_fps,
-        ours_lowres_frames_per_s=lowres_fps, sweep4_s=t_sweep, separate4_s=t_sep, one_prompt_s=t_one,
+        ours_breakdown=breakdown, ours_lowres_frames_per_s=lowres_fps, sweep4_s=t_sweep, separate4_s=t_sep, one_prompt_s=t_one,
         sweep_vs_one=t_sweep / t_one, separate_vs_sweep=t_sep / t_sweep, sweep_vs_separate_max_rel_diff=rel,
     )
     for e in (sweep, *singles):
