@@ -1,5 +1,8 @@
+import atexit
 import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -7,6 +10,11 @@ import pytest
 os.environ.setdefault("MUJOCO_GL", "egl")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# Remote-code twins (molmo-v1) copy their modules into HF_MODULES_CACHE at load; keep those
+# copies out of the user's ~/.cache (transformers reads the variable when it is imported).
+if "HF_MODULES_CACHE" not in os.environ:
+    os.environ["HF_MODULES_CACHE"] = tempfile.mkdtemp(prefix="vlmlam-hf-modules-")
+    atexit.register(shutil.rmtree, os.environ["HF_MODULES_CACHE"], True)
 # The repo root first: tests/<package>/ folders must not shadow the real packages.
 sys.path[:0] = [str(Path(__file__).parent.parent), str(Path(__file__).parent)]
 
