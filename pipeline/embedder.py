@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from .pooling import TokenMasks, pool
+from .vision_precompute import KEYS as VISION_KEYS, VisionSpec, vision_kwargs, vision_spec
 from .vlm import Loaded, Tap, encoder_stack, normalize_layers, text_stack
 
 MARK = "\u2063PROMPT\u2063"
@@ -89,6 +90,7 @@ class Preprocessor:
     tail: str = ""
     texts: tuple[tuple[str, ...], ...] = ()  # [prompt][task] rendered prompt
     image_kw: dict = field(default_factory=dict)  # image-processor overrides (part of the spec)
+    vision: VisionSpec | None = None  # Qwen-VL towers: their index tensors are made here (pipeline.vision_precompute)
 
     def __call__(self, frames: np.ndarray, tasks: np.ndarray) -> list[dict[str, torch.Tensor]]:
         kw = dict(self.image_kw)
@@ -96,12 +98,14 @@ class Preprocessor:
             return [dict(self.processor(images=list(frames), return_tensors="pt", **kw))]
         images = [[f] for f in frames]  # one image per text
         if self.position == "after":
-            return [dict(self.processor(images=images, text=[self.head] * len(images), return_tensors="pt", **kw))]
-        out = []
-        for per_task in self.texts:
-            texts = [self.head + per_task[t] + self.tail for t in tasks]
-            out.append(dict(self.processor(images=images, text=texts, padding=True, return_tensors="pt", **kw)))
-        return out
+            out = [dict(self.processor(images=images, text=[self.head] * len(images), return_tensors="pt", **kw))]
+        else:
+            out = []
+            for per_task in self.texts:
+                texts = [self.head + per_task[t] + self.tail for t in tasks]
+                out.append(dict(self.processor(images=images, text=texts, padding=True, return_tensors="pt", **kw)))
+        extra = vision_kwargs(self.vision, out[0])  # same images in every group, so the same grid
+        return [{**x, **extra} for x in out]
 
 
 class Embedder:
@@ -142,6 +146,9 @@ class Embedder:
         if self.kind == "vlm" and position == "after":
             tok = loaded.tokenizer
             self.suffix_ids = [[tok(t + self.tail, add_special_tokens=False)["input_ids"] for t in per] for per in self.texts]
+        # Qwen-VL towers get their grid-derived index tensors from the workers (always on: the
+        # library's own helpers, passed through its own kwargs; same vectors)
+        self.vision = vision_spec(model) if self.kind == "vlm" else None
         from .pooling import shares_image_prefix
 
         self.share_prefix = (share_prefix and len(self.texts) > 1 and self.kind == "vlm"
@@ -159,7 +166,8 @@ class Embedder:
         self.tap.remove()
 
     def preprocessor(self) -> Preprocessor:
-        return Preprocessor(self.loaded.processor, self.kind, self.position, self.head, self.tail, self.texts, self.image_kw)
+        return Preprocessor(self.loaded.processor, self.kind, self.position, self.head, self.tail, self.texts, self.image_kw,
+                            self.vision)
 
     # -- forward -------------------------------------------------------------------------------
     def __call__(self, inputs: list[dict[str, torch.Tensor]], tasks: np.ndarray) -> np.ndarray:
@@ -192,12 +200,14 @@ class Embedder:
         return next(self.base.parameters()).dtype
 
     def _move(self, x: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """To the device; floating inputs (pixels) in the model's dtype, except the precomputed
+        vision tensors (Qwen3-VL's float32 interpolation weights), which keep the tower's dtype."""
         out = {}
         for k, v in x.items():
             if not torch.is_tensor(v):
                 continue
             v = v.to(self.device, non_blocking=True)
-            out[k] = v.to(self._dtype()) if v.is_floating_point() else v
+            out[k] = v.to(self._dtype()) if v.is_floating_point() and k not in VISION_KEYS else v
         return out
 
     def _suffix(self, ids: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -212,7 +222,8 @@ class Embedder:
 
     def _per_token_keys(self, x: dict[str, torch.Tensor]) -> list[str]:
         shape = x["input_ids"].shape
-        return [k for k, v in x.items() if k not in ("input_ids", "attention_mask") and v.dim() == 2 and v.shape == shape]
+        return [k for k, v in x.items()
+                if k not in ("input_ids", "attention_mask") and k not in VISION_KEYS and v.dim() == 2 and v.shape == shape]
 
     def _full(self, prefix: dict[str, torch.Tensor], suffix_ids: list[list[int]] | None) -> torch.Tensor:
         """One forward over prefix (+ right-padded suffix). `before` mode passes suffix None."""
@@ -246,6 +257,7 @@ class Embedder:
                 results.append(self._pool(pre_h, self._masks(ids, pre_valid)))
                 continue
             sid, smask = self._suffix(suffix)
+            # text only: no pixels, grid or precomputed vision tensors, just the per-token inputs
             extra = {k: torch.zeros_like(sid, dtype=x[k].dtype) for k in self._per_token_keys(x)}
             self.base(input_ids=sid, past_key_values=cache, use_cache=True, **extra)
             suf_h = self.tap.take()
