@@ -34,6 +34,18 @@ def load(name: str):
     return load_backbone(get_backbone(name))
 
 
+def qwen_tower(family: str) -> torch.nn.Module:
+    """A Qwen-VL twin's vision tower (Qwen2-VL has no twin: a tiny tower from its config)."""
+    if family == "qwen2-vl":
+        from transformers import Qwen2VLVisionConfig
+        from transformers.models.qwen2_vl.modeling_qwen2_vl import Qwen2VisionTransformerPretrainedModel
+
+        torch.manual_seed(0)
+        cfg = Qwen2VLVisionConfig(depth=2, embed_dim=32, hidden_size=64, num_heads=2, mlp_ratio=2, patch_size=14)
+        return Qwen2VisionTransformerPretrainedModel._from_config(cfg, attn_implementation="sdpa").eval()
+    return load(f"tiny-{family}").model.model.visual
+
+
 @functools.lru_cache(maxsize=None)
 def load_reference(name: str):
     """An untouched model for references (the embedder under test truncates its own copy)."""

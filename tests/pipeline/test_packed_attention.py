@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from embed_helpers import frames, load, twins  # noqa: F401
+from embed_helpers import frames, load, qwen_tower, twins  # noqa: F401
 
 # grid (t, h, w) in patches. The Qwen2.5-VL twin's windows are 2x2 merged tokens (window_size 56,
 # patch 14, merge 2): an 8x8 grid has 4 equal windows of 16 tokens, 6x10 and 4x6 grids unequal ones.
@@ -15,16 +15,6 @@ EQUAL = [[1, 8, 8]] * 3
 MIXED = [[1, 8, 8], [1, 6, 10], [1, 4, 6]]
 
 
-def tower(family: str) -> torch.nn.Module:
-    """The vision tower of a twin (Qwen2-VL has no twin: a tiny tower from its config)."""
-    if family == "qwen2-vl":
-        from transformers import Qwen2VLVisionConfig
-        from transformers.models.qwen2_vl.modeling_qwen2_vl import Qwen2VisionTransformerPretrainedModel
-
-        torch.manual_seed(0)
-        cfg = Qwen2VLVisionConfig(depth=2, embed_dim=32, hidden_size=64, num_heads=2, mlp_ratio=2, patch_size=14)
-        return Qwen2VisionTransformerPretrainedModel._from_config(cfg, attn_implementation="sdpa").eval()
-    return load(f"tiny-{family}").model.model.visual
 
 
 def pixels(vis, grids):
@@ -54,7 +44,7 @@ def run(vis, x, g) -> tuple[torch.Tensor, int]:
 def test_tower_matches_stock(twins, family, grids, impl):
     from pipeline.packed_attention import install_packed_attention
 
-    vis = tower(family)
+    vis = qwen_tower(family)
     vis.set_attn_implementation(impl)
     x, g = pixels(vis, grids)
     ref, stock_calls = run(vis, x, g)
@@ -71,7 +61,7 @@ def test_sdpa_calls_and_host_reads_per_forward(twins, monkeypatch):
     import pipeline.packed_attention as pa
     from transformers.models.qwen2_5_vl.modeling_qwen2_5_vl import Qwen2_5_VisionTransformerPretrainedModel
 
-    cfg = tower("qwen25-vl").config
+    cfg = qwen_tower("qwen25-vl").config
     cfg.depth, cfg.fullatt_block_indexes = 4, [1, 3]
     vis = Qwen2_5_VisionTransformerPretrainedModel._from_config(cfg, attn_implementation="sdpa").eval()
     x, g = pixels(vis, [[1, 8, 8]] * 5)
@@ -115,7 +105,7 @@ def test_changed_stock_forward_stays_stock(twins):
     """A transformers release whose forward no longer matches the re-implemented one: no patch."""
     import pipeline.packed_attention as pa
 
-    vis = tower("qwen25-vl")
+    vis = qwen_tower("qwen25-vl")
     with mock.patch.object(pa, "_STOCK_LINES", pa._STOCK_LINES + ("something_new()",)), pytest.warns(UserWarning):
         assert pa.install_packed_attention(vis) == 0
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from embed_helpers import frames, load, twins  # noqa: F401
+from embed_helpers import frames, load, qwen_tower, twins  # noqa: F401
 
 # grids (t, h, w) in patches; with the Qwen2.5-VL twin's 2x2-token windows an 8x8 grid makes 4
 # equal windows, 6x10 and 4x6 unequal ones
@@ -25,16 +25,6 @@ MODULES = {"qwen2-vl": "transformers.models.qwen2_vl.modeling_qwen2_vl",
            "qwen3-vl": "transformers.models.qwen3_vl.modeling_qwen3_vl"}
 
 
-def tower(family: str) -> torch.nn.Module:
-    """A twin's vision tower (Qwen2-VL has no twin: a tiny tower from its config)."""
-    if family == "qwen2-vl":
-        from transformers import Qwen2VLVisionConfig
-        from transformers.models.qwen2_vl.modeling_qwen2_vl import Qwen2VisionTransformerPretrainedModel
-
-        torch.manual_seed(0)
-        cfg = Qwen2VLVisionConfig(depth=2, embed_dim=32, hidden_size=64, num_heads=2, mlp_ratio=2, patch_size=14)
-        return Qwen2VisionTransformerPretrainedModel._from_config(cfg, attn_implementation="sdpa").eval()
-    return load(f"tiny-{family}").model.model.visual
 
 
 def spy(monkeypatch, family: str) -> list[tuple[str, dict, tuple]]:
@@ -69,7 +59,7 @@ def computed(calls) -> dict[str, torch.Tensor]:
 def test_precomputed_equals_the_towers_own(twins, monkeypatch, family, grids):
     from pipeline.vision_precompute import KEYS, PREFIX, tower_spec, vision_kwargs
 
-    vis = tower(family)
+    vis = qwen_tower(family)
     spec = tower_spec(vis)
     assert spec is not None and pickle.loads(pickle.dumps(spec)) == spec
     c = vis.config
