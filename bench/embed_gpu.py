@@ -344,7 +344,7 @@ def main() -> None:
             f"{r['stock_tflops']:8.1f} {r['ours_frames_per_s']:9.1f} {r['ours_tflops']:8.1f} {r['ours_vs_stock']:9.2f}x "
             f"{r['sweep_vs_one']:8.2f}x {r['separate_vs_sweep']:9.2f}x")
     judged = device.type == "cuda"
-    why = "" if judged else "random tiny shapes on CPU (--smoke): checks the script, not speed"
+    why = "" if judged else "--smoke: tiny random shapes on CPU check the script, not speed"
     goals = {"qwen25-vl-7b": (2.0, "floor to call it a gain: 1.3x"), "molmo-8b": (0.95, "")}
     for r in results:
         if r["model"] in goals:
