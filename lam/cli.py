@@ -9,12 +9,14 @@ from typing import Optional
 import typer
 
 # Shared options (every Make variable of train-lam/sweep/science maps to one of these).
-O_TARGET = typer.Option(None, help="pixels | pixels-clean | state | emb:<store path or alias, e.g. molmo.ignore_distractors>. "
-                        "Wins over --vlm/--prompt; with neither: pixels.")
+O_TARGET = typer.Option(None, help="pixels | pixels-clean | state | emb:<store path or alias, e.g. "
+                        "molmo.ignore_distractors>. Wins over --vlm/--prompt; with neither: pixels.")
 O_VLM = typer.Option(None, "--vlm", help="Train on the embeddings `vlm-lam embed` wrote with this --vlm (and --prompt): "
                      "target emb:<vlm>.<prompt>; a missing one takes embed's default.")
-O_PROMPT = typer.Option(None, "--prompt", help="Prompt name(s) of those embeddings; a comma list gives one target per prompt.")
-O_POOLING = typer.Option(None, "--pooling", help="Only with --vlm/--prompt: the embeddings' pooling (emb:<vlm>.<prompt>.<pooling>).")
+O_PROMPT = typer.Option(None, "--prompt", help="Prompt name(s) of those embeddings; a comma list gives one target "
+                        "per prompt.")
+O_POOLING = typer.Option(None, "--pooling", help="Only with --vlm/--prompt: the embeddings' pooling "
+                         "(emb:<vlm>.<prompt>.<pooling>).")
 O_LAYER = typer.Option(None, "--layer", help="Only with --vlm/--prompt: the embeddings' layer(s), e.g. -1 or -1,-8.")
 O_LATENT = typer.Option(128, "--latent-dim", help="Size of the continuous latent action z.")
 O_LR = typer.Option(1e-3, help="Adam learning rate.")
@@ -76,7 +78,8 @@ def _guarded(fn):
 
 def train_lam_cmd(
     target: Optional[str] = O_TARGET, vlm: Optional[str] = O_VLM, prompt: Optional[str] = O_PROMPT,
-    pooling: Optional[str] = O_POOLING, layer: Optional[str] = O_LAYER, latent_dim: int = O_LATENT, lr: float = O_LR, steps: int = O_STEPS, k: int = O_K,
+    pooling: Optional[str] = O_POOLING, layer: Optional[str] = O_LAYER,
+    latent_dim: int = O_LATENT, lr: float = O_LR, steps: int = O_STEPS, k: int = O_K,
     seed: int = O_SEED, batch_size: int = O_BATCH, img_size: int = O_IMG, frame_stack: int = O_STACK,
     loss: str = O_LOSS, augment: bool = O_AUG, episodes: Optional[Path] = O_EPISODES, preset: str = O_PRESET,
     cache: Optional[Path] = O_CACHE, runs: Optional[Path] = O_RUNS,
@@ -110,7 +113,8 @@ def train_lam_cmd(
 def sweep_cmd(
     grid: str = typer.Option(..., help="Space-separated key=v1,v2 entries, e.g. 'latent_dim=32,128 lr=1e-3,3e-4 seed=0,1'."),
     target: Optional[str] = O_TARGET, vlm: Optional[str] = O_VLM, prompt: Optional[str] = O_PROMPT,
-    pooling: Optional[str] = O_POOLING, layer: Optional[str] = O_LAYER, latent_dim: int = O_LATENT, lr: float = O_LR, steps: int = O_STEPS, k: int = O_K,
+    pooling: Optional[str] = O_POOLING, layer: Optional[str] = O_LAYER,
+    latent_dim: int = O_LATENT, lr: float = O_LR, steps: int = O_STEPS, k: int = O_K,
     seed: int = O_SEED, batch_size: int = O_BATCH, img_size: int = O_IMG, frame_stack: int = O_STACK,
     loss: str = O_LOSS, augment: bool = O_AUG, episodes: Optional[Path] = O_EPISODES, preset: str = O_PRESET,
     cache: Optional[Path] = O_CACHE, runs: Optional[Path] = O_RUNS,
@@ -153,8 +157,8 @@ def science_cmd(
     steps: int = typer.Option(400, help="Optimizer steps per LAM."),
     latent_dim: int = typer.Option(32, "--latent-dim", help="Size of z."),
     margin: float = typer.Option(0.1, help="How much higher the better target's mean R² must be."),
-    target: Optional[str] = typer.Option(None, help="One more row beside state / pixels / pixels-clean (reported, not judged); "
-                                         "wins over --vlm/--prompt."),
+    target: Optional[str] = typer.Option(None, help="One more row beside state / pixels / pixels-clean (reported, "
+                                         "not judged); wins over --vlm/--prompt."),
     vlm: Optional[str] = O_VLM, prompt: Optional[str] = O_PROMPT, pooling: Optional[str] = O_POOLING,
     layer: Optional[str] = O_LAYER, episodes: Optional[Path] = O_EPISODES, preset: str = O_PRESET,
     cache: Optional[Path] = O_CACHE, runs: Optional[Path] = O_RUNS,
