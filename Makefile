@@ -1,35 +1,151 @@
-# vlm-lam: every target calls the `vlm-lam` CLI; every variable maps to one of its options.
+# vlm-lam: every target calls the `vlm-lam` CLI; every variable maps to one of its options
+# (empty = the CLI's default). `make` alone prints the flow.
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 VLMLAM := $(BIN)/vlm-lam
-export HF_HUB_OFFLINE ?= 1
+# The demo and the tests never reach the hub (tiny twins are built locally); `make embed VLM=molmo`
+# downloads the pinned revision unless HF_HUB_OFFLINE=1 is set (then: the local HF cache or MODEL_PATH).
+demo test: export HF_HUB_OFFLINE ?= 1
 
-# --- stage options (empty = the CLI's default) ---
+opt = $(if $(strip $(2)),$(1) "$(strip $(2))")
+flag = $(if $(filter 1 yes true on,$(strip $(2))),$(1),$(if $(strip $(2)),--no-$(patsubst --%,%,$(1))))
+
+# --- where things live, and collect ---
 CACHE ?=
+RUNS ?=
 PRESET ?= demo
 TASKS ?=
 EPISODES ?=
 RESOLUTION ?=
+QUALITY ?=
+MAX_STEPS ?=
 SEED ?=
 DISTRACTORS ?=
 WORKERS ?=
 SCHEDULER ?=
-
-opt = $(if $(strip $(2)),$(1) "$(strip $(2))")
+STORE ?=
 CACHE_OPT := $(call opt,--cache,$(CACHE))
 COLLECT_OPTS := $(CACHE_OPT) --preset $(PRESET) $(call opt,--tasks,$(TASKS)) \
   $(call opt,--episodes-per-task,$(EPISODES)) $(call opt,--resolution,$(RESOLUTION)) \
+  $(call opt,--quality,$(QUALITY)) $(call opt,--max-steps,$(MAX_STEPS)) \
   $(call opt,--seed,$(SEED)) $(call opt,--distractors,$(DISTRACTORS)) \
   $(call opt,--workers,$(WORKERS)) $(call opt,--scheduler,$(SCHEDULER))
 
-.PHONY: help install test demo collect eval report bench clean
+# --- embed; VLM PROMPT POOLING LAYER also name the embeddings train-lam / sweep / science train on ---
+VLM ?=
+PROMPT ?=
+POOLING ?=
+LAYER ?=
+PROMPT_POSITION ?=
+MODEL_PATH ?=
+NUM_PROCESSES ?=
+EMBED_WORKERS ?=
+DTYPE ?=
+DEVICE ?=
+IMAGE_KW ?=
+BATCH ?=
+EMB_NAME_OPTS := $(call opt,--vlm,$(VLM)) $(call opt,--prompt,$(PROMPT)) $(call opt,--pooling,$(POOLING)) \
+  $(call opt,--layer,$(LAYER))
+EMBED_OPTS := $(CACHE_OPT) $(EMB_NAME_OPTS) $(call opt,--prompt-position,$(PROMPT_POSITION)) \
+  $(call opt,--batch-size,$(BATCH)) $(call opt,--model-path,$(MODEL_PATH)) $(call opt,--num-processes,$(NUM_PROCESSES)) \
+  $(call opt,--workers,$(EMBED_WORKERS)) $(call opt,--dtype,$(DTYPE)) $(call opt,--device,$(DEVICE)) \
+  $(if $(strip $(IMAGE_KW)),--image-kw '$(IMAGE_KW)')
+
+# --- train-lam, sweep, science (STORE: an episode store path, else the newest store of PRESET;
+# SEED is the LAM's seed here) ---
+TARGET ?=
+LATENT_DIM ?=
+LR ?=
+STEPS ?=
+K ?=
+LOSS ?=
+AUGMENT ?=
+FRAME_STACK ?=
+IMG_SIZE ?=
+RUN ?=
+ACCELERATOR ?=
+DEVICES ?=
+STRATEGY ?=
+PRECISION ?=
+GRID ?= latent_dim=32,128 lr=1e-3,3e-4 seed=0,1
+ENSEMBLE ?=
+SEEDS ?=
+MARGIN ?=
+LAM_DATA_OPTS := $(CACHE_OPT) --preset $(PRESET) $(call opt,--episodes,$(STORE)) $(call opt,--runs,$(RUNS)) \
+  $(call opt,--accelerator,$(ACCELERATOR))
+LAM_TARGET_OPTS := $(call opt,--target,$(TARGET)) $(EMB_NAME_OPTS)
+LAM_OPTS := $(LAM_DATA_OPTS) $(LAM_TARGET_OPTS) $(call opt,--latent-dim,$(LATENT_DIM)) \
+  $(call opt,--lr,$(LR)) $(call opt,--steps,$(STEPS)) $(call opt,--k,$(K)) $(call opt,--seed,$(SEED)) \
+  $(call opt,--batch-size,$(BATCH)) $(call opt,--loss,$(LOSS)) $(call flag,--augment,$(AUGMENT)) \
+  $(call opt,--frame-stack,$(FRAME_STACK)) $(call opt,--img-size,$(IMG_SIZE)) $(call opt,--devices,$(DEVICES)) \
+  $(call opt,--strategy,$(STRATEGY)) $(call opt,--precision,$(PRECISION))
+
+# --- eval and report ---
+LABELLED ?=
+ROLLOUTS ?=
+METHODS ?=
+POLICY_STEPS ?=
+DECODER_STEPS ?=
+FORCE ?=
+RUN_LIST ?=
+REPORT ?= report
+REPORT_DIR ?=
+EVAL_OPTS = $(call opt,--labelled,$(LABELLED)) $(call opt,--rollouts,$(ROLLOUTS)) $(call opt,--methods,$(METHODS)) \
+  $(call opt,--max-steps,$(MAX_STEPS)) $(call opt,--policy-steps,$(POLICY_STEPS)) \
+  $(call opt,--decoder-steps,$(DECODER_STEPS)) $(call opt,--workers,$(WORKERS)) \
+  $(call opt,--scheduler,$(SCHEDULER)) $(call opt,--runs,$(RUNS)) $(call flag,--force,$(FORCE))
+
+# --- bench ---
+BENCHES ?=
+BENCH_LOG ?=
+
+define HELP
+The flow, as a researcher types it (each step reuses what the one before left in the cache):
+
+  on a GPU box, real weights                          offline on any CPU, a tiny random-weight twin
+  make embed VLM=molmo PROMPT=ignore_distractors      make embed VLM=tiny-qwen25-vl PROMPT=ignore_distractors
+  make train-lam VLM=molmo PROMPT=ignore_distractors  make train-lam VLM=tiny-qwen25-vl PROMPT=ignore_distractors
+  make eval                                           make eval
+  make report                                         make report
+
+  Both use PRESET=demo unless told: add PRESET=paper (MT10, 224 px) to every line for the paper's
+  data. Repeat train-lam with other LAM variables (or `make sweep`): the embeddings are reused.
+
+  embed      collects PRESET's episode store first when it is missing (or STORE=<episode store>),
+             then embeds every frame once: one store per prompt, reused by every LAM after it.
+             VLM PROMPT (a,b,c: a prompt sweep in one pass) POOLING LAYER PROMPT_POSITION BATCH
+             MODEL_PATH NUM_PROCESSES EMBED_WORKERS DTYPE DEVICE IMAGE_KW CACHE
+             collect's: PRESET=demo|small|paper TASKS EPISODES RESOLUTION QUALITY MAX_STEPS SEED
+             DISTRACTORS WORKERS SCHEDULER
+  train-lam  one LAM per target. Target: TARGET if given, else emb:<VLM>.<PROMPT> (the embeddings
+             `make embed` wrote with the same VLM PROMPT [POOLING LAYER]), else pixels.
+             LATENT_DIM LR STEPS K SEED BATCH LOSS AUGMENT=1 FRAME_STACK IMG_SIZE RUN (the run's id)
+             STORE PRESET CACHE RUNS ACCELERATOR DEVICES STRATEGY PRECISION
+  sweep      train-lam over GRID="$(GRID)" (PROMPT=a,b adds a prompt axis) ENSEMBLE=vmap|loop
+  science    probe R² of state / pixels / pixels-clean LAMs, plus the VLM PROMPT (or TARGET) row
+             SEEDS=0,1,2,3 STEPS LATENT_DIM MARGIN
+  eval       no RUN: every run under RUNS without a finished eval, in name order, resumable, one
+             table at the end; RUN=<run id or folder>: that run. LABELLED ROLLOUTS METHODS MAX_STEPS
+             POLICY_STEPS DECODER_STEPS WORKERS SCHEDULER FORCE=1 (redo an eval made with other options)
+  report     no RUN_LIST: every evaluated run under RUNS; RUN_LIST="runs/a runs/b". REPORT=<name>
+             (writes reports/<name>/index.md + PNGs) REPORT_DIR=<folder instead>
+
+  make demo   the whole flow offline on CPU (collect, embed, 4 LAMs, eval, report), minutes
+  make test   install into $(VENV) and run the test suite
+  make bench  benchmark tables and one verdict per goal; the libraries' output goes to a log
+              BENCHES="bench/eval.py ..." (default: every CPU bench) BENCH_LOG=<file>
+  make collect  only the episode store (collect's variables above)
+
+Roots: CACHE (default $$VLMLAM_CACHE or ./cache), RUNS (default $$VLMLAM_RUNS or ./runs).
+Every variable is a CLI option: `vlm-lam <command> --help` lists them with their defaults.
+endef
+export HELP
+
+.PHONY: help install test collect embed train-lam sweep science eval report demo bench clean
 help:
-	@echo "make demo      # whole flow on an offline default (CPU, minutes)"
-	@echo "make test      # install into $(VENV) and run the test suite"
-	@echo "make collect PRESET=demo|small|paper [TASKS=reach-v3,push-v3 EPISODES=10 RESOLUTION=64 ...]"
-	@echo "make bench     # benchmarks (tables with ratios against baselines)"
+	@echo "$$HELP"
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +164,32 @@ test: install
 collect: install
 	$(VLMLAM) collect $(COLLECT_OPTS)
 
+# Collects the PRESET's episode store first when it is missing (collect is resumable and
+# idempotent), unless STORE names an episode store.
+embed: install
+	@store="$(STORE)"; \
+	if [ -z "$$store" ]; then \
+	  store=$$($(VLMLAM) collect $(COLLECT_OPTS) | tail -n 1 | cut -d' ' -f1) || exit $$?; \
+	fi; \
+	echo "embedding $$store"; \
+	$(VLMLAM) embed --episodes "$$store" $(EMBED_OPTS)
+
+train-lam: install
+	$(VLMLAM) train-lam $(LAM_OPTS) $(call opt,--run,$(RUN))
+
+sweep: install
+	$(VLMLAM) sweep $(LAM_OPTS) --grid "$(GRID)" $(call opt,--ensemble,$(ENSEMBLE))
+
+science: install
+	$(VLMLAM) science $(LAM_DATA_OPTS) $(LAM_TARGET_OPTS) $(call opt,--seeds,$(SEEDS)) $(call opt,--steps,$(STEPS)) \
+	  $(call opt,--latent-dim,$(LATENT_DIM)) $(call opt,--margin,$(MARGIN)) $(call opt,--ensemble,$(ENSEMBLE))
+
+eval: install
+	$(VLMLAM) eval $(if $(strip $(RUN)),"$(strip $(RUN))") $(EVAL_OPTS)
+
+report: install
+	$(VLMLAM) report $(RUN_LIST) --name "$(REPORT)" $(call opt,--out,$(REPORT_DIR)) $(call opt,--runs,$(RUNS))
+
 # The whole flow, offline, on CPU: collect -> embed (a random-weight tiny twin: checks the
 # pipeline, not a VLM's quality) -> train-lam on four targets -> eval -> report.
 DEMO_VLM ?= tiny-qwen25-vl
@@ -62,104 +204,14 @@ demo: install
 	$(VLMLAM) train-lam $(LAM_DATA_OPTS) $(DEMO_LAM) --quiet --target state --run demo-state
 	$(VLMLAM) train-lam $(LAM_DATA_OPTS) $(DEMO_LAM) --quiet --target pixels --run demo-pixels
 	$(VLMLAM) train-lam $(LAM_DATA_OPTS) $(DEMO_LAM) --quiet --target pixels-clean --run demo-pixels-clean
-	$(VLMLAM) train-lam $(LAM_DATA_OPTS) $(DEMO_LAM) --quiet --target "emb:$(DEMO_VLM).$(DEMO_PROMPT)" --run demo-emb
+	$(VLMLAM) train-lam $(LAM_DATA_OPTS) $(DEMO_LAM) --quiet --vlm $(DEMO_VLM) --prompt $(DEMO_PROMPT) --run demo-emb
 	for r in $(DEMO_RUNS); do $(VLMLAM) eval $(RUNS_DIR)/$$r $(DEMO_EVAL) $(call opt,--runs,$(RUNS)) --quiet || exit $$?; done
 	$(VLMLAM) report $(addprefix $(RUNS_DIR)/,$(DEMO_RUNS)) --name demo
 
-# --- downstream: eval and report (policy/) ---
-# make eval RUN=<run id or folder> [LABELLED=2 ROLLOUTS=10 METHODS=latent,bc-labelled,bc-all]
-LABELLED ?=
-ROLLOUTS ?=
-METHODS ?=
-REPORT ?= report
-EVAL_OPTS = $(call opt,--labelled,$(LABELLED)) $(call opt,--rollouts,$(ROLLOUTS)) $(call opt,--methods,$(METHODS)) \
-  $(call opt,--workers,$(WORKERS)) $(call opt,--scheduler,$(SCHEDULER)) $(call opt,--runs,$(RUNS))
-eval: install
-	@test -n "$(RUN)" || { echo "usage: make eval RUN=<run id or folder>"; exit 2; }
-	$(VLMLAM) eval "$(RUN)" $(EVAL_OPTS)
-
-# make report [RUN_LIST="runs/a runs/b"] [REPORT=name]: default every run folder under runs/
-report: install
-	$(VLMLAM) report $(or $(RUN_LIST),$(patsubst %/config.json,%,$(wildcard $(RUNS_DIR)/*/config.json))) --name $(REPORT)
-
+# Each bench's table and one verdict line per goal; everything else the libraries print goes to
+# a log file whose path is printed at the end.
 bench: install
-	$(BIN)/python bench/collect.py
-	$(BIN)/python bench/embed.py
-	$(BIN)/python bench/vision_attention.py
-	$(BIN)/python bench/train_lam.py
-	$(BIN)/python bench/eval.py
+	$(BIN)/python bench/run.py $(BENCHES) $(call opt,--log,$(BENCH_LOG))
 
 clean:
 	rm -rf $(VENV) .pytest_cache
-
-# --- stage two: latent action models (lam/) ---
-# STORE is an episode store path (else the newest store of PRESET); SEED is the LAM's seed here.
-TARGET ?=
-LATENT_DIM ?=
-LR ?=
-STEPS ?=
-K ?=
-BATCH ?=
-LOSS ?=
-AUGMENT ?=
-FRAME_STACK ?=
-STORE ?=
-RUN ?=
-RUNS ?=
-ACCELERATOR ?=
-DEVICES ?=
-STRATEGY ?=
-PRECISION ?=
-GRID ?= latent_dim=32,128 lr=1e-3,3e-4 seed=0,1
-SEEDS ?=
-MARGIN ?=
-ENSEMBLE ?=
-flag = $(if $(filter 1 yes true on,$(strip $(2))),$(1),$(if $(strip $(2)),--no-$(patsubst --%,%,$(1))))
-LAM_DATA_OPTS := $(CACHE_OPT) --preset $(PRESET) $(call opt,--episodes,$(STORE)) $(call opt,--runs,$(RUNS)) \
-  $(call opt,--accelerator,$(ACCELERATOR))
-LAM_OPTS := $(LAM_DATA_OPTS) $(call opt,--target,$(TARGET)) $(call opt,--latent-dim,$(LATENT_DIM)) \
-  $(call opt,--lr,$(LR)) $(call opt,--steps,$(STEPS)) $(call opt,--k,$(K)) $(call opt,--seed,$(SEED)) \
-  $(call opt,--batch-size,$(BATCH)) $(call opt,--loss,$(LOSS)) $(call flag,--augment,$(AUGMENT)) \
-  $(call opt,--frame-stack,$(FRAME_STACK)) $(call opt,--devices,$(DEVICES)) \
-  $(call opt,--strategy,$(STRATEGY)) $(call opt,--precision,$(PRECISION))
-
-.PHONY: train-lam sweep science
-train-lam: install
-	$(VLMLAM) train-lam $(LAM_OPTS) $(call opt,--run,$(RUN))
-
-sweep: install
-	$(VLMLAM) sweep $(LAM_OPTS) --grid "$(GRID)" $(call opt,--ensemble,$(ENSEMBLE))
-
-science: install
-	$(VLMLAM) science $(LAM_DATA_OPTS) $(call opt,--seeds,$(SEEDS)) $(call opt,--steps,$(STEPS)) \
-	  $(call opt,--latent-dim,$(LATENT_DIM)) $(call opt,--margin,$(MARGIN)) $(call opt,--ensemble,$(ENSEMBLE))
-
-# --- stage one: embed (pipeline/embed.py) ---
-# make embed VLM=molmo PROMPT=ignore_distractors [POOLING=last LAYER=-1 BATCH=32 MODEL_PATH=DIR NUM_PROCESSES=8]
-# Collects the PRESET's episode store first when it is missing (collect is resumable and idempotent),
-# unless STORE names an episode store. PROMPT=a,b,c embeds a prompt sweep in one pass.
-VLM ?=
-PROMPT ?=
-POOLING ?=
-LAYER ?=
-PROMPT_POSITION ?=
-MODEL_PATH ?=
-NUM_PROCESSES ?=
-EMBED_WORKERS ?=
-DTYPE ?=
-DEVICE ?=
-IMAGE_KW ?=
-EMBED_OPTS := $(CACHE_OPT) $(call opt,--vlm,$(VLM)) $(call opt,--prompt,$(PROMPT)) $(call opt,--pooling,$(POOLING)) \
-  $(call opt,--layer,$(LAYER)) $(call opt,--prompt-position,$(PROMPT_POSITION)) $(call opt,--batch-size,$(BATCH)) \
-  $(call opt,--model-path,$(MODEL_PATH)) $(call opt,--num-processes,$(NUM_PROCESSES)) \
-  $(call opt,--workers,$(EMBED_WORKERS)) $(call opt,--dtype,$(DTYPE)) $(call opt,--device,$(DEVICE)) \
-  $(if $(strip $(IMAGE_KW)),--image-kw '$(IMAGE_KW)')
-
-.PHONY: embed
-embed: install
-	@store="$(STORE)"; \
-	if [ -z "$$store" ]; then \
-	  store=$$($(VLMLAM) collect $(COLLECT_OPTS) | tail -n 1 | cut -d' ' -f1) || exit $$?; \
-	fi; \
-	echo "embedding $$store"; \
-	$(VLMLAM) embed --episodes "$$store" $(EMBED_OPTS)

@@ -109,21 +109,27 @@ def main() -> None:
     for i, p in enumerate(prompts):
         sep += timed_embed(eps.path, EmbedConfig(prompt=p, cache=str(tmp / f"c3{i}"), **base))[0]
 
+    from quiet import say, verdict
+
     rows = [
         ("naive loop (processor + stock forward, batch 1)", n / t_naive, "1.00x"),
         (f"vlm-lam embed (batch {args.batch}, {args.workers} worker)", n / loop, f"{t_naive / loop:.2f}x"),
     ]
-    print(f"\nembed benchmark: {args.vlm}, {n} frames at {args.resolution}px, {args.threads} torch thread(s), CPU")
-    print(f"{'path':58s} {'frames/s':>10s} {'vs naive':>9s}")
+    outside = 100 * (1 - fwd / loop)
+    say(f"\nembed benchmark: {args.vlm}, {n} frames at {args.resolution}px, {args.threads} torch thread(s), CPU")
+    say(f"{'path':58s} {'frames/s':>10s} {'vs naive':>9s}")
     for name, fps, ratio in rows:
-        print(f"{name:58s} {fps:10.1f} {ratio:>9s}")
-    print(f"{'share of embed wall time outside the forward (goal < 10%)':58s} {100 * (1 - fwd / loop):9.1f}%")
-    print(f"{'  the same after the first batch (worker start-up excluded)':58s} {100 * (1 - steady_fwd / steady):9.1f}%")
-    print(f"{'prompt sweep: 4 prompts, one pass (shared image prefix)':58s} {4 * n / sweep_loop:10.1f} "
-          f"{'(prompt-frames/s)':>9s}")
-    print(f"{'prompt sweep: 4 separate passes':58s} {4 * n / sep:10.1f}")
-    print(f"{'sweep cost: one pass / 4 passes':58s} {sweep_loop / sep:10.2f}x")
-    print(f"{'sweep cost: one pass / one prompt (goal <= 1.5x on GPU)':58s} {sweep_loop / loop:10.2f}x")
+        say(f"{name:58s} {fps:10.1f} {ratio:>9s}")
+    say(f"{'share of embed wall time outside the forward (goal < 10%)':58s} {outside:9.1f}%")
+    say(f"{'  the same after the first batch (worker start-up excluded)':58s} {100 * (1 - steady_fwd / steady):9.1f}%")
+    say(f"{'prompt sweep: 4 prompts, one pass (shared image prefix)':58s} {4 * n / sweep_loop:10.1f} "
+        f"{'(prompt-frames/s)':>9s}")
+    say(f"{'prompt sweep: 4 separate passes':58s} {4 * n / sep:10.1f}")
+    say(f"{'sweep cost: one pass / 4 passes':58s} {sweep_loop / sep:10.2f}x")
+    say(f"{'sweep cost: one pass / one prompt (goal <= 1.5x on GPU)':58s} {sweep_loop / loop:10.2f}x")
+    verdict("share of embed wall time outside the forward < 10%", f"{outside:.1f}%", outside < 10)
+    verdict("prompt sweep, 4 prompts in one pass <= 1.5x one prompt", f"{sweep_loop / loop:.2f}x", None,
+            "a GPU goal for a Molmo2-shaped model, measured by bench/embed_gpu.py; here a tiny twin on CPU")
 
 
 if __name__ == "__main__":

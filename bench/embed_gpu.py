@@ -333,14 +333,26 @@ def main() -> None:
         gc.collect()
         if device.type == "cuda":
             torch.cuda.empty_cache()
-    print(f"\n{'model':14s} {'tok/img':>9s} {'stock f/s':>10s} {'no-logit':>9s} {'+packed':>8s} {'TFLOP/s':>8s} {'ours f/s':>9s} "
-          f"{'TFLOP/s':>8s} {'ours/stock':>10s} {'sweep4/1':>9s} {'4sep/sweep':>10s}")
+    from quiet import say, verdict
+
+    say(f"\n{'model':14s} {'tok/img':>9s} {'stock f/s':>10s} {'no-logit':>9s} {'+packed':>8s} {'TFLOP/s':>8s} {'ours f/s':>9s} "
+        f"{'TFLOP/s':>8s} {'ours/stock':>10s} {'sweep4/1':>9s} {'4sep/sweep':>10s}")
     for r in results:
         pk = r["stock_packed_attention_frames_per_s"]
-        print(f"{r['model']:14s} {r['tokens_per_frame']:4d}/{r['image_tokens_per_frame']:<4d} {r['stock_frames_per_s']:10.1f} "
-              f"{r['stock_no_logits_frames_per_s']:9.1f} {pk if pk is not None else float('nan'):8.1f} "
-              f"{r['stock_tflops']:8.1f} {r['ours_frames_per_s']:9.1f} {r['ours_tflops']:8.1f} {r['ours_vs_stock']:9.2f}x "
-              f"{r['sweep_vs_one']:8.2f}x {r['separate_vs_sweep']:9.2f}x")
+        say(f"{r['model']:14s} {r['tokens_per_frame']:4d}/{r['image_tokens_per_frame']:<4d} {r['stock_frames_per_s']:10.1f} "
+            f"{r['stock_no_logits_frames_per_s']:9.1f} {pk if pk is not None else float('nan'):8.1f} "
+            f"{r['stock_tflops']:8.1f} {r['ours_frames_per_s']:9.1f} {r['ours_tflops']:8.1f} {r['ours_vs_stock']:9.2f}x "
+            f"{r['sweep_vs_one']:8.2f}x {r['separate_vs_sweep']:9.2f}x")
+    judged = device.type == "cuda"
+    why = "" if judged else "--smoke: tiny random shapes on CPU check the script, not speed"
+    goals = {"qwen25-vl-7b": (2.0, "floor to call it a gain: 1.3x"), "molmo-8b": (0.95, "")}
+    for r in results:
+        if r["model"] in goals:
+            floor, note = goals[r["model"]]
+            verdict(f"{r['model']}: our embed path >= {floor}x the stock forward", f"{r['ours_vs_stock']:.2f}x",
+                    r["ours_vs_stock"] >= floor if judged else None, why or note)
+        verdict(f"{r['model']}: 4-prompt sweep <= 1.5x one prompt", f"{r['sweep_vs_one']:.2f}x",
+                r["sweep_vs_one"] <= 1.5 if judged else None, why)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "embed_gpu.json").write_text(json.dumps(dict(device=gpu, torch=torch.__version__,

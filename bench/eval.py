@@ -34,6 +34,7 @@ from pipeline.tasks import resolve_tasks  # noqa: E402
 from policy.fit import Standardiser  # noqa: E402
 from policy.nets import MLP, ImagePolicy, seeded  # noqa: E402
 from policy.rollout import Controller, RolloutJob, rollout_spec, run_job  # noqa: E402
+from quiet import say, verdict  # noqa: E402
 
 
 def plain_loop(spec: EpisodeSpec, rollouts: int, steps: int) -> tuple[int, float]:
@@ -99,11 +100,13 @@ def main() -> None:
     base = nb / tb
     rows = [("plain render loop (baseline)", nb, tb), ("rollouts, policy in the loop, 1 worker", n1, t1),
             ("rollouts, policy in the loop, 2 workers", n2, t2)]
-    print(f"\neval rollout benchmark: {len(spec.tasks)} tasks x {args.rollouts} rollouts x {args.steps} steps, "
-          f"{spec.resolution}px {spec.quality}, policy at {args.img_size}px, {os.cpu_count()} cores")
-    print(f"{'path':<42} {'frames':>7} {'seconds':>8} {'frames/s':>9} {'vs plain':>9}")
+    say(f"\neval rollout benchmark: {len(spec.tasks)} tasks x {args.rollouts} rollouts x {args.steps} steps, "
+        f"{spec.resolution}px {spec.quality}, policy at {args.img_size}px, {os.cpu_count()} cores")
+    say(f"{'path':<42} {'frames':>7} {'seconds':>8} {'frames/s':>9} {'vs plain':>9}")
     for name, n, t in rows:
-        print(f"{name:<42} {n:>7} {t:>8.1f} {n / t:>9.1f} {(n / t) / base:>8.2f}x")
+        say(f"{name:<42} {n:>7} {t:>8.1f} {n / t:>9.1f} {(n / t) / base:>8.2f}x")
+    verdict("rollouts with the policy in the loop vs plain rendering, 1 worker", f"{(n1 / t1) / base:.2f}x", None,
+            "no goal set; the ratio is the result")
     if args.json:
         args.json.write_text(json.dumps([dict(zip(("path", "frames", "seconds"), r)) for r in rows], indent=1))
 

@@ -258,14 +258,24 @@ def main() -> None:
                 t_ens = work / fit_ours(configs, store, accelerator, precision, args.warmup, mode).steps_per_s
                 rows.append((f"{m} models as one ensemble ({mode})", f"{t_ens:.2f} s", ""))
                 rows.append(("  ensemble / one model", f"{t_ens / t_one:.2f}x", "goal on GPU <= 3x" if mode == "vmap" else ""))
+                if mode == "vmap":
+                    vmap_vs_one = t_ens / t_one
                 rows.append(("  speed-up vs sequential", f"{t_seq / t_ens:.2f}x", ""))
 
+    from quiet import say, verdict
+
     dev = torch.cuda.get_device_name() if args.device == "cuda" else f"CPU, {torch.get_num_threads()} threads"
-    print(f"\nLAM training benchmark ({dev}; batch {args.batch_size}, {args.img_size} px, target {args.target}, "
-          f"z {args.latent_dim}, {args.steps} steps with {args.warmup} warm-up; data path: median of {args.repeats})")
+    say(f"\nLAM training benchmark ({dev}; batch {args.batch_size}, {args.img_size} px, target {args.target}, "
+        f"z {args.latent_dim}, {args.steps} steps with {args.warmup} warm-up; data path: median of {args.repeats})")
     w = max(len(r[0]) for r in rows) + 2
     for name, value, note in rows:
-        print(f"{name:<{w}}{value:>16}   {note}")
+        say(f"{name:<{w}}{value:>16}   {note}")
+    data_path = ours.steps_per_s / plain.steps_per_s
+    verdict("data path >= 0.9x a preallocated batch (a / c)", f"{data_path:.3f}", data_path >= 0.9)
+    if args.members > 0:
+        gpu = args.device == "cuda"
+        verdict(f"{args.members} models as one vmapped ensemble <= 3x the time of one", f"{vmap_vs_one:.2f}x",
+                vmap_vs_one <= 3 if gpu else None, "" if gpu else "a GPU goal; on CPU `loop` is the default ensemble")
 
 
 if __name__ == "__main__":

@@ -108,16 +108,25 @@ def main() -> None:
     stock, packed = (min(runs[k], key=lambda r: r["s"]) | {"attn_s": min(r["attn_s"] for r in runs[k])} for k in runs)
     diff = float((packed["out"] - stock["out"]).abs().max() / stock["out"].abs().max())
 
+    from quiet import say, verdict
+
     full = sum(1 for i in range(args.depth) if i % 8 == 7)
-    print(f"\nQwen2.5-VL-7B-shaped vision tower, depth {args.depth}{' (7B: 32)' if args.depth != 32 else ''} "
+    say(f"\nQwen2.5-VL-7B-shaped vision tower, depth {args.depth}{' (7B: 32)' if args.depth != 32 else ''} "
           f"({args.depth - full} windowed + {full} full blocks), {n} x 224 px images = {n * 256} patches, "
           f"{args.dtype} on {args.device}, {args.threads} thread(s), random weights; packed modules: {patched}")
-    print(f"{'attention':10s} {'forward ms':>11s} {'in attention ms':>16s} {'SDPA calls':>11s}")
+    say(f"{'attention':10s} {'forward ms':>11s} {'in attention ms':>16s} {'SDPA calls':>11s}")
     for name, r in (("stock", stock), ("packed", packed)):
-        print(f"{name:10s} {1e3 * r['s']:11.1f} {1e3 * r['attn_s']:16.1f} {r['sdpa']:11d}")
-    print(f"{'stock/packed':10s} {stock['s'] / packed['s']:10.2f}x {stock['attn_s'] / packed['attn_s']:15.2f}x "
-          f"{stock['sdpa'] / packed['sdpa']:10.1f}x")
-    print(f"max |packed - stock| / max |stock| = {diff:.2e}")
+        say(f"{name:10s} {1e3 * r['s']:11.1f} {1e3 * r['attn_s']:16.1f} {r['sdpa']:11d}")
+    say(f"{'stock/packed':10s} {stock['s'] / packed['s']:10.2f}x {stock['attn_s'] / packed['attn_s']:15.2f}x "
+        f"{stock['sdpa'] / packed['sdpa']:10.1f}x")
+    say(f"max |packed - stock| / max |stock| = {diff:.2e}")
+    exact = args.dtype == "float32"
+    verdict("packed attention gives stock's output (max relative difference <= 1e-5)", f"{diff:.1e}",
+            diff <= 1e-5 if exact else None, "" if exact else f"{args.dtype} rounds differently; judged in float32")
+    speed = stock["s"] / packed["s"]
+    verdict("packed attention speeds the tower up on a GPU (stock/packed > 1.0x)", f"{speed:.2f}x",
+            speed > 1.0 if device.type == "cuda" else None,
+            "" if device.type == "cuda" else "a GPU goal, run by bench/gpu_checks.sh; on a CPU the matmuls dominate")
 
 
 if __name__ == "__main__":

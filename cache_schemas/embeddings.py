@@ -51,7 +51,7 @@ class EmbeddingSpec:
     processor_kw: str = ""  # canonical JSON of image-processor overrides (e.g. a low-resolution view)
 
     def layer_tag(self) -> str:
-        return "L" + "_".join(str(x) for x in self.layers)
+        return layer_tag(self.layers)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "EmbeddingSpec":
@@ -59,6 +59,11 @@ class EmbeddingSpec:
         for k in ("prompts", "layers", "quirks"):
             d[k] = tuple(d.get(k, ()))
         return cls(**d)
+
+
+def layer_tag(layers: tuple[int, ...]) -> str:
+    """The layer part of a store folder name: `L-1`, or `L-1_-8` for several layers."""
+    return "L" + "_".join(str(x) for x in layers)
 
 
 def embedding_fingerprint(spec: EmbeddingSpec, parent_fingerprint: str) -> str:

@@ -42,10 +42,11 @@ class ScienceResult:
         return all(c["ok"] for c in self.checks)
 
     def table(self) -> str:
-        lines = [f"{'target':<14}{'mean R²':>9}{'min':>8}{'max':>8}   per seed ({', '.join(map(str, self.seeds))})"]
+        w = max(14, *(len(t) + 2 for t in self.r2))  # embedding rows carry long names
+        lines = [f"{'target':<{w}}{'mean R²':>9}{'min':>8}{'max':>8}   per seed ({', '.join(map(str, self.seeds))})"]
         for t, vals in self.r2.items():
             v = np.asarray(vals)
-            lines.append(f"{t:<14}{v.mean():>9.3f}{v.min():>8.3f}{v.max():>8.3f}   " + " ".join(f"{x:.3f}" for x in v))
+            lines.append(f"{t:<{w}}{v.mean():>9.3f}{v.min():>8.3f}{v.max():>8.3f}   " + " ".join(f"{x:.3f}" for x in v))
         for c in self.checks:
             lines.append(f"{'PASS' if c['ok'] else 'FAIL'}: {c['better']} {c['mean_better']:.3f} > "
                          f"{c['worse']} {c['mean_worse']:.3f} + {self.margin} (wins {c['wins']}/{len(self.seeds)} seeds)")

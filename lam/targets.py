@@ -99,12 +99,49 @@ def resolve_embedding(ref: str, episodes: EpisodeStore, cache: str | os.PathLike
         raise TargetError(
             f"no embedding store matches alias {ref!r} for episode store {episodes.path} "
             f"({episodes.fingerprint[:12]}) under {embeddings_dir(cache)}{hint}. "
-            f"Known aliases: {', '.join(known) or 'none (run `vlm-lam embed` first)'}; "
-            f"or pass emb:<store path>."
+            f"Known aliases: {', '.join(known) or 'none'}; or pass emb:<store path>."
+            + (f" To make it: vlm-lam embed --vlm {parts[0]} --prompt {parts[1]} (make embed VLM={parts[0]} "
+               f"PROMPT={parts[1]})." if len(parts) >= 2 else "")
         )
     newest = max(mine, key=lambda p: (p / "zarr.json").stat().st_mtime)
     note = f"emb:{ref} -> {newest}" + (f" (newest of {len(mine)})" if len(mine) > 1 else "")
     return newest, note
+
+
+def embedding_targets(vlm: str | None, prompt: str | None, pooling: str | None = None,
+                      layer: str | None = None) -> list[str]:
+    """The `emb:` alias of each store `vlm-lam embed` writes for the same --vlm/--prompt options
+    (a comma list of prompts gives one per prompt), so training repeats the embed line: missing
+    options take embed's defaults; --pooling/--layer lengthen the alias only when given. Neither
+    --vlm nor --prompt: no embedding target ([])."""
+    from cache_schemas.embeddings import layer_tag
+    from pipeline.backbones import DEFAULT_VLM, get_backbone
+    from pipeline.pooling import check_pooling, default_pooling, parse_layers
+    from pipeline.prompts import DEFAULT_PROMPT, parse_prompts
+
+    if vlm is None and prompt is None:
+        if pooling is not None or layer is not None:
+            raise TargetError("--pooling/--layer name an embedding store: give --vlm and/or --prompt with them")
+        return []
+    backbone = get_backbone(vlm or DEFAULT_VLM)
+    if backbone.kind not in ("vlm", "encoder"):
+        raise TargetError(f"--vlm {vlm} is not an embedding backbone; use --target {backbone.name}")
+    prompt = prompt or DEFAULT_PROMPT
+    tail = []
+    if pooling is not None or layer is not None:
+        tail.append(check_pooling(pooling or default_pooling(prompt)))
+    if layer is not None:
+        tail.append(layer_tag(parse_layers(layer)))
+    return ["emb:" + ".".join([backbone.name, p.name, *tail]) for p in parse_prompts(prompt)]
+
+
+def choose_targets(target: str | None, emb: list[str], default: str) -> tuple[list[str], str | None]:
+    """What to train on: --target wins; else the embedding targets; else `default`. Returns the
+    targets and a note when --target overrode --vlm/--prompt."""
+    if target:
+        note = f"--target {target} wins over --vlm/--prompt ({', '.join(emb)})" if emb else None
+        return [target], note
+    return (emb or [default]), None
 
 
 # -- loading -------------------------------------------------------------------------------------

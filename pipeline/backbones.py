@@ -29,6 +29,9 @@ class Backbone:
     note: str = ""
 
 
+DEFAULT_VLM = "tiny-qwen25-vl"  # `embed --vlm` (and `train-lam --vlm`) when none is named: an offline twin
+
+
 class UnknownName(ValueError):
     """A registry name that does not exist; the message lists the valid ones."""
 

@@ -10,17 +10,22 @@ from typing import Optional
 
 import typer
 
+from .backbones import DEFAULT_VLM
+from .prompts import DEFAULT_PROMPT
+
 
 def _parse_layers(text: str) -> tuple[int, ...]:
+    from .pooling import parse_layers
+
     try:
-        return tuple(int(x) for x in text.split(",") if x.strip())
-    except ValueError:
-        raise typer.BadParameter(f"--layer takes integers separated by commas, got {text!r}") from None
+        return parse_layers(text)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
 
 
 def embed(
-    vlm: str = typer.Option("tiny-qwen25-vl", "--vlm", help="Backbone registry name (vlm-lam embed --list shows them)."),
-    prompt: str = typer.Option("none", "--prompt", help="Prompt name(s), comma-separated for a sweep; 'custom:<template>' last."),
+    vlm: str = typer.Option(DEFAULT_VLM, "--vlm", help="Backbone registry name (vlm-lam embed --list shows them)."),
+    prompt: str = typer.Option(DEFAULT_PROMPT, "--prompt", help="Prompt name(s), comma-separated for a sweep; 'custom:<template>' last."),
     pooling: Optional[str] = typer.Option(None, "--pooling", help="mean_image | mean_all | last | mean_text (default: last with a prompt, mean_image without)."),
     layer: str = typer.Option("-1", "--layer", help="Hidden-state index (negative allowed), or several: -1,-8."),
     prompt_position: str = typer.Option("after", "--prompt-position", help="Prompt after (image first) or before the image."),
@@ -64,7 +69,9 @@ def embed(
         if episodes is None:
             episodes = find_episode_store(preset or "demo", cache)
         if pooling is None:
-            pooling = "mean_image" if all(p.strip() == "none" for p in prompt.split(",")) else "last"
+            from .pooling import default_pooling
+
+            pooling = default_pooling(prompt)
         cfg = EmbedConfig(vlm=vlm, prompt=prompt, pooling=pooling, layers=_parse_layers(layer), position=prompt_position,
                           batch_size=batch_size, model_path=model_path, cache=str(cache) if cache else None, device=device,
                           dtype=dtype, num_workers=workers, share_prefix=not no_share_prefix,

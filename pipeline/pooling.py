@@ -28,6 +28,23 @@ def check_pooling(name: str) -> str:
     return name
 
 
+def default_pooling(prompt: str) -> str:
+    """`--pooling` when none is given: `last` (the token that has read the prompt) when any prompt of
+    a comma list is set, `mean_image` when every prompt is `none` (there is nothing to read)."""
+    return "mean_image" if all(p.strip() == "none" for p in prompt.split(",")) else "last"
+
+
+def parse_layers(text: str) -> tuple[int, ...]:
+    """`-1` or `-1,-8` -> hidden-state indices."""
+    try:
+        layers = tuple(int(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise ValueError(f"--layer takes integers separated by commas, got {text!r}") from None
+    if not layers:
+        raise ValueError("--layer needs at least one integer, e.g. -1")
+    return layers
+
+
 def pool(hidden: torch.Tensor, masks: TokenMasks, how: str) -> torch.Tensor:
     """(B, T, D) -> (B, D) in float32."""
     h = hidden.float()

@@ -21,6 +21,7 @@ PROMPTS: dict[str, str] = {
     "object": "Focus on the {object}.",
 }
 SLOTS = {"task", "name", "object"}
+DEFAULT_PROMPT = "none"  # `embed --prompt` (and `train-lam --prompt`) when none is named
 
 
 @dataclass(frozen=True)

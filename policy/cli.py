@@ -23,7 +23,8 @@ def _resolve_run(run: str, runs: Optional[Path]) -> Path:
 
 
 def eval_cmd(
-    run: str = typer.Argument(..., help="Run folder (or run id under --runs)."),
+    run: Optional[str] = typer.Argument(None, help="Run folder (or run id under --runs); none: every run under "
+                                        "--runs without a finished eval, one after another."),
     labelled: int = typer.Option(2, help="Labelled trajectories per task for the action decoder and BC."),
     rollouts: int = typer.Option(10, help="Rollouts per task and method."),
     max_steps: int = typer.Option(0, help="Rollout horizon (0 = the episode store's max_steps)."),
@@ -41,7 +42,8 @@ def eval_cmd(
     force: bool = typer.Option(False, help="Redo an eval that exists with another config."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
 ) -> None:
-    """Latent BC + action decoder (and BC baselines) rolled out in Distracting MetaWorld."""
+    """Latent BC + action decoder (and BC baselines) rolled out in Distracting MetaWorld.
+    Without RUN: every trained run under --runs that has no finished eval, then one table."""
     from .config import EvalConfig, EvalConfigError
     from .evaluate import EvalError, evaluate
 
@@ -52,26 +54,58 @@ def eval_cmd(
         cfg = EvalConfig(labelled=labelled, rollouts=rollouts, max_steps=max_steps,
                          methods=tuple(m.strip() for m in methods.split(",") if m.strip()),
                          policy_steps=policy_steps, decoder_steps=decoder_steps, batch_size=batch_size, seed=seed, split=split, gifs=gifs)
-        path = _resolve_run(run, runs)
+    except (EvalConfigError, ValueError, RuntimeError) as exc:
+        _fail(str(exc))
+
+    def one(path: Path) -> None:
         evaluate(path, cfg, runs=str(runs) if runs else None, workers=workers or os.cpu_count() or 1,
                  scheduler=scheduler, video_dir=distractor_videos, force=force, progress=not quiet, echo=typer.echo)
+
+    if run is None:
+        _eval_pending(cfg, one, runs, force)
+        return
+    path = _resolve_run(run, runs)
+    try:
+        one(path)
     except (EvalConfigError, EvalError, ValueError, RuntimeError) as exc:
         _fail(str(exc))
     typer.echo(f"results: {path / 'eval' / 'results.json'}")
 
 
+def _eval_pending(cfg, one, runs: Optional[Path], force: bool) -> None:
+    """Every run without a finished eval, in name order; one table; exit 2 if any failed."""
+    from cache_schemas.paths import runs_root
+
+    from .pending import FAILED, evaluate_pending, summary_table
+
+    root = runs_root(runs)
+    outcomes = evaluate_pending(root, cfg.to_dict(), one, force=force, echo=typer.echo)
+    if not outcomes:
+        _fail(f"no trained runs under {root}; train one with `vlm-lam train-lam` (or point --runs at the runs folder)")
+    typer.echo("\n" + summary_table(outcomes))
+    failed = [o for o in outcomes if o.status == FAILED]
+    if failed:
+        _fail(f"{len(failed)} of {len(outcomes)} run(s) failed to evaluate (their errors are above)")
+
+
 def report_cmd(
-    run_list: List[str] = typer.Argument(..., help="Run folders or run ids."),
+    run_list: Optional[List[str]] = typer.Argument(None, help="Run folders or run ids; none: every evaluated run under --runs."),
     out: Optional[Path] = typer.Option(None, help="Output folder (default reports/<name>)."),
     name: str = typer.Option("report", help="Report name (folder under reports/)."),
     runs: Optional[Path] = typer.Option(None, help="Runs root (default $VLMLAM_RUNS or ./runs)."),
 ) -> None:
     """Tables and plots across runs: probe R², success per task, by target/backbone/prompt/z."""
-    from cache_schemas.paths import DEFAULT_REPORTS
+    from cache_schemas.paths import DEFAULT_REPORTS, runs_root
 
+    from .pending import evaluated_runs
     from .report import build_report
 
-    paths = [_resolve_run(r, runs) for r in run_list]
+    paths = [_resolve_run(r, runs) for r in run_list or []]
+    if not run_list:
+        paths = evaluated_runs(runs_root(runs))
+        if not paths:
+            _fail(f"no evaluated runs under {runs_root(runs)}; run `vlm-lam eval` first (or name run folders)")
+        typer.echo(f"reporting {len(paths)} evaluated run(s) under {runs_root(runs)}")
     missing = [str(p) for p in paths if not p.is_dir()]
     if missing:
         _fail(f"no such run folder(s): {', '.join(missing)}")

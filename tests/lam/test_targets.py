@@ -1,27 +1,8 @@
 import numpy as np
 import pytest
 
-from cache_schemas.embeddings import EmbeddingSpec, EmbeddingStore, embedding_store_path
+from lam_helpers import make_embeddings
 from lam.targets import TargetError, load_target, normalise
-
-
-def make_embeddings(episodes, cache, *, prompt="ignore_distractors", dim=6, parent=None, seed=0):
-    """A complete embeddings/1 store for `episodes` (values: a fixed random projection of the state)."""
-    spec = EmbeddingSpec(vlm="fake", hub_id="none", revision="0", dtype="float32", prompt=prompt,
-                         prompts=("p",) * len(episodes.tasks), prompt_position="after", pooling="mean_image",
-                         layers=(-1,), image_size=16, dim=dim, weights_digest=str(seed))
-    parent = parent or episodes.fingerprint
-    path = embedding_store_path(spec, parent, cache)
-    es = EmbeddingStore.create(path, spec, parent_fingerprint=parent, n_frames=episodes.n_frames,
-                               chunk_frames=episodes.chunk_frames)
-    states = episodes.array("states")[:]
-    proj = np.random.default_rng(seed).normal(size=(states.shape[1], dim))
-    values = states @ proj
-    for c in range(es.n_chunks):
-        lo, hi = es.chunk_range(c)
-        es.write_chunk(c, values[lo:hi])
-    es.finalize()
-    return es
 
 
 def test_normalise_keeps_constant_dimensions_finite():

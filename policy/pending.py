@@ -1,0 +1,126 @@
+"""Which runs under a runs root are trained, evaluated, or still waiting for an eval; and
+`vlm-lam eval` with no run: evaluate every waiting one, in name order, then one table.
+
+It knows a run only by its files (`config.json` of a `train-lam` run, `done`, and
+`eval/config.json` + `eval/results.json`), so it never depends on how `evaluate` works inside:
+the caller passes the function that evaluates one run. Each run's eval resumes on its own; an
+interrupted loop, started again, skips what finished and resumes the run it was in.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from cache_schemas.fingerprint import canonical_json
+
+# What the loop found or did for one run.
+UNTRAINED = "training not finished"
+EVALUATED = "evaluated"
+EVALUATED_BEFORE = "already evaluated"
+OTHER_CONFIG = "evaluated with other options (--force redoes it)"
+FAILED = "failed"
+
+
+def is_run(path: Path) -> bool:
+    """A `train-lam` run folder (not the shared `baselines/` folder, not a report or a stray file)."""
+    from lam.rundir import RUN_SCHEMA
+
+    cfg = path / "config.json"
+    if not cfg.is_file():
+        return False
+    try:
+        return json.loads(cfg.read_text()).get("schema") == RUN_SCHEMA
+    except (ValueError, AttributeError):
+        return False
+
+
+def run_folders(root: Path) -> list[Path]:
+    """Every run folder directly under `root`, in name order."""
+    return sorted(p for p in Path(root).iterdir() if p.is_dir() and is_run(p)) if Path(root).is_dir() else []
+
+
+def has_results(run: Path) -> bool:
+    return (run / "eval" / "results.json").is_file()
+
+
+def evaluated_runs(root: Path) -> list[Path]:
+    """The run folders under `root` that hold a finished eval, in name order."""
+    return [p for p in run_folders(root) if has_results(p)]
+
+
+def eval_state(run: Path, eval_config: dict[str, Any]) -> str | None:
+    """None when `run` waits for an eval with these options; else why it does not."""
+    if not (run / "done").exists():
+        return UNTRAINED
+    if not has_results(run):
+        return None
+    cfg_file = run / "eval" / "config.json"
+    old = json.loads(cfg_file.read_text()).get("eval") if cfg_file.is_file() else None
+    return EVALUATED_BEFORE if canonical_json(old) == canonical_json(eval_config) else OTHER_CONFIG
+
+
+@dataclass(frozen=True)
+class Outcome:
+    run: Path
+    status: str
+    detail: str = ""
+
+
+def evaluate_pending(
+    root: Path,
+    eval_config: dict[str, Any],
+    evaluate_one: Callable[[Path], Any],
+    *,
+    force: bool = False,
+    errors: tuple[type[BaseException], ...] = (ValueError, RuntimeError),
+    echo: Callable[[str], None] = print,
+) -> list[Outcome]:
+    """Evaluate every run under `root` without a finished eval for `eval_config` (with `force`, also
+    those evaluated with other options). A run that fails with one of `errors` is reported and
+    the loop goes on; anything else (a bug) stops it."""
+    runs = run_folders(root)
+    states = {run: eval_state(run, eval_config) for run in runs}
+    todo = [r for r in runs if states[r] is None or (force and states[r] == OTHER_CONFIG)]
+    if runs:
+        echo(f"{len(runs)} run(s) under {root}: {len(todo)} to evaluate")
+    out = []
+    for run in runs:
+        if run not in todo:
+            out.append(Outcome(run, states[run]))
+            continue
+        echo(f"[{todo.index(run) + 1}/{len(todo)}] {run}")
+        try:
+            evaluate_one(run)
+        except errors as exc:
+            echo(f"error: {run}: {exc}")
+            out.append(Outcome(run, FAILED, str(exc).splitlines()[0]))
+            continue
+        out.append(Outcome(run, EVALUATED))
+    return out
+
+
+def summary_table(outcomes: list[Outcome]) -> str:
+    """One line per run: target, probe R², success of each method evaluated, and what happened."""
+    from .report import BASELINE_LABELS, load_run
+
+    def success(overall: dict | None) -> str:
+        if overall is None:
+            return "-"
+        lo, hi = overall["ci95"]
+        return f"{overall['success_rate']:.2f} ({lo:.2f}-{hi:.2f})"
+
+    rows = []
+    for o in outcomes:
+        r = load_run(o.run)
+        latent = {"success_rate": r.success, "ci95": r.ci95} if r.success is not None and o.status != FAILED else None
+        base = {m: (r.baselines[m]["overall"] if m in r.baselines and o.status != FAILED else None) for m in BASELINE_LABELS}
+        status = o.status + (f": {o.detail}" if o.detail else "")
+        rows.append([r.run_id, r.target, "-" if r.probe_r2 is None else f"{r.probe_r2:.3f}", success(latent),
+                     *(success(b) for b in base.values()), status])
+    header = ["run", "target", "probe R²", "latent (95% CI)", *BASELINE_LABELS, "status"]
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
+    lines = ["  ".join(str(x).ljust(w) for x, w in zip(line, widths)).rstrip() for line in [header, *rows]]
+    return "\n".join(lines)
