@@ -160,7 +160,8 @@ def _write(store: EpisodeStore, root: Path, codec: Codec, opts: ExportOptions) -
     _json(root / STATS_PATH, st.to_json({k: st.merge([p[k] for p in ep_stats]) for k in ep_stats[0]}))
     roundtrip = {k: measure_roundtrip(root, store, v) for k, v in videos.items()}
     write_card(root, store, info, codec, opts, roundtrip)
-    return ExportResult(root, len(table), store.n_frames, {k: v.file_number + 1 for k, v in videos.items()}, roundtrip)
+    files = {k: len({f for f, _, _ in v.placed}) for k, v in videos.items()}
+    return ExportResult(root, len(table), store.n_frames, files, roundtrip)
 
 
 # -- frame-row columns -------------------------------------------------------------------------
