@@ -35,10 +35,6 @@ def how_made(store: EpisodeStore) -> list[str]:
             f"(content digest `{src.digest}`, camera `{src.camera}`, episodes `{src.episodes}`, {src.fps:g} fps), "
             f"frames centre-cropped and resized to {spec.resolution} px. It has no clean twin.",
         ]
-    d = spec.distractors
-    video = ("procedural videos generated from the seed" if d.video_source == "procedural"
-             else f"a video folder (content digest `{d.video_digest}`)")
-    kinds = ", ".join(d.kinds) or "none"
     return [
         f"- Tasks: {', '.join(spec.tasks)}; {spec.episodes_per_task} episodes per task, {store.n_frames} frames "
         f"at {store.fps:g} fps (MetaWorld's control rate).",
@@ -46,13 +42,26 @@ def how_made(store: EpisodeStore) -> list[str]:
         f"the first success plus {spec.success_margin} steps, at most {spec.max_steps}.",
         f"- Rendered at {spec.resolution} px, quality `{spec.quality}`, camera `{spec.camera}` pulled back "
         f"{spec.camera_pullback} m, seed {spec.seed}.",
-        f"- Distractors: {kinds}, composited into the background only (depth against a background plate); "
-        f"background videos: {video}, split `{d.split}`, opacity {d.opacity}; the correlated blob moves with the "
-        f"arm (gain {d.correlated_gain}, noise {d.correlated_noise}, size {d.correlated_size}).",
+        f"- {distractor_text(spec.distractors)}",
         "- `observation.images.clean` is the same render without distractors: the distractor-free twin of "
         "`observation.images.distracted`, frame for frame.",
         f"- Reproduce: `{collect_command(store)}`",
     ]
+
+
+def distractor_text(d) -> str:
+    if not d.kinds:
+        return "Distractors: none (the distracted and clean videos show the same frames)."
+    parts = [f"Distractors: {', '.join(d.kinds)}, composited into the background only (depth against a "
+             f"background plate), split `{d.split}`."]
+    if "video" in d.kinds:
+        source = ("procedural videos generated from the seed" if d.video_source == "procedural"
+                  else f"a video folder (content digest `{d.video_digest}`)")
+        parts.append(f"Background videos: {source}, opacity {d.opacity}.")
+    if "correlated" in d.kinds:
+        parts.append(f"A blob moves with the arm's velocity (gain {d.correlated_gain}, noise {d.correlated_noise}, "
+                     f"size {d.correlated_size}).")
+    return " ".join(parts)
 
 
 def collect_command(store: EpisodeStore) -> str:
@@ -62,7 +71,8 @@ def collect_command(store: EpisodeStore) -> str:
              f"--resolution {spec.resolution}", f"--seed {spec.seed}", f"--quality {spec.quality}",
              f"--max-steps {spec.max_steps}", f"--success-margin {spec.success_margin}",
              f"--action-noise {spec.action_noise}", f"--camera-pullback {spec.camera_pullback}",
-             f"--distractors {','.join(d.kinds) or 'none'}", f"--split {d.split}", f"--opacity {d.opacity}"]
+             f"--chunk-frames {spec.chunk_frames}", f"--distractors {','.join(d.kinds) or 'none'}",
+             f"--split {d.split}", f"--opacity {d.opacity}"]
     if d.video_source == "dir":
         parts.append("--distractor-videos DIR")
     return " ".join(parts)
