@@ -140,7 +140,9 @@ def layout_for(spec: EpisodeSpec | IngestSpec, n_frames: int, n_episodes: int | 
     n_episodes = spec.n_episodes if n_episodes is None else n_episodes
     state_dim = spec.state_dim if ingested else STATE_DIM
     arrays = (
-        ArraySpec("frames", "uint8", (r, r, 3)),
+        # Ingested frames were decoded from lossy video: zstd barely shrinks them (~1.1x at any
+        # level), so the fastest level keeps ingest's writes from costing more than its decoding.
+        ArraySpec("frames", "uint8", (r, r, 3), level=1 if ingested else 3),
         *(() if ingested else (ArraySpec("frames_clean", "uint8", (r, r, 3)),)),
         ArraySpec("actions", "float32", (spec.action_dim if ingested else ACTION_DIM,)),
         *((ArraySpec("states", "float32", (state_dim,)),) if state_dim else ()),
