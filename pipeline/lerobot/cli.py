@@ -35,7 +35,7 @@ def ingest_lerobot(
     object_: str = typer.Option("", "--object", help="What the {object} prompt slot says (the dataset does not say)."),
     chunk_frames: int = typer.Option(256, help="Frames per store chunk."),
     name: Optional[str] = typer.Option(None, help="Store name (default: the dataset folder's name)."),
-    workers: int = typer.Option(0, help="Decoding processes (0 = one per core)."),
+    workers: int = typer.Option(0, help="Decoding processes (0 = a quarter of the cores: each decoder runs threads of its own)."),
     scheduler: Optional[str] = typer.Option(None, help="Address of an existing dask scheduler."),
     out: Optional[Path] = typer.Option(None, help="Store path (default: <cache>/episodes/<name>.<fp12>)."),
     cache: Optional[Path] = typer.Option(None, help="Cache root (default $VLMLAM_CACHE or ./cache)."),
@@ -51,7 +51,8 @@ def ingest_lerobot(
 
         opts = IngestOptions(camera=camera, episodes=episodes, resolution=resolution, object=object_,
                              chunk_frames=chunk_frames, name=name, out=out, cache=cache,
-                             workers=workers or os.cpu_count() or 1, scheduler=scheduler, force=force, progress=not quiet)
+                             workers=workers or max(1, (os.cpu_count() or 1) // 4), scheduler=scheduler, force=force,
+                             progress=not quiet)
         store_path = ingest(path, opts)
         typer.echo(f"{store_path}  ({EpisodeStore.open(store_path).info['summary']})")
 

@@ -2,10 +2,11 @@
 
 Like collect, two phases. plan (driver): read metadata and parquet, check every video the
 selected episodes need (present, decodable, long enough), write the low-dimensional arrays once.
-decode (workers): work units are whole frame chunks; a worker decodes the frames of its chunk
-by timestamp (`video.VideoReader`) or from the parquet's image column, fits them to a square and
-writes the chunk. The driver alone writes the ledger, so a killed run resumes where it stopped
-and ends byte-identical to an uninterrupted one.
+decode (workers): a task is a run of consecutive whole frame chunks; a worker decodes each
+chunk's frames by timestamp (`video.VideoReader`) or from the parquet's image column, fits them
+to a square and writes the chunk while it decodes the next. The driver alone writes the ledger
+(when a run returns), so a killed run resumes where it stopped and ends byte-identical to an
+uninterrupted one.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from cache_schemas.paths import episode_store_path
 
 from .format import LeRobotError
 from .reader import STATE, EpisodeRef, EpisodeRows, LeRobotDataset, dataset_digest, open_dataset
-from .video import TOLERANCE_FPS, VideoReader, image_to_square, video_duration
+from .video import TOLERANCE_FPS, SquareFit, VideoReader, image_to_square, video_duration
 
 MAX_DEFAULT_RESOLUTION = 224  # default size: the camera's shorter side, at most this (a VLM's input size)
 
@@ -39,6 +40,7 @@ class IngestOptions:
     resolution: int | None = None
     object: str = ""
     chunk_frames: int = 256
+    run_chunks: int = 8  # chunks per worker task: the ledger's step; all but its last write overlap decoding
     name: str | None = None
     out: Path | None = None
     cache: Path | None = None
@@ -200,25 +202,44 @@ def _image_column(path: str, column: str):
     return col
 
 
-def decode_chunk(store_path: str, chunk: int, lo: int, segments: list[Segment], size: int, fps: float) -> int:
-    """Worker task: decode, fit and write one whole chunk of frames."""
-    n = sum(len(s.keys) for s in segments)
-    out = np.empty((n, size, size, 3), np.uint8)
+def decode_frames(segments: list[Segment], size: int, fps: float, threads: int = 0) -> np.ndarray:
+    """The frames of one chunk, decoded and fitted: uint8 (n, size, size, 3)."""
+    out = np.empty((sum(len(s.keys) for s in segments), size, size, 3), np.uint8)
+    fit = _cached(("fit", size), lambda: SquareFit(size))
     row = 0
     for seg in segments:
         part = out[row : row + len(seg.keys)]
         if seg.kind == "video":
-            _cached(("video", seg.path), lambda: VideoReader(Path(seg.path), fps)).read(seg.keys, size, part, seg.what)
+            reader = _cached(("video", seg.path), lambda: VideoReader(Path(seg.path), fps, threads))
+            reader.read(seg.keys, fit, part, seg.what)
         else:
             col = _cached(("image", seg.path, seg.column), lambda: _image_column(seg.path, seg.column))
             for i, r in enumerate(seg.keys):
                 data = col[int(r)].as_py()
                 if data is None:
                     raise LeRobotError(f"{seg.path}: {seg.what}, row {int(r)} holds no image bytes in {seg.column!r}")
-                part[i] = image_to_square(data, size, f"{seg.path} row {int(r)}")
+                part[i] = image_to_square(data, fit, f"{seg.path} row {int(r)}")
         row += len(seg.keys)
-    write_frame_rows(store_path, lo, out, None)
-    return chunk
+    return out
+
+
+def decode_run(store_path: str, run: list[tuple[int, int, list[Segment]]], size: int, fps: float,
+               threads: int = 0) -> list[int]:
+    """Worker task: consecutive chunks (chunk, first row, segments). Chunk i's write (zstd,
+    crc32c, file) runs in a thread while chunk i+1 decodes; returns once every chunk is on disk.
+    `threads`: decoder threads (0 = FFmpeg's choice, for a lone worker)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as writer:
+        pending = None
+        for _, lo, segments in run:
+            frames = decode_frames(segments, size, fps, threads)
+            if pending is not None:
+                pending.result()
+            pending = writer.submit(write_frame_rows, store_path, lo, frames, None)
+        if pending is not None:
+            pending.result()
+    return [chunk for chunk, _, _ in run]
 
 
 # --------------------------------------------------------------------------- driver
@@ -249,17 +270,19 @@ def ingest(root: Path | str, options: IngestOptions) -> Path:
         store.store.update_info(planned=True)
 
     done = store.store.done
-    todo = [c for c in range(store.n_chunks) if c not in done]
-    args = [(str(path), c, store.chunk_range(c)[0], segments_for(plan, starts, *store.chunk_range(c)),
-             plan.spec.resolution, plan.dataset.fps) for c in todo]
+    todo = [(c, store.chunk_range(c)[0], segments_for(plan, starts, *store.chunk_range(c)))
+            for c in range(store.n_chunks) if c not in done]
+    runs = [todo[i : i + options.run_chunks] for i in range(0, len(todo), options.run_chunks)]
+    threads = 0 if options.workers <= 1 or options.scheduler else max(1, (os.cpu_count() or 1) // options.workers)
+    args = [(str(path), run, plan.spec.resolution, plan.dataset.fps, threads) for run in runs]
     ex = Executor(options.workers, options.scheduler, preload=("pipeline.lerobot.ingest", "av"))
     bar = _progress(store.n_chunks, "ingest", options.progress)
     bar.update(store.n_chunks - len(todo))
     die_after = int(os.environ.get(DIE_AFTER_ENV, "0"))  # tests: a real kill -9 mid-run
     try:
-        for n, c in enumerate(ex.map_unordered(decode_chunk, args, spans=True), start=1):
-            store.store.mark_done([c])
-            bar.update(1)
+        for n, chunks in enumerate(ex.map_unordered(decode_run, args, spans=True), start=1):
+            store.store.mark_done(chunks)
+            bar.update(len(chunks))
             if die_after and n >= die_after:
                 os.kill(os.getpid(), 9)
         store.store.mark_complete()

@@ -131,17 +131,18 @@ def test_collected_store_fingerprints_are_unchanged():
 
 def test_resume_after_kill_9_is_byte_identical_and_workers_do_not_matter(v30, tmp_path):
     root, _ = v30
-    whole = ingest(root, opts(tmp_path / "whole"))
+    whole = ingest(root, opts(tmp_path / "whole", chunk_frames=1, run_chunks=3))  # other tasks: same bytes
     out = tmp_path / "killed"
 
     def cmd(workers: int) -> list[str]:
-        return [sys.executable, "-m", "pipeline.cli", "ingest", "lerobot", str(root), "--chunk-frames", "4",
+        return [sys.executable, "-m", "pipeline.cli", "ingest", "lerobot", str(root), "--chunk-frames", "1",
                 "--workers", str(workers), "--out", str(out), "--quiet"]
 
-    first = subprocess.run(cmd(1), env={**os.environ, "VLMLAM_TEST_KILL_AFTER_CHUNKS": "2"}, capture_output=True, text=True)
+    # 16 chunks of 1 frame, tasks of 8 chunks: killed once the first task is recorded
+    first = subprocess.run(cmd(1), env={**os.environ, "VLMLAM_TEST_KILL_AFTER_CHUNKS": "1"}, capture_output=True, text=True)
     assert first.returncode == -9, first.stderr[-2000:]
     partial = EpisodeStore.open(out, require_complete=False)
-    assert partial.store.done == {0, 1} and not partial.store.complete
+    assert partial.store.done == set(range(8)) and not partial.store.complete
     second = subprocess.run(cmd(2), capture_output=True, text=True)  # resumed on two decoding processes
     assert second.returncode == 0, second.stderr[-2000:]
     assert tree_bytes(out) == tree_bytes(whole)

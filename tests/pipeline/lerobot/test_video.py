@@ -5,7 +5,7 @@ import pytest
 
 from lerobot_data import FPS, centre, encode_mp4, episode_frames, identify
 from pipeline.lerobot.format import LeRobotError
-from pipeline.lerobot.video import CODECS, VideoReader, get_codec
+from pipeline.lerobot.video import CODECS, SquareFit, VideoReader, get_codec
 
 
 @pytest.fixture(scope="module")
@@ -19,7 +19,7 @@ def clip(tmp_path_factory):
 
 def read(reader, idx, size=32):
     out = np.empty((len(idx), size, size, 3), np.uint8)
-    reader.read(np.asarray(idx) / FPS, size, out, "test")
+    reader.read(np.asarray(idx) / FPS, SquareFit(size), out, "test")
     return out
 
 
