@@ -305,6 +305,7 @@ def _finished(path: Path, fingerprint: str) -> bool:
 
 def _open_or_create(path: Path, plan: Plan, options: IngestOptions) -> EpisodeStore:
     extra = {
+        "preset": options.name or plan.dataset.root.resolve().name,  # what `--preset NAME` finds it by
         "source_path": str(plan.dataset.root.resolve()),
         "robot_type": plan.dataset.info.get("robot_type"),
         "feature_names": {k: plan.dataset.features[k].get("names") for k in ("action", STATE) if k in plan.dataset.features},

@@ -76,12 +76,13 @@ class LeRobotDataset:
         return camera_keys(self.features)
 
     def camera(self, key: str | None) -> str:
-        """`key`, or the first camera when None; an unknown key lists the valid ones."""
+        """`key`, or the first video feature (else the first image feature) when None; an
+        unknown key lists the valid ones."""
         cams = self.cameras
         if not cams:
             raise LeRobotError(f"{self.root}: no video or image feature in meta/info.json; nothing to ingest")
         if key is None:
-            return cams[0]
+            return ([c for c in cams if self.features[c]["dtype"] == "video"] or cams)[0]
         if key not in cams:
             raise LeRobotError(f"{self.root}: no camera feature {key!r}; valid: {', '.join(cams)}")
         return key

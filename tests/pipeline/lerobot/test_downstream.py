@@ -3,6 +3,8 @@ the probe against the dataset's own actions, show) and what is refused with a cl
 (pixels-clean, {object} without --object, eval)."""
 
 import json
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,11 +12,20 @@ from typer.testing import CliRunner
 
 from cache_schemas import EpisodeStore
 from embed_helpers import twins  # noqa: F401
+from lam.config import LAMConfig
+from lam.train import train_configs
 from lerobot_data import write_v30
 from pipeline.cli import app
 from pipeline.lerobot.ingest import IngestOptions, ingest
 
 TASKS = ["pick up the red cube", "place it in the bin"]
+SMALL = dict(latent_dim=8, steps=10, batch_size=16, img_size=16, channels=(8, 16), hidden=32, pixel_target_size=8)
+
+
+def train_opts(tmp_path, cache):
+    from lam.train import TrainOptions
+
+    return TrainOptions(runs=str(tmp_path / "runs"), cache=str(cache), progress=False, accelerator="cpu")
 
 
 @pytest.fixture(scope="module")
@@ -26,25 +37,39 @@ def dataset(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def ingested(dataset, tmp_path_factory) -> EpisodeStore:
-    out = tmp_path_factory.mktemp("st") / "cubes"
-    return EpisodeStore.open(ingest(dataset, IngestOptions(out=out, resolution=16, progress=False)))
+def cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture(scope="module")
+def ingested(dataset, cache) -> EpisodeStore:
+    """Into the cache, named after the dataset folder: `--preset cubes` finds it."""
+    return EpisodeStore.open(ingest(dataset, IngestOptions(cache=cache, resolution=16, progress=False)))
 
 
 def test_train_lam_on_pixels_and_state_probes_the_datasets_actions(ingested, tmp_path):
-    from lam.config import LAMConfig
-    from lam.train import TrainOptions, train_configs
-
-    small = dict(latent_dim=8, steps=10, batch_size=16, img_size=16, channels=(8, 16), hidden=32, pixel_target_size=8)
-    opts = TrainOptions(runs=str(tmp_path / "runs"), cache=str(tmp_path / "cache"), progress=False, accelerator="cpu")
-    results = train_configs([LAMConfig(target="pixels", **small), LAMConfig(target="state", **{**small, "latent_dim": 4})],
-                            ingested, opts, echo=lambda s: None)
+    results = train_configs([LAMConfig(target="pixels", **SMALL), LAMConfig(target="state", **{**SMALL, "latent_dim": 4})],
+                            ingested, train_opts(tmp_path, tmp_path / "cache"), echo=lambda s: None)
     for res in results:
         probe = json.loads((res.path / "probe.json").read_text())
         assert set(probe["per_task"]) == {"pick-up-the-red-cube", "place-it-in-the-bin"}
         assert len(probe["r2_dims"]) == 2 and probe["n_test"] > 0  # the dataset's 2-d actions
     cfg = json.loads((results[1].path / "config.json").read_text())
     assert cfg["episodes"]["fingerprint"] == ingested.fingerprint
+
+
+def test_sweep_and_report_by_preset_name(ingested, cache, tmp_path):
+    runs = tmp_path / "runs"
+    r = CliRunner().invoke(app, ["sweep", "--grid", "latent_dim=4,8", "--target", "state", "--steps", "3", "--batch-size", "8",
+                                 "--img-size", "16", "--preset", "cubes", "--cache", str(cache), "--runs", str(runs),
+                                 "--quiet", "--accelerator", "cpu"])
+    assert r.exit_code == 0, r.output
+    done = sorted(p for p in runs.iterdir() if (p / "done").exists())
+    assert len(done) == 2
+    r = CliRunner().invoke(app, ["report", *map(str, done), "--out", str(tmp_path / "report")])
+    assert r.exit_code == 0, r.output
+    page = (tmp_path / "report" / "index.md").read_text()
+    assert all(p.name in page for p in done) and "pick-up-the-red-cube" in page  # the probe per task
 
 
 def test_pixels_clean_and_eval_are_refused(ingested, tmp_path):
@@ -63,25 +88,32 @@ def test_pixels_clean_and_eval_are_refused(ingested, tmp_path):
     assert "lerobot v3.0 dataset" in r.output and len(r.output.strip().splitlines()) == 1
 
 
-def test_embed_prompt_sweep_and_the_object_slot(twins, ingested, dataset, tmp_path):
+def test_embed_prompt_sweep_train_on_it_and_the_object_slot(twins, ingested, dataset, cache, tmp_path):
     from cache_schemas.embeddings import EmbeddingStore
     from lam.targets import load_target
     from pipeline.backbones import UnknownName
     from pipeline.embed import EmbedConfig, run_embed
 
     def cfg(prompt, **kw):
-        return EmbedConfig(vlm="tiny-qwen25-vl", prompt=prompt, pooling="mean_text", cache=str(tmp_path / "cache"),
+        return EmbedConfig(vlm="tiny-qwen25-vl", prompt=prompt, pooling="mean_text", cache=str(cache),
                            num_workers=0, progress=False, batch_size=8, **kw)
 
-    paths = run_embed(ingested.path, cfg("task,none"))
+    r = CliRunner().invoke(app, ["embed", "--preset", "cubes", "--cache", str(cache), "--vlm", "tiny-qwen25-vl",
+                                 "--prompt", "task,none", "--pooling", "mean_text", "--batch-size", "8", "--workers", "0"])
+    assert r.exit_code == 0, r.output
+    paths = [Path(m) for m in re.findall(rf"{re.escape(str(cache))}/embeddings/\S+", r.output)]  # (progress bars aside)
+    assert [p.name.split(".")[1] for p in paths] == ["task", "none"]
     st = EmbeddingStore.open(paths[0])
     assert st.store.spec["prompts"] == ["The robot's task: pick up the red cube.", "The robot's task: place it in the bin."]
     assert st.n_frames == ingested.n_frames and st.parent_fingerprint == ingested.fingerprint
     assert load_target(f"emb:{paths[0]}", ingested).values.shape[0] == ingested.n_frames
+    (res,) = train_configs([LAMConfig(target="emb:tiny-qwen25-vl.task", **SMALL)], ingested, train_opts(tmp_path, cache),
+                           echo=lambda s: None)
+    assert json.loads((res.path / "config.json").read_text())["target"]["fingerprint"] == st.fingerprint
     with pytest.raises(UnknownName, match=r"uses \{object\}, but task 'pick-up-the-red-cube' .* --object NAME"):
         run_embed(ingested.path, cfg("ignore_distractors"))
     r = CliRunner().invoke(app, ["embed", "--episodes", str(ingested.path), "--vlm", "tiny-qwen25-vl", "--prompt",
-                                 "ignore_distractors", "--cache", str(tmp_path / "cache")])
+                                 "ignore_distractors", "--cache", str(cache)])
     assert r.exit_code == 2 and "--object NAME" in r.output and "Traceback" not in r.output
     with_object = EpisodeStore.open(ingest(dataset, IngestOptions(out=tmp_path / "obj", resolution=16, object="cube", progress=False)))
     (p,) = run_embed(with_object.path, cfg("ignore_distractors"))
