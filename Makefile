@@ -88,6 +88,7 @@ bench: install
 	$(BIN)/python bench/vision_attention.py
 	$(BIN)/python bench/train_lam.py
 	$(BIN)/python bench/eval.py
+	$(BIN)/python bench/ingest.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache
