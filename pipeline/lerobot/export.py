@@ -113,6 +113,8 @@ def export(store_path: Path | str, out: Path | str, options: ExportOptions = Exp
     """Write the store as a LeRobot v3.0 dataset at `out` (refused if it exists, unless force)."""
     store = EpisodeStore.open(store_path)
     codec = get_codec(options.codec)
+    if store.spec.resolution % 2:
+        raise LeRobotError(f"{store.path} has {store.spec.resolution} px frames; yuv420p video needs an even size")
     out = Path(out)
     if out.exists():
         if options.force:

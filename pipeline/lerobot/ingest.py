@@ -176,6 +176,15 @@ _OPEN: OrderedDict = OrderedDict()  # per-process: the last few readers / image 
 _OPEN_MAX = 4
 
 
+def _file_key(path: str) -> tuple:
+    """A file by path and version: a worker of a long-lived cluster never reads a stale copy."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise LeRobotError(f"{path} is missing (it was there when the ingest was planned)") from None
+    return path, st.st_size, st.st_mtime_ns
+
+
 def _cached(key: tuple, make):
     if key in _OPEN:
         _OPEN.move_to_end(key)
@@ -210,10 +219,10 @@ def decode_frames(segments: list[Segment], size: int, fps: float, threads: int =
     for seg in segments:
         part = out[row : row + len(seg.keys)]
         if seg.kind == "video":
-            reader = _cached(("video", seg.path), lambda: VideoReader(Path(seg.path), fps, threads))
+            reader = _cached(("video", *_file_key(seg.path)), lambda: VideoReader(Path(seg.path), fps, threads))
             reader.read(seg.keys, fit, part, seg.what)
         else:
-            col = _cached(("image", seg.path, seg.column), lambda: _image_column(seg.path, seg.column))
+            col = _cached(("image", *_file_key(seg.path), seg.column), lambda: _image_column(seg.path, seg.column))
             for i, r in enumerate(seg.keys):
                 data = col[int(r)].as_py()
                 if data is None:
