@@ -112,20 +112,21 @@ def default_resolution(feature: dict) -> int:
 def task_table(episodes: list[EpisodeRef], obj: str) -> tuple[list[TaskInfo], np.ndarray]:
     """One TaskInfo per distinct task text (an episode's first task), in order of appearance.
     Names are slugs of the text; `{object}` is `obj` for every task ('' refuses that slot)."""
-    texts: list[str] = []
+    index: dict[str, int] = {}
     for ep in episodes:
-        text = ep.tasks[0] if ep.tasks else ""
-        if text not in texts:
-            texts.append(text)
+        index.setdefault(ep.tasks[0] if ep.tasks else "", len(index))
+    texts = list(index)
     names: list[str] = []
+    taken: set[str] = set()
     for i, text in enumerate(texts):
         base = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:48].rstrip("-") or f"task-{i}"
         name, k = base, 2
-        while name in names:
+        while name in taken:
             name, k = f"{base}-{k}", k + 1
         names.append(name)
+        taken.add(name)
     tasks = [TaskInfo(name=n, description=t, object=obj) for n, t in zip(names, texts)]
-    ep_task = np.array([texts.index(ep.tasks[0] if ep.tasks else "") for ep in episodes], np.int32)
+    ep_task = np.array([index[ep.tasks[0] if ep.tasks else ""] for ep in episodes], np.int32)
     return tasks, ep_task
 
 

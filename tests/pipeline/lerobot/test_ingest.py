@@ -215,3 +215,14 @@ def test_rows_that_do_not_match_the_episode_table(v30, tmp_path):
     pq.write_table(pq.read_table(data).slice(0, 14), data)  # episode 2 loses 2 of its 4 rows
     with pytest.raises(LeRobotError, match=r"file-000.parquet has 2 rows of episode 2; the episode table says 4"):
         ingest(root, opts(tmp_path / "s"))
+
+
+def test_task_names_are_unique_slugs_of_the_text():
+    from pipeline.lerobot.ingest import task_table
+    from pipeline.lerobot.reader import EpisodeRef
+
+    texts = ["Pick it!", "pick it", "", "Pick it!", "x" * 80]
+    tasks, ep_task = task_table([EpisodeRef(i, 3, (t,) if t else (), Path("d")) for i, t in enumerate(texts)], "")
+    assert [t.name for t in tasks] == ["pick-it", "pick-it-2", "task-2", "x" * 48]
+    assert [t.description for t in tasks] == ["Pick it!", "pick it", "", "x" * 80]
+    np.testing.assert_array_equal(ep_task, [0, 1, 2, 0, 3])
