@@ -211,7 +211,7 @@ demo: install
 # Each bench's table and one verdict line per goal; everything else the libraries print goes to
 # a log file whose path is printed at the end.
 bench: install
-	$(BIN)/python bench/run.py $(BENCHES) $(call opt,--log,$(BENCH_LOG))
+	$(BIN)/python bench/quiet.py $(BENCHES) $(call opt,--log,$(BENCH_LOG))
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -1,11 +1,11 @@
 """On-disk contracts: typed, versioned, fingerprinted Zarr stores (nothing else touches Zarr)."""
 
-from .episodes import DistractorSpec, EpisodeSpec, EpisodeStore, EpisodeTable, TaskInfo
+from .episodes import DistractorSpec, EpisodeSpec, EpisodeStore, EpisodeTable, IngestSpec, SourceSpec, TaskInfo
 from .fingerprint import canonical_json, fingerprint, spec_diff
 from .store import ArraySpec, Store, StoreError, StoreLayout, StoreMismatch, VerifyReport
 
 __all__ = [
-    "ArraySpec", "DistractorSpec", "EpisodeSpec", "EpisodeStore", "EpisodeTable", "Store",
-    "StoreError", "StoreLayout", "StoreMismatch", "TaskInfo", "VerifyReport", "canonical_json",
+    "ArraySpec", "DistractorSpec", "EpisodeSpec", "EpisodeStore", "EpisodeTable", "IngestSpec", "SourceSpec",
+    "Store", "StoreError", "StoreLayout", "StoreMismatch", "TaskInfo", "VerifyReport", "canonical_json",
     "fingerprint", "spec_diff",
 ]

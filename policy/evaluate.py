@@ -199,6 +199,7 @@ def evaluate(
 
     run = RunInfo.load(run_path)
     store = run.episodes()
+    store.require_simulator("eval (policy rollouts)")
     labelled_episodes(store, cfg.labelled)  # fail before any training
     lam = run.lam
     methods = list(cfg.methods)
