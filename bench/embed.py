@@ -4,14 +4,19 @@
    against a naive loop (processor + stock forward per frame, batch 1), frames/s, same run.
 2. The share of the pipeline's wall time spent outside the model forward (goal < 10%).
 3. A sweep of 4 prompts in one pass (shared image prefix) against 4 separate passes.
+4. Ranks: `vlm-lam embed` as 1 process against 2 CPU ranks through accelerate's launcher
+   (`--num-processes 2`), next to what this machine itself gives two processes (two plain
+   forward loops side by side, each on half the frames, released together: the ceiling), and
+   the launcher's start-up cost (2 ranks over finished stores minus 1 process over them).
 
-    .venv/bin/python bench/embed.py [--frames 256] [--vlm tiny-qwen25-vl] [--batch 16]
+    .venv/bin/python bench/embed.py [--frames 256] [--vlm tiny-qwen25-vl] [--batch 16] [--rank-frames 1024]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -54,8 +59,9 @@ def timed_embed(eps_path, cfg):
     return loop[0], fwd[0], loop[-1] - first[0], fwd[0] - first[1]
 
 
-def naive(eps, vlm: str, prompt_text: str, n: int) -> float:
-    """Processor + stock forward per frame (batch 1, all layers, logits): seconds for n frames."""
+def naive(eps, vlm: str, prompt_text: str, n: int, frames=None) -> float:
+    """Processor + stock forward per frame (batch 1, all layers, logits): seconds for the first n
+    frames (or for the frame indices `frames`)."""
     import torch
 
     from pipeline.backbones import get_backbone
@@ -64,7 +70,7 @@ def naive(eps, vlm: str, prompt_text: str, n: int) -> float:
 
     ld = load_backbone(get_backbone(vlm))
     head, tail = chat_parts(ld.processor, "after")
-    frames = eps.array("frames")[:n]
+    frames = eps.array("frames")[:n] if frames is None else eps.array("frames")[:][list(frames)]
     t = time.perf_counter()
     with torch.inference_mode():
         for f in frames:
@@ -72,6 +78,78 @@ def naive(eps, vlm: str, prompt_text: str, n: int) -> float:
             out = ld.model(**x, output_hidden_states=True)
             out.hidden_states[-1][:, -1].float().numpy()
     return time.perf_counter() - t
+
+
+def cli_embed(eps_path, cache: Path, args, processes: int) -> float:
+    """Wall seconds of a fresh `vlm-lam embed` (one torch thread per rank, no DataLoader worker:
+    each rank is one busy process), `processes` > 1 through accelerate's launcher."""
+    cmd = [sys.executable, "-m", "pipeline.cli", "embed", "--vlm", args.vlm, "--prompt", "task", "--pooling", "last",
+           "--episodes", str(eps_path), "--cache", str(cache), "--batch-size", str(args.batch), "--workers", "0"]
+    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads), PYTHONPATH=str(ROOT),
+               HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+    t = time.perf_counter()
+    subprocess.run(cmd + (["--num-processes", str(processes)] if processes > 1 else []), env=env, check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.perf_counter() - t
+
+
+def _plain_part(eps_path, vlm, threads, frames, start, results) -> None:
+    """One side-by-side plain loop: the naive forward over the frame indices `frames`."""
+    import torch
+
+    torch.set_num_threads(threads)
+    from cache_schemas.episodes import EpisodeStore
+
+    eps = EpisodeStore.open(eps_path)
+    naive(eps, vlm, "warm", 2)
+    start.wait()
+    results.put((len(frames), naive(eps, vlm, "pick up the puck", eps.n_frames, frames)))
+
+
+def plain_side_by_side(eps_path, vlm: str, threads: int, procs: int, stride: int) -> tuple[int, float]:
+    """`procs` plain loops in fresh processes, loop k on frames k, k + stride, ..., released
+    together once warm: (frames in all, the slowest loop's seconds)."""
+    import multiprocessing as mp
+
+    from cache_schemas.episodes import EpisodeStore
+
+    n = EpisodeStore.open(eps_path).n_frames
+    ctx = mp.get_context("spawn")
+    start, results = ctx.Barrier(procs + 1), ctx.Queue()
+    parts = [list(range(k, n, stride)) for k in range(procs)]
+    ps = [ctx.Process(target=_plain_part, args=(str(eps_path), vlm, threads, part, start, results)) for part in parts]
+    for p in ps:
+        p.start()
+    start.wait()
+    out = [results.get() for _ in ps]
+    for p in ps:
+        p.join()
+    return sum(f for f, _ in out), max(t for _, t in out)
+
+
+def rank_rows(args, tmp: Path) -> list[tuple[str, float, str]]:
+    """1 process vs 2 ranks through accelerate's launcher, the machine's 2-process ceiling, the
+    launcher's start-up seconds (rows for the table)."""
+    from factories import make_episode_store
+
+    eps = make_episode_store(tmp / "ranks", episodes_per_task=max(1, args.rank_frames // 64), length=32,
+                             resolution=args.resolution, chunk_frames=32)
+    n = eps.n_frames
+    warm = make_episode_store(tmp / "warm", episodes_per_task=1, length=8, resolution=args.resolution, chunk_frames=4)
+    cli_embed(warm.path, tmp / "warm", args, 2)  # file cache and twin warm: the first launch reads torch from disk
+    t1 = cli_embed(eps.path, tmp / "r1", args, 1)
+    t2 = cli_embed(eps.path, tmp / "r2", args, 2)
+    s1 = cli_embed(eps.path, tmp / "r1", args, 1)  # finished stores: start-up and shut-down only
+    s2 = cli_embed(eps.path, tmp / "r2", args, 2)
+    f1, p1 = plain_side_by_side(eps.path, args.vlm, args.threads, 1, 4)  # a quarter of the frames, one loop
+    f2, p2 = plain_side_by_side(eps.path, args.vlm, args.threads, 2, 8)  # the same quarter, split over two
+    ceiling = (f2 / p2) / (f1 / p1)
+    return [
+        (f"vlm-lam embed, 1 process ({n} frames, incl. start-up)", n / t1, "1.00x"),
+        ("vlm-lam embed, 2 ranks via accelerate's launcher", n / t2, f"{t1 / t2:.2f}x"),
+        ("2 plain forward loops side by side (this machine's ceiling)", float("nan"), f"{ceiling:.2f}x"),
+        ("launcher start-up: 2 ranks - 1 process over finished stores (s)", s2 - s1, ""),
+    ]
 
 
 def main() -> None:
@@ -82,6 +160,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--rank-frames", type=int, default=1024, help="frames of the 1-process vs 2-rank rows")
     args = ap.parse_args()
     import torch
 
@@ -124,6 +203,16 @@ def main() -> None:
     print(f"{'prompt sweep: 4 separate passes':58s} {4 * n / sep:10.1f}")
     print(f"{'sweep cost: one pass / 4 passes':58s} {sweep_loop / sep:10.2f}x")
     print(f"{'sweep cost: one pass / one prompt (goal <= 1.5x on GPU)':58s} {sweep_loop / loop:10.2f}x")
+
+    rows = rank_rows(args, tmp)
+    print(f"\nranks: {args.vlm}, {os.cpu_count()} cores, {args.threads} torch thread(s) per rank, no DataLoader worker")
+    print(f"{'path':66s} {'frames/s':>9s} {'vs 1 proc':>9s}")
+    for name, value, ratio in rows[:3]:
+        print(f"{name:66s} {'' if value != value else f'{value:9.1f}':>9s} {ratio:>9s}")
+    name, seconds, _ = rows[3]
+    print(f"{name:66s} {seconds:8.1f}s")
+    print("  2 ranks reach {:.0%} of the machine's own 2-process ceiling".format(
+        float(rows[1][2][:-1]) / float(rows[2][2][:-1])))
 
 
 if __name__ == "__main__":
