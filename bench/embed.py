@@ -109,21 +109,12 @@ def _plain_part(eps_path, vlm, threads, frames, start, results) -> None:
 def plain_side_by_side(eps_path, vlm: str, threads: int, procs: int, stride: int) -> tuple[int, float]:
     """`procs` plain loops in fresh processes, loop k on frames k, k + stride, ..., released
     together once warm: (frames in all, the slowest loop's seconds)."""
-    import multiprocessing as mp
+    from side_by_side import run_side_by_side
 
     from cache_schemas.episodes import EpisodeStore
 
     n = EpisodeStore.open(eps_path).n_frames
-    ctx = mp.get_context("spawn")
-    start, results = ctx.Barrier(procs + 1), ctx.Queue()
-    parts = [list(range(k, n, stride)) for k in range(procs)]
-    ps = [ctx.Process(target=_plain_part, args=(str(eps_path), vlm, threads, part, start, results)) for part in parts]
-    for p in ps:
-        p.start()
-    start.wait()
-    out = [results.get() for _ in ps]
-    for p in ps:
-        p.join()
+    out = run_side_by_side(_plain_part, [(str(eps_path), vlm, threads, list(range(k, n, stride))) for k in range(procs)])
     return sum(f for f, _ in out), max(t for _, t in out)
 
 

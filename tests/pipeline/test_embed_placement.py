@@ -44,19 +44,8 @@ def test_a_device_map_split_over_cpu_and_disk_gives_the_plain_vectors(twins, tmp
     """`--max-memory cpu=<90% of the cut model>` makes accelerate's auto map put the first
     blocks on the CPU and the rest on disk; the stores equal a plain run byte for byte, the cut
     blocks are in no map, and the offload folder is gone afterwards."""
-    from pipeline.backbones import get_backbone
-    from pipeline.vlm import load_backbone
-
     eps = episode_store_factory(episodes_per_task=1, length=6, chunk_frames=4)
-    cut = load_backbone(get_backbone("tiny-qwen25-vl"), layers=(2,)).model
-    budget = int(0.9 * sum(p.numel() * p.element_size() for p in cut.parameters()))
-    maps = []
-
-    def spy(*a, **kw):
-        ld = load_backbone(*a, **kw)
-        maps.append(getattr(ld.model, "hf_device_map", None))
-        return ld
-
+    budget, spy, maps = _split_budget_and_spy()
     plain = _run(eps, tmp_path / "plain", layers=(2,), batch_size=3)
     split = _run(eps, tmp_path / "split", spy, layers=(2,), batch_size=3, max_memory=f"cpu={budget}")
     (device_map,) = maps
@@ -65,6 +54,23 @@ def test_a_device_map_split_over_cpu_and_disk_gives_the_plain_vectors(twins, tmp
     assert not any(k.endswith((".layers.2", ".layers.3")) for k in device_map)  # never built, never placed
     assert split == plain
     assert not any((tmp_path / "split" / "offload").iterdir())
+
+
+def _split_budget_and_spy():
+    """(90% of the twin's size once cut to layer 2: a budget that leaves its last block out, a
+    loader recording each model's device map, the maps it recorded)."""
+    from pipeline.backbones import get_backbone
+    from pipeline.vlm import load_backbone
+
+    cut = load_backbone(get_backbone("tiny-qwen25-vl"), layers=(2,)).model
+    maps = []
+
+    def spy(*a, **kw):
+        ld = load_backbone(*a, **kw)
+        maps.append(getattr(ld.model, "hf_device_map", None))
+        return ld
+
+    return int(0.9 * sum(p.numel() * p.element_size() for p in cut.parameters())), spy, maps
 
 
 def test_placement_options_are_checked_before_any_weights_load(tmp_path, episode_store_factory, monkeypatch):
@@ -146,3 +152,16 @@ def test_out_of_memory_even_at_batch_1_is_a_clear_error(twins, tmp_path, episode
         with pytest.raises(EmbedError, match=r"out of memory even at batch 1 \(chunk 0\): try --device-map auto"):
             _run(eps, tmp_path / "c", loader, layers=(2,), batch_size=4, prompt="task")
     assert seen == [4, 2, 1]
+
+
+@pytest.mark.gpu
+def test_a_device_map_split_over_gpu_and_cpu_gives_the_single_gpu_vectors(twins, tmp_path, episode_store_factory):
+    """On a GPU: the first blocks on cuda:0, the rest offloaded to CPU RAM (run on cuda:0 block
+    by block): hidden states come back from several devices; the stores equal a one-GPU run."""
+    eps = episode_store_factory(episodes_per_task=1, length=6, chunk_frames=4)
+    budget, spy, maps = _split_budget_and_spy()
+    plain = _run(eps, tmp_path / "plain", layers=(2,), batch_size=3, device="cuda")
+    split = _run(eps, tmp_path / "split", spy, layers=(2,), batch_size=3, max_memory=f"0={budget},cpu=1GiB")
+    (device_map,) = maps
+    assert {0, "cpu"} <= set(device_map.values()), device_map
+    assert split == plain
