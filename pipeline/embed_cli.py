@@ -78,6 +78,9 @@ def embed(
     if int(os.environ.get("RANK", 0)) == 0:  # accelerate's PartialState exported it
         for p in paths:
             typer.echo(str(p))
+    from accelerate import PartialState
+
+    PartialState().destroy_process_group()  # every rank is done (the last barrier); NCCL wants it explicit
 
 
 def _launch(n: int, argv: list[str]) -> int:
