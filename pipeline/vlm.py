@@ -217,7 +217,10 @@ def cut_config(config, kind: str, layers: tuple[int, ...]) -> int | None:
     full = getattr(sub, "num_hidden_layers", None)
     if not isinstance(full, int):
         return None
-    keep = kept_blocks(normalize_layers(tuple(layers), full))
+    try:
+        keep = kept_blocks(normalize_layers(tuple(layers), full))
+    except ValueError:  # out of range: the embedder says which index, in its own words
+        return None
     if keep >= full:
         return None
     sub.num_hidden_layers = keep

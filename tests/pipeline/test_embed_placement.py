@@ -38,6 +38,9 @@ def test_loading_builds_only_the_blocks_the_layers_need(twins, capfd):
         Embedder(ld, layers=(-1,), pooling="last", position="after", prompts=[["x"]], device=torch.device("cpu"))
     full = load_backbone(get_backbone("tiny-qwen25-vl"), layers=(2, -1))
     assert (text_stack(full.model.model).depth, full.full_depth) == (4, None)
+    with pytest.raises(ValueError, match=r"layer 9 out of range for a model with 4 blocks \(valid: -5..4\)"):
+        Embedder(load_backbone(get_backbone("tiny-qwen25-vl"), layers=(9,)), layers=(9,), pooling="last",
+                 position="after", prompts=[["x"]], device=torch.device("cpu"))
 
 
 def test_a_device_map_split_over_cpu_and_disk_gives_the_plain_vectors(twins, tmp_path, episode_store_factory):
