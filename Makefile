@@ -136,6 +136,7 @@ science: install
 
 # --- stage one: embed (pipeline/embed.py) ---
 # make embed VLM=molmo PROMPT=ignore_distractors [POOLING=last LAYER=-1 BATCH=32 MODEL_PATH=DIR NUM_PROCESSES=8]
+#   [DEVICE_MAP=auto MAX_MEMORY=0=70GiB,cpu=200GiB]: one model over several GPUs
 # Collects the PRESET's episode store first when it is missing (collect is resumable and idempotent),
 # unless STORE names an episode store. PROMPT=a,b,c embeds a prompt sweep in one pass.
 VLM ?=
@@ -149,10 +150,13 @@ EMBED_WORKERS ?=
 DTYPE ?=
 DEVICE ?=
 IMAGE_KW ?=
+DEVICE_MAP ?=
+MAX_MEMORY ?=
 EMBED_OPTS := $(CACHE_OPT) $(call opt,--vlm,$(VLM)) $(call opt,--prompt,$(PROMPT)) $(call opt,--pooling,$(POOLING)) \
   $(call opt,--layer,$(LAYER)) $(call opt,--prompt-position,$(PROMPT_POSITION)) $(call opt,--batch-size,$(BATCH)) \
   $(call opt,--model-path,$(MODEL_PATH)) $(call opt,--num-processes,$(NUM_PROCESSES)) \
   $(call opt,--workers,$(EMBED_WORKERS)) $(call opt,--dtype,$(DTYPE)) $(call opt,--device,$(DEVICE)) \
+  $(call opt,--device-map,$(DEVICE_MAP)) $(call opt,--max-memory,$(MAX_MEMORY)) \
   $(if $(strip $(IMAGE_KW)),--image-kw '$(IMAGE_KW)')
 
 .PHONY: embed
