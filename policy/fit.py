@@ -71,13 +71,15 @@ def fit(model: nn.Module, x_of: Callable[[torch.Tensor], torch.Tensor], y: torch
         augment_pad: int = 0, log_every: int = 50, eval_every: int = 250, desc: str = "fit",
         progress: bool = True) -> Curve:
     """Adam on MSE for `steps` minibatches of `train` samples (`x_of(idx)` -> inputs, `y[idx]` ->
-    targets); random-shift augmentation of image inputs when `augment_pad` > 0."""
+    targets), learning rate cosine-annealed to 0; random-shift augmentation of image inputs when
+    `augment_pad` > 0."""
     import time
 
     from tqdm.auto import tqdm
 
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
     train_t = torch.as_tensor(np.asarray(train, np.int64))
     held_t = torch.as_tensor(np.asarray(heldout, np.int64)) if heldout is not None and len(heldout) else None
     curve = Curve()
@@ -92,6 +94,7 @@ def fit(model: nn.Module, x_of: Callable[[torch.Tensor], torch.Tensor], y: torch
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        schedule.step()
         last = step == steps - 1
         if step % log_every == 0 or last:
             curve.step.append(step)
