@@ -49,6 +49,9 @@ class EmbeddingSpec:
     weights_digest: str = ""  # set for local snapshots/twins whose identity is not a hub revision
     quirks: tuple[str, ...] = ()
     processor_kw: str = ""  # canonical JSON of image-processor overrides (e.g. a low-resolution view)
+    # which resize ran ("torchvision", "torch-interpolate" where torchvision is missing, "pil",
+    # "custom:<class>"): implementations differ in the last bits of the pixels, so in the bytes
+    image_resize: str = ""
 
     def layer_tag(self) -> str:
         return layer_tag(self.layers)

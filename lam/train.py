@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 import os
 from collections import OrderedDict
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -148,18 +149,36 @@ def train_configs(
     groups: OrderedDict[tuple, list[int]] = OrderedDict()
     for i, job in enumerate(jobs):
         if job.run.done and not opts.retrain:
-            results[i] = RunResult(job.run.path.name, job.run.path, job.cfg, job.run.read_probe(), skipped=True)
-            echo(f"{job.run.path.name}: already trained (probe R² {results[i].probe['r2']:.3f}); skipping")
+            results[i] = skipped(job, echo)
+            if writer:
+                job.run.record_locations()
             continue
         groups.setdefault(job.cfg.shape_key(), []).append(i)
 
     for members in groups.values():
-        trained = train_group([jobs[i] for i in members], episodes, frames, opts, echo, writer)
+        with ExitStack() as held:
+            if writer:  # one writer per run folder: a second sweep waits here, then finds them done
+                for i in sorted(members, key=lambda i: str(jobs[i].run.path)):
+                    held.enter_context(jobs[i].run.lock())
+                for i in [i for i in members if jobs[i].run.done and not opts.retrain]:
+                    results[i] = skipped(jobs[i], echo)
+                    members = [m for m in members if m != i]
+                for i in members:
+                    jobs[i].run.clean()
+            if not members:
+                continue
+            trained = train_group([jobs[i] for i in members], episodes, frames, opts, echo, writer)
         if trained is None:  # a non-zero DDP rank: rank 0 writes the run folders
             continue
         for i, res in zip(members, trained):
             results[i] = res
     return [results[i] for i in range(len(jobs)) if i in results]
+
+
+def skipped(job: Job, echo: Callable[[str], None]) -> RunResult:
+    res = RunResult(job.run.path.name, job.run.path, job.cfg, job.run.read_probe(), skipped=True)
+    echo(f"{job.run.path.name}: already trained (probe R² {res.probe['r2']:.3f}); skipping")
+    return res
 
 
 def _silent(_: str) -> None:

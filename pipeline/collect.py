@@ -235,9 +235,18 @@ def _progress(total: int, desc: str, enabled: bool):
 
 
 def collect(spec: EpisodeSpec, options: CollectOptions) -> Path:
-    """Create (or resume) the episode store for `spec`; returns its path."""
+    """Create (or resume) the episode store for `spec`; returns its path. One writer per store:
+    a second collect of the same store waits for the first (a lock beside the store names its
+    holder), then finds it complete."""
+    from cache_schemas.locks import WriterLock, lock_path_for
+
     validate_spec(spec)
     path = store_path_for(spec, options)
+    with WriterLock(lock_path_for(path), what=f"episode store {path}"):
+        return _collect(spec, options, path)
+
+
+def _collect(spec: EpisodeSpec, options: CollectOptions, path: Path) -> Path:
     tasks = [task_info(t) for t in spec.tasks]
     video_dir = str(options.video_dir) if options.video_dir else None
     if spec.distractors.video_source == "dir" and "video" in spec.distractors.kinds and not video_dir:
@@ -267,6 +276,9 @@ def collect(spec: EpisodeSpec, options: CollectOptions) -> Path:
             existing = EpisodeStore(store)
             if existing.store.complete:
                 return path
+            from cache_schemas.atomic import clean_partials
+
+            clean_partials(path)  # chunk writes a kill interrupted (zarr's *.partial files)
 
     spec_json = _spec_json(spec)
     ex = Executor(options.workers, options.scheduler, preload=("pipeline.collect", "metaworld"))

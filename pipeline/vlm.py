@@ -25,6 +25,40 @@ class BackboneUnavailable(RuntimeError):
     """Weights cannot be loaded (offline, no snapshot): one clear message, no traceback wall."""
 
 
+class WeightsMismatch(BackboneUnavailable):
+    """The checkpoint does not match the class it is loaded into (missing, unexpected or
+    reshaped tensors beyond what the family drops on purpose)."""
+
+
+def check_weights(backbone: Backbone, info: dict, source: str) -> None:
+    """Weights load whole: transformers' loading info must hold no missing, unexpected or
+    mismatched tensor, apart from the family's DROPPED_WEIGHTS. Else one error naming them."""
+    import re
+
+    from .backbones import DROPPED_WEIGHTS
+
+    dropped = DROPPED_WEIGHTS.get(backbone.family, {})
+
+    def kept(names, kind: str) -> list[str]:
+        allowed = dropped.get(kind, ())
+        return sorted(str(n) for n in names if not any(re.search(p, str(n)) for p in allowed))
+
+    missing = kept(info.get("missing_keys", ()), "missing")
+    unexpected = kept(info.get("unexpected_keys", ()), "unexpected")
+    mismatched = sorted(str(m[0] if isinstance(m, (tuple, list)) else m) for m in info.get("mismatched_keys", ()))
+    if not (missing or unexpected or mismatched):
+        return
+
+    def some(names: list[str]) -> str:
+        return ", ".join(names[:6]) + (f" (+{len(names) - 6} more)" if len(names) > 6 else "")
+
+    parts = [f"{label} {len(n)}: {some(n)}" for label, n in
+             (("missing", missing), ("unexpected", unexpected), ("shape mismatch", mismatched)) if n]
+    raise WeightsMismatch(f"the weights at {source} do not match {backbone.name}'s model class "
+                          f"({'; '.join(parts)}); refusing to run with partly random weights. Check "
+                          f"--model-path (a snapshot of {backbone.hub_id or backbone.family}?)")
+
+
 @dataclass
 class Loaded:
     backbone: Backbone
@@ -131,11 +165,14 @@ def load_backbone(backbone: Backbone, *, model_path: str | None = None, cache: A
                 cls = getattr(transformers, arch.replace("Model", "VisionModel"), cls)
             if cls is None:
                 cls = transformers.AutoModelForImageTextToText if backbone.kind == "vlm" else transformers.AutoModel
-            model = cls.from_pretrained(source, dtype=dtype, **kw)
+            model, info = cls.from_pretrained(source, dtype=dtype, output_loading_info=True, **kw)
+            check_weights(backbone, info, source)
             if backbone.kind == "vlm":
                 processor = _processor_from(source, **kw)
             else:
                 processor = transformers.AutoImageProcessor.from_pretrained(source, **kw)
+    except WeightsMismatch:
+        raise
     except ImportError as exc:  # a family's optional dependency (SmolVLM needs num2words, say)
         raise BackboneUnavailable(f"cannot load {backbone.name}: {exc}".strip()) from None
     except (OSError, ValueError) as exc:
@@ -392,7 +429,10 @@ def _load_molmo_v1(source: str, dtype: torch.dtype, kw: dict) -> tuple[nn.Module
     pinned revision), wrapped as MolmoV1 / MolmoV1Processor."""
     from transformers import AutoModelForCausalLM, AutoProcessor
 
-    remote = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, **kw)
+    from .backbones import get_backbone
+
+    remote, info = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, output_loading_info=True, **kw)
+    check_weights(get_backbone("molmo-v1"), info, source)
     proc = MolmoV1Processor(AutoProcessor.from_pretrained(source, **kw))
     return MolmoV1(remote, proc.image_token_id), proc
 

@@ -29,7 +29,7 @@ def _files(store: Path) -> dict[str, bytes]:
 
 
 def _stores(cache: Path) -> dict[str, dict[str, bytes]]:
-    return {p.name: _files(p) for p in sorted((cache / "embeddings").iterdir())}
+    return {p.name: _files(p) for p in sorted((cache / "embeddings").iterdir()) if p.is_dir()}
 
 
 CFG = dict(vlm="tiny-qwen25-vl", prompt="task,ignore_distractors", pooling="mean_text", layers=(2, -1), batch_size=3,
@@ -69,7 +69,7 @@ def test_kill_9_then_rerun_gives_identical_bytes(twins, tmp_path, reference_run,
     from cache_schemas.embeddings import EmbeddingStore
     from cache_schemas.store import Store
 
-    stores = [EmbeddingStore(Store.open(p)) for p in sorted((cache / "embeddings").iterdir())]
+    stores = [EmbeddingStore(Store.open(p)) for p in sorted((cache / "embeddings").iterdir()) if p.is_dir()]  # a killed run leaves its .lock beside
     done_before = [s.done_chunks() for s in stores]
     assert all(not s.store.complete for s in stores) and any(done_before)
     # rerun in-process and record which chunks it computes
