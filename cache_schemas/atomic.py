@@ -22,6 +22,7 @@ import uuid
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
+from . import killpoints
 from .errors import with_path
 
 TMP_SUFFIX = ".tmp"
@@ -65,6 +66,7 @@ def atomic_path(path: Path | str) -> Iterator[Path]:
     try:
         yield tmp
         fsync_file(tmp)
+        killpoints.reached("atomic.before_rename")
         os.replace(tmp, path)
     except OSError as exc:
         tmp.unlink(missing_ok=True)

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from . import killpoints
 from .fingerprint import fingerprint
 from .paths import embeddings_dir, store_name
 from .store import ArraySpec, Store, StoreError, StoreLayout, TypedStore
@@ -200,6 +201,7 @@ class EmbeddingStore(TypedStore):
         self._emb_writer[lo:hi] = values.astype(np.float16)
         self._progress.mkdir(exist_ok=True)
         (self._progress / str(chunk)).touch()
+        killpoints.reached("embed.chunk")
 
     def finalize(self) -> None:
         """Driver only, after every writer is done: stats, ledger, complete; markers removed."""
@@ -215,6 +217,7 @@ class EmbeddingStore(TypedStore):
         mean, std = finalize_stats(total)
         self.store.array("mean")[:] = mean
         self.store.array("std")[:] = std
+        killpoints.reached("embed.finalize")
         self.store.mark_done(range(self.n_chunks))
         self.store.mark_complete()
         shutil.rmtree(self._progress, ignore_errors=True)

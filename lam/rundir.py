@@ -3,12 +3,16 @@
 Files: `config.json` (identity + facts eval needs), `checkpoint.safetensors` (IDM + FDM),
 `metrics.csv` (step, loss), `latents.safetensors` (z of every transition and the rows it
 belongs to), `probe.json`, and `done` (written last: a folder without it is an interrupted run).
-Every file is written atomically (a file that exists is whole). A folder whose identity differs
-from the request is refused, never overwritten.
+Every file is written atomically (a file that exists is whole). `done` holds the sha256 of every
+other file, and readers check it (`read_verified`): a flipped, truncated or deleted file of a
+finished run is named, never used. A folder whose identity differs from the request is
+refused, never overwritten.
 
 Identity is what the run was trained on, by fingerprint: the episode store's and the target
 store's fingerprints, never their paths, so a moved or copied cache keeps every run folder
-valid. The paths are kept in config.json as where the stores were last seen.
+valid. config.json keeps the paths as where the stores were when the run trained (a hint:
+`cache_schemas.listing.locate_store` finds a store by fingerprint where the path is stale);
+a finished run's files are never rewritten.
 """
 
 from __future__ import annotations
@@ -34,8 +38,20 @@ from .config import LAMConfig
 RUN_SCHEMA = "lam-run/1"
 
 
+DONE_SCHEMA = "lam-run-done/1"
+VERIFIED = ("config.json", "checkpoint.safetensors", "metrics.csv", "latents.safetensors", "probe.json")
+
+
 class RunConflict(RuntimeError):
     """A run folder exists with another identity."""
+
+
+class RunDamaged(RunConflict):
+    """A file of a finished run is missing, unreadable, or not what `done` recorded."""
+
+    def __init__(self, path: Path, problem: str):
+        super().__init__(f"run folder {path.parent}: {path.name} {problem}; the run folder is damaged: train it "
+                         f"again with --retrain (or delete {path.parent})")
 
 
 # Where a store was (paths) and how an alias resolved: recorded in config.json, never compared.
@@ -82,11 +98,7 @@ class RunDir:
         path = run_path(run_id, runs)
         cfg_file = path / "config.json"
         if cfg_file.exists():
-            try:
-                old = json.loads(cfg_file.read_text())
-            except ValueError as exc:
-                raise RunConflict(f"{cfg_file} is not valid JSON ({exc}); the folder is damaged: delete it "
-                                  f"(or choose another --run id) and train again") from None
+            old = read_json(path, "config.json")
             old_ident = comparable(old, ident)
             if canonical_json(old_ident) != canonical_json(comparable(ident)):
                 diffs = "\n  ".join(spec_diff(old_ident, comparable(ident)))
@@ -94,6 +106,8 @@ class RunDir:
                     f"run folder {path} holds another config; refusing to overwrite it.\n  {diffs}\n"
                     f"Choose another --run id, or delete the folder."
                 )
+        elif (path / "done").exists():
+            raise RunDamaged(cfg_file, "is missing")
         elif path.exists() and any(path.iterdir()):
             raise RunConflict(f"{path} exists and is not a run folder; refusing to write into it")
         if create:
@@ -112,18 +126,6 @@ class RunDir:
     def clean(self) -> None:
         """Drop leftovers of writes a kill interrupted (only while holding the lock)."""
         clean_partials(self.path)
-
-    def record_locations(self) -> bool:
-        """Rewrite config.json's store paths when the stores moved (a copied cache, another
-        $VLMLAM_CACHE): the run stays the same run, and its config says where its stores are now.
-        Returns whether anything changed."""
-        cfg_file = self.path / "config.json"
-        old = json.loads(cfg_file.read_text())
-        new = {**old, "episodes": self.ident["episodes"], "target": self.ident["target"]}
-        if canonical_json(new) == canonical_json(old):
-            return False
-        write_json(cfg_file, new, sort_keys=True)
-        return True
 
     def write_config(self, extra: dict[str, Any]) -> None:
         (self.path / "done").unlink(missing_ok=True)
@@ -150,28 +152,73 @@ class RunDir:
         write_json(self.path / "probe.json", result)
 
     def mark_done(self) -> None:
-        write_text(self.path / "done", "")
+        """Written last: the digest of every file, so readers can tell a damaged one."""
+        digests = {name: file_digest(self.path / name) for name in VERIFIED}
+        write_json(self.path / "done", {"schema": DONE_SCHEMA, "sha256": digests}, sort_keys=True)
 
     def read_probe(self) -> dict[str, Any]:
-        try:
-            return json.loads((self.path / "probe.json").read_text())
-        except (OSError, ValueError) as exc:
-            raise RunConflict(f"run folder {self.path} is marked done but its probe.json is unreadable ({exc}); "
-                              f"train it again with --retrain") from None
+        return read_json(self.path, "probe.json")
+
+    def verify(self) -> None:
+        """Every file `done` lists is there and unchanged (raises RunDamaged)."""
+        for name in VERIFIED:
+            read_verified(self.path, name)
+
+
+def file_digest(file: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(file.read_bytes()).hexdigest()
+
+
+def recorded_digests(run: Path | str) -> dict[str, str]:
+    """What `done` recorded ({} for a run not finished, or finished before digests were kept)."""
+    try:
+        body = json.loads((Path(run) / "done").read_text() or "{}")
+    except FileNotFoundError:
+        return {}
+    except ValueError:
+        raise RunDamaged(Path(run) / "done", "is not valid JSON") from None
+    return body.get("sha256", {}) if isinstance(body, dict) else {}
+
+
+def read_verified(run: Path | str, name: str) -> bytes:
+    """The bytes of a run file, checked against the digest `done` recorded. Every reader of a run
+    folder (train-lam, eval, report) goes through this: a damaged file raises RunDamaged."""
+    file = Path(run) / name
+    try:
+        data = file.read_bytes()
+    except FileNotFoundError:
+        raise RunDamaged(file, "is missing") from None
+    want = recorded_digests(run).get(name)
+    if want is not None:
+        import hashlib
+
+        if hashlib.sha256(data).hexdigest() != want:
+            raise RunDamaged(file, "does not match the digest recorded when the run finished (flipped or truncated bytes)")
+    return data
+
+
+def read_json(run: Path | str, name: str) -> Any:
+    """A verified JSON file of a run folder (config.json, probe.json)."""
+    data = read_verified(run, name)
+    try:
+        return json.loads(data)
+    except ValueError as exc:
+        raise RunDamaged(Path(run) / name, f"is not valid JSON ({exc})") from None
 
 
 def load_latents(path: Path | str) -> dict[str, np.ndarray]:
-    """The latents of a finished run: {'z', 'rows', 'future_rows'} as numpy arrays. A damaged
-    file raises RunConflict naming it (never a bare safetensors message)."""
-    from safetensors.numpy import load_file
-
-    return load_run_file(Path(path) / "latents.safetensors", load_file)
+    """The latents of a finished run: {'z', 'rows', 'future_rows'} as numpy arrays, verified: a
+    damaged file raises RunDamaged naming it (never a bare safetensors message)."""
+    return load_safetensors_verified(path, "latents.safetensors")
 
 
-def load_run_file(file: Path, loader) -> Any:
-    """`loader(file)` with a damaged or missing file reported as one RunConflict line."""
+def load_safetensors_verified(run: Path | str, name: str) -> dict[str, np.ndarray]:
+    from safetensors.numpy import load
+
+    data = read_verified(run, name)
     try:
-        return loader(str(file))
+        return load(data)
     except Exception as exc:  # noqa: BLE001 - safetensors raises its own error types
-        raise RunConflict(f"{file} is unreadable ({type(exc).__name__}: {' '.join(str(exc).split())[:120]}); "
-                          f"the run folder is damaged: train it again with --retrain") from None
+        raise RunDamaged(Path(run) / name, f"is unreadable ({type(exc).__name__}: {' '.join(str(exc).split())[:120]})") from None

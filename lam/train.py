@@ -13,7 +13,7 @@ from typing import Any, Callable, Mapping
 
 import torch
 
-from cache_schemas import EpisodeStore, StoreError
+from cache_schemas import EpisodeStore, StoreError, killpoints
 from cache_schemas.paths import episodes_dir
 
 from .config import LAMConfig
@@ -150,8 +150,6 @@ def train_configs(
     for i, job in enumerate(jobs):
         if job.run.done and not opts.retrain:
             results[i] = skipped(job, echo)
-            if writer:
-                job.run.record_locations()
             continue
         groups.setdefault(job.cfg.shape_key(), []).append(i)
 
@@ -176,6 +174,7 @@ def train_configs(
 
 
 def skipped(job: Job, echo: Callable[[str], None]) -> RunResult:
+    job.run.verify()  # a finished run whose files were damaged is said so, not reported as trained
     res = RunResult(job.run.path.name, job.run.path, job.cfg, job.run.read_probe(), skipped=True)
     echo(f"{job.run.path.name}: already trained (probe R² {res.probe['r2']:.3f}); skipping")
     return res
@@ -228,6 +227,7 @@ def train_group(jobs: list[Job], episodes: EpisodeStore, frames: FrameCache, opt
         log_every_n_steps=cfg.log_every,
         num_sanity_val_steps=0,
     )
+    killpoints.reached("train.fit")
     trainer.fit(module, train_dataloaders=step_loader())
     if not trainer.is_global_zero or not writer:
         return None

@@ -20,7 +20,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from cache_schemas import DistractorSpec, EpisodeSpec, EpisodeStore, EpisodeTable
+from cache_schemas import DistractorSpec, EpisodeSpec, EpisodeStore, EpisodeTable, killpoints
 from cache_schemas.episodes import write_frame_rows
 from cache_schemas.paths import episode_store_path
 
@@ -109,6 +109,15 @@ def with_video_dir(spec: EpisodeSpec, video_dir: Path | None) -> EpisodeSpec:
 
     dist = replace(spec.distractors, video_source="dir", video_digest=folder_digest(Path(video_dir)))
     return replace(spec, distractors=dist)
+
+
+def newest_store(preset: str, cache: Path | str | None = None) -> Path | None:
+    """The newest complete episode store collected with `--preset preset` (None if there is none)."""
+    from cache_schemas.listing import find_stores
+    from cache_schemas.paths import episodes_dir
+
+    found = [s for s in find_stores(episodes_dir(cache), "episodes/") if s.info.get("preset") == preset and s.complete]
+    return max(found, key=lambda s: (s.path / "zarr.json").stat().st_mtime).path if found else None
 
 
 def store_path_for(spec: EpisodeSpec, options: CollectOptions) -> Path:
@@ -302,6 +311,7 @@ def _collect(spec: EpisodeSpec, options: CollectOptions, path: Path) -> Path:
             store.write_episode_table(table)
             store.write_lowdim(lowdim)
             store.store.update_info(planned=True)
+            killpoints.reached("collect.created")
 
         done = store.store.done
         todo = [c for c in range(store.n_chunks) if c not in done]
@@ -314,6 +324,7 @@ def _collect(spec: EpisodeSpec, options: CollectOptions, path: Path) -> Path:
         die_after = int(os.environ.get(DIE_AFTER_ENV, "0"))  # tests: a real kill -9 mid-run
         for n, c in enumerate(ex.map_unordered(render_chunk, args, spans=True), start=1):
             store.store.mark_done([c])
+            killpoints.reached("collect.chunk")
             bar.update(1)
             if die_after and n >= die_after:
                 os.kill(os.getpid(), 9)

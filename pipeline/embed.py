@@ -273,13 +273,15 @@ def _embed_chunks(eps, stores, done, mine, emb, cfg, bb, ranks) -> None:
                     prefetch_factor=4 if cfg.num_workers else None, collate_fn=_same)
     bar = tqdm(total=sum(eps.chunk_range(c)[1] - eps.chunk_range(c)[0] for c in mine), unit="frame",
                desc=f"embed {bb.name}" + (f" rank {ranks.rank}" if ranks.rank else ""), disable=not cfg.progress, leave=False)
-    with _Prefetch(dl, first=lambda: ds[0], pin=emb.device.type == "cuda") as items, _Writer(eps, stores, done) as writer:
-        for item in items:
-            ranks.check()
-            out = emb.forward(item.inputs, task_of[item.lo:item.hi])  # (P, B, D) float32, maybe still running
-            writer.put(item.chunk, item.lo, item.hi, _HostCopy(out))
-            bar.update(item.hi - item.lo)
-    bar.close()
+    try:  # the bar goes before any error line is printed
+        with _Prefetch(dl, first=lambda: ds[0], pin=emb.device.type == "cuda") as items, _Writer(eps, stores, done) as writer:
+            for item in items:
+                ranks.check()
+                out = emb.forward(item.inputs, task_of[item.lo:item.hi])  # (P, B, D) float32, maybe still running
+                writer.put(item.chunk, item.lo, item.hi, _HostCopy(out))
+                bar.update(item.hi - item.lo)
+    finally:
+        bar.close()
 
 
 def _same(batch):
