@@ -108,7 +108,32 @@ def save_safetensors(path: Path | str, tensors: Mapping[str, Any], metadata: Map
         from safetensors.torch import save_file
     with atomic_path(path) as tmp:
         save_file(dict(tensors), str(tmp), metadata=dict(metadata) if metadata else None)
+        _sort_metadata(tmp)
     return Path(path)
+
+
+def _sort_metadata(file: Path) -> None:
+    """safetensors writes its metadata keys in hash order, which changes from process to process:
+    two runs that computed the same tensors would write different bytes. Rewrite the header with
+    the keys sorted (same length, in place), when re-serialising reproduces safetensors' own text."""
+    import struct
+
+    with open(file, "r+b") as f:
+        (n,) = struct.unpack("<Q", f.read(8))
+        raw = f.read(n)
+        text = raw.rstrip(b" ")
+        header = json.loads(text)
+        meta = header.get("__metadata__")
+        if not meta or len(meta) < 2:
+            return
+        dump = lambda h: json.dumps(h, separators=(",", ":"), ensure_ascii=False).encode()  # noqa: E731
+        if dump(header) != text:  # not the serialisation we can reproduce: leave it as written
+            return
+        header["__metadata__"] = dict(sorted(meta.items()))
+        new = dump(header)
+        if len(new) == len(text):
+            f.seek(8)
+            f.write(new)
 
 
 def is_partial(name: str) -> bool:

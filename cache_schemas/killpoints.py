@@ -5,7 +5,8 @@ several entries are comma-separated. Unset (always, outside tests), `reached` is
 The count lives in the variable itself (decremented on each pass), so each process counts its own
 passes; child processes inherit what is left.
 
-Points: `atomic.before_rename` (a temporary file is written, not yet renamed), `collect.chunk`
+Points: `atomic.before_rename` (a temporary file is written, not yet renamed), `store.created`
+(a new store's arrays and attrs exist, nothing else), `collect.plan` (an episode simulated), `collect.chunk`
 (the ledger records a rendered chunk), `collect.created` (store allocated, nothing written),
 `embed.chunk` (a chunk and its marker are written), `embed.finalize` (statistics written, ledger
 not yet complete), `train.log` (a training log step), `train.fit` (data loaded, about to train).

@@ -19,6 +19,7 @@ import numpy as np
 import zarr
 import zarr.codecs
 
+from . import killpoints
 from .atomic import clean_partials
 from .errors import ChunkError, StoreError, StoreMismatch
 from .fingerprint import spec_diff, to_jsonable
@@ -156,6 +157,7 @@ class Store:
             "arrays": {a.name: {"dtype": a.dtype, "tail": list(a.tail), "axis": a.axis} for a in layout.arrays},
         }
         group.attrs.update(attrs)
+        killpoints.reached("store.created")
         return cls(path, group)
 
     @classmethod

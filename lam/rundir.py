@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from cache_schemas.atomic import clean_partials, save_safetensors, write_json, write_text
+from cache_schemas.atomic import clean_partials, is_partial, save_safetensors, write_json, write_text
 from cache_schemas.fingerprint import canonical_json, fingerprint, spec_diff
 from cache_schemas.locks import WriterLock, lock_path_for
 from cache_schemas.paths import run_path
@@ -108,7 +108,7 @@ class RunDir:
                 )
         elif (path / "done").exists():
             raise RunDamaged(cfg_file, "is missing")
-        elif path.exists() and any(path.iterdir()):
+        elif path.exists() and any(not is_partial(p.name) for p in path.iterdir()):  # a kill's leftovers don't count
             raise RunConflict(f"{path} exists and is not a run folder; refusing to write into it")
         if create:
             path.mkdir(parents=True, exist_ok=True)

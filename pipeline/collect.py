@@ -298,6 +298,7 @@ def _collect(spec: EpisodeSpec, options: CollectOptions, path: Path) -> Path:
         for e, rec in ex.map_unordered(_simulate_indexed, plan, driver_helps=True):
             records[e] = rec
             bar.update(1)
+            killpoints.reached("collect.plan")
         bar.close()
         table, lowdim = assemble(spec, records)  # type: ignore[arg-type]
         if existing is not None and existing.store.info.get("planned"):

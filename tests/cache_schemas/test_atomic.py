@@ -83,3 +83,17 @@ def test_the_rename_is_the_commit_point(tmp_path, monkeypatch):
     monkeypatch.setattr(os, "replace", spy)
     write_text(p, "new")
     assert seen == ["old"] and p.read_text() == "new"
+
+
+def test_safetensors_bytes_do_not_depend_on_metadata_order(tmp_path):
+    """safetensors writes metadata in hash order; ours sorts it, so equal tensors give equal bytes."""
+    import torch
+    from safetensors import safe_open
+
+    t = {"w": torch.ones(3)}
+    meta = {f"k{i}": str(i) for i in range(8)}
+    save_safetensors(tmp_path / "a.safetensors", t, meta)
+    save_safetensors(tmp_path / "b.safetensors", t, dict(reversed(list(meta.items()))))
+    assert (tmp_path / "a.safetensors").read_bytes() == (tmp_path / "b.safetensors").read_bytes()
+    with safe_open(str(tmp_path / "a.safetensors"), "pt") as f:
+        assert f.metadata() == meta and torch.equal(f.get_tensor("w"), t["w"])
