@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import uuid
 from pathlib import Path
 from typing import Any, Iterator, Mapping
@@ -107,7 +108,13 @@ def save_safetensors(path: Path | str, tensors: Mapping[str, Any], metadata: Map
     else:
         from safetensors.torch import save_file
     with atomic_path(path) as tmp:
-        save_file(dict(tensors), str(tmp), metadata=dict(metadata) if metadata else None)
+        try:
+            save_file(dict(tensors), str(tmp), metadata=dict(metadata) if metadata else None)
+        except Exception as exc:  # safetensors reports I/O failures as its own error type
+            code = re.search(r"os error (\d+)", str(exc))
+            if code is None or isinstance(exc, OSError):
+                raise
+            raise OSError(int(code.group(1)), os.strerror(int(code.group(1))), str(tmp)) from exc
         _sort_metadata(tmp)
     return Path(path)
 

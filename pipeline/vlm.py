@@ -165,7 +165,7 @@ def load_backbone(backbone: Backbone, *, model_path: str | None = None, cache: A
                 cls = getattr(transformers, arch.replace("Model", "VisionModel"), cls)
             if cls is None:
                 cls = transformers.AutoModelForImageTextToText if backbone.kind == "vlm" else transformers.AutoModel
-            model, info = cls.from_pretrained(source, dtype=dtype, output_loading_info=True, **kw)
+            model, info = cls.from_pretrained(source, dtype=dtype, output_loading_info=True, use_safetensors=True, **kw)
             check_weights(backbone, info, source)
             if backbone.kind == "vlm":
                 processor = _processor_from(source, **kw)
@@ -431,7 +431,8 @@ def _load_molmo_v1(source: str, dtype: torch.dtype, kw: dict) -> tuple[nn.Module
 
     from .backbones import get_backbone
 
-    remote, info = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, output_loading_info=True, **kw)
+    remote, info = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, output_loading_info=True,
+                                                        use_safetensors=True, **kw)
     check_weights(get_backbone("molmo-v1"), info, source)
     proc = MolmoV1Processor(AutoProcessor.from_pretrained(source, **kw))
     return MolmoV1(remote, proc.image_token_id), proc

@@ -70,3 +70,18 @@ def test_every_untouched_twin_loads_whole(twins):  # noqa: F811
 
     for name in ("tiny-qwen25-vl", "tiny-dinov2", "tiny-molmo-v1"):
         assert load_backbone(get_backbone(name)).model is not None
+
+
+def test_a_pickled_checkpoint_is_never_loaded(tmp_path, twins):  # noqa: F811
+    """Weights only as pytorch_model.bin (a pickle): refused, not unpickled."""
+    import torch
+
+    from pipeline.twins import build_twin
+    from pipeline.vlm import BackboneUnavailable
+
+    dst = tmp_path / "bin-only"
+    shutil.copytree(build_twin("qwen25-vl").path, dst)
+    torch.save(load_file(str(dst / "model.safetensors")), dst / "pytorch_model.bin")
+    (dst / "model.safetensors").unlink()
+    with pytest.raises(BackboneUnavailable, match=str(dst)):
+        _load("tiny-qwen25-vl", str(dst))
