@@ -45,12 +45,15 @@ EMBED_WORKERS ?=
 DTYPE ?=
 DEVICE ?=
 IMAGE_KW ?=
+DEVICE_MAP ?=
+MAX_MEMORY ?=
 BATCH ?=
 EMB_NAME_OPTS := $(call opt,--vlm,$(VLM)) $(call opt,--prompt,$(PROMPT)) $(call opt,--pooling,$(POOLING)) \
   $(call opt,--layer,$(LAYER))
 EMBED_OPTS := $(CACHE_OPT) $(EMB_NAME_OPTS) $(call opt,--prompt-position,$(PROMPT_POSITION)) \
   $(call opt,--batch-size,$(BATCH)) $(call opt,--model-path,$(MODEL_PATH)) $(call opt,--num-processes,$(NUM_PROCESSES)) \
   $(call opt,--workers,$(EMBED_WORKERS)) $(call opt,--dtype,$(DTYPE)) $(call opt,--device,$(DEVICE)) \
+  $(call opt,--device-map,$(DEVICE_MAP)) $(call opt,--max-memory,$(MAX_MEMORY)) \
   $(if $(strip $(IMAGE_KW)),--image-kw '$(IMAGE_KW)')
 
 # --- train-lam, sweep, science (STORE: an episode store path, else the newest store of PRESET;
@@ -128,6 +131,7 @@ The flow, as a researcher types it (each step reuses what the one before left in
              variables, that exact store); then embeds every frame once: one store per prompt.
              VLM PROMPT (a,b,c: a prompt sweep in one pass) POOLING LAYER PROMPT_POSITION BATCH
              MODEL_PATH NUM_PROCESSES EMBED_WORKERS DTYPE DEVICE IMAGE_KW CACHE
+             DEVICE_MAP=auto MAX_MEMORY=0=70GiB,cpu=200GiB: one model over several GPUs
              collect's: PRESET=demo|small|paper TASKS EPISODES RESOLUTION QUALITY MAX_STEPS SEED
              DISTRACTORS WORKERS SCHEDULER
   train-lam  one LAM per target. Target: TARGET if given, else emb:<VLM>.<PROMPT> (the embeddings
@@ -233,7 +237,7 @@ demo: install
 # Each bench's table and one verdict line per goal; everything else the libraries print goes to
 # a log file whose path is printed at the end.
 bench: install
-	$(BIN)/python bench/run.py $(BENCHES) $(call opt,--log,$(BENCH_LOG))
+	$(BIN)/python bench/quiet.py $(BENCHES) $(call opt,--log,$(BENCH_LOG))
 
 clean:
 	rm -rf $(VENV) .pytest_cache

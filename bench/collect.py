@@ -77,17 +77,9 @@ def _plain_part(spec: EpisodeSpec, lengths: dict[int, int], part: tuple[int, int
 def plain_side_by_side(spec: EpisodeSpec, lengths: dict[int, int], n: int = 2) -> tuple[int, float]:
     """n plain loops in n fresh processes, released together once each has warmed up; the
     time is the slowest one's."""
-    import multiprocessing as mp
+    from side_by_side import run_side_by_side
 
-    ctx = mp.get_context("spawn")
-    start, results = ctx.Barrier(n + 1), ctx.Queue()
-    procs = [ctx.Process(target=_plain_part, args=(spec, lengths, (k, n), start, results)) for k in range(n)]
-    for p in procs:
-        p.start()
-    start.wait()
-    out = [results.get() for _ in procs]
-    for p in procs:
-        p.join()
+    out = run_side_by_side(_plain_part, [(spec, lengths, (k, n)) for k in range(n)])
     return sum(f for f, _ in out), max(t for _, t in out)
 
 

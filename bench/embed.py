@@ -4,14 +4,19 @@
    against a naive loop (processor + stock forward per frame, batch 1), frames/s, same run.
 2. The share of the pipeline's wall time spent outside the model forward (goal < 10%).
 3. A sweep of 4 prompts in one pass (shared image prefix) against 4 separate passes.
+4. Ranks: `vlm-lam embed` as 1 process against 2 CPU ranks through accelerate's launcher
+   (`--num-processes 2`), next to what this machine itself gives two processes (two plain
+   forward loops side by side, each on half the frames, released together: the ceiling), and
+   the launcher's start-up cost (2 ranks over finished stores minus 1 process over them).
 
-    .venv/bin/python bench/embed.py [--frames 256] [--vlm tiny-qwen25-vl] [--batch 16]
+    .venv/bin/python bench/embed.py [--frames 256] [--vlm tiny-qwen25-vl] [--batch 16] [--rank-frames 1024]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -54,8 +59,9 @@ def timed_embed(eps_path, cfg):
     return loop[0], fwd[0], loop[-1] - first[0], fwd[0] - first[1]
 
 
-def naive(eps, vlm: str, prompt_text: str, n: int) -> float:
-    """Processor + stock forward per frame (batch 1, all layers, logits): seconds for n frames."""
+def naive(eps, vlm: str, prompt_text: str, n: int, frames=None) -> float:
+    """Processor + stock forward per frame (batch 1, all layers, logits): seconds for the first n
+    frames (or for the frame indices `frames`)."""
     import torch
 
     from pipeline.backbones import get_backbone
@@ -64,7 +70,7 @@ def naive(eps, vlm: str, prompt_text: str, n: int) -> float:
 
     ld = load_backbone(get_backbone(vlm))
     head, tail = chat_parts(ld.processor, "after")
-    frames = eps.array("frames")[:n]
+    frames = eps.array("frames")[:n] if frames is None else eps.array("frames")[:][list(frames)]
     t = time.perf_counter()
     with torch.inference_mode():
         for f in frames:
@@ -72,6 +78,76 @@ def naive(eps, vlm: str, prompt_text: str, n: int) -> float:
             out = ld.model(**x, output_hidden_states=True)
             out.hidden_states[-1][:, -1].float().numpy()
     return time.perf_counter() - t
+
+
+def cli_embed(eps_path, cache: Path, args, processes: int) -> float:
+    """Wall seconds of a fresh `vlm-lam embed` (one torch thread per rank, no DataLoader worker:
+    each rank is one busy process), `processes` > 1 through accelerate's launcher."""
+    cmd = [sys.executable, "-m", "pipeline.cli", "embed", "--vlm", args.vlm, "--prompt", "task", "--pooling", "last",
+           "--episodes", str(eps_path), "--cache", str(cache), "--batch-size", str(args.batch), "--workers", "0"]
+    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads), PYTHONPATH=str(ROOT),
+               HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+    t = time.perf_counter()
+    subprocess.run(cmd + (["--num-processes", str(processes)] if processes > 1 else []), env=env, check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.perf_counter() - t
+
+
+def _plain_part(eps_path, vlm, threads, frames, start, results) -> None:
+    """One side-by-side plain loop: the naive forward over the frame indices `frames`."""
+    import torch
+
+    torch.set_num_threads(threads)
+    from cache_schemas.episodes import EpisodeStore
+
+    eps = EpisodeStore.open(eps_path)
+    naive(eps, vlm, "warm", 2)
+    start.wait()
+    results.put((len(frames), naive(eps, vlm, "pick up the puck", eps.n_frames, frames)))
+
+
+def plain_side_by_side(eps_path, vlm: str, threads: int, procs: int, stride: int) -> tuple[int, float]:
+    """`procs` plain loops in fresh processes, loop k on frames k, k + stride, ..., released
+    together once warm: (frames in all, the slowest loop's seconds)."""
+    from side_by_side import run_side_by_side
+
+    from cache_schemas.episodes import EpisodeStore
+
+    n = EpisodeStore.open(eps_path).n_frames
+    out = run_side_by_side(_plain_part, [(str(eps_path), vlm, threads, list(range(k, n, stride))) for k in range(procs)])
+    return sum(f for f, _ in out), max(t for _, t in out)
+
+
+def print_rank_rows(args, tmp: Path) -> None:
+    """1 process vs 2 ranks through accelerate's launcher (whole command, and without its start-up
+    and shut-down: the same command over the finished stores), the machine's 2-process ceiling,
+    the launcher's start-up seconds."""
+    from factories import make_episode_store
+
+    eps = make_episode_store(tmp / "ranks", episodes_per_task=max(1, args.rank_frames // 64), length=32,
+                             resolution=args.resolution, chunk_frames=32)
+    n = eps.n_frames
+    warm = make_episode_store(tmp / "warm", episodes_per_task=1, length=8, resolution=args.resolution, chunk_frames=4)
+    cli_embed(warm.path, tmp / "warm", args, 2)  # file cache and twin warm: the first launch reads torch from disk
+    t1 = cli_embed(eps.path, tmp / "r1", args, 1)
+    t2 = cli_embed(eps.path, tmp / "r2", args, 2)
+    s1 = cli_embed(eps.path, tmp / "r1", args, 1)  # finished stores: start-up and shut-down only
+    s2 = cli_embed(eps.path, tmp / "r2", args, 2)
+    f1, p1 = plain_side_by_side(eps.path, args.vlm, args.threads, 1, 4)  # a quarter of the frames, one loop
+    f2, p2 = plain_side_by_side(eps.path, args.vlm, args.threads, 2, 8)  # the same quarter, split over two
+    ceiling, scaling = (f2 / p2) / (f1 / p1), (t1 - s1) / (t2 - s2)
+    say(f"\nranks: {args.vlm}, {n} frames, {os.cpu_count()} cores, {args.threads} torch thread(s) per rank, "
+        f"no DataLoader worker")
+    say(f"{'path':50s} {'frames/s':>9s} {'vs 1':>6s} {'excl. start-up':>15s} {'vs 1':>6s}")
+    say(f"{'vlm-lam embed, 1 process':50s} {n / t1:9.1f} {'1.00x':>6s} {n / (t1 - s1):15.1f} {'1.00x':>6s}")
+    say(f"{'vlm-lam embed, 2 ranks via accelerate launcher':50s} {n / t2:9.1f} {t1 / t2:5.2f}x "
+        f"{n / (t2 - s2):15.1f} {scaling:5.2f}x")
+    say(f"{'2 plain forward loops side by side (ceiling)':50s} {'':9s} {'':6s} {f2 / p2:15.1f} {ceiling:5.2f}x")
+    say(f"start-up + shut-down: 1 process {s1:.1f}s, 2 ranks via the launcher {s2:.1f}s (launcher cost {s2 - s1:.1f}s)")
+    say(f"2 ranks reach {scaling / ceiling:.0%} of this machine's own 2-process ceiling (shared machines drift: "
+        f"compare within one run)")
+    verdict("2 ranks through the accelerate launcher reach >= 0.9x the machine's own 2-process ceiling",
+            f"{scaling / ceiling:.0%} of {ceiling:.2f}x", scaling / ceiling >= 0.9)
 
 
 def main() -> None:
@@ -82,6 +158,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--rank-frames", type=int, default=2048, help="frames of the 1-process vs 2-rank rows")
     args = ap.parse_args()
     import torch
 
@@ -131,6 +208,7 @@ def main() -> None:
     verdict("prompt sweep, 4 prompts in one pass <= 1.5x one prompt", f"{sweep_loop / loop:.2f}x", None,
             "a GPU goal for a Molmo2-shaped model, measured by bench/embed_gpu.py; here a tiny twin on CPU")
 
+    print_rank_rows(args, tmp)
 
 if __name__ == "__main__":
     main()

@@ -1,12 +1,12 @@
 """On-disk contracts: typed, versioned, fingerprinted Zarr stores (nothing else touches Zarr)."""
 
-from .episodes import DistractorSpec, EpisodeSpec, EpisodeStore, EpisodeTable, TaskInfo
+from .episodes import DistractorSpec, EpisodeSpec, EpisodeStore, EpisodeTable, IngestSpec, SourceSpec, TaskInfo
 from .fingerprint import canonical_json, fingerprint, spec_diff
 from .errors import ChunkError, StoreError, StoreMismatch
 from .store import ArraySpec, Store, StoreLayout, VerifyReport
 
 __all__ = [
-    "ArraySpec", "ChunkError", "DistractorSpec", "EpisodeSpec", "EpisodeStore", "EpisodeTable", "Store",
-    "StoreError", "StoreLayout", "StoreMismatch", "TaskInfo", "VerifyReport", "canonical_json",
+    "ArraySpec", "ChunkError", "DistractorSpec", "EpisodeSpec", "EpisodeStore", "EpisodeTable", "IngestSpec",
+    "SourceSpec", "Store", "StoreError", "StoreLayout", "StoreMismatch", "TaskInfo", "VerifyReport", "canonical_json",
     "fingerprint", "spec_diff",
 ]

@@ -6,6 +6,11 @@ uint8 (N,H,W,3); `actions` f32 (N,4); `states` f32 (N,39); `rewards` f32; `succe
 `ep_task` i32 (index into the task table), `ep_seed` i64, `ep_success` bool. Row t of an
 episode is the observation o_t and the action a_t taken from it; (o_t, o_t+1) pairs never cross
 an episode boundary. Task names, descriptions and main objects live in `info.tasks`.
+
+Ingested stores (`vlm-lam ingest`, spec = `IngestSpec`, recognised by its `source` field) hold
+episodes read from a dataset, not simulated: there is no clean twin (`frames_clean` is absent
+and `info.clean_twin` is false), `actions`/`states` are as wide as the dataset's (`states` absent
+when it has none), `ep_seed` holds the source episode index, and no simulator can roll them out.
 """
 
 from __future__ import annotations
@@ -17,13 +22,15 @@ from typing import Any
 import numpy as np
 
 from .fingerprint import fingerprint
-from .store import ArraySpec, Store, StoreLayout, TypedStore
+from .store import ArraySpec, Store, StoreError, StoreLayout, TypedStore
 
 SCHEMA = "episodes/1"
 STATE_DIM = 39
 ACTION_DIM = 4
 # Bump when the generator's output changes for an unchanged spec (a new fingerprint follows).
 GENERATOR_VERSION = 1
+INGEST_VERSION = 1  # the same, for ingested stores
+METAWORLD_FPS = 80.0  # MetaWorld's control rate: frame_skip 5 x 2.5 ms timestep (its `render_fps`)
 
 
 @dataclass(frozen=True)
@@ -82,6 +89,43 @@ class EpisodeSpec:
 
 
 @dataclass(frozen=True)
+class SourceSpec:
+    """The dataset an ingested store was read from, by identity (its path is not in it)."""
+
+    format: str  # 'lerobot'
+    codebase_version: str  # e.g. 'v3.0', 'v2.1'
+    digest: str  # content digest of the dataset's files
+    camera: str  # the feature the frames come from
+    episodes: str  # source episode selection, canonical ('0:100', '0:10,20:30')
+    fps: float
+
+
+@dataclass(frozen=True)
+class IngestSpec:
+    """Everything that changes an ingested store's bytes (`source` tells it from EpisodeSpec)."""
+
+    source: SourceSpec
+    resolution: int
+    action_dim: int
+    state_dim: int  # 0: the dataset has no states
+    object: str = ""  # what the `{object}` prompt slot says for every task ('' = refuse it)
+    chunk_frames: int = 256
+    generator: int = INGEST_VERSION
+
+    def fingerprint(self) -> str:
+        return fingerprint(asdict(self), SCHEMA)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "IngestSpec":
+        d = dict(d)
+        return cls(source=SourceSpec(**d.pop("source")), **d)
+
+
+def spec_from_dict(d: dict[str, Any]) -> EpisodeSpec | IngestSpec:
+    return IngestSpec.from_dict(d) if "source" in d else EpisodeSpec.from_dict(d)
+
+
+@dataclass(frozen=True)
 class TaskInfo:
     """A task as prompts see it: MetaWorld name, a sentence, and the object it is about."""
 
@@ -90,13 +134,18 @@ class TaskInfo:
     object: str
 
 
-def layout_for(spec: EpisodeSpec, n_frames: int) -> StoreLayout:
+def layout_for(spec: EpisodeSpec | IngestSpec, n_frames: int, n_episodes: int | None = None) -> StoreLayout:
     r = spec.resolution
+    ingested = isinstance(spec, IngestSpec)
+    n_episodes = spec.n_episodes if n_episodes is None else n_episodes
+    state_dim = spec.state_dim if ingested else STATE_DIM
     arrays = (
-        ArraySpec("frames", "uint8", (r, r, 3)),
-        ArraySpec("frames_clean", "uint8", (r, r, 3)),
-        ArraySpec("actions", "float32", (ACTION_DIM,)),
-        ArraySpec("states", "float32", (STATE_DIM,)),
+        # Ingested frames were decoded from lossy video: zstd barely shrinks them (~1.1x at any
+        # level), so the fastest level keeps ingest's writes from costing more than its decoding.
+        ArraySpec("frames", "uint8", (r, r, 3), level=1 if ingested else 3),
+        *(() if ingested else (ArraySpec("frames_clean", "uint8", (r, r, 3)),)),
+        ArraySpec("actions", "float32", (spec.action_dim if ingested else ACTION_DIM,)),
+        *((ArraySpec("states", "float32", (state_dim,)),) if state_dim else ()),
         ArraySpec("rewards", "float32"),
         ArraySpec("success", "bool"),
         ArraySpec("episode_index", "int32"),
@@ -109,8 +158,8 @@ def layout_for(spec: EpisodeSpec, n_frames: int) -> StoreLayout:
     )
     return StoreLayout(
         arrays=arrays,
-        rows={"frames": n_frames, "episodes": spec.n_episodes},
-        chunk_rows={"frames": spec.chunk_frames, "episodes": max(1, spec.n_episodes)},
+        rows={"frames": n_frames, "episodes": n_episodes},
+        chunk_rows={"frames": spec.chunk_frames, "episodes": max(1, n_episodes)},
     )
 
 
@@ -136,14 +185,14 @@ class EpisodeStore(TypedStore):
 
     def __init__(self, store: Store):
         super().__init__(store)
-        self.spec = EpisodeSpec.from_dict(store.spec)
+        self.spec = spec_from_dict(store.spec)
 
     # -- lifecycle ------------------------------------------------------------------------
     @classmethod
     def create(
         cls,
         path: Path | str,
-        spec: EpisodeSpec,
+        spec: EpisodeSpec | IngestSpec,
         lengths: np.ndarray,
         tasks: list[TaskInfo],
         *,
@@ -152,12 +201,14 @@ class EpisodeStore(TypedStore):
     ) -> "EpisodeStore":
         """Allocate a store for episodes of the given lengths (or reopen the same one to resume)."""
         lengths = np.asarray(lengths, dtype=np.int64)
-        if len(lengths) != spec.n_episodes:
+        ingested = isinstance(spec, IngestSpec)
+        if not ingested and len(lengths) != spec.n_episodes:
             raise ValueError(f"{len(lengths)} lengths for {spec.n_episodes} episodes")
         info = {
             "n_frames": int(lengths.sum()),
-            "n_episodes": int(spec.n_episodes),
+            "n_episodes": len(lengths),
             "tasks": [asdict(t) for t in tasks],
+            **({"clean_twin": False} if ingested else {}),
             **(extra_info or {}),
         }
         store = Store.create(
@@ -165,9 +216,9 @@ class EpisodeStore(TypedStore):
             schema=SCHEMA,
             fingerprint=spec.fingerprint(),
             spec=spec,
-            layout=layout_for(spec, int(lengths.sum())),
+            layout=layout_for(spec, int(lengths.sum()), len(lengths)),
             info=info,
-            versions=("metaworld", "mujoco"),
+            versions=("av", "pyarrow") if ingested else ("metaworld", "mujoco"),
             force=force,
         )
         return cls(store)
@@ -180,6 +231,33 @@ class EpisodeStore(TypedStore):
     @property
     def tasks(self) -> list[TaskInfo]:
         return [TaskInfo(**t) for t in self.store.info["tasks"]]
+
+    @property
+    def simulated(self) -> bool:
+        """Made by collect (a simulator can roll its tasks out), not ingested from a dataset."""
+        return not isinstance(self.spec, IngestSpec)
+
+    @property
+    def has_clean_twin(self) -> bool:
+        return "frames_clean" in self.store.layout["arrays"]
+
+    @property
+    def has_states(self) -> bool:
+        return "states" in self.store.layout["arrays"]
+
+    @property
+    def fps(self) -> float:
+        return self.spec.source.fps if isinstance(self.spec, IngestSpec) else METAWORLD_FPS
+
+    def require_simulator(self, what: str) -> None:
+        """Refuse `what` (e.g. 'eval') on an ingested store, saying why and what still works."""
+        if not self.simulated:
+            src = self.spec.source
+            raise StoreError(
+                f"{what} needs a simulator-backed episode store (made by `vlm-lam collect`); {self.path} was "
+                f"ingested from a {src.format} {src.codebase_version} dataset, which no simulator can roll out. "
+                "embed, train-lam (pixels, state, emb:) with its linear probe, sweep and report work on it"
+            )
 
     def array(self, name: str):
         return self.store.array(name)
@@ -210,26 +288,31 @@ class EpisodeStore(TypedStore):
 
     def write_lowdim(self, arrays: dict[str, np.ndarray]) -> None:
         for name in self.LOWDIM:
-            self.store.array(name)[:] = arrays[name]
+            if name in self.store.layout["arrays"]:  # an ingested store may have no states
+                self.store.array(name)[:] = arrays[name]
 
-    def write_frames(self, chunk: int, frames: np.ndarray, frames_clean: np.ndarray) -> None:
+    def write_frames(self, chunk: int, frames: np.ndarray, frames_clean: np.ndarray | None) -> None:
         """Write one whole frames chunk (workers own disjoint chunks, so no write races)."""
         lo, hi = self.chunk_range(chunk)
-        if frames.shape[0] != hi - lo or frames_clean.shape[0] != hi - lo:
+        if frames.shape[0] != hi - lo or (frames_clean is not None and frames_clean.shape[0] != hi - lo):
             raise ValueError(f"chunk {chunk} needs {hi - lo} frames, got {frames.shape[0]}")
         self.store.array("frames")[lo:hi] = frames
-        self.store.array("frames_clean")[lo:hi] = frames_clean
+        if frames_clean is not None:
+            self.store.array("frames_clean")[lo:hi] = frames_clean
 
 
-def write_frame_rows(path: Path | str, lo: int, frames: np.ndarray, frames_clean: np.ndarray) -> None:
-    """Worker-side write of whole chunks without touching the group's attrs.
+def write_frame_rows(path: Path | str, lo: int, frames: np.ndarray, frames_clean: np.ndarray | None) -> None:
+    """Worker-side write of whole chunks without touching the group's attrs (`frames_clean`
+    None: a store without a clean twin).
 
-    Workers open the two frame arrays directly: the group's `zarr.json` is rewritten by the
+    Workers open the frame arrays directly: the group's `zarr.json` is rewritten by the
     driver as chunks complete, and a worker must never read it mid-write."""
     import zarr
 
     from .reads import CheckedLocalStore
 
     for name, data in (("frames", frames), ("frames_clean", frames_clean)):
+        if data is None:
+            continue
         arr = zarr.open_array(store=CheckedLocalStore(Path(path) / name), mode="r+").with_config({"write_empty_chunks": True})
         arr[lo : lo + len(data)] = data

@@ -29,6 +29,11 @@ def embeddings_dir(cache: str | os.PathLike | None = None) -> Path:
     return cache_root(cache) / "embeddings"
 
 
+def offload_dir(cache: str | os.PathLike | None = None) -> Path:
+    """Where a model split with a device map puts the weights that fit no device (per run, removed after)."""
+    return cache_root(cache) / "offload"
+
+
 def store_name(*parts: object, fingerprint: str) -> str:
     """`<part>.<part>...<fp12>`: readable, and unique through the fingerprint."""
     clean = [str(p).replace("/", "-").replace(" ", "_") for p in parts if p not in (None, "")]

@@ -145,6 +145,18 @@ def choose_targets(target: str | None, emb: list[str], default: str) -> tuple[li
 
 
 # -- loading -------------------------------------------------------------------------------------
+def check_available(target: str, episodes: EpisodeStore) -> None:
+    """Refuse a target the store cannot give (an ingested store has no clean twin, maybe no states)."""
+    missing = {"pixels-clean": not episodes.has_clean_twin, "state": not episodes.has_states}
+    if missing.get(target):
+        what = "a clean twin (frames_clean)" if target == "pixels-clean" else "states"
+        valid = [t for t in BASE_TARGETS if not missing.get(t)]
+        raise TargetError(
+            f"target {target!r} needs {what}, which episode store {episodes.path} does not have "
+            f"(ingested from a dataset); valid here: {', '.join(valid)}, emb:<store path or alias>"
+        )
+
+
 def load_target(
     target: str,
     episodes: EpisodeStore,
@@ -155,14 +167,17 @@ def load_target(
 ) -> Target:
     """Resolve and load `target` for every frame row of `episodes` (normalised, float32)."""
     frames = frames or FrameCache()
+    check_available(target, episodes)
     if target in ("pixels", "pixels-clean"):
         name = "frames" if target == "pixels" else "frames_clean"
         x = frames.frames(episodes, name, pixel_size).reshape(episodes.n_frames, -1).numpy()
         values = normalise(x)
         return Target(torch.from_numpy(values), {"kind": target, "size": pixel_size})
     if target == "state":
-        states = episodes.array("states")[:, STATE_DYNAMIC]
-        return Target(torch.from_numpy(normalise(states)), {"kind": "state", "dims": [STATE_DYNAMIC.start, STATE_DYNAMIC.stop]})
+        # An ingested store's states are the dataset's own: all of them move (no MetaWorld goal dims).
+        dims = STATE_DYNAMIC if episodes.simulated else slice(0, episodes.array("states").shape[1])
+        states = episodes.array("states")[:, dims]
+        return Target(torch.from_numpy(normalise(states)), {"kind": "state", "dims": [dims.start, dims.stop]})
     if target.startswith("emb:"):
         path, note = resolve_embedding(target[4:], episodes, cache)
         view = open_embeddings(path)

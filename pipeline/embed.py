@@ -1,9 +1,14 @@
 """The `embed` stage: an episode store -> one embedding store per prompt, resumable, multi-rank.
 
-Ranks (torchrun / `accelerate launch` / `--num-processes`) split the chunks no store has yet,
-round-robin, and write them directly (disjoint chunks, marker files); only the final
-statistics wait for every rank. Ranks coordinate through the launcher's key-value store, never
-through collectives, and a rank that fails tells the others, which stop too (`pipeline.ranks`).
+Ranks (`accelerate launch`, torchrun, or `--num-processes`, which calls accelerate's launcher)
+take their identity and device from accelerate, split the chunks no store has yet, round-robin,
+and write them directly (disjoint chunks, marker files); only the final statistics wait for
+every rank. Ranks coordinate through the process group's key-value store, never through
+collectives, and a rank that fails tells the others, which stop too (`pipeline.ranks`).
+
+A backbone larger than one GPU loads with a device map (accelerate's big-model inference). A
+CUDA out-of-memory error halves the batch for the rest of the run (accelerate's
+`find_executable_batch_size`); a chunk's bytes do not depend on the batch size.
 
 Per rank, three things overlap: DataLoader workers read and preprocess frames (a thread
 receives their batches), the main thread runs the forward, and a writer thread checks and
@@ -17,7 +22,7 @@ import queue
 import threading
 import warnings
 from collections.abc import Iterator
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,7 +37,7 @@ from cache_schemas.store import Store
 from .backbones import Backbone, UnknownName, get_backbone
 from .pooling import check_pooling, promptable, shares_image_prefix
 from .prompts import Prompt, parse_prompts
-from .ranks import Ranks
+from .ranks import Ranks, process_state, single_cpu_launch_note
 from .torch_image import resize_backend, resize_guesses
 
 
@@ -64,6 +69,8 @@ class EmbedConfig:
     image_kw: str = ""  # JSON object of image-processor overrides, e.g. '{"pooling_size": [3, 3]}'
     rank_timeout_s: float = 1800.0  # longest wait for the other ranks at a barrier (bounds a hung rank)
     packed_attention: bool = True  # batched Qwen-VL vision attention: same vectors, so not in the spec
+    device_map: str | None = None  # accelerate's big-model inference: auto | balanced | balanced_low_0 | sequential
+    max_memory: str = ""  # per-device caps for the device map, e.g. "0=20GiB,1=20GiB,cpu=64GiB" (implies auto)
 
 
 @dataclass(frozen=True)
@@ -76,6 +83,7 @@ def plan(cfg: EmbedConfig) -> Plan:
     """Validate names and the (pooling, position) pair before any weights load."""
     bb = get_backbone(cfg.vlm)
     parse_image_kw(cfg.image_kw)
+    parse_placement(cfg)
     if bb.kind == "target":
         raise EmbedError(f"{bb.name!r} needs no embed pass: {bb.note}. Use it directly as the LAM target (--target {bb.name}).")
     check_pooling(cfg.pooling)
@@ -99,16 +107,36 @@ def plan(cfg: EmbedConfig) -> Plan:
     return Plan(bb, prompts)
 
 
-def _resolve_device(name: str):
-    import torch
+def parse_placement(cfg: EmbedConfig) -> tuple[str | None, dict | None]:
+    """(device map, max_memory) from the config, checked; `--max-memory` alone implies auto."""
+    from .vlm import DEVICE_MAPS
 
-    if name == "auto":
-        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0))) if torch.cuda.is_available() else torch.device("cpu")
-    return torch.device(name)
+    device_map = cfg.device_map or ("auto" if cfg.max_memory else None)
+    if device_map is not None and device_map not in DEVICE_MAPS:
+        raise EmbedError(f"unknown --device-map {device_map!r}; valid: {', '.join(DEVICE_MAPS)}")
+    return device_map, parse_max_memory(cfg.max_memory)
 
 
-def _dist() -> tuple[int, int]:
-    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+def parse_max_memory(text: str) -> dict | None:
+    """`--max-memory 0=20GiB,1=20GiB,cpu=64GiB` -> accelerate's `max_memory` (GPU indices as
+    ints, sizes as accelerate spells them: 20GiB, 500MB, or bytes)."""
+    if not text:
+        return None
+    from accelerate.utils import convert_file_size_to_int
+
+    out: dict = {}
+    for part in text.split(","):
+        key, sep, size = (x.strip() for x in part.partition("="))
+        if not (sep and key and size):
+            raise EmbedError(f"--max-memory takes DEVICE=SIZE pairs separated by commas (0=20GiB,cpu=64GiB), got {text!r}")
+        if not key.isdigit() and key not in ("cpu", "mps", "disk"):
+            raise EmbedError(f"--max-memory: unknown device {key!r}; valid: a GPU index (0, 1, ...), cpu, mps, disk")
+        try:
+            convert_file_size_to_int(int(size) if size.isdigit() else size)
+        except ValueError:
+            raise EmbedError(f"--max-memory: {size!r} is not a size (20GiB, 500MB, or bytes)") from None
+        out[int(key) if key.isdigit() else key] = int(size) if size.isdigit() else size
+    return out
 
 
 class _Frames:
@@ -149,14 +177,22 @@ def run_embed(episodes: str | Path, cfg: EmbedConfig, *, loader=None) -> list[Pa
 
     p = plan(cfg)
     bb = p.backbone
-    rank, world = _dist()
+    device_map, max_memory = parse_placement(cfg)
     eps = EpisodeStore.open(episodes)
     tasks = eps.tasks
-    device = _resolve_device(cfg.device)
+    state = process_state(cfg.device, cfg.rank_timeout_s)
+    rank, world = state.process_index, state.num_processes
+    if rank == 0 and (note := single_cpu_launch_note()):
+        warnings.warn(note, stacklevel=2)
+    if device_map and int(os.environ.get("LOCAL_WORLD_SIZE", 1)) > 1:
+        raise EmbedError("--device-map spreads one model over every GPU of this machine, so it takes one process per "
+                         "machine (accelerate launch --num_processes <machines> --num_machines <machines>); "
+                         "for one process per GPU drop --device-map")
+    device = state.device if cfg.device == "auto" else torch.device(cfg.device)
     dtype_name = cfg.dtype or (bb.dtype if device.type == "cuda" else "float32")
     dtype = getattr(torch, dtype_name)
     from .embedder import Embedder
-    from .vlm import load_backbone
+    from .vlm import Placement, load_backbone
 
     rendered = [p_.render_all(tasks) for p_ in p.prompts] if bb.kind == "vlm" else [("",) * len(tasks)]
     image_kw = parse_image_kw(cfg.image_kw)
@@ -181,11 +217,14 @@ def run_embed(episodes: str | Path, cfg: EmbedConfig, *, loader=None) -> list[Pa
             return paths
 
     # Every step from here on may fail on one rank only: `ranks` tells the others.
-    with Ranks.joined(rank, world, cfg.rank_timeout_s) as ranks, ExitStack() as locks:
-        loaded = (loader or load_backbone)(bb, model_path=cfg.model_path, cache=cfg.cache, dtype=dtype, device=device)
+    with Ranks.joined(state, cfg.rank_timeout_s) as ranks, _offload_folder(device_map, cfg.cache) as offload, \
+            ExitStack() as locks:
+        placement = Placement(device, device_map, max_memory, offload)
+        loaded = (loader or load_backbone)(bb, model_path=cfg.model_path, cache=cfg.cache, dtype=dtype,
+                                           layers=tuple(cfg.layers), placement=placement)
         share = cfg.share_prefix and shares_image_prefix(cfg.position, prefix_bidirectional=bb.prefix_bidirectional)
         emb = Embedder(loaded, layers=cfg.layers, pooling=cfg.pooling, position=cfg.position, prompts=rendered,
-                       device=device, share_prefix=share, image_kw=image_kw, packed_attention=cfg.packed_attention)
+                       device=loaded.device, share_prefix=share, image_kw=image_kw, packed_attention=cfg.packed_attention)
         try:
             specs = specs_for(emb.dim, loaded.weights_digest, resize_backend(loaded.processor))
             paths = [embedding_store_path(s, eps.fingerprint, cfg.cache) for s in specs]
@@ -214,6 +253,25 @@ def lock_stores(locks: ExitStack, paths: list[Path]) -> None:
 
     for path in sorted(paths):
         locks.enter_context(WriterLock(lock_path_for(path), what=f"embedding store {path}"))
+
+
+@contextmanager
+def _offload_folder(device_map: str | None, cache) -> Iterator[str | None]:
+    """A fresh folder under the cache for the weights a device map sends to disk (removed after)."""
+    if device_map is None:
+        yield None
+        return
+    import shutil
+    import tempfile
+
+    from cache_schemas.paths import offload_dir
+
+    offload_dir(cache).mkdir(parents=True, exist_ok=True)
+    folder = tempfile.mkdtemp(prefix=f"{os.getpid()}-", dir=offload_dir(cache))
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _open_stores(paths, specs, eps, cfg, ranks) -> list[EmbeddingStore]:
@@ -260,28 +318,78 @@ def _config_guess(bb: Backbone, cfg: EmbedConfig) -> tuple[int, str] | None:
 
 
 def _embed_chunks(eps, stores, done, mine, emb, cfg, bb, ranks) -> None:
-    from torch.utils.data import DataLoader
+    """Embed the chunks `mine`; on an out-of-memory error, again from the first unwritten chunk
+    with half the batch (accelerate's `find_executable_batch_size`), for the rest of the run."""
+    from accelerate.utils import find_executable_batch_size
     from tqdm.auto import tqdm
 
     if not mine:
         return
+    start = cfg.batch_size or (bb.batch_size if emb.device.type == "cuda" else 8)
+    left, last = list(mine), [start]  # chunks not written yet; the batch size of the last attempt
+    n_frames = lambda chunks: sum(eps.chunk_range(c)[1] - eps.chunk_range(c)[0] for c in chunks)  # noqa: E731
+    bar = tqdm(total=n_frames(mine), unit="frame", desc=f"embed {bb.name}" + (f" rank {ranks.rank}" if ranks.rank else ""),
+               disable=not cfg.progress, leave=False)
+
+    def attempt(batch: int) -> None:
+        if batch != last[0]:
+            warnings.warn(f"embed{f' rank {ranks.rank}' if ranks.rank else ''}: out of memory at batch {last[0]}; "
+                          f"batch {batch} from chunk {left[0]} on, for the rest of this run (same bytes; "
+                          f"--batch-size {batch} starts there)", stacklevel=2)
+            last[0] = batch
+            bar.n = n_frames(mine) - n_frames(left)
+            bar.refresh()
+        _embed_pass(eps, stores, done, left, emb, cfg, ranks, batch, bar)
+
+    try:
+        find_executable_batch_size(attempt, starting_batch_size=start, **_halving(start))()
+    except RuntimeError as exc:
+        if "No executable batch size found" not in str(exc):
+            raise
+        raise EmbedError(f"out of memory even at batch 1 (chunk {left[0]}): try --device-map auto (with --max-memory), "
+                         f"--dtype bfloat16, or fewer image tokens (--image-kw)") from None
+    finally:
+        bar.close()
+
+
+def _halving(start: int) -> dict:
+    """accelerate's `reduce_batch_size_fn` that halves (its default shrinks by 10% per OOM since
+    1.10; older versions halve and lack the argument)."""
+    import inspect
+
+    from accelerate.utils import find_executable_batch_size
+
+    if "reduce_batch_size_fn" not in inspect.signature(find_executable_batch_size).parameters:
+        return {}
+    size = [start]
+
+    def halve() -> int:
+        size[0] //= 2
+        return size[0]
+
+    return {"reduce_batch_size_fn": halve}
+
+
+def _embed_pass(eps, stores, done, left, emb, cfg, ranks, batch: int, bar) -> None:
+    """One pass over the chunks in `left`, `batch` frames per forward. Written chunks leave
+    `left`, also when the pass fails (a retry starts after them; a chunk begun is redone)."""
+    from torch.utils.data import DataLoader
+
     task_of = eps.frame_task()
-    batch = cfg.batch_size or (bb.batch_size if emb.device.type == "cuda" else 8)
-    ds = _Frames(str(eps.path), batches_for(mine, eps.chunk_range, batch), task_of, emb.preprocessor())
+    ds = _Frames(str(eps.path), batches_for(left, eps.chunk_range, batch), task_of, emb.preprocessor())
     # The main thread makes the first batch itself while the workers start up (fork, store open).
     dl = DataLoader(ds, batch_size=None, sampler=range(1, len(ds)), num_workers=cfg.num_workers,
                     prefetch_factor=4 if cfg.num_workers else None, collate_fn=_same)
-    bar = tqdm(total=sum(eps.chunk_range(c)[1] - eps.chunk_range(c)[0] for c in mine), unit="frame",
-               desc=f"embed {bb.name}" + (f" rank {ranks.rank}" if ranks.rank else ""), disable=not cfg.progress, leave=False)
-    try:  # the bar goes before any error line is printed
-        with _Prefetch(dl, first=lambda: ds[0], pin=emb.device.type == "cuda") as items, _Writer(eps, stores, done) as writer:
+    writer = _Writer(eps, stores, done)
+    try:
+        with _Prefetch(dl, first=lambda: ds[0], pin=emb.device.type == "cuda") as items, writer:
             for item in items:
                 ranks.check()
                 out = emb.forward(item.inputs, task_of[item.lo:item.hi])  # (P, B, D) float32, maybe still running
                 writer.put(item.chunk, item.lo, item.hi, _HostCopy(out))
                 bar.update(item.hi - item.lo)
     finally:
-        bar.close()
+        left[:] = [c for c in left if c not in writer.written]
 
 
 def _same(batch):
@@ -377,6 +485,7 @@ class _Writer:
         self.q: queue.Queue = queue.Queue(maxsize=depth)
         self.error: BaseException | None = None
         self.pending: dict[int, list[np.ndarray]] = {}
+        self.written: set[int] = set()
         self.thread = threading.Thread(target=self._run, name="embed-writer", daemon=True)
 
     def __enter__(self) -> "_Writer":
@@ -414,6 +523,7 @@ class _Writer:
         for k, s in enumerate(self.stores):
             if chunk not in self.done[k]:
                 s.write_chunk(chunk, full[k])
+        self.written.add(chunk)
 
 
 def parse_image_kw(text: str) -> dict:

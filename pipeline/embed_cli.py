@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from pathlib import Path
 from typing import Optional
@@ -37,8 +36,10 @@ def embed(
     device: str = typer.Option("auto", "--device"),
     dtype: Optional[str] = typer.Option(None, "--dtype", help="float32 | bfloat16 | float16 (default: bf16 on GPU, fp32 on CPU)."),
     workers: int = typer.Option(1, "--workers", help="DataLoader workers that read and preprocess frames."),
-    num_processes: int = typer.Option(1, "--num-processes", help="Ranks on this machine (like torchrun --nproc-per-node)."),
+    num_processes: int = typer.Option(1, "--num-processes", help="Ranks on this machine, started by accelerate's launcher (accelerate launch --num_processes N: one per GPU, or CPU processes)."),
     rank_timeout: float = typer.Option(1800.0, "--rank-timeout", help="Seconds a rank waits for the others at a barrier before giving up."),
+    device_map: Optional[str] = typer.Option(None, "--device-map", help="Split one model over this machine's GPUs, CPU and disk (accelerate big-model inference): auto | balanced | balanced_low_0 | sequential."),
+    max_memory: str = typer.Option("", "--max-memory", help="Per-device caps for --device-map, as accelerate spells them: 0=20GiB,1=20GiB,cpu=64GiB (implies --device-map auto)."),
     no_share_prefix: bool = typer.Option(False, "--no-share-prefix", help="Prompt sweep: full forward per prompt."),
     no_packed_attention: bool = typer.Option(False, "--no-packed-attention", help="Stock per-window vision attention (Qwen-VL; same vectors, slower on a GPU)."),
     allow_unpromptable: bool = typer.Option(False, "--allow-unpromptable", help="Embed a pooling that cannot see the prompt."),
@@ -58,7 +59,7 @@ def embed(
         typer.echo("prompts: " + ", ".join(sorted(PROMPTS)) + "   poolings: " + ", ".join(POOLINGS))
         return
     if num_processes > 1 and "WORLD_SIZE" not in os.environ:
-        raise typer.Exit(_launch(num_processes))
+        raise typer.Exit(_launch(num_processes, sys.argv[1:]))
     from cache_schemas.store import StoreError
 
     from .embed import EmbedConfig, EmbedError, find_episode_store, run_embed
@@ -76,31 +77,47 @@ def embed(
                           batch_size=batch_size, model_path=model_path, cache=str(cache) if cache else None, device=device,
                           dtype=dtype, num_workers=workers, share_prefix=not no_share_prefix,
                           allow_unpromptable=allow_unpromptable, force=force, image_kw=image_kw, rank_timeout_s=rank_timeout,
-                          packed_attention=not no_packed_attention)
+                          packed_attention=not no_packed_attention, device_map=device_map, max_memory=max_memory)
         paths = run_embed(episodes, cfg)
     except (UnknownName, EmbedError, PeerFailed, BackboneUnavailable, StoreError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
-    if int(os.environ.get("RANK", 0)) == 0:
+    if int(os.environ.get("RANK", 0)) == 0:  # accelerate's PartialState exported it
         for p in paths:
             typer.echo(str(p))
+    from accelerate import PartialState
+
+    PartialState().destroy_process_group()  # every rank is done (the last barrier); NCCL wants it explicit
 
 
-def _launch(n: int) -> int:
-    """Start n ranks of this same command, like torchrun would (rank 0 hosts their store)."""
-    import socket
+def _launch(n: int, argv: list[str]) -> int:
+    """`accelerate launch --num_processes n -m pipeline.cli <argv without --num-processes>`, through
+    accelerate's own launcher (torchrun's elastic agent: it hosts the ranks' store and stops the
+    others when one fails); on a machine without a GPU the ranks run on CPU (gloo). -> exit code."""
+    from accelerate.commands.launch import launch_command, launch_command_parser
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    args = [a for i, a in enumerate(sys.argv[1:]) if not a.startswith("--num-processes")
-            and not (i > 0 and sys.argv[i].startswith("--num-processes") and "=" not in sys.argv[i])]
-    procs = []
-    for r in range(n):
-        env = dict(os.environ, RANK=str(r), LOCAL_RANK=str(r), WORLD_SIZE=str(n), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-        procs.append(subprocess.Popen([sys.executable, "-m", "pipeline.cli", *args], env=env))
-    codes = [p.wait() for p in procs]
-    return max(codes, key=abs)
+    args = launch_command_parser().parse_args([
+        "--multi_gpu", "--num_processes", str(n), "--num_machines", "1", "--main_process_port", "0",
+        "--mixed_precision", "no", "--dynamo_backend", "no", "--module", "pipeline.cli", *_without_num_processes(argv)])
+    try:
+        launch_command(args)
+    except ChildFailedError as exc:  # each rank printed its own error
+        return max(1, exc.get_first_failure()[1].exitcode)
+    return 0
+
+
+def _without_num_processes(argv: list[str]) -> list[str]:
+    """argv minus `--num-processes N` / `--num-processes=N` (the ranks must not launch again)."""
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a == "--num-processes":
+            skip = True
+        elif not a.startswith("--num-processes="):
+            out.append(a)
+    return out
 
 
 def register(app: typer.Typer) -> None:

@@ -134,9 +134,9 @@ class Embedder:
         else:
             self.base = model
             stack = encoder_stack(model)
-        self.depth = stack.depth
+        self.depth = loaded.full_depth or stack.depth  # the checkpoint's, even when loading cut the stack
         self.layers = normalize_layers(tuple(layers), self.depth)
-        self.tap = Tap(stack, self.layers).install()
+        self.tap = Tap(stack, self.layers, full_depth=self.depth).install()
         self.hidden = self._hidden_size(stack)
         self.dim = self.hidden * len(self.layers)
         self.texts = tuple(tuple(p) for p in prompts)
@@ -183,7 +183,7 @@ class Embedder:
             if "pixel_values" in x:
                 x["pixel_values"] = x["pixel_values"].to(self._dtype())
             self.base(**x)
-            hs = self.tap.take()
+            hs = self.tap.take(self.device)
             b, t = hs[0].shape[:2]
             ones = torch.ones(b, t, dtype=torch.bool, device=hs[0].device)
             masks = TokenMasks(ones, ones, torch.zeros_like(ones))
@@ -238,7 +238,7 @@ class Embedder:
             valid = torch.cat([valid, smask], 1)
         # Right padding only (tokenizers here pad right), so the causal mask alone is exact.
         self.base(**x, attention_mask=valid.long(), use_cache=False)
-        return self._pool(self.tap.take(), self._masks(x["input_ids"], valid))
+        return self._pool(self.tap.take(self.device), self._masks(x["input_ids"], valid))
 
     def _shared(self, prefix: dict[str, torch.Tensor], tasks: np.ndarray) -> torch.Tensor:
         """Image prefix once (vision tower + decoder KV cache), then each prompt's suffix."""
@@ -246,7 +246,7 @@ class Embedder:
         x.pop("attention_mask", None)
         ids = x["input_ids"]
         out = self.base(**x, use_cache=True)
-        pre_h = self.tap.take()
+        pre_h = self.tap.take(self.device)
         cache = getattr(out, "past_key_values", None) or getattr(out, "cache", None)
         n0 = ids.shape[1]
         results = []
@@ -260,7 +260,7 @@ class Embedder:
             # text only: no pixels, grid or precomputed vision tensors, just the per-token inputs
             extra = {k: torch.zeros_like(sid, dtype=x[k].dtype) for k in self._per_token_keys(x)}
             self.base(input_ids=sid, past_key_values=cache, use_cache=True, **extra)
-            suf_h = self.tap.take()
+            suf_h = self.tap.take(self.device)
             crop_cache(cache, n0)
             hs = [torch.cat([a, b], 1) for a, b in zip(pre_h, suf_h)]
             all_ids = torch.cat([ids, sid], 1)

@@ -30,8 +30,17 @@ class Prompt:
     template: str
 
     def render(self, task) -> str:
-        """The text for one task (a cache_schemas TaskInfo)."""
-        return self.template.format(task=task.description.rstrip("."), name=task.name, object=task.object)
+        """The text for one task (a cache_schemas TaskInfo); an empty slot is refused, not rendered."""
+        values = {"task": task.description.rstrip("."), "name": task.name, "object": task.object}
+        for slot in sorted(_slots(self.template)):
+            if not values.get(slot):
+                fix = "ingest the dataset again with --object NAME" if slot == "object" else "the dataset gives none"
+                plain = ", ".join(n for n, t in PROMPTS.items() if slot not in _slots(t))
+                raise UnknownName(
+                    f"prompt {self.name!r} uses {{{slot}}}, but task {task.name!r} of this store has no {slot} "
+                    f"({fix}); use a prompt without it: {plain}"
+                )
+        return self.template.format(**values)
 
     def render_all(self, tasks: Sequence) -> tuple[str, ...]:
         return tuple(self.render(t) for t in tasks)
@@ -61,8 +70,11 @@ def parse_prompts(spec: str) -> list[Prompt]:
     return [get_prompt(p.strip() if not p.startswith("custom:") else p) for p in parts]
 
 
+def _slots(template: str) -> set[str]:
+    return {f for _, f, _, _ in string.Formatter().parse(template) if f}
+
+
 def _check_slots(template: str) -> None:
-    used = {f for _, f, _, _ in string.Formatter().parse(template) if f}
-    bad = used - SLOTS
+    bad = _slots(template) - SLOTS
     if bad:
         raise UnknownName(f"unknown prompt slot(s) {sorted(bad)}; valid: {sorted(SLOTS)}")

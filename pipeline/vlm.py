@@ -3,14 +3,20 @@
 Layer indices follow `output_hidden_states`: 0 is the input embeddings, i the output of block i,
 and -1 (= L) the final normed output of a decoder. The decoder's block list is cut at the
 deepest index asked for, so deeper blocks and the LM head never run; forward hooks catch the
-hidden states of the requested indices.
+hidden states of the requested indices. Given the indices at load time, the config's block count
+is cut first, so the deeper blocks are not even built or read from the checkpoint.
+
+`device_map` (accelerate's big-model inference through `from_pretrained`) spreads one model over
+the visible GPUs, the CPU and disk, for a backbone that does not fit one card.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,18 +36,26 @@ class WeightsMismatch(BackboneUnavailable):
     reshaped tensors beyond what the family drops on purpose)."""
 
 
-def check_weights(backbone: Backbone, info: dict, source: str) -> None:
+def check_weights(backbone: Backbone, info: dict, source: str, cut: tuple[str, int] | None = None) -> None:
     """Weights load whole: transformers' loading info must hold no missing, unexpected or
-    mismatched tensor, apart from the family's DROPPED_WEIGHTS. Else one error naming them."""
+    mismatched tensor, apart from the family's DROPPED_WEIGHTS and, when the config was cut
+    (`cut`: the block list's name and how many blocks it kept), the blocks cut on purpose.
+    Else one error naming them."""
     import re
 
     from .backbones import DROPPED_WEIGHTS
 
     dropped = DROPPED_WEIGHTS.get(backbone.family, {})
+    beyond = re.compile(rf"^{re.escape(cut[0])}\.(\d+)\.") if cut else None
+
+    def cut_away(name: str) -> bool:
+        m = beyond.match(name) if beyond else None
+        return bool(m) and int(m.group(1)) >= cut[1]
 
     def kept(names, kind: str) -> list[str]:
         allowed = dropped.get(kind, ())
-        return sorted(str(n) for n in names if not any(re.search(p, str(n)) for p in allowed))
+        return sorted(str(n) for n in names if not any(re.search(p, str(n)) for p in allowed)
+                      and not (kind == "unexpected" and cut_away(str(n))))
 
     missing = kept(info.get("missing_keys", ()), "missing")
     unexpected = kept(info.get("unexpected_keys", ()), "unexpected")
@@ -66,6 +80,18 @@ class Loaded:
     processor: Any  # a ProcessorMixin (VLM) or an image processor (encoder)
     source: str  # hub id or local folder it came from
     weights_digest: str = ""
+    full_depth: int | None = None  # the checkpoint's block count when loading cut the config (else None)
+
+    @property
+    def device(self) -> torch.device:
+        """Where inputs go: the device of the input embeddings (their execution device when
+        accelerate dispatched the model over several devices)."""
+        emb = self.model.get_input_embeddings() if hasattr(self.model, "get_input_embeddings") else None
+        hook = getattr(emb, "_hf_hook", None)
+        if getattr(hook, "execution_device", None) is not None:
+            return torch.device(hook.execution_device)
+        weight = next(emb.parameters(), None) if emb is not None else None
+        return weight.device if weight is not None else next(self.model.parameters()).device
 
     @property
     def tokenizer(self):
@@ -133,9 +159,35 @@ def _warn_unpinned(backbone: Backbone) -> None:
                   f"pipeline/backbones.py, or pass --model-path to a fixed snapshot)", UserWarning, stacklevel=3)
 
 
+DEVICE_MAPS = ("auto", "balanced", "balanced_low_0", "sequential")  # accelerate's strategies
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where the weights go: all on `device`, or, with `device_map`, accelerate's big-model
+    inference (`max_memory` caps each device, keys as accelerate spells them: 0, 1, "cpu";
+    what does not fit goes to `offload_folder` on disk)."""
+
+    device: str | torch.device = "cpu"
+    device_map: str | None = None
+    max_memory: dict | None = None
+    offload_folder: str | None = None
+
+    def kwargs(self) -> dict[str, Any]:
+        if self.device_map is None:
+            return {}
+        return {"device_map": self.device_map, "max_memory": self.max_memory, "offload_folder": self.offload_folder}
+
+
 def load_backbone(backbone: Backbone, *, model_path: str | None = None, cache: Any = None,
-                  dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu") -> Loaded:
+                  dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu",
+                  layers: tuple[int, ...] | None = None, placement: Placement | None = None) -> Loaded:
+    """The model and its processor. `layers` (hidden-state indices): build and read only the
+    blocks they need (where the family's config says its block count; remote code is cut after
+    loading, by the embedder). `placement` overrides `device` (a device map, say)."""
     import transformers
+
+    placement = placement or Placement(device)
 
     digest = ""
     if backbone.twin and not model_path:
@@ -153,9 +205,10 @@ def load_backbone(backbone: Backbone, *, model_path: str | None = None, cache: A
     if backbone.trust_remote_code:
         kw["trust_remote_code"] = True
     offline = os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0") or os.environ.get("TRANSFORMERS_OFFLINE", "") not in ("", "0")
+    full_depth = None
     try:
         if backbone.family in REMOTE_ADAPTERS:  # remote code: its own loading and adapter
-            model, processor = REMOTE_ADAPTERS[backbone.family](source, dtype, kw)
+            model, processor = REMOTE_ADAPTERS[backbone.family](source, dtype, kw, placement.kwargs())
         else:
             config = transformers.AutoConfig.from_pretrained(source, **kw)
             arch = (getattr(config, "architectures", None) or [None])[0]
@@ -165,8 +218,13 @@ def load_backbone(backbone: Backbone, *, model_path: str | None = None, cache: A
                 cls = getattr(transformers, arch.replace("Model", "VisionModel"), cls)
             if cls is None:
                 cls = transformers.AutoModelForImageTextToText if backbone.kind == "vlm" else transformers.AutoModel
-            model, info = cls.from_pretrained(source, dtype=dtype, output_loading_info=True, use_safetensors=True, **kw)
-            check_weights(backbone, info, source)
+            if backbone.kind == "encoder" and hasattr(cls, "config_class"):
+                config = cls.config_class.from_pretrained(source, **kw)  # the tower's own (sub)config
+            full_depth = cut_config(config, backbone.kind, layers) if layers else None
+            with _quiet_unused_weights(full_depth is not None):
+                model, info = cls.from_pretrained(source, config=config, dtype=dtype, output_loading_info=True,
+                                                  use_safetensors=True, **kw, **placement.kwargs())
+            check_weights(backbone, info, source, cut=cut_stack(model, backbone.kind) if full_depth else None)
             if backbone.kind == "vlm":
                 processor = _processor_from(source, **kw)
             else:
@@ -185,8 +243,64 @@ def load_backbone(backbone: Backbone, *, model_path: str | None = None, cache: A
             f"{backbone.revision} --local-dir DIR) and pass --model-path DIR (make: MODEL_PATH=DIR), "
             f"or use a tiny offline twin (tiny-<family>) for a dry run."
         ) from None
-    model.eval().requires_grad_(False).to(device)
-    return Loaded(backbone, model, processor, source, digest)
+    model.eval().requires_grad_(False)
+    if placement.device_map is None:
+        model.to(placement.device)
+    return Loaded(backbone, model, processor, source, digest, full_depth)
+
+
+def cut_stack(model: nn.Module, kind: str) -> tuple[str, int]:
+    """(qualified name of the block list the embedder taps, its block count) of a loaded model."""
+    stack = text_stack(model) if kind == "vlm" else encoder_stack(model)
+    name = next(n for n, m in model.named_modules() if m is stack.blocks)
+    return name, stack.depth
+
+
+def stack_config(config, kind: str):
+    """The (sub)config whose `num_hidden_layers` sizes the stack the embedder taps: the text
+    decoder of a VLM, the encoder of an image model."""
+    return config.get_text_config() if kind == "vlm" else getattr(config, "vision_config", None) or config
+
+
+def cut_config(config, kind: str, layers: tuple[int, ...]) -> int | None:
+    """Shrink the config's block count to the deepest block `layers` needs (per-layer lists such
+    as `layer_types` with it), so `from_pretrained` builds only those blocks and never reads the
+    others' weights. -> the full block count, or None when nothing is cut."""
+    sub = stack_config(config, kind)
+    full = getattr(sub, "num_hidden_layers", None)
+    if not isinstance(full, int):
+        return None
+    try:
+        keep = kept_blocks(normalize_layers(tuple(layers), full))
+    except ValueError:  # out of range: the embedder says which index, in its own words
+        return None
+    if keep >= full:
+        return None
+    sub.num_hidden_layers = keep
+    if isinstance(getattr(sub, "layer_types", None), list):
+        sub.layer_types = sub.layer_types[:keep]
+    return full
+
+
+@contextmanager
+def _quiet_unused_weights(active: bool):
+    """Drop transformers' load report while loading a cut config when it lists only unused
+    checkpoint weights (the blocks cut on purpose); any missing or mismatched key still shows."""
+    if not active:
+        yield
+        return
+
+    def keep(record: logging.LogRecord) -> bool:
+        msg = record.getMessage()
+        return not ("LOAD REPORT" in msg and "UNEXPECTED" in msg
+                    and not any(s in msg for s in ("MISSING", "MISMATCH", "CONVERSION")))
+
+    log = logging.getLogger("transformers.modeling_utils")
+    log.addFilter(keep)
+    try:
+        yield
+    finally:
+        log.removeFilter(keep)
 
 
 # -- finding the blocks ----------------------------------------------------------------------
@@ -236,6 +350,11 @@ def encoder_stack(model: nn.Module) -> Stack:
     raise TypeError(f"no encoder blocks found in {type(model).__name__}")
 
 
+def kept_blocks(wanted: tuple[int, ...]) -> int:
+    """How many blocks the normalized indices `wanted` need (index 0 taps block 0's input)."""
+    return max(1, max(wanted))
+
+
 def normalize_layers(layers: tuple[int, ...], depth: int) -> tuple[int, ...]:
     out = []
     for i in layers:
@@ -257,9 +376,12 @@ class Tap:
     _handles: list = field(default_factory=list)
 
     def install(self) -> "Tap":
-        self.full_depth = self.stack.depth
-        keep = max(1, max(self.wanted))
-        if keep < self.full_depth:
+        """`full_depth` preset: the stack was already cut at load (`cut_config`) to that many blocks."""
+        self.full_depth = self.full_depth or self.stack.depth
+        keep = kept_blocks(self.wanted)
+        if not keep <= self.stack.depth <= self.full_depth:
+            raise ValueError(f"the model has {self.stack.depth} blocks, expected {keep}..{self.full_depth}")
+        if keep < self.stack.depth:
             setattr(self.stack.owner, self.stack.attr, nn.ModuleList(list(self.stack.blocks)[:keep]))
         blocks = self.stack.blocks
         for idx in set(self.wanted):
@@ -289,8 +411,9 @@ class Tap:
             h.remove()
         self._handles, self.captured = [], {}
 
-    def take(self) -> list[torch.Tensor]:
-        out = [self.captured[i] for i in self.wanted]
+    def take(self, device: torch.device | None = None) -> list[torch.Tensor]:
+        """The captured states, on `device` (a dispatched model's blocks may sit on several)."""
+        out = [self.captured[i] if device is None else self.captured[i].to(device) for i in self.wanted]
         self.captured = {}
         return out
 
@@ -424,20 +547,20 @@ class MolmoV1Processor:
         return out
 
 
-def _load_molmo_v1(source: str, dtype: torch.dtype, kw: dict) -> tuple[nn.Module, MolmoV1Processor]:
+def _load_molmo_v1(source: str, dtype: torch.dtype, kw: dict, placement_kw: dict) -> tuple[nn.Module, MolmoV1Processor]:
     """AutoModelForCausalLM + AutoProcessor through trust_remote_code (kw carries it and the
-    pinned revision), wrapped as MolmoV1 / MolmoV1Processor."""
+    pinned revision; placement_kw a device map), wrapped as MolmoV1 / MolmoV1Processor."""
     from transformers import AutoModelForCausalLM, AutoProcessor
 
     from .backbones import get_backbone
 
     remote, info = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, output_loading_info=True,
-                                                        use_safetensors=True, **kw)
+                                                        use_safetensors=True, **kw, **placement_kw)
     check_weights(get_backbone("molmo-v1"), info, source)
     proc = MolmoV1Processor(AutoProcessor.from_pretrained(source, **kw))
     return MolmoV1(remote, proc.image_token_id), proc
 
 
-# Families whose code comes with the checkpoint (trust_remote_code): family -> loader returning
-# (model, processor) already adapted to the embedder's interface.
+# Families whose code comes with the checkpoint (trust_remote_code): family -> loader(source,
+# dtype, hub kwargs, placement kwargs) returning (model, processor) adapted to the embedder's interface.
 REMOTE_ADAPTERS: dict[str, Any] = {"molmo-v1": _load_molmo_v1}

@@ -26,12 +26,18 @@ def eval_cmd(
     run: Optional[str] = typer.Argument(None, help="Run folder (or run id under --runs); none: every run under "
                                         "--runs without a finished eval, one after another."),
     labelled: int = typer.Option(2, help="Labelled trajectories per task for the action decoder and BC."),
+    heldout: int = typer.Option(2, help="Episodes per task kept out of all training (open-loop diagnostics)."),
     rollouts: int = typer.Option(10, help="Rollouts per task and method."),
     max_steps: int = typer.Option(0, help="Rollout horizon (0 = the episode store's max_steps)."),
     methods: str = typer.Option("latent,bc-labelled,bc-all", help="Comma list of latent, bc-labelled, bc-all."),
-    policy_steps: int = typer.Option(1500, help="Training steps of the latent policy and BC policies."),
+    policy_steps: int = typer.Option(3000, help="Training steps of the latent policy and BC policies."),
     decoder_steps: int = typer.Option(1500, help="Training steps of the action decoder."),
     batch_size: int = typer.Option(128, help="Minibatch size of every network's training."),
+    img_size: int = typer.Option(64, help="Frame size the policies see (area-resized from the store's frames)."),
+    frame_stack: int = typer.Option(1, help="Frames per policy observation (t-s+1..t)."),
+    space_to_depth: int = typer.Option(2, help="Pixel-unshuffle factor before the policy's convs (1 = none)."),
+    channels: str = typer.Option("32,64,64", help="Conv widths of the policy encoder (each halves the size)."),
+    augment_pad: int = typer.Option(0, help="Random-shift augmentation of policy inputs, in pixels (0 = none)."),
     seed: int = typer.Option(0, help="Seed of networks and rollout seeds."),
     split: str = typer.Option("eval", help="Distractor video split for rollouts (eval = held out)."),
     gifs: int = typer.Option(2, help="Rollout GIFs per method and task (a success and a failure)."),
@@ -46,14 +52,18 @@ def eval_cmd(
     Without RUN: every trained run under --runs that has no finished eval, then one table."""
     from .config import EvalConfig, EvalConfigError
     from .evaluate import EvalError, evaluate
+    from .nets import PolicyNet
 
     from pipeline.glcheck import choose_gl_backend
 
     try:
         choose_gl_backend()
-        cfg = EvalConfig(labelled=labelled, rollouts=rollouts, max_steps=max_steps,
-                         methods=tuple(m.strip() for m in methods.split(",") if m.strip()),
-                         policy_steps=policy_steps, decoder_steps=decoder_steps, batch_size=batch_size, seed=seed, split=split, gifs=gifs)
+        net = PolicyNet(img_size=img_size, frame_stack=frame_stack, space_to_depth=space_to_depth,
+                        channels=tuple(int(c) for c in channels.split(",") if c.strip()))
+        cfg = EvalConfig(labelled=labelled, heldout=heldout, rollouts=rollouts, max_steps=max_steps,
+                         methods=tuple(m.strip() for m in methods.split(",") if m.strip()), net=net,
+                         policy_steps=policy_steps, decoder_steps=decoder_steps, batch_size=batch_size,
+                         augment_pad=augment_pad, seed=seed, split=split, gifs=gifs)
     except (EvalConfigError, ValueError, RuntimeError) as exc:
         _fail(str(exc))
 

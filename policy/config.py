@@ -1,9 +1,11 @@
-"""Typed configuration of one evaluation: labelled budget, training, rollouts."""
+"""Typed configuration of one evaluation: labelled budget, the policy network, training, rollouts."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
+
+from .nets import PolicyNet
 
 METHODS = ("latent", "bc-labelled", "bc-all")
 # The baselines do not depend on the LAM: they are computed once per (episode store, config).
@@ -18,20 +20,25 @@ class EvalConfigError(ValueError):
 class EvalConfig:
     """How a run's latent actions are turned into a policy and rolled out.
 
-    latent:      pi(o) -> z on all episodes (IDM latents as labels), decoder z -> a on
+    latent:      pi(o) -> z on every training episode (IDM latents as labels), decoder z -> a on
                  `labelled` trajectories per task; acts with decoder(pi(o)).
     bc-labelled: o -> a on the same labelled trajectories alone (no latent pretraining).
-    bc-all:      o -> a on every episode's true actions (the upper bound)."""
+    bc-all:      o -> a on every training episode's true actions (the upper bound).
+    The last `heldout` episodes of every task are trained on by nothing: open-loop scores
+    (action R², the decoder's gap) are measured on them."""
 
     labelled: int = 2  # labelled trajectories per task
+    heldout: int = 2  # episodes per task kept out of all training, for open-loop diagnostics
     rollouts: int = 10  # rollouts per task and method
-    max_steps: int = 0  # 0 = the episode store's max_steps
+    max_steps: int = 0  # rollout horizon; 0 = the episode store's max_steps
     methods: tuple[str, ...] = METHODS
-    policy_steps: int = 1500
+    net: PolicyNet = field(default_factory=PolicyNet)
+    policy_steps: int = 3000
     decoder_steps: int = 1500
     batch_size: int = 128
     lr: float = 1e-3
-    hidden: int = 256
+    hidden: int = 256  # the action decoder's width
+    augment_pad: int = 0  # random-shift augmentation of policy inputs (pixels); 0 = none
     seed: int = 0
     split: str = "eval"  # distractor videos for rollouts: the held-out split
     gifs: int = 2  # rollout GIFs per method (a success and a failure where there are both)
@@ -44,10 +51,12 @@ class EvalConfig:
         for name in ("labelled", "rollouts", "policy_steps", "decoder_steps", "batch_size"):
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.max_steps < 0:
-            problems.append(f"max_steps must be >= 0, got {self.max_steps}")
+        for name in ("max_steps", "heldout", "augment_pad"):
+            if getattr(self, name) < 0:
+                problems.append(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.split not in ("train", "eval"):
             problems.append(f"unknown split {self.split!r}; valid: train, eval")
+        problems += self.net.problems()
         if problems:
             raise EvalConfigError("; ".join(problems))
 
@@ -59,9 +68,12 @@ class EvalConfig:
         d = {k: v for k, v in d.items() if k in {f.name for f in fields(cls)}}
         if "methods" in d:
             d["methods"] = tuple(d["methods"])
+        if isinstance(d.get("net"), dict):
+            d["net"] = PolicyNet.from_dict(d["net"])
         return cls(**d)
 
     def training_part(self) -> dict[str, Any]:
         """The fields that change trained networks (not how many rollouts are run)."""
-        keep = ("labelled", "policy_steps", "decoder_steps", "batch_size", "lr", "hidden", "seed")
-        return {k: getattr(self, k) for k in keep}
+        keep = ("labelled", "heldout", "net", "policy_steps", "decoder_steps", "batch_size", "lr", "hidden",
+                "augment_pad", "seed")
+        return {k: v for k, v in self.to_dict().items() if k in keep}

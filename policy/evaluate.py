@@ -1,15 +1,18 @@
 """`eval`: do a run's latent actions make a good policy? Latent BC + action decoder, with BC
 baselines on the same labelled budget, rolled out in Distracting MetaWorld on held-out videos.
 
-Layout: `runs/<id>/eval/` holds `config.json`, `results.json`, per-task results under
+Layout: `runs/<id>/eval/` holds `config.json`, `results.json`, per-task rollouts under
 `tasks/<method>.<task>.json` (written as each task finishes: an interrupted eval resumes
-without redoing them), trained controllers under `models/`, and GIFs under `gifs/`.
+without redoing them), trained controllers under `models/` (safetensors + JSON), each method's
+loss curves and held-out scores under `diagnostics/`, and GIFs under `gifs/`. Every file is
+written atomically (a file that exists is whole), and one writer at a time holds the folder.
 Baselines do not depend on the LAM, so they live once per (episode store, eval config) in
-`runs/baselines/<fp>/` with the same layout and are shared by every run on that store.
+`runs/baselines/<store>.<fp>/` with the same layout and are shared by every run on that store.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 from dataclasses import dataclass
@@ -17,19 +20,21 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
-import torch
 
 from cache_schemas import EpisodeStore, StoreError
+from cache_schemas.atomic import write_json
 from cache_schemas.fingerprint import canonical_json, fingerprint, spec_diff
+from cache_schemas.locks import WriterLock, lock_path_for
 from cache_schemas.paths import runs_root
 
 from .config import BASELINE_METHODS, EvalConfig
-from .fit import Standardiser, fit
-from .nets import MLP, ImagePolicy, seeded
-from .rollout import EVAL_EPISODE_BASE, Controller, RolloutJob, rollout_spec, run_job
+from .controller import Controller
+from .progress import phase_counts
+from .rollout import EVAL_EPISODE_BASE, RolloutJob, rollout_spec, run_job
 from .stats import summarise
+from .training import Split, SplitError, train_method
 
-EVAL_SCHEMA = "lam-eval/1"
+EVAL_SCHEMA = "lam-eval/2"
 
 
 class EvalError(RuntimeError):
@@ -53,7 +58,13 @@ class RunInfo:
         if not (path / "done").exists():
             raise EvalError(f"run {path} did not finish training; rerun its train-lam command first")
         config = json.loads(cfg_file.read_text())
-        return cls(path, config, config["config"])
+        run = cls(path, config, config["config"])
+        if int(run.lam.get("k", 1)) != 1:
+            raise EvalError(
+                f"run {path} was trained with --k {run.lam['k']}: its latent z(t -> t+{run.lam['k']}) spans "
+                f"{run.lam['k']} steps while its FDM predicts frame t+1, and eval's decoder maps z to one "
+                f"step's action; evaluate a run trained with --k 1 (the probe in probe.json still scores this one)")
+        return run
 
     def episodes(self) -> EpisodeStore:
         ep = self.config["episodes"]
@@ -71,7 +82,7 @@ class RunInfo:
 
 @dataclass(frozen=True)
 class EvalFolder:
-    """One eval's folder: a config that must match, per-task results, models, GIFs."""
+    """One eval's folder: a config that must match, per-task results, models, diagnostics, GIFs."""
 
     path: Path
 
@@ -84,71 +95,22 @@ class EvalFolder:
                     diffs = "\n  ".join(spec_diff(old, identity))
                     raise EvalError(f"{self.path} holds an eval with another config:\n  {diffs}\nUse --force to redo it.")
                 shutil.rmtree(self.path)
-        for sub in ("tasks", "models", "gifs"):
+        for sub in ("tasks", "models", "diagnostics", "gifs"):
             (self.path / sub).mkdir(parents=True, exist_ok=True)
-        cfg.write_text(json.dumps(identity, indent=1, sort_keys=True) + "\n")
+        if not cfg.exists():
+            write_json(cfg, identity, sort_keys=True)
+
+    def lock(self) -> WriterLock:
+        return WriterLock(lock_path_for(self.path), what=f"eval folder {self.path}")
 
     def task_file(self, method: str, task: str) -> Path:
         return self.path / "tasks" / f"{method}.{task}.json"
 
-    def model_file(self, method: str) -> Path:
-        return self.path / "models" / f"{method}.pt"
+    def model_stem(self, method: str) -> Path:
+        return self.path / "models" / method
 
-
-# --------------------------------------------------------------------------- data
-def labelled_episodes(store: EpisodeStore, n: int) -> np.ndarray:
-    """Bool mask over episodes: the first `n` episodes of every task carry action labels."""
-    table = store.episodes()
-    counts = np.bincount(table.task, minlength=len(store.tasks))
-    if n > counts.min():
-        raise EvalError(
-            f"--labelled {n} is more than the store has: {int(counts.min())} episodes for some task "
-            f"({', '.join(f'{t.name}: {int(c)}' for t, c in zip(store.tasks, counts))})"
-        )
-    mask = np.zeros(len(table), bool)
-    for task in range(len(store.tasks)):
-        mask[np.flatnonzero(table.task == task)[:n]] = True
-    return mask
-
-
-def rows_of(store: EpisodeStore, episode_mask: np.ndarray) -> np.ndarray:
-    table = store.episodes()
-    return np.concatenate([np.arange(s, s + n) for s, n, m in zip(table.start, table.length, episode_mask) if m])
-
-
-# --------------------------------------------------------------------------- training
-def train_controller(method: str, run: RunInfo | None, store: EpisodeStore, frames: torch.Tensor,
-                     cfg: EvalConfig, lam: dict, progress: bool) -> Controller:
-    """Fit the networks of one method; every net is seeded from cfg.seed alone."""
-    actions = store.array("actions")[:]
-    labelled_rows = rows_of(store, labelled_episodes(store, cfg.labelled))
-    img, channels = lam["img_size"], tuple(lam["channels"])
-
-    def image_policy(out_dim: int) -> ImagePolicy:
-        return seeded(lambda: ImagePolicy(img, channels, cfg.hidden, out_dim), cfg.seed)
-
-    kw = dict(batch_size=cfg.batch_size, lr=cfg.lr, seed=cfg.seed, progress=progress)
-    if method == "latent":
-        from lam.rundir import load_latents
-
-        lat = load_latents(run.path)
-        z, rows = lat["z"].astype(np.float32), lat["rows"].astype(np.int64)
-        zs = Standardiser.fit(z)
-        policy = image_policy(z.shape[1])
-        fit(policy, frames[rows], torch.from_numpy(zs.forward(z)), steps=cfg.policy_steps, desc="latent policy", **kw)
-        # The decoder learns z -> a from the labelled transitions' IDM latents.
-        keep = np.isin(rows, labelled_rows)
-        act_std = Standardiser.fit(actions[rows[keep]])
-        decoder = seeded(lambda: MLP(z.shape[1], cfg.hidden, actions.shape[1]), cfg.seed)
-        fit(decoder, torch.from_numpy(zs.forward(z[keep])), torch.from_numpy(act_std.forward(actions[rows[keep]])),
-            steps=cfg.decoder_steps, desc="action decoder", **kw)
-        return Controller(policy, decoder, act_std, img)
-    rows = labelled_rows if method == "bc-labelled" else np.arange(store.n_frames)
-    act_std = Standardiser.fit(actions[rows])
-    policy = image_policy(actions.shape[1])
-    fit(policy, frames[rows], torch.from_numpy(act_std.forward(actions[rows])), steps=cfg.policy_steps,
-        desc=method, **kw)
-    return Controller(policy, None, act_std, img)
+    def diagnostics_file(self, method: str) -> Path:
+        return self.path / "diagnostics" / f"{method}.json"
 
 
 # --------------------------------------------------------------------------- orchestration
@@ -165,20 +127,49 @@ def rollout_jobs(method: str, store: EpisodeStore, cfg: EvalConfig, video_dir: s
     return jobs
 
 
-def baseline_folder(store: EpisodeStore, cfg: EvalConfig, lam: dict, runs: str | None) -> EvalFolder:
-    key = {"episodes": store.fingerprint, "eval": cfg.to_dict() | {"methods": list(BASELINE_METHODS)},
-           "img_size": lam["img_size"], "channels": list(lam["channels"])}
+def baseline_identity(store: EpisodeStore, cfg: EvalConfig) -> dict:
+    """What the shared baselines depend on: the episode store and the eval's settings (not the LAM)."""
+    return {"schema": EVAL_SCHEMA, "episodes": store.fingerprint,
+            "eval": cfg.to_dict() | {"methods": list(BASELINE_METHODS)}}
+
+
+def baseline_folder(store: EpisodeStore, cfg: EvalConfig, runs: str | None) -> EvalFolder:
+    key = baseline_identity(store, cfg)
     return EvalFolder(runs_root(runs) / "baselines" / f"{store.path.name}.{fingerprint(key, EVAL_SCHEMA)[:8]}")
+
+
+def distractor_dir(store: EpisodeStore, video_dir: Path | None) -> str | None:
+    """The video folder rollouts draw from; refused when its content differs from the store's."""
+    from pipeline.distractors import folder_digest
+
+    dist = store.spec.distractors
+    vdir = str(video_dir) if video_dir else store.store.info.get("video_dir")
+    if dist.video_source != "dir" or "video" not in dist.kinds:
+        return vdir
+    if not vdir:
+        raise EvalError(f"{store.path} was collected with a distractor video folder; pass it with --distractor-videos")
+    try:
+        digest = folder_digest(Path(vdir))
+    except (OSError, ValueError) as exc:
+        raise EvalError(f"distractor video folder {vdir}: {exc}") from exc
+    if digest != dist.video_digest:
+        raise EvalError(f"distractor video folder {vdir} is not the one {store.path} was collected with "
+                        f"(content digest {digest}, store expects {dist.video_digest}); pass the right folder with "
+                        "--distractor-videos")
+    return vdir
 
 
 def write_gifs(folder: EvalFolder, result: dict, limit: int) -> None:
     import imageio.v3 as iio
 
+    from cache_schemas.atomic import atomic_path
+
     kept = [e for e in result["episodes"] if e["frames"] is not None]
     picks = [next((e for e in kept if e["success"]), None), next((e for e in kept if not e["success"]), None)]
     for e in [p for p in picks if p is not None][:limit]:
         tag = "success" if e["success"] else "failure"
-        iio.imwrite(folder.path / "gifs" / f"{result['method']}.{result['task']}.{tag}.gif", e["frames"], duration=80, loop=0)
+        with atomic_path(folder.path / "gifs" / f"{result['method']}.{result['task']}.{tag}.gif") as tmp:
+            iio.imwrite(tmp, e["frames"], extension=".gif", duration=80, loop=0)
 
 
 def evaluate(
@@ -194,61 +185,29 @@ def evaluate(
     echo: Callable[[str], None] = print,
 ) -> dict:
     """Train what each method needs, roll out every task, write and return results.json's body."""
-    from lam.data import read_frames
-    from pipeline.executor import Executor
-
     run = RunInfo.load(run_path)
     store = run.episodes()
-    labelled_episodes(store, cfg.labelled)  # fail before any training
-    lam = run.lam
+    try:
+        store.require_simulator("eval (policy rollouts)")
+        Split.of(store, cfg.labelled, cfg.heldout)  # fail before any training
+    except (StoreError, SplitError) as exc:
+        raise EvalError(str(exc)) from exc
+    vdir = distractor_dir(store, video_dir)
     methods = list(cfg.methods)
     own = EvalFolder(run.path / "eval")
-    own.claim({"schema": EVAL_SCHEMA, "eval": cfg.to_dict(), "episodes": run.config["episodes"]}, force)
-    base = baseline_folder(store, cfg, lam, runs)
-    if any(m in BASELINE_METHODS for m in methods):
-        base.claim({"schema": EVAL_SCHEMA, "eval": cfg.to_dict() | {"methods": list(BASELINE_METHODS)},
-                    "episodes": run.config["episodes"], "img_size": lam["img_size"]}, force=False)
+    base = baseline_folder(store, cfg, runs)
     folder_of = {m: (base if m in BASELINE_METHODS else own) for m in methods}
-
-    frames = None
-    vdir = str(video_dir) if video_dir else store.store.info.get("video_dir")
-    pending: list[tuple[RolloutJob, Controller]] = []
-    for m in methods:
-        folder = folder_of[m]
-        jobs = [j for j in rollout_jobs(m, store, cfg, vdir, record=2 if cfg.gifs else 0)
-                if not folder.task_file(m, j.task).exists()]
-        if not jobs:
-            echo(f"{m}: every task already rolled out")
-            continue
-        model_file = folder.model_file(m)
-        if model_file.exists():
-            controller = torch.load(model_file, weights_only=False)
-        else:
-            if frames is None:
-                frames = read_frames(store, "frames", lam["img_size"], progress)
-            echo(f"{m}: training")
-            controller = train_controller(m, run, store, frames, cfg, lam, progress)
-            torch.save(controller, model_file)
-        pending += [(j, controller) for j in jobs]
-
-    if pending:
-        from tqdm.auto import tqdm
-
-        ex = Executor(min(workers, len(pending)), scheduler)
-        try:
-            bar = tqdm(total=len(pending), desc="rollouts", unit="task", disable=not progress, leave=False)
-            for result in ex.map_unordered(run_job, [(j, c) for j, c in pending]):
-                folder = folder_of[result["method"]]
-                write_gifs(folder, result, cfg.gifs)
-                episodes = [{k: e[k] for k in ("seed", "success", "steps")} for e in result["episodes"]]
-                folder.task_file(result["method"], result["task"]).write_text(json.dumps(episodes, indent=1) + "\n")
-                bar.update(1)
-            bar.close()
-        finally:
-            ex.close()
-
-    results = collect_results(store, methods, folder_of, cfg)
-    (own.path / "results.json").write_text(json.dumps(results, indent=1) + "\n")
+    folders = [own] + ([base] if any(m in BASELINE_METHODS for m in methods) else [])
+    with contextlib.ExitStack() as held:
+        for f in folders:  # always own, then base: two evals never wait on each other in a cycle
+            f.path.parent.mkdir(parents=True, exist_ok=True)
+            held.enter_context(f.lock())
+        own.claim({"schema": EVAL_SCHEMA, "eval": cfg.to_dict(), "episodes": run.config["episodes"]}, force)
+        if base in folders:
+            base.claim(baseline_identity(store, cfg), force=False)
+        _train_and_roll_out(run, store, cfg, methods, folder_of, vdir, workers, scheduler, progress, echo)
+        results = collect_results(store, methods, folder_of, cfg)
+        write_json(own.path / "results.json", results)
     for m in methods:
         r = results["methods"][m]["overall"]
         echo(f"{m:>12}: success {r['success_rate']:.2f} ({r['successes']}/{r['episodes']}, "
@@ -256,15 +215,77 @@ def evaluate(
     return results
 
 
+def _train_and_roll_out(run: RunInfo, store: EpisodeStore, cfg: EvalConfig, methods: list[str],
+                        folder_of: dict[str, EvalFolder], vdir: str | None, workers: int, scheduler: str | None,
+                        progress: bool, echo: Callable[[str], None]) -> None:
+    from lam.data import read_frames
+    from pipeline.executor import Executor
+
+    frames = None
+    pending: list[tuple[RolloutJob, Controller]] = []
+    for m in methods:
+        folder = folder_of[m]
+        jobs = [j for j in rollout_jobs(m, store, cfg, vdir, record=2 if cfg.gifs else 0)
+                if not folder.task_file(m, j.task).exists()]
+        stem = folder.model_stem(m)
+        if Controller.exists(stem) and folder.diagnostics_file(m).exists():
+            if not jobs:
+                echo(f"{m}: every task already rolled out")
+                continue
+            controller = Controller.load(stem)
+        else:
+            if frames is None:
+                frames = read_frames(store, "frames", cfg.net.img_size, progress)
+            echo(f"{m}: training")
+            latents = None
+            if m == "latent":
+                from lam.rundir import load_latents
+
+                latents = load_latents(run.path)
+            trained = train_method(m, store, frames, Split.of(store, cfg.labelled, cfg.heldout), cfg, latents, progress)
+            write_json(folder.diagnostics_file(m), trained.diagnostics())
+            trained.controller.save(stem)  # the weights last: their presence marks the method trained
+            controller = trained.controller
+        pending += [(j, controller) for j in jobs]
+    if not pending:
+        return
+    from tqdm.auto import tqdm
+
+    ex = Executor(min(workers, len(pending)), scheduler)
+    try:
+        bar = tqdm(total=len(pending), desc="rollouts", unit="task", disable=not progress, leave=False)
+        for result in ex.map_unordered(run_job, pending):
+            folder = folder_of[result["method"]]
+            write_gifs(folder, result, cfg.gifs)
+            episodes = [{k: v for k, v in e.items() if k != "frames"} for e in result["episodes"]]
+            write_json(folder.task_file(result["method"], result["task"]), episodes)
+            bar.update(1)
+        bar.close()
+    finally:
+        ex.close()
+
+
+def method_summary(episodes: list[dict]) -> dict:
+    """Success with its interval, how far failures got, and when successes came."""
+    out = summarise([bool(e["success"]) for e in episodes])
+    firsts = [e["first_success"] for e in episodes if e.get("first_success") is not None]
+    out["first_success_mean"] = round(float(np.mean(firsts)), 1) if firsts else None
+    out["phases"] = phase_counts([e.get("progress", {}) for e in episodes])
+    return out
+
+
 def collect_results(store: EpisodeStore, methods: list[str], folder_of: dict, cfg: EvalConfig) -> dict:
-    out = {"schema": EVAL_SCHEMA, "labelled": cfg.labelled, "rollouts_per_task": cfg.rollouts,
-           "split": cfg.split, "methods": {}}
+    out = {"schema": EVAL_SCHEMA, "labelled": cfg.labelled, "heldout": cfg.heldout, "rollouts_per_task": cfg.rollouts,
+           "split": cfg.split, "horizon": cfg.max_steps or store.spec.max_steps,
+           "episodes": {"path": str(store.path), "fingerprint": store.fingerprint}, "methods": {}}
     for m in methods:
         per_task, everything = {}, []
         for task in store.spec.tasks:
             eps = json.loads(folder_of[m].task_file(m, task).read_text())
-            flags = [bool(e["success"]) for e in eps]
-            per_task[task] = summarise(flags)
-            everything += flags
-        out["methods"][m] = {"overall": summarise(everything), "per_task": per_task}
+            per_task[task] = method_summary(eps)
+            everything += eps
+        diag_file = folder_of[m].diagnostics_file(m)
+        diagnostics = json.loads(diag_file.read_text()) if diag_file.exists() else None
+        out["methods"][m] = {"overall": method_summary(everything), "per_task": per_task,
+                             "diagnostics": diagnostics, "folder": str(folder_of[m].path)}
     return out

@@ -1,8 +1,11 @@
-"""`report`: many runs side by side, the way the paper's figures show them.
+"""`report`: many runs side by side, the way the paper's figures show them, with what explains
+each number next to it.
 
 Reads only what runs wrote (config.json, probe.json, eval/results.json) and writes a Markdown
-page with tables plus PNG plots (success by target, probe-vs-success scatter, per-task heatmap)
-into one folder: readable with any Markdown viewer, or none.
+page with tables plus PNG plots into one folder. Three rules keep it honest: a run without an
+eval is "not evaluated" (never a 0% bar); baselines are shown only beside runs evaluated on the
+same episode store with the same eval settings (one group per such pair); the header says which
+distractor split and horizon the rollouts used.
 """
 
 from __future__ import annotations
@@ -11,7 +14,10 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .plots import plot_curves, plot_heatmap, plot_scatter, plot_success
+
 BASELINE_LABELS = {"bc-labelled": "BC (labelled only)", "bc-all": "BC (all actions, upper bound)"}
+NOT_EVALUATED = "not evaluated"
 
 
 @dataclass
@@ -27,8 +33,16 @@ class RunRow:
     probe_per_task: dict[str, float] = field(default_factory=dict)
     success: float | None = None
     ci95: tuple[float, float] | None = None
+    n: int = 0
     success_per_task: dict[str, float] = field(default_factory=dict)
     baselines: dict[str, dict] = field(default_factory=dict)
+    methods: dict[str, dict] = field(default_factory=dict)  # every method's results (diagnostics included)
+    rollouts: dict = field(default_factory=dict)  # split, horizon, rollouts per task, labelled
+    group: str = ""  # episode store + eval settings: runs of one group share their baselines
+
+    @property
+    def evaluated(self) -> bool:
+        return self.success is not None
 
 
 def target_label(target: dict, lam_target: str) -> tuple[str, str, str]:
@@ -37,6 +51,17 @@ def target_label(target: dict, lam_target: str) -> tuple[str, str, str]:
         vlm, prompt = target.get("vlm", "?"), target.get("prompt", "?")
         return f"emb:{vlm}.{prompt}", vlm, prompt
     return lam_target, "-", "-"
+
+
+def eval_group(path: Path, results: dict) -> str:
+    """Runs evaluated on one episode store with equal settings share baselines: this is that key."""
+    from cache_schemas.fingerprint import canonical_json, fingerprint
+
+    cfg_file = path / "eval" / "config.json"
+    cfg = json.loads(cfg_file.read_text()).get("eval", {}) if cfg_file.exists() else {}
+    cfg = {k: v for k, v in cfg.items() if k != "methods"}
+    store = results.get("episodes", {}).get("fingerprint", "")
+    return fingerprint({"store": store, "eval": json.loads(canonical_json(cfg))}, "report-group")[:8]
 
 
 def load_run(path: Path) -> RunRow:
@@ -53,10 +78,14 @@ def load_run(path: Path) -> RunRow:
         row.probe_per_task = {t: float(v["r2"]) for t, v in probe.get("per_task", {}).items()}
     results = path / "eval" / "results.json"
     if results.exists():
-        res = json.loads(results.read_text())["methods"]
+        body = json.loads(results.read_text())
+        res = body["methods"]
+        row.methods = res
+        row.rollouts = {k: body.get(k) for k in ("split", "horizon", "rollouts_per_task", "labelled")}
+        row.group = eval_group(path, body)
         if "latent" in res:
             overall = res["latent"]["overall"]
-            row.success, row.ci95 = overall["success_rate"], tuple(overall["ci95"])
+            row.success, row.ci95, row.n = overall["success_rate"], tuple(overall["ci95"]), overall["episodes"]
             row.success_per_task = {t: v["success_rate"] for t, v in res["latent"]["per_task"].items()}
         row.baselines = {m: res[m] for m in BASELINE_LABELS if m in res}
     return row
@@ -64,6 +93,10 @@ def load_run(path: Path) -> RunRow:
 
 def _fmt(x: float | None, digits: int = 2) -> str:
     return "-" if x is None else f"{x:.{digits}f}"
+
+
+def _ci(overall: dict | None) -> str:
+    return "-" if not overall else f"{overall['ci95'][0]:.2f}-{overall['ci95'][1]:.2f}"
 
 
 def markdown_table(header: list[str], rows: list[list[str]]) -> str:
@@ -80,76 +113,62 @@ def grouped_means(rows: list[RunRow], key: str) -> list[list[str]]:
     for name, rs in sorted(groups.items()):
         r2 = [r.probe_r2 for r in rs if r.probe_r2 is not None]
         sr = [r.success for r in rs if r.success is not None]
-        out.append([name, str(len(rs)), _fmt(sum(r2) / len(r2) if r2 else None, 3), _fmt(sum(sr) / len(sr) if sr else None)])
+        out.append([name, str(len(rs)), _fmt(sum(r2) / len(r2) if r2 else None, 3),
+                    _fmt(sum(sr) / len(sr) if sr else None) if sr else NOT_EVALUATED])
     return out
 
 
-def plot_success(rows: list[RunRow], baselines: dict[str, dict], out: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    def label(r: RunRow) -> str:  # the target first: bars are read by target; the run id tells repeats apart
-        run = r.run_id if len(r.run_id) < 24 else r.run_id[:21] + "..."
-        return f"{r.target}\n({run})"
-
-    labels = [label(r) for r in rows] + [BASELINE_LABELS[m] for m in baselines]
-    vals = [r.success or 0.0 for r in rows] + [b["overall"]["success_rate"] for b in baselines.values()]
-    cis = [r.ci95 or (0.0, 0.0) for r in rows] + [tuple(b["overall"]["ci95"]) for b in baselines.values()]
-    err = [[max(0.0, v - lo) for v, (lo, _) in zip(vals, cis)], [max(0.0, hi - v) for v, (_, hi) in zip(vals, cis)]]
-    colors = ["tab:blue"] * len(rows) + ["tab:gray"] * len(baselines)
-    fig, ax = plt.subplots(figsize=(max(5, 0.9 * len(vals) + 2), 4))
-    ax.bar(range(len(vals)), vals, yerr=err, color=colors, capsize=3)
-    ax.set_xticks(range(len(vals)), labels, rotation=30, ha="right", fontsize=8)
-    ax.set_ylabel("success rate (95% CI)")
-    ax.set_ylim(0, 1)
-    ax.set_title("Downstream success by target (grey: baselines)")
-    fig.tight_layout()
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
+def baseline_groups(rows: list[RunRow]) -> dict[str, dict[str, dict]]:
+    """group key -> {method: results} from the first run of each group that has them."""
+    out: dict[str, dict[str, dict]] = {}
+    for r in rows:
+        if r.evaluated and r.baselines:
+            out.setdefault(r.group, r.baselines)
+    return out
 
 
-def plot_scatter(rows: list[RunRow], out: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    pts = [(r.probe_r2, r.success, r.target) for r in rows if r.probe_r2 is not None and r.success is not None]
-    fig, ax = plt.subplots(figsize=(5, 4))
-    for x, y, t in pts:
-        ax.scatter(x, y)
-        ax.annotate(t, (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
-    ax.set_xlabel("linear probe R² (held-out episodes)")
-    ax.set_ylabel("success rate")
-    ax.set_title("Probe vs downstream success")
-    fig.tight_layout()
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
+def rollout_header(rows: list[RunRow]) -> str:
+    """What the rollouts were: split, horizon, rollouts per task; every distinct setting listed."""
+    settings = sorted({(r.rollouts.get("split"), r.rollouts.get("horizon"), r.rollouts.get("rollouts_per_task"),
+                        r.rollouts.get("labelled")) for r in rows if r.evaluated}, key=str)
+    if not settings:
+        return "No run here has been evaluated yet (`vlm-lam eval`)."
+    parts = [f"distractor split **{s}**{' (held-out videos)' if s == 'eval' else ' (the training videos)'}, "
+             f"horizon {h} steps, {n} rollouts per task, {lab} labelled trajectories per task"
+             for s, h, n, lab in settings]
+    return "Rollouts: " + "; ".join(parts) + "."
 
 
-def plot_heatmap(rows: list[RunRow], tasks: list[str], out: Path) -> None:
-    import matplotlib
+def method_rows(row: RunRow) -> list[list[str]]:
+    """The diagnostics table of one evaluated run: one line per method."""
+    out = []
+    for m, res in row.methods.items():
+        o = res["overall"]
+        ph = o.get("phases", {})
+        held = (res.get("diagnostics") or {}).get("heldout", {})
+        curves = (res.get("diagnostics") or {}).get("curves", {})
+        main = held.get("bc") or held.get("decoder_on_policy") or {}
+        idm = held.get("decoder_on_idm") or {}
+        pol = curves.get("policy", {})
+        last_held = next((v for v in reversed(pol.get("heldout", [])) if v is not None), None)
+        out.append([
+            m, f"{o['success_rate']:.2f} ({o['successes']}/{o['episodes']})", _ci(o),
+            _fmt(o.get("first_success_mean"), 0),
+            f"{ph.get('moved the object, not finished', 0)} / {ph.get('reached the object, did not move it', 0)} / "
+            f"{ph.get('never reached the object', 0)}" if ph else "-",
+            _fmt(main.get("r2"), 3), _fmt(idm.get("r2"), 3), _fmt(held.get("policy_latent_r2"), 3),
+            _fmt(pol["train"][-1], 3) if pol.get("train") else "-", _fmt(last_held, 3),
+        ])
+    return out
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
 
-    grid = np.array([[r.success_per_task.get(t, np.nan) for t in tasks] for r in rows], dtype=float)
-    fig, ax = plt.subplots(figsize=(1.0 * len(tasks) + 3, 0.45 * len(rows) + 1.8))
-    im = ax.imshow(grid, vmin=0, vmax=1, cmap="viridis", aspect="auto")
-    ax.set_xticks(range(len(tasks)), [t.removesuffix("-v3") for t in tasks], rotation=30, ha="right", fontsize=8)
-    ax.set_yticks(range(len(rows)), [r.target for r in rows], fontsize=8)
-    for i in range(grid.shape[0]):
-        for j in range(grid.shape[1]):
-            if not np.isnan(grid[i, j]):
-                ax.text(j, i, f"{grid[i, j]:.2f}", ha="center", va="center", fontsize=7, color="w")
-    fig.colorbar(im, ax=ax, label="success rate")
-    ax.set_title("Success per task")
-    fig.tight_layout()
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
+DIAG_HEADER = ["method", "success", "95% CI", "mean first success", "failures: moved / reached / never reached",
+               "held-out action R²", "decoder(IDM z) R²", "policy z R²", "final train loss", "final held-out loss"]
+DIAG_NOTE = ("Held-out action R²: BC(o), or decoder(pi(o)) for the latent policy, against the true actions of "
+             "episodes no network was trained on. decoder(IDM z) R²: the decoder fed the IDM's own latents; "
+             "a high value with a low held-out action R² means the policy, not the decoder, fails. "
+             "Failures: rollouts that moved the object but did not finish / reached it but did not move it / "
+             "never came within 7 cm of it. Losses: MSE on standardised labels, the policy's last logged value.")
 
 
 def build_report(run_paths: list[Path], out: Path, title: str = "vlm-lam report") -> Path:
@@ -159,36 +178,47 @@ def build_report(run_paths: list[Path], out: Path, title: str = "vlm-lam report"
     rows = [load_run(p) for p in run_paths]
     out.mkdir(parents=True, exist_ok=True)
     tasks = sorted({t for r in rows for t in (*r.success_per_task, *r.probe_per_task)})
-    baselines: dict[str, dict] = {}
-    for r in rows:
-        for m, res in r.baselines.items():
-            baselines.setdefault(m, res)
+    groups = baseline_groups(rows)
+    tag = {g: f"G{i + 1}" for i, g in enumerate(sorted({r.group for r in rows if r.evaluated}))}
 
     md = [f"# {title}", "", f"{len(rows)} run(s). Probe: ridge regression from latent actions to true actions, "
-          "R² on held-out episodes. Success: latent policy + action decoder rolled out on held-out "
-          "distractor videos (95% Wilson interval).", ""]
+          "R² on held-out episodes. Success: latent policy + action decoder rolled out in Distracting MetaWorld "
+          "(95% Wilson interval).", "", rollout_header(rows), ""]
     md += ["## Runs", "", markdown_table(
-        ["run", "target", "backbone", "prompt", "z", "probe R²", "success", "95% CI"],
-        [[r.run_id, r.target, r.backbone, r.prompt, str(r.latent_dim), _fmt(r.probe_r2, 3), _fmt(r.success),
-          "-" if r.ci95 is None else f"{r.ci95[0]:.2f}-{r.ci95[1]:.2f}"] for r in rows])]
-    if baselines:
-        md += ["", "## Baselines (same labelled budget)", "", markdown_table(
+        ["run", "target", "backbone", "prompt", "z", "probe R²", "success", "95% CI"] + (["eval group"] if len(tag) > 1 else []),
+        [[r.run_id, r.target, r.backbone, r.prompt, str(r.latent_dim), _fmt(r.probe_r2, 3),
+          _fmt(r.success) if r.evaluated else NOT_EVALUATED, "-" if r.ci95 is None else f"{r.ci95[0]:.2f}-{r.ci95[1]:.2f}"]
+         + ([tag.get(r.group, "-")] if len(tag) > 1 else []) for r in rows])]
+    for g, base in groups.items():
+        members = [r.run_id for r in rows if r.group == g]
+        head = "## Baselines (same labelled budget, same episode store and eval settings)"
+        if len(groups) > 1:
+            head = f"## Baselines of eval group {tag[g]} (runs {', '.join(members)})"
+        md += ["", head, "", markdown_table(
             ["method", "success", "95% CI"],
-            [[BASELINE_LABELS[m], _fmt(b["overall"]["success_rate"]),
-              f"{b['overall']['ci95'][0]:.2f}-{b['overall']['ci95'][1]:.2f}"] for m, b in baselines.items()])]
+            [[BASELINE_LABELS[m], _fmt(b["overall"]["success_rate"]), _ci(b["overall"])] for m, b in base.items()])]
     for key, name in (("target", "target"), ("backbone", "backbone"), ("prompt", "prompt"), ("latent_dim", "latent dim")):
         md += ["", f"## By {name}", "", markdown_table([name, "runs", "mean probe R²", "mean success"], grouped_means(rows, key))]
     if tasks:
         md += ["", "## Per task", "", markdown_table(
             ["run", *[t.removesuffix("-v3") for t in tasks]],
-            [[r.run_id, *[f"{_fmt(r.probe_per_task.get(t), 2)} / {_fmt(r.success_per_task.get(t))}" for t in tasks]] for r in rows])]
+            [[r.run_id, *[f"{_fmt(r.probe_per_task.get(t), 2)} / "
+                          f"{_fmt(r.success_per_task.get(t)) if r.evaluated else NOT_EVALUATED}" for t in tasks]] for r in rows])]
         md += ["", "Cells: probe R² / success rate."]
-    plot_success(rows, baselines, out / "success.png")
+    evaluated = [r for r in rows if r.evaluated]
+    if evaluated:
+        md += ["", "## Diagnostics per run", "", DIAG_NOTE]
+        for r in evaluated:
+            md += ["", f"### {r.run_id} ({r.target})", "", markdown_table(DIAG_HEADER, method_rows(r))]
+    plot_success(rows, groups, tag, out / "success.png")
     plot_scatter(rows, out / "probe_vs_success.png")
     md += ["", "## Plots", "", "![success by run](success.png)", "", "![probe vs success](probe_vs_success.png)"]
     if tasks:
         plot_heatmap(rows, tasks, out / "per_task.png")
         md += ["", "![success per task](per_task.png)"]
+    if plot_curves(rows, out / "curves.png"):
+        md += ["", "Training curves of every eval network (solid: training loss; dashed: held-out episodes):", "",
+               "![training curves](curves.png)"]
     page = out / "index.md"
     page.write_text("\n".join(md) + "\n")
     return page

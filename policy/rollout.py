@@ -1,5 +1,6 @@
 """Closed-loop rollouts in Distracting MetaWorld: render, composite, act, step; success is
-MetaWorld's own `info["success"]`. One job = one task's rollouts, run in one process."""
+MetaWorld's own `info["success"]`, and each rollout records how far it got (`progress`).
+One job = one task's rollouts, run in one process."""
 
 from __future__ import annotations
 
@@ -11,30 +12,10 @@ import torch
 
 from cache_schemas import EpisodeSpec
 
-from .fit import Standardiser
-from .nets import MLP, ImagePolicy
+from .controller import Controller
+from .progress import Progress
 
 EVAL_EPISODE_BASE = 1_000_000  # rollout episode ids: disjoint from every collected episode's
-
-
-@dataclass
-class Controller:
-    """frames -> actions: decoder(pi(o)) for latent policies, pi(o) for BC; clipped to [-1, 1]."""
-
-    policy: ImagePolicy
-    decoder: MLP | None
-    actions: Standardiser
-    img_size: int
-
-    @torch.inference_mode()
-    def act(self, frame: np.ndarray) -> np.ndarray:
-        from lam.data import resize_frames
-
-        x = resize_frames(frame[None], self.img_size)
-        out = self.policy(x)
-        if self.decoder is not None:
-            out = self.decoder(out)
-        return np.clip(self.actions.inverse(out)[0].numpy(), -1.0, 1.0).astype(np.float32)
 
 
 @dataclass(frozen=True)
@@ -55,7 +36,8 @@ def rollout_spec(spec: EpisodeSpec, split: str) -> EpisodeSpec:
 
 
 def run_job(job: RolloutJob, controller: Controller) -> dict:
-    """Roll out every seed of one task; returns per-episode success, length and kept frames."""
+    """Roll out every seed of one task; per episode: success, the step of first success, length,
+    progress signals, and the frames of the first `record` rollouts."""
     from pipeline.distractors import compositor_for
     from pipeline.env import reset
     from pipeline.sim import distractors_for, scene_for
@@ -67,8 +49,11 @@ def run_job(job: RolloutJob, controller: Controller) -> dict:
     results = []
     for i, (seed, episode) in enumerate(zip(job.seeds, job.episode_ids)):
         obs = reset(env, seed)
+        controller.reset()
         comp = compositor_for(distractors, episode, None)
-        success, frames, steps = False, [], 0
+        progress = Progress()
+        progress.observe(obs)
+        first_success, frames, steps = None, [], 0
         for t in range(job.max_steps):
             comp.observe(obs)
             rgb, background = scene.render(env.data)
@@ -76,12 +61,14 @@ def run_job(job: RolloutJob, controller: Controller) -> dict:
             if i < job.record:
                 frames.append(frame)
             obs, _, _, truncated, info = env.step(controller.act(frame))
+            progress.observe(obs, info)
             steps = t + 1
             if info["success"]:
-                success = True
+                first_success = t
                 break
             if truncated:
                 break
-        results.append({"seed": int(seed), "success": success, "steps": steps,
-                        "frames": np.stack(frames) if frames else None})
+        success = first_success is not None
+        results.append({"seed": int(seed), "success": success, "first_success": first_success, "steps": steps,
+                        "progress": progress.summary(success), "frames": np.stack(frames) if frames else None})
     return {"method": job.method, "task": job.task, "episodes": results}

@@ -12,8 +12,10 @@ import torch
 from cache_schemas import DistractorSpec, EpisodeSpec, EpisodeStore
 from pipeline.collect import CollectOptions, collect
 from policy.config import EvalConfig, EvalConfigError
-from policy.evaluate import EvalError, evaluate, labelled_episodes
+from policy.evaluate import EvalError, distractor_dir, evaluate
+from policy.nets import PolicyNet
 from policy.stats import wilson_interval
+from policy.training import Split
 
 SPEC = EpisodeSpec(
     tasks=("reach-v3", "button-press-topdown-v3"),
@@ -24,7 +26,8 @@ SPEC = EpisodeSpec(
     chunk_frames=16,
     distractors=DistractorSpec(kinds=("video", "correlated")),
 )
-FAST = EvalConfig(labelled=1, rollouts=2, max_steps=6, policy_steps=10, decoder_steps=10, batch_size=16, hidden=16, gifs=1)
+FAST = EvalConfig(labelled=1, heldout=1, rollouts=2, max_steps=6, policy_steps=10, decoder_steps=10, batch_size=16,
+                  hidden=16, gifs=1, net=PolicyNet(img_size=16, space_to_depth=1, channels=(8, 16), hidden=32))
 
 
 @pytest.fixture(scope="module")
@@ -66,6 +69,9 @@ def test_rollout_success_is_metaworlds_flag():
         def __init__(self, actions):
             self.actions, self.t = actions, 0
 
+        def reset(self):
+            self.t = 0
+
         def act(self, frame):
             a = self.actions[min(self.t, len(self.actions) - 1)]
             self.t += 1
@@ -74,10 +80,12 @@ def test_rollout_success_is_metaworlds_flag():
     spec_json = canonical_json(replace(SPEC, tasks=(task,)))
     job = RolloutJob("latent", task, (seed,), (1_000_000,), spec_json, None, max_steps=200, record=1)
     out = run_job(job, Replay(rec.actions))["episodes"][0]
-    assert out["success"] and out["steps"] == first + 1
+    assert out["success"] and out["steps"] == first + 1 and out["first_success"] == first
+    assert out["progress"]["phase"] == "success"
     assert out["frames"].shape == (first + 1, 32, 32, 3)
     still = run_job(replace(job, max_steps=15, record=0), Replay(np.zeros((1, 4), np.float32)))["episodes"][0]
     assert not still["success"] and still["steps"] == 15 and still["frames"] is None
+    assert still["first_success"] is None and still["progress"]["phase"] == "never reached the object"
 
 
 def test_eval_end_to_end_resume_and_refusals(trained_run):
@@ -89,6 +97,22 @@ def test_eval_end_to_end_resume_and_refusals(trained_run):
         assert r["overall"]["episodes"] == 4 and set(r["per_task"]) == set(SPEC.tasks)
         assert 0.0 <= r["overall"]["success_rate"] <= 1.0
     assert json.loads((run / "eval" / "results.json").read_text()) == res
+    # diagnostics: every network's curve and open-loop held-out scores, in files and in results
+    latent = json.loads((run / "eval" / "diagnostics" / "latent.json").read_text())
+    assert set(latent["curves"]) == {"policy", "decoder"}
+    for curve in latent["curves"].values():
+        assert curve["step"][0] == 0 and curve["step"][-1] == 9 and len(curve["train"]) == len(curve["step"])
+        assert curve["heldout"][0] is not None and curve["heldout"][-1] is not None
+    held = latent["heldout"]
+    assert {"decoder_on_policy", "decoder_on_idm", "policy_latent_r2"} <= set(held)
+    assert held["decoder_on_idm"]["n"] == held["decoder_on_policy"]["n"] > 0
+    assert res["methods"]["latent"]["diagnostics"] == latent
+    assert res["methods"]["bc-all"]["diagnostics"]["heldout"]["bc"]["r2"] is not None
+    for m, r in res["methods"].items():
+        assert sum(r["overall"]["phases"].values()) == 4
+        assert r["overall"]["phases"]["success"] == r["overall"]["successes"]
+    episodes = json.loads((run / "eval" / "tasks" / "latent.reach-v3.json").read_text())
+    assert {"seed", "success", "first_success", "steps", "progress"} <= set(episodes[0])
     assert list((run / "eval" / "gifs").glob("latent.*.gif"))
     baselines = list((root / "runs" / "baselines").iterdir())
     assert len(baselines) == 1 and (baselines[0] / "tasks" / "bc-all.reach-v3.json").exists()
@@ -96,7 +120,7 @@ def test_eval_end_to_end_resume_and_refusals(trained_run):
     # resume: only the missing task is rolled out again, models are reused
     task_file = run / "eval" / "tasks" / "latent.reach-v3.json"
     kept = run / "eval" / "tasks" / "latent.button-press-topdown-v3.json"
-    model = run / "eval" / "models" / "latent.pt"
+    model = run / "eval" / "models" / "latent.safetensors"
     before = (kept.stat().st_mtime_ns, model.stat().st_mtime_ns, task_file.read_text())
     task_file.unlink()
     again = evaluate(run, FAST, runs=runs, progress=False, echo=lambda s: None)
@@ -130,10 +154,13 @@ def test_eval_refuses_missing_or_changed_store(trained_run, tmp_path):
         evaluate(moved, FAST, runs=str(tmp_path), progress=False, echo=lambda s: None)
 
 
-def test_labelled_episodes_are_the_first_of_each_task(trained_run):
+def test_split_labels_the_first_and_holds_out_the_last_episodes_of_each_task(trained_run):
     root, _ = trained_run
     store = EpisodeStore.open(root / "ep")
-    np.testing.assert_array_equal(labelled_episodes(store, 2), [True, True, False, True, True, False])
+    split = Split.of(store, 1, 1)
+    np.testing.assert_array_equal(split.labelled, [True, False, False, True, False, False])
+    np.testing.assert_array_equal(split.heldout, [False, False, True, False, False, True])
+    assert not Split.of(store, 2, 0).heldout.any()
 
 
 def test_eval_config_rejects_bad_values():
@@ -141,3 +168,54 @@ def test_eval_config_rejects_bad_values():
         EvalConfig(methods=("dagger",))
     with pytest.raises(EvalConfigError, match="labelled must be >= 1"):
         EvalConfig(labelled=0)
+
+
+def test_eval_refuses_a_run_trained_with_k_above_one(trained_run, tmp_path):
+    import shutil
+
+    _, run = trained_run
+    moved = tmp_path / "run"
+    shutil.copytree(run, moved, ignore=shutil.ignore_patterns("eval"))
+    cfg = json.loads((moved / "config.json").read_text())
+    cfg["config"]["k"] = 3
+    (moved / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(EvalError, match="--k 3.*evaluate a run trained with --k 1"):
+        evaluate(moved, FAST, runs=str(tmp_path), progress=False, echo=lambda s: None)
+
+
+def test_eval_refuses_a_distractor_folder_with_other_content(tmp_path):
+    from types import SimpleNamespace
+
+    from pipeline.distractors import folder_digest
+
+    videos = tmp_path / "videos"
+    for i in range(3):
+        (videos / f"clip{i}").mkdir(parents=True)
+        (videos / f"clip{i}" / "00000.png").write_bytes(b"x" * (i + 1))
+    spec = SimpleNamespace(distractors=replace(DistractorSpec(), video_source="dir", video_digest=folder_digest(videos)))
+    store = SimpleNamespace(spec=spec, path=tmp_path / "ep", store=SimpleNamespace(info={"video_dir": str(videos)}))
+    assert distractor_dir(store, None) == str(videos)
+    (videos / "clip0" / "00000.png").write_bytes(b"changed")
+    with pytest.raises(EvalError, match="is not the one .* was collected with"):
+        distractor_dir(store, None)
+    with pytest.raises(EvalError, match="distractor video folder .*gone"):
+        distractor_dir(store, tmp_path / "gone")
+
+
+def test_controller_round_trips_through_safetensors(tmp_path):
+    from policy.controller import Controller
+    from policy.fit import Standardiser
+    from policy.nets import MLP, ImagePolicy
+
+    net = PolicyNet(img_size=16, frame_stack=2, space_to_depth=2, channels=(8,), hidden=16)
+    torch.manual_seed(0)
+    acts = Standardiser(np.full(4, 0.1, np.float32), np.full(4, 0.5, np.float32))
+    ctl = Controller(net, ImagePolicy(net, 6), MLP(6, 12, 4), acts, 6, decoder_hidden=12)
+    ctl.save(tmp_path / "latent")
+    assert not list(tmp_path.glob("*.pt")) and (tmp_path / "latent.safetensors").exists()
+    back = Controller.load(tmp_path / "latent")
+    frames = np.random.default_rng(0).integers(0, 255, (3, 32, 32, 3), dtype=np.uint8)
+    for c in (ctl, back):
+        c.reset()
+    for f in frames:  # the stacked history evolves the same way in both
+        np.testing.assert_array_equal(ctl.act(f), back.act(f))

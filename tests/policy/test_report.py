@@ -1,4 +1,4 @@
-"""report: renders tables and plots from stored run results alone."""
+"""report: renders tables and plots from stored run results alone, and never says more than they do."""
 
 import json
 
@@ -6,19 +6,35 @@ import pytest
 
 from policy.report import build_report
 
+CURVE = {"step": [0, 50, 99], "train": [1.0, 0.4, 0.2], "heldout": [1.0, None, 0.5], "seconds": 1.0}
 
-def fake_run(root, name, target, r2, success, per_task, emb=None):
+
+def fake_run(root, name, target, r2, success, per_task, emb=None, store="fp-a", split="eval", evaluated=True):
     run = root / name
-    (run / "eval").mkdir(parents=True)
+    run.mkdir(parents=True)
     tgt = {"kind": "emb", "vlm": emb[0], "prompt": emb[1], "path": "x"} if emb else {"kind": target}
     (run / "config.json").write_text(json.dumps({"config": {"target": target, "latent_dim": 32}, "target": tgt}))
     (run / "probe.json").write_text(json.dumps({"r2": r2, "per_task": {t: {"r2": r2, "mse": 0.1, "n": 5} for t in per_task}}))
+    if not evaluated:
+        return run
+    (run / "eval").mkdir()
+    phases = {"success": 1, "moved the object, not finished": 1, "reached the object, did not move it": 1,
+              "never reached the object": 1}
+    bc_all = 0.9 if store == "fp-a" else 0.3
     methods = {
-        "latent": {"overall": {"success_rate": success, "successes": 1, "episodes": 4, "ci95": [0.05, 0.7]},
-                   "per_task": {t: {"success_rate": v} for t, v in per_task.items()}},
-        "bc-all": {"overall": {"success_rate": 0.9, "successes": 9, "episodes": 10, "ci95": [0.6, 0.98]}, "per_task": {}},
+        "latent": {"overall": {"success_rate": success, "successes": 1, "episodes": 4, "ci95": [0.05, 0.7],
+                               "first_success_mean": 80.0, "phases": phases},
+                   "per_task": {t: {"success_rate": v} for t, v in per_task.items()},
+                   "diagnostics": {"curves": {"policy": CURVE, "decoder": CURVE},
+                                   "heldout": {"decoder_on_policy": {"r2": 0.41}, "decoder_on_idm": {"r2": 0.77},
+                                               "policy_latent_r2": 0.5}}},
+        "bc-all": {"overall": {"success_rate": bc_all, "successes": 9, "episodes": 10, "ci95": [0.6, 0.98]},
+                   "per_task": {}, "diagnostics": {"curves": {"policy": CURVE}, "heldout": {"bc": {"r2": 0.8}}}},
     }
-    (run / "eval" / "results.json").write_text(json.dumps({"methods": methods}))
+    body = {"methods": methods, "split": split, "horizon": 150, "rollouts_per_task": 10, "labelled": 2,
+            "episodes": {"path": "p", "fingerprint": store}}
+    (run / "eval" / "results.json").write_text(json.dumps(body))
+    (run / "eval" / "config.json").write_text(json.dumps({"eval": {"rollouts": 10, "split": split}}))
     return run
 
 
@@ -35,10 +51,35 @@ def test_report_tables_and_plots(tmp_path):
     assert "| emb:tiny-qwen2_5_vl.task | 1 | 0.330 | 0.50 |" in text  # by target
     assert "BC (all actions, upper bound) | 0.90" in text
     assert "| a | 0.05 / 0.50 | 0.05 / 0.00 |" in text or "| a | 0.05 / 0.00 | 0.05 / 0.50 |" in text
-    for png in ("success.png", "probe_vs_success.png", "per_task.png"):
+    assert "distractor split **eval** (held-out videos), horizon 150 steps, 10 rollouts per task" in text
+    # the diagnostics table: held-out R² of decoder(pi(o)) next to decoder(IDM z), failure phases, losses
+    assert "| latent | 0.25 (1/4) | 0.05-0.70 | 80 | 1 / 1 / 1 | 0.410 | 0.770 | 0.500 | 0.200 | 0.500 |" in text
+    for png in ("success.png", "probe_vs_success.png", "per_task.png", "curves.png"):
         data = (tmp_path / "rep" / png).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 2000
         assert f"]({png})" in text
+
+
+def test_a_run_without_eval_is_not_evaluated_never_zero(tmp_path):
+    runs = [fake_run(tmp_path, "done", "state", 0.6, 0.5, {"reach-v3": 0.5}),
+            fake_run(tmp_path, "pending", "pixels", 0.1, None, {"reach-v3": 0.0}, evaluated=False)]
+    text = build_report(runs, tmp_path / "rep").read_text()
+    assert "| pending | pixels | - | - | 32 | 0.100 | not evaluated | - |" in text
+    assert "| pixels | 1 | 0.100 | not evaluated |" in text
+    assert "0.10 / not evaluated" in text
+    only = build_report([runs[1]], tmp_path / "rep2").read_text()
+    assert "No run here has been evaluated yet" in only and "Baselines" not in only
+
+
+def test_baselines_are_never_shown_beside_another_stores_runs(tmp_path):
+    runs = [fake_run(tmp_path, "a", "state", 0.6, 0.5, {"reach-v3": 0.5}, store="fp-a"),
+            fake_run(tmp_path, "b", "pixels", 0.1, 0.2, {"reach-v3": 0.0}, store="fp-b", split="train")]
+    text = build_report(runs, tmp_path / "rep").read_text()
+    assert "## Baselines of eval group G1 (runs a)" in text or "## Baselines of eval group G2 (runs a)" in text
+    assert "(runs b)" in text and text.count("BC (all actions, upper bound) | ") == 2
+    assert "BC (all actions, upper bound) | 0.90" in text and "BC (all actions, upper bound) | 0.30" in text
+    # each group's split is stated
+    assert "split **eval** (held-out videos)" in text and "split **train** (the training videos)" in text
 
 
 def test_report_rejects_non_runs(tmp_path):

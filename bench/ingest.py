@@ -1,0 +1,178 @@
+"""Benchmark `ingest lerobot`: frames/s into an episode store against a bare PyAV decode loop over
+the same mp4 files (decoding is the work; the goal is >= 0.8x).
+
+The dataset is written here (LeRobot v3.0 layout: several episodes per mp4, AV1 with a keyframe
+every 2 frames and crf 30, as LeRobot encodes) from moving procedural frames, then read by:
+  bare decode loop          PyAV decodes every frame of every file to an RGB array (1.00x)
+  decode + square fit       the same, plus our centre crop + area resize to --resolution
+  decode + fit + zstd-1     the same, plus zstd level 1 over every 256 frames, as the store
+                            compresses them (no file): what any store of these frames costs
+  ingest 1 worker           `ingest` end to end: metadata, parquet, digest, video checks,
+                            decode by timestamp, fit, zstd + crc32c chunk writes, ledger
+  ingest 2 workers          the same on a 2-process dask local cluster (cluster start included)
+
+Defaults: 640x480 cameras (real-robot LeRobot datasets such as ALOHA and SO-100 record 480x640).
+
+    python bench/ingest.py [--episodes 30 --length 100 --height 480 --width 640 --resolution 224]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path[:0] = [str(Path(__file__).resolve().parent.parent)]
+os.environ.setdefault("SVT_LOG", "1")
+
+import numpy as np  # noqa: E402
+
+from pipeline.lerobot.format import DATA_PATH, EPISODES_PATH, VIDEO_PATH  # noqa: E402
+from pipeline.lerobot.ingest import IngestOptions, ingest  # noqa: E402
+from pipeline.lerobot.video import CODECS, SquareFit, VideoWriter  # noqa: E402
+from quiet import say, verdict  # noqa: E402
+
+KEY = "observation.images.front"
+FPS = 30
+
+
+def frames_of(episode: int, length: int, h: int, w: int) -> np.ndarray:
+    """Smooth moving gradients and a moving square: content a codec has to work on."""
+    t = np.arange(length, dtype=np.float32)[:, None, None] + 37 * episode
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+    r = 127 + 100 * np.sin(xs[None] / 23 + t / 9)
+    g = 127 + 100 * np.cos(ys[None] / 17 - t / 13)
+    b = 127 + 100 * np.sin((xs + ys)[None] / 31 + t / 7)
+    img = np.stack([r, g, b], -1)
+    for i in range(length):
+        cy, cx = int(h / 2 + h / 3 * np.sin(t[i, 0, 0] / 11)), int(w / 2 + w / 3 * np.cos(t[i, 0, 0] / 8))
+        img[i, max(0, cy - 20) : cy + 20, max(0, cx - 20) : cx + 20] = (250, 240, 30)
+    return img.clip(0, 255).astype(np.uint8)
+
+
+def write_dataset(root: Path, episodes: int, length: int, h: int, w: int, per_file: int) -> list[Path]:
+    """A LeRobot v3.0 dataset with `per_file` episodes per mp4; returns the mp4 paths."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    videos, writer, ep_rows = [], None, {k: [] for k in ("from", "to", "file")}
+    for e in range(episodes):
+        if e % per_file == 0:
+            if writer is not None:
+                writer.close()
+            path = root / VIDEO_PATH.format(video_key=KEY, chunk_index=0, file_index=e // per_file)
+            writer = VideoWriter(path, CODECS["av1"], FPS, (h, w))
+            videos.append(path)
+        start = writer.frames
+        writer.write(frames_of(e, length, h, w))
+        ep_rows["from"].append(start / FPS)
+        ep_rows["to"].append(writer.frames / FPS)
+        ep_rows["file"].append(e // per_file)
+    writer.close()
+    n = episodes * length
+    ep = np.repeat(np.arange(episodes), length)
+    t = np.tile(np.arange(length), episodes)
+    actions = np.random.default_rng(0).normal(size=(n, 7)).astype(np.float32)
+    data = pa.table({
+        "action": pa.FixedSizeListArray.from_arrays(pa.array(actions.ravel()), 7),
+        "timestamp": pa.array((t / FPS).astype(np.float32)), "frame_index": pa.array(t), "episode_index": pa.array(ep),
+        "index": pa.array(np.arange(n)), "task_index": pa.array(np.zeros(n, np.int64)),
+    })
+    (root / "data/chunk-000").mkdir(parents=True)
+    pq.write_table(data, root / DATA_PATH.format(chunk_index=0, file_index=0))
+    meta = root / EPISODES_PATH.format(chunk_index=0, file_index=0)
+    meta.parent.mkdir(parents=True)
+    pq.write_table(pa.table({
+        "episode_index": list(range(episodes)), "tasks": [["push the block"]] * episodes, "length": [length] * episodes,
+        "data/chunk_index": [0] * episodes, "data/file_index": [0] * episodes,
+        f"videos/{KEY}/chunk_index": [0] * episodes, f"videos/{KEY}/file_index": ep_rows["file"],
+        f"videos/{KEY}/from_timestamp": ep_rows["from"], f"videos/{KEY}/to_timestamp": ep_rows["to"],
+    }), meta)
+    features = {KEY: {"dtype": "video", "shape": [h, w, 3], "names": ["height", "width", "channels"]},
+                "action": {"dtype": "float32", "shape": [7], "names": None}}
+    (root / "meta/info.json").write_text(json.dumps({
+        "codebase_version": "v3.0", "fps": FPS, "features": features, "data_path": DATA_PATH, "video_path": VIDEO_PATH}))
+    return videos
+
+
+def bare_decode(videos: list[Path], size: int | None, compress: bool = False) -> tuple[int, float]:
+    """Decode every frame (to RGB, or through our square fit); `compress`: also zstd-1 every
+    256 fitted frames, as the store does (no file, no checksum): the floor of our write cost."""
+    import av
+    import numcodecs
+
+    n, t0 = 0, time.perf_counter()
+    fit = SquareFit(size) if size else None
+    zstd, block = numcodecs.Zstd(level=1), []
+    for path in videos:
+        with av.open(str(path)) as c:
+            stream = c.streams.video[0]
+            stream.thread_type = "AUTO"  # what ingest's reader sets too
+            for frame in c.decode(stream):
+                img = frame.to_ndarray(format="rgb24") if fit is None else fit(frame)
+                n += 1
+                if compress:
+                    block.append(img)
+                    if len(block) == 256:
+                        zstd.encode(np.stack(block))
+                        block = []
+    if block:
+        zstd.encode(np.stack(block))
+    return n, time.perf_counter() - t0
+
+
+def timed_ingest(root: Path, out: Path, workers: int, resolution: int, episodes: str | None = None) -> tuple[int, float]:
+    shutil.rmtree(out, ignore_errors=True)
+    t0 = time.perf_counter()
+    ingest(root, IngestOptions(out=out, workers=workers, resolution=resolution, episodes=episodes, progress=False))
+    dt = time.perf_counter() - t0
+    from cache_schemas import EpisodeStore
+
+    return EpisodeStore.open(out).n_frames, dt
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--episodes", type=int, default=30)
+    ap.add_argument("--length", type=int, default=100)
+    ap.add_argument("--height", type=int, default=480)
+    ap.add_argument("--width", type=int, default=640)
+    ap.add_argument("--per-file", type=int, default=10, help="episodes per mp4 file")
+    ap.add_argument("--resolution", type=int, default=224)
+    ap.add_argument("--json", type=Path)
+    args = ap.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
+    try:
+        t0 = time.perf_counter()
+        videos = write_dataset(tmp / "ds", args.episodes, args.length, args.height, args.width, args.per_file)
+        say(f"wrote {len(videos)} AV1 files in {time.perf_counter() - t0:.1f} s (setup, not timed)")
+        bare_decode(videos[:1], None)  # warm-up: imports, page cache
+        nb, tb = bare_decode(videos, None)
+        nf, tf = bare_decode(videos, args.resolution)
+        nz, tz = bare_decode(videos, args.resolution, compress=True)
+        timed_ingest(tmp / "ds", tmp / "s0", 1, args.resolution, episodes="0")  # warm-up: pyarrow, zarr
+        n1, t1 = timed_ingest(tmp / "ds", tmp / "s1", 1, args.resolution)
+        n2, t2 = timed_ingest(tmp / "ds", tmp / "s2", 2, args.resolution)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    base = nb / tb
+    rows = [("bare PyAV decode loop (baseline)", nb, tb), (f"decode + square fit to {args.resolution}px", nf, tf),
+            ("decode + fit + zstd-1 (no store)", nz, tz), ("ingest, 1 worker", n1, t1), ("ingest, 2 workers", n2, t2)]
+    say(f"\ningest benchmark: {args.episodes} episodes x {args.length} frames, {args.width}x{args.height} AV1 "
+          f"({args.per_file} episodes per file) -> {args.resolution}px store, {os.cpu_count()} cores")
+    say(f"{'path':<38} {'frames':>7} {'seconds':>8} {'frames/s':>9} {'vs bare':>8}")
+    for name, n, t in rows:
+        say(f"{name:<38} {n:>7} {t:>8.2f} {n / t:>9.1f} {(n / t) / base:>7.2f}x")
+    ratio = (n1 / t1) / base
+    verdict("ingest, 1 worker >= 0.8x a bare PyAV decode loop", f"{ratio:.2f}x", ratio >= 0.8)
+    if args.json:
+        args.json.write_text(json.dumps([dict(zip(("path", "frames", "seconds"), r)) for r in rows], indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,41 @@
+"""Feature statistics as LeRobot writes them: per episode (columns of the episode table) and for
+the whole dataset (`meta/stats.json`, the episodes' merged by count). Pure functions."""
+
+from __future__ import annotations
+
+import numpy as np
+
+STATS = ("min", "max", "mean", "std", "count")
+
+
+def lowdim_stats(x: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-dimension statistics of (n, d) values (a scalar feature is (n, 1))."""
+    x = np.asarray(x, np.float64).reshape(len(x), -1)
+    return {"min": x.min(0), "max": x.max(0), "mean": x.mean(0), "std": x.std(0), "count": np.array([len(x)])}
+
+
+def image_stats(frames: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-channel statistics of uint8 (n, H, W, 3) frames scaled to [0, 1], shaped (3, 1, 1)."""
+    x = np.asarray(frames, np.float64).reshape(-1, frames.shape[-1]) / 255.0
+    s = {k: v.reshape(-1, 1, 1) for k, v in lowdim_stats(x).items() if k != "count"}
+    return {**s, "count": np.array([len(frames)])}  # counted in frames, as LeRobot does
+
+
+def merge(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """Statistics of the union of parts: min/max elementwise, mean and std pooled by count."""
+    n = np.array([p["count"][0] for p in parts], np.float64)
+    w = (n / n.sum()).reshape(-1, *[1] * np.ndim(parts[0]["mean"]))
+    means = np.stack([p["mean"] for p in parts])
+    mean = (w * means).sum(0)
+    second = (w * (np.stack([p["std"] for p in parts]) ** 2 + means**2)).sum(0)
+    return {
+        "min": np.min(np.stack([p["min"] for p in parts]), 0),
+        "max": np.max(np.stack([p["max"] for p in parts]), 0),
+        "mean": mean,
+        "std": np.sqrt(np.maximum(second - mean**2, 0.0)),
+        "count": np.array([int(n.sum())]),
+    }
+
+
+def to_json(stats: dict[str, dict[str, np.ndarray]]) -> dict:
+    return {feat: {k: np.asarray(v).tolist() for k, v in s.items()} for feat, s in stats.items()}
