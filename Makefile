@@ -86,6 +86,7 @@ LAM_OPTS := $(LAM_DATA_OPTS) $(LAM_TARGET_OPTS) $(call opt,--latent-dim,$(LATENT
 
 # --- eval and report ---
 LABELLED ?=
+HELDOUT ?=
 ROLLOUTS ?=
 METHODS ?=
 POLICY_STEPS ?=
@@ -94,7 +95,7 @@ FORCE ?=
 RUN_LIST ?=
 REPORT ?= report
 REPORT_DIR ?=
-EVAL_OPTS = $(call opt,--labelled,$(LABELLED)) $(call opt,--rollouts,$(ROLLOUTS)) $(call opt,--methods,$(METHODS)) \
+EVAL_OPTS = $(call opt,--labelled,$(LABELLED)) $(call opt,--heldout,$(HELDOUT)) $(call opt,--rollouts,$(ROLLOUTS)) $(call opt,--methods,$(METHODS)) \
   $(call opt,--max-steps,$(MAX_STEPS)) $(call opt,--policy-steps,$(POLICY_STEPS)) \
   $(call opt,--decoder-steps,$(DECODER_STEPS)) $(call opt,--workers,$(WORKERS)) \
   $(call opt,--scheduler,$(SCHEDULER)) $(call opt,--runs,$(RUNS)) $(call flag,--force,$(FORCE))
@@ -106,7 +107,7 @@ EVAL_OPTS = $(call opt,--labelled,$(LABELLED)) $(call opt,--rollouts,$(ROLLOUTS)
 define with_store
 set -o pipefail; store="$(STORE)"; \
 if [ -z "$$store" ]; then \
-  store=$$($(VLMLAM) collect $(COLLECT_OPTS) --if-missing | tail -n 1 | cut -d' ' -f1) || exit $$?; \
+  store=$$($(VLMLAM) collect $(or $(1),$(COLLECT_OPTS)) --if-missing | tail -n 1 | cut -d' ' -f1) || exit $$?; \
 fi
 endef
 
@@ -142,7 +143,7 @@ The flow, as a researcher types it (each step reuses what the one before left in
   science    probe R² of state / pixels / pixels-clean LAMs, plus the VLM PROMPT (or TARGET) row
              SEEDS=0,1,2,3 STEPS LATENT_DIM MARGIN
   eval       no RUN: every run under RUNS without a finished eval, in name order, resumable, one
-             table at the end; RUN=<run id or folder>: that run. LABELLED ROLLOUTS METHODS MAX_STEPS
+             table at the end; RUN=<run id or folder>: that run. LABELLED HELDOUT ROLLOUTS METHODS MAX_STEPS
              POLICY_STEPS DECODER_STEPS WORKERS SCHEDULER FORCE=1 (redo an eval made with other options)
   report     no RUN_LIST: every evaluated run under RUNS; RUN_LIST="runs/a runs/b". REPORT=<name>
              (writes reports/<name>/index.md + PNGs) REPORT_DIR=<folder instead>
@@ -208,9 +209,10 @@ science: install
 	  $(call opt,--steps,$(STEPS)) $(call opt,--latent-dim,$(LATENT_DIM)) $(call opt,--margin,$(MARGIN)) \
 	  $(call opt,--ensemble,$(ENSEMBLE))
 
-# Runs name their own episode stores; the store of PRESET is made sure of like everywhere else.
+# Runs name their own episode stores; PRESET's store is made sure of like everywhere else (by
+# PRESET alone: MAX_STEPS and WORKERS are the rollouts' here, not collect's).
 eval: install
-	@$(with_store); \
+	@$(call with_store,$(CACHE_OPT) --preset $(PRESET)); \
 	$(VLMLAM) eval $(if $(strip $(RUN)),"$(strip $(RUN))") $(EVAL_OPTS)
 
 report: install

@@ -41,10 +41,8 @@ def test_the_scan_finds_what_it_looks_for():
 
 
 FILES = sorted(str(p.relative_to(ROOT)) for pkg in PACKAGES for p in (ROOT / pkg).rglob("*.py"))
-PENDING = {"policy/evaluate.py": "policy/ rewrite pending"}  # the lead's rewrite removes its torch.load
 
 
-@pytest.mark.parametrize("path", [pytest.param(f, marks=pytest.mark.xfail(strict=True, reason=PENDING[f]))
-                                  if f in PENDING else f for f in FILES])
+@pytest.mark.parametrize("path", FILES)
 def test_no_pickle_is_loaded(path):
     assert pickle_loads((ROOT / path).read_text()) == [], f"{path} loads a pickle"

@@ -30,7 +30,7 @@ COLLECT = ["--preset", "demo", "--tasks", TASKS, "--episodes-per-task", "2", "--
            "--quality", "fast", "--max-steps", "14", "--chunk-frames", "8", "--workers", "1"]
 EMBED = ["--vlm", "tiny-qwen25-vl", "--prompt", "ignore_distractors", "--batch-size", "4", "--workers", "0"]
 LAM = ["--latent-dim", "8", "--steps", "30", "--batch-size", "16", "--img-size", "16", "--accelerator", "cpu", "--quiet"]
-EVAL = ["--labelled", "1", "--rollouts", "1", "--max-steps", "5", "--policy-steps", "10", "--decoder-steps", "10",
+EVAL = ["--labelled", "1", "--heldout", "1", "--rollouts", "1", "--max-steps", "5", "--policy-steps", "10", "--decoder-steps", "10",
         "--batch-size", "16", "--gifs", "0", "--workers", "1", "--quiet"]
 TALLY_ENV = "VLMLAM_FAULT_TALLY"
 LEAD_EVAL = "eval part: lead"  # xfail reason of cases that wait for eval's atomic writes and locks
