@@ -150,6 +150,21 @@ def run_files(run: Path) -> dict[str, bytes]:
     return {k: v for k, v in tree(run).items() if not k.startswith(("tb/", "csv/"))}
 
 
+VOLATILE = ("path", "folder", "seconds")  # where things were and how long they took: not results
+
+
+def eval_results(run: Path) -> dict:
+    """A run's eval/results.json without paths and timings: what two equal evals agree on."""
+    import json
+
+    def strip(x):
+        if isinstance(x, dict):
+            return {k: strip(v) for k, v in x.items() if k not in VOLATILE}
+        return [strip(v) for v in x] if isinstance(x, list) else x
+
+    return strip(json.loads((Path(run) / "eval" / "results.json").read_text()))
+
+
 def stores_under(folder: Path) -> dict[str, dict[str, bytes]]:
     return {p.name: tree(p) for p in sorted(Path(folder).iterdir()) if p.is_dir()} if Path(folder).exists() else {}
 

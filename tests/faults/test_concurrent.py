@@ -4,12 +4,11 @@ then finds the work done. The result equals one uninterrupted run."""
 
 from __future__ import annotations
 
-import json
 import shutil
 
 import pytest
 
-from conftest import COLLECT, EMBED, EVAL, LAM, LEAD_EVAL, cli_env, run_files, start, stores_under, tree
+from conftest import COLLECT, EMBED, EVAL, LAM, cli_env, eval_results, ok, run_files, start, stores_under, tree, vlm_lam
 
 pytestmark = pytest.mark.slow
 WAITING = "waiting for "
@@ -62,8 +61,6 @@ def test_two_sweeps(world, tmp_path, faults):
         return cli_env(world.env["VLMLAM_TWINS"], VLMLAM_CACHE=str(world.cache), VLMLAM_RUNS=str(runs))
 
     args = ["sweep", "--episodes", world.episodes, "--target", "state", "--grid", "seed=0,1", *LAM]
-    from conftest import ok, vlm_lam
-
     ok(vlm_lam(args, env(tmp_path / "ref")))
     _both(args, env(tmp_path / "runs"), faults, "sweeps")
     read = lambda root: {p.name: run_files(p) for p in sorted(root.iterdir()) if p.is_dir()}  # noqa: E731
@@ -71,14 +68,10 @@ def test_two_sweeps(world, tmp_path, faults):
     faults.recovered()
 
 
-@pytest.mark.xfail(strict=True, reason=LEAD_EVAL + ": a lock per eval folder")
 def test_two_evals_of_one_run(world, tmp_path, faults):
     mine = world.copy(tmp_path / "w")
     ref = world.copy(tmp_path / "ref")
-    from conftest import ok, vlm_lam
-
     ok(vlm_lam(["eval", ref.run, *EVAL], ref.env))
     _both(["eval", mine.run, *EVAL], mine.env, faults, "evals of one run")
-    read = lambda run: json.loads((run / "eval" / "results.json").read_text())  # noqa: E731
-    assert read(mine.run) == read(ref.run)
+    assert eval_results(mine.run) == eval_results(ref.run)
     faults.recovered()

@@ -5,15 +5,14 @@ byte-identical (stores) or equal (run folders, eval results) to an uninterrupted
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
 
 import pytest
 
-from conftest import (COLLECT, EMBED, EVAL, LAM, LEAD_EVAL, cli_env, ok, one_line_error, run_files, stores_under, tree,
-                      vlm_lam)
+from conftest import (COLLECT, EMBED, EVAL, LAM, cli_env, eval_results, ok, one_line_error, run_files, stores_under,
+                      tree, vlm_lam)
 
 pytestmark = pytest.mark.slow
 
@@ -90,7 +89,6 @@ def test_train_lam(world, small_disk, tmp_path, faults):
     faults.recovered()
 
 
-@pytest.mark.xfail(strict=True, reason=LEAD_EVAL + ": eval's models and task results written atomically")
 def test_eval(world, small_disk, tmp_path, faults):
     mnt, fill = small_disk
     ref = world.copy(tmp_path / "ref")
@@ -103,6 +101,5 @@ def test_eval(world, small_disk, tmp_path, faults):
     shutil.copytree(mnt / "w", roomy)
     ok(vlm_lam(["eval", roomy / "runs" / world.run.name, *EVAL],
                cli_env(world.env["VLMLAM_TWINS"], VLMLAM_CACHE=str(roomy / "cache"), VLMLAM_RUNS=str(roomy / "runs"))))
-    results = lambda w: json.loads((w / "runs" / world.run.name / "eval" / "results.json").read_text())  # noqa: E731
-    assert results(roomy) == results(tmp_path / "ref")
+    assert eval_results(roomy / "runs" / world.run.name) == eval_results(ref.run)
     faults.recovered()

@@ -7,15 +7,14 @@ run file's temporary copy is written but not yet renamed."""
 
 from __future__ import annotations
 
-import json
 import shutil
 import signal
 import time
 
 import pytest
 
-from conftest import (COLLECT, EMBED, EVAL, LAM, LEAD_EVAL, cli_env, killed, ok, run_files, start, stores_under, tree,
-                      vlm_lam)
+from conftest import (COLLECT, EMBED, EVAL, LAM, cli_env, eval_results, killed, ok, run_files, start, stores_under,
+                      tree, vlm_lam)
 
 pytestmark = pytest.mark.slow
 
@@ -101,7 +100,7 @@ EVAL_ARGS = ["--methods", "latent,bc-labelled", "--policy-steps", "200", *EVAL]
 def eval_reference(world, tmp_path_factory):
     mine = world.copy(tmp_path_factory.mktemp("eval-ref"))
     ok(vlm_lam(["eval", mine.run, *EVAL_ARGS], mine.env))
-    return json.loads((mine.run / "eval" / "results.json").read_text())
+    return eval_results(mine.run)
 
 
 def test_eval_killed_while_training(world, tmp_path, faults, eval_reference):
@@ -117,15 +116,14 @@ def test_eval_killed_while_training(world, tmp_path, faults, eval_reference):
     proc.send_signal(signal.SIGKILL)
     assert proc.wait() == -9
     ok(vlm_lam(["eval", mine.run, *EVAL_ARGS], mine.env))
-    assert json.loads((mine.run / "eval" / "results.json").read_text()) == eval_reference
+    assert eval_results(mine.run) == eval_reference
     faults.recovered()
 
 
-@pytest.mark.xfail(strict=True, reason=LEAD_EVAL + ": eval's task results and models written atomically")
 @pytest.mark.parametrize("n", [1, 2, 3, 4])
 def test_eval_killed_mid_write(world, tmp_path, faults, eval_reference, n):
     """Killed as the n-th eval file is written (its temporary copy whole, not yet renamed)."""
     mine = world.copy(tmp_path / "w")
     _kill_then_resume(["eval", mine.run, *EVAL_ARGS], mine.env, f"atomic.before_rename:{n}", faults, "eval")
-    assert json.loads((mine.run / "eval" / "results.json").read_text()) == eval_reference
+    assert eval_results(mine.run) == eval_reference
     faults.recovered()
