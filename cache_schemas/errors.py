@@ -158,6 +158,11 @@ def cli_guard(fn: Callable) -> Callable:
             if message is None:
                 raise
             print(f"error: {message}", file=sys.stderr, flush=True)
+            # zarr's I/O loop still holds the sibling writes of the one that failed; at exit asyncio
+            # would log each ("Task was destroyed but it is pending"): the line above says it all
+            import logging
+
+            logging.getLogger("asyncio").setLevel(logging.CRITICAL)
             raise SystemExit(2) from None
 
     guarded._cli_guarded = True  # type: ignore[attr-defined]
