@@ -149,6 +149,10 @@ The flow, as a researcher types it (each step reuses what the one before left in
              (writes reports/<name>/index.md + PNGs) REPORT_DIR=<folder instead>
 
   make demo   the whole flow offline on CPU (collect, embed, 4 LAMs, eval, report), minutes
+  make study  the paper's phenomenon in success rates, end to end on CPU (<= 45 min on 2 cores):
+              collect the study preset, LAMs on state / pixels / pixels-clean (+ EMB=<store,...>),
+              eval with >= 50 rollouts per method, reports/study/ (index.md, study.json). Killed, rerun.
+              TASKS EPISODES EMB LAM_STEPS POLICY_STEPS ROLLOUTS WORKERS CACHE RUNS
   make test   install into $(VENV) and run the test suite (without the slow fault cases)
   make faults the fault suite: kills, damaged stores, full disks, moved caches, concurrent writers
   make bench  benchmark tables and one verdict per goal; the libraries' output goes to a log
@@ -161,7 +165,7 @@ Every variable is a CLI option: `vlm-lam <command> --help` lists them with their
 endef
 export HELP
 
-.PHONY: help install test faults collect embed train-lam sweep science eval report demo bench clean
+.PHONY: help install test faults collect embed train-lam sweep science eval report demo study bench clean
 help:
 	@echo "$$HELP"
 
@@ -235,6 +239,14 @@ demo: install
 	$(VLMLAM) train-lam $(LAM_DATA_OPTS) $(DEMO_LAM) --quiet --vlm $(DEMO_VLM) --prompt $(DEMO_PROMPT) --run demo-emb
 	for r in $(DEMO_RUNS); do $(VLMLAM) eval $(RUNS_DIR)/$$r $(DEMO_EVAL) $(call opt,--runs,$(RUNS)) --quiet || exit $$?; done
 	$(VLMLAM) report $(addprefix $(RUNS_DIR)/,$(DEMO_RUNS)) --name demo
+
+# The phenomenon in success rates (policy/study.py); every stage resumes, so a killed study reruns.
+EMB ?=
+LAM_STEPS ?=
+study: install
+	$(VLMLAM) study $(CACHE_OPT) $(call opt,--runs,$(RUNS)) $(call opt,--tasks,$(TASKS)) \
+	  $(call opt,--episodes,$(EPISODES)) $(call opt,--emb,$(EMB)) $(call opt,--lam-steps,$(LAM_STEPS)) \
+	  $(call opt,--policy-steps,$(POLICY_STEPS)) $(call opt,--rollouts,$(ROLLOUTS)) $(call opt,--workers,$(WORKERS))
 
 # Each bench's table and one verdict line per goal; everything else the libraries print goes to
 # a log file whose path is printed at the end.

@@ -44,6 +44,17 @@ PRESETS: dict[str, EpisodeSpec] = {
         max_steps=100,
         distractors=_DEMO_DISTRACTORS,
     ),
+    # `vlm-lam study`: MT10 tasks whose object and goal a 64 px policy can see (README: "The study"),
+    # enough episodes for BC with every action to solve them, the demo's distractors.
+    "study": EpisodeSpec(
+        tasks=("button-press-topdown-v3", "drawer-open-v3", "drawer-close-v3", "door-open-v3", "window-open-v3",
+               "window-close-v3"),
+        episodes_per_task=40,
+        resolution=64,
+        quality="fast",
+        max_steps=150,
+        distractors=_DEMO_DISTRACTORS,
+    ),
     "small": EpisodeSpec(tasks=MT10, episodes_per_task=20, resolution=64, max_steps=200, distractors=_DEMO_DISTRACTORS),
     # The paper's scale: MT10, 5000 trajectories in all, at a VLM-friendly resolution.
     "paper": EpisodeSpec(tasks=MT10, episodes_per_task=500, resolution=224, distractors=_DEMO_DISTRACTORS),

@@ -15,7 +15,7 @@ def _fail(msg: str) -> None:
 
 
 def collect_cmd(
-    preset: str = typer.Option("demo", help="demo | small | paper: the base spec; options below override it."),
+    preset: str = typer.Option("demo", help="demo | study | small | paper: the base spec; options below override it."),
     tasks: Optional[str] = typer.Option(None, help="Comma list of MetaWorld tasks (reach,push or MT10)."),
     episodes_per_task: Optional[int] = typer.Option(None, help="Episodes per task."),
     resolution: Optional[int] = typer.Option(None, help="Square frame size in pixels (64, 128, 224, ...)."),

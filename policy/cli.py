@@ -126,6 +126,48 @@ def report_cmd(
     typer.echo(str(page))
 
 
+def study_cmd(
+    preset: str = typer.Option("study", help="Episode preset (collect's): tasks where the upper bound works."),
+    tasks: Optional[str] = typer.Option(None, help="Comma list of MetaWorld tasks, overriding the preset's."),
+    episodes: Optional[int] = typer.Option(None, help="Episodes per task, overriding the preset's."),
+    emb: Optional[str] = typer.Option(None, help="Comma list of embedding stores (aliases or paths) to add as targets."),
+    lam_steps: Optional[int] = typer.Option(None, help="LAM training steps (default: the study's)."),
+    policy_steps: Optional[int] = typer.Option(None, help="Policy training steps (default: the study's)."),
+    rollouts: Optional[int] = typer.Option(None, help="Rollouts per task and method (default: >= 50 per method in all)."),
+    name: str = typer.Option("study", help="Report name: reports/<name>/index.md and study.json."),
+    workers: int = typer.Option(0, help="Worker processes for collect and rollouts (0 = one per core)."),
+    cache: Optional[Path] = typer.Option(None, help="Cache root (default $VLMLAM_CACHE or ./cache)."),
+    runs: Optional[Path] = typer.Option(None, help="Runs root (default $VLMLAM_RUNS or ./runs)."),
+    out: Optional[Path] = typer.Option(None, help="Report folder (default reports/<name>)."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
+) -> None:
+    """The paper's phenomenon in success rates, end to end: collect, LAMs on state / pixels /
+    pixels-clean (+ --emb stores), eval with BC baselines, report. Killed, the same command resumes."""
+    from cache_schemas import StoreError
+
+    from pipeline.collect import preset_spec
+    from pipeline.glcheck import choose_gl_backend
+
+    from .config import EvalConfigError
+    from .evaluate import EvalError
+    from .study import plan_from, run_study
+
+    try:
+        choose_gl_backend()
+        plan = plan_from(preset_spec(preset), tasks, episodes, [e.strip() for e in (emb or "").split(",") if e.strip()])
+        if lam_steps:
+            plan.lam_overrides["steps"] = lam_steps
+        if policy_steps:
+            plan.eval_overrides["policy_steps"] = policy_steps
+        if rollouts:
+            plan.eval_overrides["rollouts"] = rollouts
+        run_study(plan, name=name, cache=str(cache) if cache else None, runs=str(runs) if runs else None,
+                  reports=out, workers=workers or os.cpu_count() or 1, progress=not quiet, echo=typer.echo)
+    except (EvalConfigError, EvalError, StoreError, ValueError, RuntimeError) as exc:
+        _fail(str(exc))
+
+
 def register(app: typer.Typer) -> None:
     app.command("eval")(eval_cmd)
     app.command("report")(report_cmd)
+    app.command("study")(study_cmd)

@@ -171,8 +171,9 @@ DIAG_NOTE = ("Held-out action R²: BC(o), or decoder(pi(o)) for the latent polic
              "never came within 7 cm of it. Losses: MSE on standardised labels, the policy's last logged value.")
 
 
-def build_report(run_paths: list[Path], out: Path, title: str = "vlm-lam report") -> Path:
-    """Write `<out>/index.md` and its PNGs; returns the Markdown path."""
+def build_report(run_paths: list[Path], out: Path, title: str = "vlm-lam report", preamble: list[str] | None = None) -> Path:
+    """Write `<out>/index.md` and its PNGs (with `preamble` lines after the header); returns the
+    Markdown path."""
     if not run_paths:
         raise ValueError("no runs given")
     rows = [load_run(p) for p in run_paths]
@@ -184,6 +185,7 @@ def build_report(run_paths: list[Path], out: Path, title: str = "vlm-lam report"
     md = [f"# {title}", "", f"{len(rows)} run(s). Probe: ridge regression from latent actions to true actions, "
           "R² on held-out episodes. Success: latent policy + action decoder rolled out in Distracting MetaWorld "
           "(95% Wilson interval).", "", rollout_header(rows), ""]
+    md += list(preamble or [])
     md += ["## Runs", "", markdown_table(
         ["run", "target", "backbone", "prompt", "z", "probe R²", "success", "95% CI"] + (["eval group"] if len(tag) > 1 else []),
         [[r.run_id, r.target, r.backbone, r.prompt, str(r.latent_dim), _fmt(r.probe_r2, 3),
