@@ -76,8 +76,7 @@ GRID ?= latent_dim=32,128 lr=1e-3,3e-4 seed=0,1
 ENSEMBLE ?=
 SEEDS ?=
 MARGIN ?=
-LAM_DATA_OPTS := $(CACHE_OPT) --preset $(PRESET) $(call opt,--episodes,$(STORE)) $(call opt,--runs,$(RUNS)) \
-  $(call opt,--accelerator,$(ACCELERATOR))
+LAM_DATA_OPTS := $(CACHE_OPT) --preset $(PRESET) $(call opt,--runs,$(RUNS)) $(call opt,--accelerator,$(ACCELERATOR))
 LAM_TARGET_OPTS := $(call opt,--target,$(TARGET)) $(EMB_NAME_OPTS)
 LAM_OPTS := $(LAM_DATA_OPTS) $(LAM_TARGET_OPTS) $(call opt,--latent-dim,$(LATENT_DIM)) \
   $(call opt,--lr,$(LR)) $(call opt,--steps,$(STEPS)) $(call opt,--k,$(K)) $(call opt,--seed,$(SEED)) \
@@ -87,6 +86,7 @@ LAM_OPTS := $(LAM_DATA_OPTS) $(LAM_TARGET_OPTS) $(call opt,--latent-dim,$(LATENT
 
 # --- eval and report ---
 LABELLED ?=
+HELDOUT ?=
 ROLLOUTS ?=
 METHODS ?=
 POLICY_STEPS ?=
@@ -95,10 +95,21 @@ FORCE ?=
 RUN_LIST ?=
 REPORT ?= report
 REPORT_DIR ?=
-EVAL_OPTS = $(call opt,--labelled,$(LABELLED)) $(call opt,--rollouts,$(ROLLOUTS)) $(call opt,--methods,$(METHODS)) \
+EVAL_OPTS = $(call opt,--labelled,$(LABELLED)) $(call opt,--heldout,$(HELDOUT)) $(call opt,--rollouts,$(ROLLOUTS)) $(call opt,--methods,$(METHODS)) \
   $(call opt,--max-steps,$(MAX_STEPS)) $(call opt,--policy-steps,$(POLICY_STEPS)) \
   $(call opt,--decoder-steps,$(DECODER_STEPS)) $(call opt,--workers,$(WORKERS)) \
   $(call opt,--scheduler,$(SCHEDULER)) $(call opt,--runs,$(RUNS)) $(call flag,--force,$(FORCE))
+
+# Every target that works on episodes starts here: $$store is STORE if given, else PRESET's episode
+# store: with collect's variables set, that exact store (collected if missing, resumed if
+# interrupted); without them, the newest complete store of PRESET, collected first when the
+# cache has none. One rule for embed, train-lam, sweep, science and eval.
+define with_store
+set -o pipefail; store="$(STORE)"; \
+if [ -z "$$store" ]; then \
+  store=$$($(VLMLAM) collect $(or $(1),$(COLLECT_OPTS)) --if-missing | tail -n 1 | cut -d' ' -f1) || exit $$?; \
+fi
+endef
 
 # --- bench ---
 BENCHES ?=
@@ -116,8 +127,9 @@ The flow, as a researcher types it (each step reuses what the one before left in
   Both use PRESET=demo unless told: add PRESET=paper (MT10, 224 px) to every line for the paper's
   data. Repeat train-lam with other LAM variables (or `make sweep`): the embeddings are reused.
 
-  embed      collects PRESET's episode store first when it is missing (or STORE=<episode store>),
-             then embeds every frame once: one store per prompt, reused by every LAM after it.
+  embed      (like train-lam, sweep, science, eval) starts from STORE=<episode store>, else PRESET's
+             newest episode store, collected first when the cache has none (or, with collect's
+             variables, that exact store); then embeds every frame once: one store per prompt.
              VLM PROMPT (a,b,c: a prompt sweep in one pass) POOLING LAYER PROMPT_POSITION BATCH
              MODEL_PATH NUM_PROCESSES EMBED_WORKERS DTYPE DEVICE IMAGE_KW CACHE
              DEVICE_MAP=auto MAX_MEMORY=0=70GiB,cpu=200GiB: one model over several GPUs
@@ -131,7 +143,7 @@ The flow, as a researcher types it (each step reuses what the one before left in
   science    probe R² of state / pixels / pixels-clean LAMs, plus the VLM PROMPT (or TARGET) row
              SEEDS=0,1,2,3 STEPS LATENT_DIM MARGIN
   eval       no RUN: every run under RUNS without a finished eval, in name order, resumable, one
-             table at the end; RUN=<run id or folder>: that run. LABELLED ROLLOUTS METHODS MAX_STEPS
+             table at the end; RUN=<run id or folder>: that run. LABELLED HELDOUT ROLLOUTS METHODS MAX_STEPS
              POLICY_STEPS DECODER_STEPS WORKERS SCHEDULER FORCE=1 (redo an eval made with other options)
   report     no RUN_LIST: every evaluated run under RUNS; RUN_LIST="runs/a runs/b". REPORT=<name>
              (writes reports/<name>/index.md + PNGs) REPORT_DIR=<folder instead>
@@ -141,17 +153,19 @@ The flow, as a researcher types it (each step reuses what the one before left in
               collect the study preset, LAMs on state / pixels / pixels-clean (+ EMB=<store,...>),
               eval with >= 50 rollouts per method, reports/study/ (index.md, study.json). Killed, rerun.
               TASKS EPISODES EMB LAM_STEPS POLICY_STEPS ROLLOUTS WORKERS CACHE RUNS
-  make test   install into $(VENV) and run the test suite
+  make test   install into $(VENV) and run the test suite (without the slow fault cases)
+  make faults the fault suite: kills, damaged stores, full disks, moved caches, concurrent writers
   make bench  benchmark tables and one verdict per goal; the libraries' output goes to a log
               BENCHES="bench/eval.py ..." (default: every CPU bench) BENCH_LOG=<file>
   make collect  only the episode store (collect's variables above)
 
-Roots: CACHE (default $$VLMLAM_CACHE or ./cache), RUNS (default $$VLMLAM_RUNS or ./runs).
+Roots: CACHE (default $$VLMLAM_CACHE or ./cache), RUNS (default $$VLMLAM_RUNS or ./runs): every target,
+the demo's and the report's included, honours them.
 Every variable is a CLI option: `vlm-lam <command> --help` lists them with their defaults.
 endef
 export HELP
 
-.PHONY: help install test collect embed train-lam sweep science eval report demo study bench clean
+.PHONY: help install test faults collect embed train-lam sweep science eval report demo study bench clean
 help:
 	@echo "$$HELP"
 
@@ -167,7 +181,13 @@ $(VENV)/.installed: pyproject.toml tools/install-torch | $(VENV)/bin/python
 install: $(VENV)/.installed
 
 test: install
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -m "not slow"
+
+# Every fault case (the slow ones too); ends with `faults injected N, recovered N, data lost 0`.
+faults: install
+	@tally=$$(mktemp); VLMLAM_FAULT_TALLY=$$tally $(BIN)/python -m pytest tests/faults; status=$$?; \
+	if [ -s $$tally ]; then cat $$tally; else echo "faults: no tally (the suite did not run to its end)"; fi; \
+	rm -f $$tally; exit $$status
 
 collect: install
 	$(VLMLAM) collect $(COLLECT_OPTS)
@@ -175,24 +195,28 @@ collect: install
 # Collects the PRESET's episode store first when it is missing (collect is resumable and
 # idempotent), unless STORE names an episode store.
 embed: install
-	@store="$(STORE)"; \
-	if [ -z "$$store" ]; then \
-	  store=$$($(VLMLAM) collect $(COLLECT_OPTS) | tail -n 1 | cut -d' ' -f1) || exit $$?; \
-	fi; \
+	@$(with_store); \
 	echo "embedding $$store"; \
 	$(VLMLAM) embed --episodes "$$store" $(EMBED_OPTS)
 
 train-lam: install
-	$(VLMLAM) train-lam $(LAM_OPTS) $(call opt,--run,$(RUN))
+	@$(with_store); \
+	$(VLMLAM) train-lam --episodes "$$store" $(LAM_OPTS) $(call opt,--run,$(RUN))
 
 sweep: install
-	$(VLMLAM) sweep $(LAM_OPTS) --grid "$(GRID)" $(call opt,--ensemble,$(ENSEMBLE))
+	@$(with_store); \
+	$(VLMLAM) sweep --episodes "$$store" $(LAM_OPTS) --grid "$(GRID)" $(call opt,--ensemble,$(ENSEMBLE))
 
 science: install
-	$(VLMLAM) science $(LAM_DATA_OPTS) $(LAM_TARGET_OPTS) $(call opt,--seeds,$(SEEDS)) $(call opt,--steps,$(STEPS)) \
-	  $(call opt,--latent-dim,$(LATENT_DIM)) $(call opt,--margin,$(MARGIN)) $(call opt,--ensemble,$(ENSEMBLE))
+	@$(with_store); \
+	$(VLMLAM) science --episodes "$$store" $(LAM_DATA_OPTS) $(LAM_TARGET_OPTS) $(call opt,--seeds,$(SEEDS)) \
+	  $(call opt,--steps,$(STEPS)) $(call opt,--latent-dim,$(LATENT_DIM)) $(call opt,--margin,$(MARGIN)) \
+	  $(call opt,--ensemble,$(ENSEMBLE))
 
+# Runs name their own episode stores; PRESET's store is made sure of like everywhere else (by
+# PRESET alone: MAX_STEPS and WORKERS are the rollouts' here, not collect's).
 eval: install
+	@$(call with_store,$(CACHE_OPT) --preset $(PRESET)); \
 	$(VLMLAM) eval $(if $(strip $(RUN)),"$(strip $(RUN))") $(EVAL_OPTS)
 
 report: install
@@ -205,7 +229,7 @@ DEMO_PROMPT ?= ignore_distractors
 DEMO_LAM ?= --steps 300 --latent-dim 32 --batch-size 64 --img-size 32
 DEMO_EVAL ?= --labelled 2 --rollouts 3 --policy-steps 300 --decoder-steps 300 --batch-size 64
 DEMO_RUNS := demo-state demo-pixels demo-pixels-clean demo-emb
-RUNS_DIR = $(or $(RUNS),runs)
+RUNS_DIR = $(or $(RUNS),$(VLMLAM_RUNS),runs)
 demo: install
 	$(VLMLAM) collect $(CACHE_OPT) --preset demo
 	$(VLMLAM) embed $(CACHE_OPT) --preset demo --vlm $(DEMO_VLM) --prompt $(DEMO_PROMPT)

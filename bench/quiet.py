@@ -23,7 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 REPORT_ENV = "VLMLAM_BENCH_REPORT"
 CPU_BENCHES = ("bench/collect.py", "bench/embed.py", "bench/vision_attention.py", "bench/train_lam.py", "bench/eval.py",
-               "bench/ingest.py")
+               "bench/ingest.py", "bench/chunk_check.py")
 
 
 def say(line: str = "") -> None:

@@ -2,10 +2,11 @@
 
 from .episodes import DistractorSpec, EpisodeSpec, EpisodeStore, EpisodeTable, IngestSpec, SourceSpec, TaskInfo
 from .fingerprint import canonical_json, fingerprint, spec_diff
-from .store import ArraySpec, Store, StoreError, StoreLayout, StoreMismatch, VerifyReport
+from .errors import ChunkError, StoreError, StoreMismatch
+from .store import ArraySpec, Store, StoreLayout, VerifyReport
 
 __all__ = [
-    "ArraySpec", "DistractorSpec", "EpisodeSpec", "EpisodeStore", "EpisodeTable", "IngestSpec", "SourceSpec",
-    "Store", "StoreError", "StoreLayout", "StoreMismatch", "TaskInfo", "VerifyReport", "canonical_json",
+    "ArraySpec", "ChunkError", "DistractorSpec", "EpisodeSpec", "EpisodeStore", "EpisodeTable", "IngestSpec",
+    "SourceSpec", "Store", "StoreError", "StoreLayout", "StoreMismatch", "TaskInfo", "VerifyReport", "canonical_json",
     "fingerprint", "spec_diff",
 ]

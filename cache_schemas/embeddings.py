@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from . import killpoints
 from .fingerprint import fingerprint
 from .paths import embeddings_dir, store_name
 from .store import ArraySpec, Store, StoreError, StoreLayout, TypedStore
@@ -49,6 +50,9 @@ class EmbeddingSpec:
     weights_digest: str = ""  # set for local snapshots/twins whose identity is not a hub revision
     quirks: tuple[str, ...] = ()
     processor_kw: str = ""  # canonical JSON of image-processor overrides (e.g. a low-resolution view)
+    # which resize ran ("torchvision", "torch-interpolate" where torchvision is missing, "pil",
+    # "custom:<class>"): implementations differ in the last bits of the pixels, so in the bytes
+    image_resize: str = ""
 
     def layer_tag(self) -> str:
         return layer_tag(self.layers)
@@ -197,6 +201,7 @@ class EmbeddingStore(TypedStore):
         self._emb_writer[lo:hi] = values.astype(np.float16)
         self._progress.mkdir(exist_ok=True)
         (self._progress / str(chunk)).touch()
+        killpoints.reached("embed.chunk")
 
     def finalize(self) -> None:
         """Driver only, after every writer is done: stats, ledger, complete; markers removed."""
@@ -212,6 +217,7 @@ class EmbeddingStore(TypedStore):
         mean, std = finalize_stats(total)
         self.store.array("mean")[:] = mean
         self.store.array("std")[:] = std
+        killpoints.reached("embed.finalize")
         self.store.mark_done(range(self.n_chunks))
         self.store.mark_complete()
         shutil.rmtree(self._progress, ignore_errors=True)

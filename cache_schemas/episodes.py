@@ -309,8 +309,10 @@ def write_frame_rows(path: Path | str, lo: int, frames: np.ndarray, frames_clean
     driver as chunks complete, and a worker must never read it mid-write."""
     import zarr
 
+    from .reads import CheckedLocalStore
+
     for name, data in (("frames", frames), ("frames_clean", frames_clean)):
         if data is None:
             continue
-        arr = zarr.open_array(str(Path(path) / name), mode="r+").with_config({"write_empty_chunks": True})
+        arr = zarr.open_array(store=CheckedLocalStore(Path(path) / name), mode="r+").with_config({"write_empty_chunks": True})
         arr[lo : lo + len(data)] = data

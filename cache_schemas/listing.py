@@ -31,3 +31,51 @@ def human_size(n: int) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
     return f"{n:.1f} TiB"
+
+
+def locate_store(fingerprint: str, schema: str, *, recorded: Path | str | None = None, cache=None,
+                 require_complete: bool = True) -> Store:
+    """The store with this `fingerprint`, wherever the cache now is: identity is the fingerprint,
+    a path is only where it was last seen. Tries `recorded`, then the folder of this schema kind
+    under the cache root (`--cache` / $VLMLAM_CACHE), names ending in the fingerprint's first 12
+    characters first. Raises StoreError saying where it looked and what it found instead."""
+    from .paths import cache_root
+
+    kind = schema.split("/")[0]
+    root = cache_root(cache) / kind
+    tried: list[str] = []
+
+    def fits(folder: Path) -> Store | None:
+        try:
+            store = Store.open(folder, schema=schema, mode="r")
+        except StoreError as exc:
+            tried.append(f"{folder}: {str(exc).splitlines()[0]}")
+            return None
+        if store.fingerprint != fingerprint:
+            tried.append(f"{folder}: fingerprint {store.fingerprint[:12]}")
+            return None
+        if require_complete and not store.complete:
+            tried.append(f"{folder}: incomplete")
+            return None
+        return store
+
+    candidates: list[Path] = [Path(recorded)] if recorded else []
+    if root.is_dir():
+        named = sorted(p for p in root.iterdir() if p.name.endswith(fingerprint[:12]))
+        candidates += named + [s.path for s in find_stores(root, kind + "/") if s.path not in named]
+    seen: set[Path] = set()
+    for folder in candidates:
+        key = folder.absolute()
+        if key in seen or not (folder / "zarr.json").exists():
+            if key not in seen and folder == Path(recorded or ""):
+                tried.append(f"{folder}: not there")
+            seen.add(key)
+            continue
+        seen.add(key)
+        store = fits(folder)
+        if store is not None:
+            return store
+    detail = "; ".join(tried[:5]) or "nothing"
+    raise StoreError(f"no complete {kind} store with fingerprint {fingerprint[:12]} (last seen at {recorded}) "
+                     f"under {root}; looked at: {detail}. Point --cache (or $VLMLAM_CACHE) at the cache that "
+                     f"holds it, or recreate it with the command that made it")

@@ -19,26 +19,16 @@ import numpy as np
 import zarr
 import zarr.codecs
 
+from . import killpoints
+from .atomic import clean_partials
+from .errors import ChunkError, StoreError, StoreMismatch
 from .fingerprint import spec_diff, to_jsonable
+from .reads import CheckedArray, CheckedLocalStore
+
+__all__ = ["ArraySpec", "ChunkError", "Store", "StoreError", "StoreLayout", "StoreMismatch", "TypedStore", "VerifyReport"]
 
 ATTR_KEYS = ("schema", "fingerprint", "parent", "spec", "versions", "info", "ledger")
 VERSIONED_LIBS = ("zarr", "numcodecs", "numpy")
-
-
-class StoreError(RuntimeError):
-    """A store cannot be used as requested (missing, wrong schema, other spec)."""
-
-
-class StoreMismatch(StoreError):
-    """An existing store was produced by another spec; `differences` says which fields."""
-
-    def __init__(self, path: Path | str, differences: list[str]):
-        self.path, self.differences = Path(path), differences
-        lines = "\n  ".join(differences)
-        super().__init__(
-            f"store {path} was produced by a different spec; refusing to reuse or overwrite it.\n"
-            f"  {lines}\nUse another output path, or --force to replace it."
-        )
 
 
 @dataclass(frozen=True)
@@ -133,13 +123,14 @@ class Store:
                     if existing.parent != parent:
                         diffs.append(f"parent: store has {existing.parent}, requested {parent}")
                     raise StoreMismatch(path, diffs)
+                clean_partials(path)  # leftovers of writes a kill interrupted: the resuming writer's job
                 return existing
         elif path.exists() and any(path.iterdir()):
             if not force:
                 raise StoreError(f"{path} exists and is not a store; refusing to write into it (--force replaces it)")
             shutil.rmtree(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        group = zarr.open_group(str(path), mode="w", zarr_format=3)
+        group = zarr.open_group(store=CheckedLocalStore(path), mode="w", zarr_format=3)
         for arr in layout.arrays:
             rows = layout.rows[arr.axis]
             chunk = max(1, layout.chunk_rows[arr.axis])
@@ -166,6 +157,7 @@ class Store:
             "arrays": {a.name: {"dtype": a.dtype, "tail": list(a.tail), "axis": a.axis} for a in layout.arrays},
         }
         group.attrs.update(attrs)
+        killpoints.reached("store.created")
         return cls(path, group)
 
     @classmethod
@@ -180,7 +172,7 @@ class Store:
         path = Path(path)
         if not (path / "zarr.json").exists():
             raise StoreError(f"no store at {path}")
-        group = zarr.open_group(str(path), mode=mode, zarr_format=3)
+        group = zarr.open_group(store=CheckedLocalStore(path, read_only=mode == "r"), mode=mode, zarr_format=3)
         store = cls(path, group)
         missing = [k for k in ATTR_KEYS if k not in group.attrs]
         if missing:
@@ -243,9 +235,10 @@ class Store:
         self.group.attrs["ledger"] = {"done": sorted(self.done), "complete": True}
 
     # -- arrays ----------------------------------------------------------------------------
-    def array(self, name: str) -> zarr.Array:
-        # Write every chunk, even all-zero ones: a missing chunk file then always means lost data.
-        return self.group[name].with_config({"write_empty_chunks": True})
+    def array(self, name: str) -> CheckedArray:
+        """The named array. Reads of a missing or damaged chunk raise ChunkError (never zeros).
+        Every chunk is written, even an all-zero one: a missing chunk file always means lost data."""
+        return CheckedArray(self.group[name].with_config({"write_empty_chunks": True}), self.path, name)
 
     def size_bytes(self) -> int:
         return sum(f.stat().st_size for f in self.path.rglob("*") if f.is_file())
@@ -260,7 +253,7 @@ class Store:
             if name not in self.group:
                 report.problems.append(f"{name}: array missing")
                 continue
-            arr = self.array(name)
+            arr = self.array(name).zarr_array
             report.arrays_checked += 1
             want = (layout["rows"][meta["axis"]], *meta["tail"])
             if tuple(arr.shape) != want:

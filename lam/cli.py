@@ -182,9 +182,9 @@ def science_cmd(
         result = run_science(store, seed_list, opts, margin=margin, echo=typer.echo, targets=TARGETS + tuple(extra),
                              steps=steps, latent_dim=latent_dim)
         typer.echo(f"\nscience check on {store.path}\n{result.table()}")
-        out = science_report_path(_s(runs))
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(result.to_json())
+        from cache_schemas.atomic import write_text
+
+        write_text(science_report_path(_s(runs)), result.to_json())
         state["ok"] = result.ok
 
     _guarded(go)

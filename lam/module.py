@@ -26,6 +26,8 @@ from lightning.pytorch.callbacks import TQDMProgressBar
 import torch
 from torch import nn
 
+from cache_schemas import killpoints
+
 from .augment import shift
 from .config import LAMConfig
 from .ensemble import fused_adam, member_optimizer, member_state, pick_mode, stack_members, sub_params, vmapped
@@ -258,6 +260,7 @@ class LAMEnsemble(L.LightningModule):
         device tensors and its progress bar reads them with `.item()` on every step (a sync)."""
         values = losses.detach().float().cpu().tolist()
         self.history.append((step, values))
+        killpoints.reached("train.log")
         metrics = {"loss": float(np.mean(values))}
         if len(values) > 1:
             metrics.update({f"loss/{m}": v for m, v in enumerate(values)})

@@ -3,12 +3,22 @@
 Files: `config.json` (identity + facts eval needs), `checkpoint.safetensors` (IDM + FDM),
 `metrics.csv` (step, loss), `latents.safetensors` (z of every transition and the rows it
 belongs to), `probe.json`, and `done` (written last: a folder without it is an interrupted run).
-A folder whose identity differs from the request is refused, never overwritten.
+Every file is written atomically (a file that exists is whole). `done` holds the sha256 of every
+other file, and readers check it (`read_verified`): a flipped, truncated or deleted file of a
+finished run is named, never used. A folder whose identity differs from the request is
+refused, never overwritten.
+
+Identity is what the run was trained on, by fingerprint: the episode store's and the target
+store's fingerprints, never their paths, so a moved or copied cache keeps every run folder
+valid. config.json keeps the paths as where the stores were when the run trained (a hint:
+`cache_schemas.listing.locate_store` finds a store by fingerprint where the path is stale);
+a finished run's files are never rewritten.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 import re
@@ -18,7 +28,9 @@ from typing import Any
 
 import numpy as np
 
+from cache_schemas.atomic import clean_partials, is_partial, save_safetensors, write_json, write_text
 from cache_schemas.fingerprint import canonical_json, fingerprint, spec_diff
+from cache_schemas.locks import WriterLock, lock_path_for
 from cache_schemas.paths import run_path
 
 from .config import LAMConfig
@@ -26,22 +38,50 @@ from .config import LAMConfig
 RUN_SCHEMA = "lam-run/1"
 
 
+DONE_SCHEMA = "lam-run-done/1"
+VERIFIED = ("config.json", "checkpoint.safetensors", "metrics.csv", "latents.safetensors", "probe.json")
+
+
 class RunConflict(RuntimeError):
     """A run folder exists with another identity."""
 
 
+class RunDamaged(RunConflict):
+    """A file of a finished run is missing, unreadable, or not what `done` recorded."""
+
+    def __init__(self, path: Path, problem: str):
+        super().__init__(f"run folder {path.parent}: {path.name} {problem}; the run folder is damaged: train it "
+                         f"again with --retrain (or delete {path.parent})")
+
+
+# Where a store was (paths) and how an alias resolved: recorded in config.json, never compared.
+LOCATION_KEYS = ("path", "resolved")
+
+
 def identity(cfg: LAMConfig, episodes: dict[str, str], target: dict[str, Any]) -> dict[str, Any]:
-    """What makes two runs the same run: config, episode store, resolved target (not its alias note)."""
+    """What config.json records about what the run trained on: config, episode store, resolved
+    target (with the stores' current paths; `comparable` drops them for comparisons)."""
     tgt = {k: v for k, v in target.items() if k != "resolved"}
-    return {"schema": RUN_SCHEMA, "config": cfg.to_dict(), "episodes": episodes, "target": tgt}
+    return {"schema": RUN_SCHEMA, "config": cfg.to_dict(), "episodes": dict(episodes), "target": tgt}
+
+
+def comparable(ident: dict[str, Any], keys=None) -> dict[str, Any]:
+    """What makes two runs the same run: `ident` (or a config.json's body, restricted to `keys`)
+    without store paths, so stores are known by fingerprint alone."""
+    out = {k: ident.get(k) for k in (keys if keys is not None else ident)}
+    for k in ("episodes", "target"):
+        if isinstance(out.get(k), dict):
+            out[k] = {f: v for f, v in out[k].items() if f not in LOCATION_KEYS}
+    return out
 
 
 def default_run_id(cfg: LAMConfig, ident: dict[str, Any]) -> str:
-    """Readable and unique: `<target>.z<dim>.lr<lr>.k<k>.s<seed>.<fp8>`."""
+    """Readable and unique: `<target>.z<dim>.lr<lr>.k<k>.s<seed>.<fp8>` (the hash is of the
+    comparable identity: the same run wherever the cache lives)."""
     tgt = ident["target"]
     name = cfg.target if tgt.get("kind") != "emb" else "emb-" + Path(tgt["path"]).name.rsplit(".", 1)[0]
     slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", name)
-    fp = fingerprint(ident, RUN_SCHEMA)[:8]
+    fp = fingerprint(comparable(ident), RUN_SCHEMA)[:8]
     return f"{slug}.z{cfg.latent_dim}.lr{cfg.lr:g}.k{cfg.k}.s{cfg.seed}.{fp}"
 
 
@@ -58,15 +98,17 @@ class RunDir:
         path = run_path(run_id, runs)
         cfg_file = path / "config.json"
         if cfg_file.exists():
-            old = json.loads(cfg_file.read_text())
-            old_ident = {k: old.get(k) for k in ident}
-            if canonical_json(old_ident) != canonical_json(ident):
-                diffs = "\n  ".join(spec_diff(old_ident, ident))
+            old = read_json(path, "config.json")
+            old_ident = comparable(old, ident)
+            if canonical_json(old_ident) != canonical_json(comparable(ident)):
+                diffs = "\n  ".join(spec_diff(old_ident, comparable(ident)))
                 raise RunConflict(
                     f"run folder {path} holds another config; refusing to overwrite it.\n  {diffs}\n"
                     f"Choose another --run id, or delete the folder."
                 )
-        elif path.exists() and any(path.iterdir()):
+        elif (path / "done").exists():
+            raise RunDamaged(cfg_file, "is missing")
+        elif path.exists() and any(not is_partial(p.name) for p in path.iterdir()):  # a kill's leftovers don't count
             raise RunConflict(f"{path} exists and is not a run folder; refusing to write into it")
         if create:
             path.mkdir(parents=True, exist_ok=True)
@@ -76,45 +118,107 @@ class RunDir:
     def done(self) -> bool:
         return (self.path / "done").exists()
 
+    def lock(self, echo=None) -> WriterLock:
+        """The writer lock of this folder (`runs/<id>.lock`, beside it)."""
+        kw = {"echo": echo} if echo else {}
+        return WriterLock(lock_path_for(self.path), what=f"run folder {self.path}", **kw)
+
+    def clean(self) -> None:
+        """Drop leftovers of writes a kill interrupted (only while holding the lock)."""
+        clean_partials(self.path)
+
     def write_config(self, extra: dict[str, Any]) -> None:
         (self.path / "done").unlink(missing_ok=True)
-        body = {**self.ident, **extra}
-        (self.path / "config.json").write_text(json.dumps(body, indent=1, sort_keys=True) + "\n")
+        write_json(self.path / "config.json", {**self.ident, **extra}, sort_keys=True)
 
     def write_checkpoint(self, state: dict, cfg: LAMConfig, target_dim: int) -> None:
-        from safetensors.torch import save_file
-
         meta = {"config": canonical_json(cfg.to_dict()), "target_dim": str(target_dim)}
-        save_file(state, str(self.path / "checkpoint.safetensors"), metadata=meta)
+        save_safetensors(self.path / "checkpoint.safetensors", state, meta)
 
     def write_metrics(self, history: list[tuple[int, float]]) -> None:
-        with open(self.path / "metrics.csv", "w", newline="") as f:
-            w = csv.writer(f)
-            w.writerow(["step", "loss"])
-            w.writerows((s, f"{l:.6g}") for s, l in history)
+        buf = io.StringIO(newline="")
+        w = csv.writer(buf)
+        w.writerow(["step", "loss"])
+        w.writerows((s, f"{l:.6g}") for s, l in history)
+        write_text(self.path / "metrics.csv", buf.getvalue())
 
     def write_latents(self, z: np.ndarray, rows: np.ndarray, k: int) -> None:
         """z[i] is the latent action of the transition from frame row rows[i] to rows[i] + k."""
-        import torch
-        from safetensors.torch import save_file
-
-        tensors = {"z": torch.from_numpy(np.ascontiguousarray(z, np.float32)),
-                   "rows": torch.from_numpy(np.ascontiguousarray(rows, np.int64)),
-                   "future_rows": torch.from_numpy(np.ascontiguousarray(rows + k, np.int64))}
-        save_file(tensors, str(self.path / "latents.safetensors"), metadata={"k": str(k)})
+        tensors = {"z": np.ascontiguousarray(z, np.float32), "rows": np.ascontiguousarray(rows, np.int64),
+                   "future_rows": np.ascontiguousarray(rows + k, np.int64)}
+        save_safetensors(self.path / "latents.safetensors", tensors, {"k": str(k)})
 
     def write_probe(self, result: dict[str, Any]) -> None:
-        (self.path / "probe.json").write_text(json.dumps(result, indent=1) + "\n")
+        write_json(self.path / "probe.json", result)
 
     def mark_done(self) -> None:
-        (self.path / "done").write_text("")
+        """Written last: the digest of every file, so readers can tell a damaged one."""
+        digests = {name: file_digest(self.path / name) for name in VERIFIED}
+        write_json(self.path / "done", {"schema": DONE_SCHEMA, "sha256": digests}, sort_keys=True)
 
     def read_probe(self) -> dict[str, Any]:
-        return json.loads((self.path / "probe.json").read_text())
+        return read_json(self.path, "probe.json")
+
+    def verify(self) -> None:
+        """Every file `done` lists is there and unchanged (raises RunDamaged)."""
+        for name in VERIFIED:
+            read_verified(self.path, name)
+
+
+def file_digest(file: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(file.read_bytes()).hexdigest()
+
+
+def recorded_digests(run: Path | str) -> dict[str, str]:
+    """What `done` recorded ({} for a run not finished, or finished before digests were kept)."""
+    try:
+        body = json.loads((Path(run) / "done").read_text() or "{}")
+    except FileNotFoundError:
+        return {}
+    except ValueError:
+        raise RunDamaged(Path(run) / "done", "is not valid JSON") from None
+    return body.get("sha256", {}) if isinstance(body, dict) else {}
+
+
+def read_verified(run: Path | str, name: str) -> bytes:
+    """The bytes of a run file, checked against the digest `done` recorded. Every reader of a run
+    folder (train-lam, eval, report) goes through this: a damaged file raises RunDamaged."""
+    file = Path(run) / name
+    try:
+        data = file.read_bytes()
+    except FileNotFoundError:
+        raise RunDamaged(file, "is missing") from None
+    want = recorded_digests(run).get(name)
+    if want is not None:
+        import hashlib
+
+        if hashlib.sha256(data).hexdigest() != want:
+            raise RunDamaged(file, "does not match the digest recorded when the run finished (flipped or truncated bytes)")
+    return data
+
+
+def read_json(run: Path | str, name: str) -> Any:
+    """A verified JSON file of a run folder (config.json, probe.json)."""
+    data = read_verified(run, name)
+    try:
+        return json.loads(data)
+    except ValueError as exc:
+        raise RunDamaged(Path(run) / name, f"is not valid JSON ({exc})") from None
 
 
 def load_latents(path: Path | str) -> dict[str, np.ndarray]:
-    """The latents of a finished run: {'z', 'rows', 'future_rows'} as numpy arrays."""
-    from safetensors.numpy import load_file
+    """The latents of a finished run: {'z', 'rows', 'future_rows'} as numpy arrays, verified: a
+    damaged file raises RunDamaged naming it (never a bare safetensors message)."""
+    return load_safetensors_verified(path, "latents.safetensors")
 
-    return load_file(str(Path(path) / "latents.safetensors"))
+
+def load_safetensors_verified(run: Path | str, name: str) -> dict[str, np.ndarray]:
+    from safetensors.numpy import load
+
+    data = read_verified(run, name)
+    try:
+        return load(data)
+    except Exception as exc:  # noqa: BLE001 - safetensors raises its own error types
+        raise RunDamaged(Path(run) / name, f"is unreadable ({type(exc).__name__}: {' '.join(str(exc).split())[:120]})") from None

@@ -6,13 +6,14 @@ from __future__ import annotations
 import importlib.util
 import os
 from collections import OrderedDict
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import torch
 
-from cache_schemas import EpisodeStore, StoreError
+from cache_schemas import EpisodeStore, StoreError, killpoints
 from cache_schemas.paths import episodes_dir
 
 from .config import LAMConfig
@@ -147,19 +148,47 @@ def train_configs(
     results: dict[int, RunResult] = {}
     groups: OrderedDict[tuple, list[int]] = OrderedDict()
     for i, job in enumerate(jobs):
-        if job.run.done and not opts.retrain:
-            results[i] = RunResult(job.run.path.name, job.run.path, job.cfg, job.run.read_probe(), skipped=True)
-            echo(f"{job.run.path.name}: already trained (probe R² {results[i].probe['r2']:.3f}); skipping")
-            continue
         groups.setdefault(job.cfg.shape_key(), []).append(i)
 
+    def finished(i: int) -> bool:
+        return jobs[i].run.done and not opts.retrain
+
     for members in groups.values():
-        trained = train_group([jobs[i] for i in members], episodes, frames, opts, echo, writer)
+        if all(finished(i) for i in members):
+            for i in members:
+                results[i] = skipped(jobs[i], echo)
+            continue
+        with ExitStack() as held:
+            if writer:  # one writer per run folder: a second sweep waits here, then finds them done
+                for i in sorted(members, key=lambda i: str(jobs[i].run.path)):
+                    held.enter_context(jobs[i].run.lock())
+            # A group trains whole, as an uninterrupted run would: members finished earlier (a sweep
+            # killed between two members' files) train again beside the others but are not rewritten,
+            # so the others' numbers are exactly those of one uninterrupted run.
+            keep = {i for i in members if finished(i)}
+            for i in sorted(keep):
+                results[i] = skipped(jobs[i], echo)
+            if len(keep) == len(members):  # another writer finished them while we waited
+                continue
+            if writer:
+                for i in members:
+                    if i not in keep:
+                        jobs[i].run.clean()
+            trained = train_group([jobs[i] for i in members], episodes, frames, opts, echo, writer,
+                                  write=[i not in keep for i in members])
         if trained is None:  # a non-zero DDP rank: rank 0 writes the run folders
             continue
         for i, res in zip(members, trained):
-            results[i] = res
+            if i not in keep:
+                results[i] = res
     return [results[i] for i in range(len(jobs)) if i in results]
+
+
+def skipped(job: Job, echo: Callable[[str], None]) -> RunResult:
+    job.run.verify()  # a finished run whose files were damaged is said so, not reported as trained
+    res = RunResult(job.run.path.name, job.run.path, job.cfg, job.run.read_probe(), skipped=True)
+    echo(f"{job.run.path.name}: already trained (probe R² {res.probe['r2']:.3f}); skipping")
+    return res
 
 
 def _silent(_: str) -> None:
@@ -167,8 +196,10 @@ def _silent(_: str) -> None:
 
 
 def train_group(jobs: list[Job], episodes: EpisodeStore, frames: FrameCache, opts: TrainOptions,
-                echo: Callable[[str], None], writer: bool = True) -> list[RunResult] | None:
-    """One ensemble for configs of one shape; rank 0 (`writer`) writes each member's run folder."""
+                echo: Callable[[str], None], writer: bool = True, write: list[bool] | None = None) -> list[RunResult] | None:
+    """One ensemble for configs of one shape; rank 0 (`writer`) writes each member's run folder
+    (only those whose `write` flag is set: the others train alongside, untouched)."""
+    write = write or [True] * len(jobs)
     import lightning as L
 
     from .ensemble import pick_mode
@@ -190,9 +221,10 @@ def train_group(jobs: list[Job], episodes: EpisodeStore, frames: FrameCache, opt
     mode = pick_mode(opts.ensemble, torch.device("cuda" if uses_gpu(opts.accelerator) else "cpu"), len(jobs))
     module = LAMEnsemble([j.cfg for j in jobs], data, mode=mode, memory_budget=opts.data_budget, echo=echo)
     if writer:
-        for j in jobs:
-            j.run.write_config({"target_dim": jobs[0].target.dim, "run_id": j.run.path.name,
-                                "ensemble": [o.run.path.name for o in jobs]})
+        for j, w in zip(jobs, write):
+            if w:
+                j.run.write_config({"target_dim": jobs[0].target.dim, "run_id": j.run.path.name,
+                                    "ensemble": [o.run.path.name for o in jobs]})
     names = ", ".join(j.run.path.name for j in jobs)
     echo(f"training {len(jobs)} model(s) together for {cfg.steps} steps: {names}")
     trainer = L.Trainer(
@@ -201,7 +233,7 @@ def train_group(jobs: list[Job], episodes: EpisodeStore, frames: FrameCache, opt
         devices=opts.devices,
         strategy=opts.strategy,
         precision=opts.precision or default_precision(opts.accelerator),
-        logger=lightning_loggers(jobs[0].run.path) if writer else False,
+        logger=lightning_loggers(next(j for j, w in zip(jobs, write) if w).run.path) if writer else False,
         enable_checkpointing=False,
         enable_progress_bar=opts.progress,
         callbacks=[LossBar(refresh_rate=10)] if opts.progress else [],
@@ -209,6 +241,7 @@ def train_group(jobs: list[Job], episodes: EpisodeStore, frames: FrameCache, opt
         log_every_n_steps=cfg.log_every,
         num_sanity_val_steps=0,
     )
+    killpoints.reached("train.fit")
     trainer.fit(module, train_dataloaders=step_loader())
     if not trainer.is_global_zero or not writer:
         return None
@@ -220,6 +253,9 @@ def train_group(jobs: list[Job], episodes: EpisodeStore, frames: FrameCache, opt
     task_names = [t.name for t in episodes.tasks]
     out = []
     for m, j in enumerate(jobs):
+        if not write[m]:
+            out.append(None)
+            continue
         r = per_member[m]
         j.run.write_checkpoint(module.member_state_dict(m), j.cfg, j.target.dim)
         j.run.write_metrics([(s, losses[m]) for s, losses in module.history])

@@ -126,12 +126,28 @@ REMOTE_CODE_FAMILIES = frozenset({"molmo-v1"})
 AFTER_ONLY_FAMILIES = frozenset({"paligemma", "molmo-v1"})
 
 
+# Weights a family's checkpoint may lack or carry beyond the class we load, on purpose (regexes
+# over parameter names); any other missing, unexpected or reshaped tensor stops the load
+# (pipeline.vlm.check_weights): a checkpoint that does not match its class never loads as
+# partly random weights. The vocabulary head never runs (the forward is logit-free); an encoder
+# taken from a full image-text checkpoint drops the text side.
+_NO_HEAD = (r"(^|\.)lm_head\.weight$",)
+DROPPED_WEIGHTS: dict[str, dict[str, tuple[str, ...]]] = {
+    **{fam: {"missing": _NO_HEAD, "unexpected": _NO_HEAD} for fam, kind in TWIN_FAMILIES.items() if kind == "vlm"},
+    "molmo-v1": {"missing": (r"(^|\.)transformer\.ff_out\.weight$",), "unexpected": ()},
+    "clip": {"missing": (), "unexpected": (r"(^|\.)(text_model|text_projection|visual_projection|logit_scale)\b",)},
+    "siglip2": {"missing": (), "unexpected": (r"(^|\.)(text_model|logit_scale|logit_bias)\b",)},
+    "dinov2": {"missing": (), "unexpected": ()},
+}
+
+
 def is_pinned(revision: str) -> bool:
     """A full 40-hex commit hash (a branch or tag name can move under the same name)."""
     return len(revision) == 40 and all(c in "0123456789abcdef" for c in revision)
 
 
 REGISTRY: dict[str, Backbone] = {b.name: b for b in _entries()}
+assert set(DROPPED_WEIGHTS) == set(TWIN_FAMILIES)  # every family says what it drops (maybe nothing)
 assert not any("." in n for n in REGISTRY)
 # every hub entry is pinned to a commit or says that it is not
 assert all(is_pinned(b.revision) or UNPINNED in b.quirks for b in REGISTRY.values() if b.hub_id and not b.twin)

@@ -25,6 +25,18 @@ def _register_all() -> None:
 
     for module in (collect_cli, embed_cli, lerobot_cli, cache_cli, lam_cli, policy_cli):
         module.register(app)
+    guard_commands(app)
+
+
+def guard_commands(typer_app: typer.Typer) -> None:
+    """Every command, sub-commands included, reports a full disk or a damaged store in one line
+    with exit status 2 (cache_schemas.errors.cli_guard), however it was registered."""
+    from cache_schemas.errors import cli_guard
+
+    for command in typer_app.registered_commands:
+        command.callback = cli_guard(command.callback)
+    for group in typer_app.registered_groups:
+        guard_commands(group.typer_instance)
 
 
 _register_all()

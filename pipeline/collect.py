@@ -20,7 +20,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from cache_schemas import DistractorSpec, EpisodeSpec, EpisodeStore, EpisodeTable
+from cache_schemas import DistractorSpec, EpisodeSpec, EpisodeStore, EpisodeTable, killpoints
 from cache_schemas.episodes import write_frame_rows
 from cache_schemas.paths import episode_store_path
 
@@ -119,6 +119,15 @@ def with_video_dir(spec: EpisodeSpec, video_dir: Path | None) -> EpisodeSpec:
 
     dist = replace(spec.distractors, video_source="dir", video_digest=folder_digest(Path(video_dir)))
     return replace(spec, distractors=dist)
+
+
+def newest_store(preset: str, cache: Path | str | None = None) -> Path | None:
+    """The newest complete episode store collected with `--preset preset` (None if there is none)."""
+    from cache_schemas.listing import find_stores
+    from cache_schemas.paths import episodes_dir
+
+    found = [s for s in find_stores(episodes_dir(cache), "episodes/") if s.info.get("preset") == preset and s.complete]
+    return max(found, key=lambda s: (s.path / "zarr.json").stat().st_mtime).path if found else None
 
 
 def store_path_for(spec: EpisodeSpec, options: CollectOptions) -> Path:
@@ -245,9 +254,18 @@ def _progress(total: int, desc: str, enabled: bool):
 
 
 def collect(spec: EpisodeSpec, options: CollectOptions) -> Path:
-    """Create (or resume) the episode store for `spec`; returns its path."""
+    """Create (or resume) the episode store for `spec`; returns its path. One writer per store:
+    a second collect of the same store waits for the first (a lock beside the store names its
+    holder), then finds it complete."""
+    from cache_schemas.locks import WriterLock, lock_path_for
+
     validate_spec(spec)
     path = store_path_for(spec, options)
+    with WriterLock(lock_path_for(path), what=f"episode store {path}"):
+        return _collect(spec, options, path)
+
+
+def _collect(spec: EpisodeSpec, options: CollectOptions, path: Path) -> Path:
     tasks = [task_info(t) for t in spec.tasks]
     video_dir = str(options.video_dir) if options.video_dir else None
     if spec.distractors.video_source == "dir" and "video" in spec.distractors.kinds and not video_dir:
@@ -277,6 +295,9 @@ def collect(spec: EpisodeSpec, options: CollectOptions) -> Path:
             existing = EpisodeStore(store)
             if existing.store.complete:
                 return path
+            from cache_schemas.atomic import clean_partials
+
+            clean_partials(path)  # chunk writes a kill interrupted (zarr's *.partial files)
 
     spec_json = _spec_json(spec)
     ex = Executor(options.workers, options.scheduler, preload=("pipeline.collect", "metaworld"))
@@ -287,6 +308,7 @@ def collect(spec: EpisodeSpec, options: CollectOptions) -> Path:
         for e, rec in ex.map_unordered(_simulate_indexed, plan, driver_helps=True):
             records[e] = rec
             bar.update(1)
+            killpoints.reached("collect.plan")
         bar.close()
         table, lowdim = assemble(spec, records)  # type: ignore[arg-type]
         if existing is not None and existing.store.info.get("planned"):
@@ -300,6 +322,7 @@ def collect(spec: EpisodeSpec, options: CollectOptions) -> Path:
             store.write_episode_table(table)
             store.write_lowdim(lowdim)
             store.store.update_info(planned=True)
+            killpoints.reached("collect.created")
 
         done = store.store.done
         todo = [c for c in range(store.n_chunks) if c not in done]
@@ -312,6 +335,7 @@ def collect(spec: EpisodeSpec, options: CollectOptions) -> Path:
         die_after = int(os.environ.get(DIE_AFTER_ENV, "0"))  # tests: a real kill -9 mid-run
         for n, c in enumerate(ex.map_unordered(render_chunk, args, spans=True), start=1):
             store.store.mark_done([c])
+            killpoints.reached("collect.chunk")
             bar.update(1)
             if die_after and n >= die_after:
                 os.kill(os.getpid(), 9)

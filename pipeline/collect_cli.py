@@ -35,15 +35,23 @@ def collect_cmd(
     out: Optional[Path] = typer.Option(None, help="Store path (default: <cache>/episodes/<preset>.<fp12>)."),
     cache: Optional[Path] = typer.Option(None, help="Cache root (default $VLMLAM_CACHE or ./cache)."),
     force: bool = typer.Option(False, help="Replace an existing store made from another spec."),
+    if_missing: bool = typer.Option(False, "--if-missing", help="With no option that changes the spec: use the "
+                                    "newest complete store of --preset if there is one (what train-lam picks), "
+                                    "collect only when there is none. The Makefile's targets start with it."),
 ) -> None:
     """Render Distracting MetaWorld episodes into a resumable, fingerprinted episode store."""
     from dataclasses import replace
 
     from cache_schemas import StoreError
 
-    from .collect import CollectOptions, build_spec, collect, with_video_dir
+    from .collect import CollectOptions, build_spec, collect, newest_store, with_video_dir
     from .glcheck import choose_gl_backend
 
+    spec_options = (tasks, episodes_per_task, resolution, seed, quality, max_steps, success_margin, action_noise,
+                    camera_pullback, chunk_frames, distractors, distractor_videos, split, opacity, out)
+    existing = newest_store(preset, cache) if if_missing and all(o is None for o in spec_options) and not force else None
+    if existing is not None:
+        return _report(existing)
     try:
         choose_gl_backend()
         spec = build_spec(
@@ -67,6 +75,11 @@ def collect_cmd(
         path = collect(spec, options)
     except (ValueError, FileNotFoundError, StoreError, RuntimeError) as exc:
         _fail(str(exc))
+    _report(path)
+
+
+def _report(path: Path) -> None:
+    """`<store path>  (<summary>; experts succeeded in k/n)`: the Makefile reads the first word."""
     from cache_schemas import EpisodeStore
 
     store = EpisodeStore.open(path)

@@ -22,7 +22,7 @@ import queue
 import threading
 import warnings
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,6 +38,7 @@ from .backbones import Backbone, UnknownName, get_backbone
 from .pooling import check_pooling, promptable, shares_image_prefix
 from .prompts import Prompt, parse_prompts
 from .ranks import Ranks, process_state, single_cpu_launch_note
+from .torch_image import resize_backend, resize_guesses
 
 
 class EmbedError(RuntimeError):
@@ -196,27 +197,28 @@ def run_embed(episodes: str | Path, cfg: EmbedConfig, *, loader=None) -> list[Pa
     rendered = [p_.render_all(tasks) for p_ in p.prompts] if bb.kind == "vlm" else [("",) * len(tasks)]
     image_kw = parse_image_kw(cfg.image_kw)
 
-    def specs_for(dim: int, digest: str) -> list[EmbeddingSpec]:
+    def specs_for(dim: int, digest: str, resize: str) -> list[EmbeddingSpec]:
         return [
             EmbeddingSpec(
                 vlm=bb.name, hub_id=bb.hub_id, revision=bb.revision, dtype=dtype_name, prompt=pr.name, prompts=tuple(r),
                 prompt_position=cfg.position if bb.kind == "vlm" else "none", pooling=cfg.pooling,
                 layers=tuple(cfg.layers), image_size=eps.spec.resolution, dim=dim,
                 weights_digest=digest or (str(cfg.model_path) if cfg.model_path else ""),
-                processor_kw=canonical_json(image_kw) if image_kw else "",
+                processor_kw=canonical_json(image_kw) if image_kw else "", image_resize=resize,
             )
             for pr, r in zip(p.prompts, rendered)
         ]
 
     # Finished already? Then answer from the config alone, without loading any weights.
     guess = None if loader else _config_guess(bb, cfg)
-    if guess is not None:
-        paths = [embedding_store_path(s, eps.fingerprint, cfg.cache) for s in specs_for(*guess)]
+    for resize in resize_guesses() if guess is not None else ():
+        paths = [embedding_store_path(s, eps.fingerprint, cfg.cache) for s in specs_for(*guess, resize)]
         if all(_complete(pa) for pa in paths):
             return paths
 
     # Every step from here on may fail on one rank only: `ranks` tells the others.
-    with Ranks.joined(state, cfg.rank_timeout_s) as ranks, _offload_folder(device_map, cfg.cache) as offload:
+    with Ranks.joined(state, cfg.rank_timeout_s) as ranks, _offload_folder(device_map, cfg.cache) as offload, \
+            ExitStack() as locks:
         placement = Placement(device, device_map, max_memory, offload)
         loaded = (loader or load_backbone)(bb, model_path=cfg.model_path, cache=cfg.cache, dtype=dtype,
                                            layers=tuple(cfg.layers), placement=placement)
@@ -224,8 +226,10 @@ def run_embed(episodes: str | Path, cfg: EmbedConfig, *, loader=None) -> list[Pa
         emb = Embedder(loaded, layers=cfg.layers, pooling=cfg.pooling, position=cfg.position, prompts=rendered,
                        device=loaded.device, share_prefix=share, image_kw=image_kw, packed_attention=cfg.packed_attention)
         try:
-            specs = specs_for(emb.dim, loaded.weights_digest)
+            specs = specs_for(emb.dim, loaded.weights_digest, resize_backend(loaded.processor))
             paths = [embedding_store_path(s, eps.fingerprint, cfg.cache) for s in specs]
+            if rank == 0:  # one writer per store: another embed of it waits, then finds it complete
+                lock_stores(locks, paths)
             stores = _open_stores(paths, specs, eps, cfg, ranks)
             if all(s.store.complete for s in stores):
                 return paths
@@ -241,6 +245,14 @@ def run_embed(episodes: str | Path, cfg: EmbedConfig, *, loader=None) -> list[Pa
         finally:
             emb.close()
     return paths
+
+
+def lock_stores(locks: ExitStack, paths: list[Path]) -> None:
+    """Hold the writer lock of every store (in path order, so two runs never deadlock)."""
+    from cache_schemas.locks import WriterLock, lock_path_for
+
+    for path in sorted(paths):
+        locks.enter_context(WriterLock(lock_path_for(path), what=f"embedding store {path}"))
 
 
 @contextmanager

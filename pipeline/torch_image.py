@@ -2,7 +2,9 @@
 
 transformers' "fast" processors call torchvision for resize and grayscale->RGB. Where
 torchvision is missing, `torch_only(processor)` swaps in a subclass whose resize uses
-`F.interpolate` (bilinear/bicubic, antialiased, as torchvision does on tensors).
+`F.interpolate` (bilinear/bicubic, antialiased, as torchvision does on tensors). Its pixels
+differ slightly from torchvision's, so which resize ran (`resize_backend`) is part of an
+embedding store's spec: the two never share a fingerprint.
 """
 
 from __future__ import annotations
@@ -58,3 +60,29 @@ def torch_only(image_processor):
     cls = type(image_processor)
     image_processor.__class__ = type(cls.__name__, (_TorchResize, cls), {})
     return image_processor
+
+
+TORCH_RESIZE, TORCHVISION_RESIZE, PIL_RESIZE = "torch-interpolate", "torchvision", "pil"
+
+
+def resize_backend(processor) -> str:
+    """Which implementation resizes images in `processor` (a processor or an image processor):
+    our plain-torch stand-in, torchvision (transformers' fast processors), PIL (the PIL-backend
+    classes), or `custom:<class>` for code that comes with a checkpoint."""
+    ip = getattr(processor, "image_processor", None) or getattr(getattr(processor, "remote", None), "image_processor",
+                                                              None) or processor
+    if isinstance(ip, _TorchResize):
+        return TORCH_RESIZE
+    from transformers import image_processing_backends as backends
+
+    if isinstance(ip, backends.TorchvisionBackend):
+        return TORCHVISION_RESIZE
+    if isinstance(ip, getattr(backends, "PilBackend", ())):
+        return PIL_RESIZE
+    return f"custom:{type(ip).__name__}"
+
+
+def resize_guesses() -> tuple[str, ...]:
+    """The resize a processor will use here, before one is loaded: a fast processor's (plain torch
+    without torchvision), else PIL. Used only to find finished stores without loading weights."""
+    return (TORCHVISION_RESIZE if torchvision_available() else TORCH_RESIZE, PIL_RESIZE)

@@ -31,6 +31,48 @@ class BackboneUnavailable(RuntimeError):
     """Weights cannot be loaded (offline, no snapshot): one clear message, no traceback wall."""
 
 
+class WeightsMismatch(BackboneUnavailable):
+    """The checkpoint does not match the class it is loaded into (missing, unexpected or
+    reshaped tensors beyond what the family drops on purpose)."""
+
+
+def check_weights(backbone: Backbone, info: dict, source: str, cut: tuple[str, int] | None = None) -> None:
+    """Weights load whole: transformers' loading info must hold no missing, unexpected or
+    mismatched tensor, apart from the family's DROPPED_WEIGHTS and, when the config was cut
+    (`cut`: the block list's name and how many blocks it kept), the blocks cut on purpose.
+    Else one error naming them."""
+    import re
+
+    from .backbones import DROPPED_WEIGHTS
+
+    dropped = DROPPED_WEIGHTS.get(backbone.family, {})
+    beyond = re.compile(rf"^{re.escape(cut[0])}\.(\d+)\.") if cut else None
+
+    def cut_away(name: str) -> bool:
+        m = beyond.match(name) if beyond else None
+        return bool(m) and int(m.group(1)) >= cut[1]
+
+    def kept(names, kind: str) -> list[str]:
+        allowed = dropped.get(kind, ())
+        return sorted(str(n) for n in names if not any(re.search(p, str(n)) for p in allowed)
+                      and not (kind == "unexpected" and cut_away(str(n))))
+
+    missing = kept(info.get("missing_keys", ()), "missing")
+    unexpected = kept(info.get("unexpected_keys", ()), "unexpected")
+    mismatched = sorted(str(m[0] if isinstance(m, (tuple, list)) else m) for m in info.get("mismatched_keys", ()))
+    if not (missing or unexpected or mismatched):
+        return
+
+    def some(names: list[str]) -> str:
+        return ", ".join(names[:6]) + (f" (+{len(names) - 6} more)" if len(names) > 6 else "")
+
+    parts = [f"{label} {len(n)}: {some(n)}" for label, n in
+             (("missing", missing), ("unexpected", unexpected), ("shape mismatch", mismatched)) if n]
+    raise WeightsMismatch(f"the weights at {source} do not match {backbone.name}'s model class "
+                          f"({'; '.join(parts)}); refusing to run with partly random weights. Check "
+                          f"--model-path (a snapshot of {backbone.hub_id or backbone.family}?)")
+
+
 @dataclass
 class Loaded:
     backbone: Backbone
@@ -180,11 +222,15 @@ def load_backbone(backbone: Backbone, *, model_path: str | None = None, cache: A
                 config = cls.config_class.from_pretrained(source, **kw)  # the tower's own (sub)config
             full_depth = cut_config(config, backbone.kind, layers) if layers else None
             with _quiet_unused_weights(full_depth is not None):
-                model = cls.from_pretrained(source, config=config, dtype=dtype, **kw, **placement.kwargs())
+                model, info = cls.from_pretrained(source, config=config, dtype=dtype, output_loading_info=True,
+                                                  use_safetensors=True, **kw, **placement.kwargs())
+            check_weights(backbone, info, source, cut=cut_stack(model, backbone.kind) if full_depth else None)
             if backbone.kind == "vlm":
                 processor = _processor_from(source, **kw)
             else:
                 processor = transformers.AutoImageProcessor.from_pretrained(source, **kw)
+    except WeightsMismatch:
+        raise
     except ImportError as exc:  # a family's optional dependency (SmolVLM needs num2words, say)
         raise BackboneUnavailable(f"cannot load {backbone.name}: {exc}".strip()) from None
     except (OSError, ValueError) as exc:
@@ -201,6 +247,13 @@ def load_backbone(backbone: Backbone, *, model_path: str | None = None, cache: A
     if placement.device_map is None:
         model.to(placement.device)
     return Loaded(backbone, model, processor, source, digest, full_depth)
+
+
+def cut_stack(model: nn.Module, kind: str) -> tuple[str, int]:
+    """(qualified name of the block list the embedder taps, its block count) of a loaded model."""
+    stack = text_stack(model) if kind == "vlm" else encoder_stack(model)
+    name = next(n for n, m in model.named_modules() if m is stack.blocks)
+    return name, stack.depth
 
 
 def stack_config(config, kind: str):
@@ -499,7 +552,11 @@ def _load_molmo_v1(source: str, dtype: torch.dtype, kw: dict, placement_kw: dict
     pinned revision; placement_kw a device map), wrapped as MolmoV1 / MolmoV1Processor."""
     from transformers import AutoModelForCausalLM, AutoProcessor
 
-    remote = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, **kw, **placement_kw)
+    from .backbones import get_backbone
+
+    remote, info = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, output_loading_info=True,
+                                                        use_safetensors=True, **kw, **placement_kw)
+    check_weights(get_backbone("molmo-v1"), info, source)
     proc = MolmoV1Processor(AutoProcessor.from_pretrained(source, **kw))
     return MolmoV1(remote, proc.image_token_id), proc
 

@@ -64,7 +64,7 @@ def test_embed_train_eval_report_as_typed(tmp_path, twins):  # noqa: F811
     names = sorted(p.name for p in runs.iterdir())
     assert len(names) == 2 and names[1].startswith("state.")
 
-    eval_vars = ["LABELLED=1", "ROLLOUTS=1", "MAX_STEPS=5", "METHODS=latent", "POLICY_STEPS=5", "DECODER_STEPS=5",
+    eval_vars = ["LABELLED=1", "HELDOUT=1", "ROLLOUTS=1", "MAX_STEPS=5", "METHODS=latent", "POLICY_STEPS=5", "DECODER_STEPS=5",
                  "WORKERS=1"]
     out = make("eval", *where, *eval_vars)
     assert f"2 run(s) under {runs}: 2 to evaluate" in out

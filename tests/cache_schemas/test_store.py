@@ -6,7 +6,7 @@ import os
 import numpy as np
 import pytest
 
-from cache_schemas import DistractorSpec, EpisodeSpec, EpisodeStore, Store, StoreMismatch
+from cache_schemas import DistractorSpec, EpisodeSpec, EpisodeStore, Store, StoreError, StoreMismatch
 from cache_schemas.listing import find_stores
 
 
@@ -115,3 +115,22 @@ def test_open_refuses_other_schema(episode_store_factory):
     store = episode_store_factory()
     with pytest.raises(StoreMismatch, match="schema"):
         Store.open(store.path, schema="embeddings/1")
+
+
+def test_locate_store_finds_a_moved_store_by_fingerprint(tmp_path, episode_store_factory):
+    import shutil
+
+    from cache_schemas.listing import locate_store
+
+    store = episode_store_factory()
+    fp = store.fingerprint
+    assert locate_store(fp, "episodes/1", recorded=store.path).path == store.path
+    moved = tmp_path / "elsewhere" / "episodes" / f"demo.{fp[:12]}"
+    moved.parent.mkdir(parents=True)
+    shutil.move(str(store.path), moved)
+    found = locate_store(fp, "episodes/1", recorded=store.path, cache=tmp_path / "elsewhere")
+    assert found.path == moved and found.fingerprint == fp
+    with pytest.raises(StoreError, match=f"fingerprint {fp[:12]} .*not there"):
+        locate_store(fp, "episodes/1", recorded=store.path, cache=tmp_path / "nowhere")
+    with pytest.raises(StoreError, match="fingerprint 000000000000"):
+        locate_store("0" * 64, "episodes/1", recorded=moved, cache=tmp_path / "elsewhere")

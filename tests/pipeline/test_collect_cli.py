@@ -19,7 +19,7 @@ def run(*args):
 @pytest.mark.parametrize(
     "args, needle",
     [
-        (["--preset", "huge"], "valid presets: demo, small, paper"),
+        (["--preset", "huge"], "valid presets: demo, study, small, paper"),
         (["--tasks", "reach,fly-to-moon"], "unknown task 'fly-to-moon'; valid tasks:"),
         (["--distractors", "video,confetti"], "unknown distractor 'confetti'; valid: video, correlated, none"),
         (["--quality", "ultra"], "valid: standard, fast"),

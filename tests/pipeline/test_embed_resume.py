@@ -32,7 +32,7 @@ def _files(store: Path) -> dict[str, bytes]:
 
 
 def _stores(cache: Path) -> dict[str, dict[str, bytes]]:
-    return {p.name: _files(p) for p in sorted((cache / "embeddings").iterdir())}
+    return {p.name: _files(p) for p in sorted((cache / "embeddings").iterdir()) if p.is_dir()}
 
 
 def _pids_with(marker: str) -> list[int]:
@@ -133,7 +133,7 @@ def test_kill_9_of_the_launcher_then_rerun_gives_identical_bytes(twins, tmp_path
     from cache_schemas.embeddings import EmbeddingStore
     from cache_schemas.store import Store
 
-    stores = [EmbeddingStore(Store.open(p)) for p in sorted((cache / "embeddings").iterdir())]
+    stores = [EmbeddingStore(Store.open(p)) for p in sorted((cache / "embeddings").iterdir()) if p.is_dir()]  # a killed run leaves its .lock beside
     done_before = [s.done_chunks() for s in stores]
     assert all(not s.store.complete for s in stores) and any(done_before)
     # rerun in-process and record which chunks it computes
