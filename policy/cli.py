@@ -121,7 +121,7 @@ def report_cmd(
         _fail(f"no such run folder(s): {', '.join(missing)}")
     try:
         page = build_report(paths, out or Path(DEFAULT_REPORTS) / name, title=f"vlm-lam report: {name}")
-    except ValueError as exc:
+    except (ValueError, RuntimeError) as exc:
         _fail(str(exc))
     typer.echo(str(page))
 

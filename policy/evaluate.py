@@ -53,11 +53,13 @@ class RunInfo:
     def load(cls, path: Path) -> "RunInfo":
         path = Path(path)
         cfg_file = path / "config.json"
-        if not cfg_file.exists():
+        if not cfg_file.exists() and not (path / "done").exists():
             raise EvalError(f"{path} is not a run folder (no config.json); train one with `vlm-lam train-lam`")
         if not (path / "done").exists():
             raise EvalError(f"run {path} did not finish training; rerun its train-lam command first")
-        config = json.loads(cfg_file.read_text())
+        from lam.rundir import read_json
+
+        config = read_json(path, "config.json")  # checked against the digest `done` recorded
         run = cls(path, config, config["config"])
         if int(run.lam.get("k", 1)) != 1:
             raise EvalError(
@@ -66,18 +68,18 @@ class RunInfo:
                 f"step's action; evaluate a run trained with --k 1 (the probe in probe.json still scores this one)")
         return run
 
-    def episodes(self) -> EpisodeStore:
+    def episodes(self, cache: str | None = None) -> EpisodeStore:
+        """The run's episode store, found by its fingerprint: at the recorded path, or anywhere under
+        the cache root (a moved or copied cache keeps every run folder valid)."""
+        from cache_schemas.episodes import SCHEMA
+        from cache_schemas.listing import locate_store
+
         ep = self.config["episodes"]
         try:
-            store = EpisodeStore.open(ep["path"])
+            return EpisodeStore(locate_store(ep["fingerprint"], SCHEMA, recorded=ep["path"], cache=cache))
         except StoreError as exc:
-            raise EvalError(f"the episode store this run was trained on is missing: {ep['path']} ({exc})") from exc
-        if store.fingerprint != ep["fingerprint"]:
-            raise EvalError(
-                f"the episode store {ep['path']} changed since this run was trained "
-                f"(fingerprint {store.fingerprint[:12]}, run expects {ep['fingerprint'][:12]})"
-            )
-        return store
+            raise EvalError(f"the episode store this run was trained on (fingerprint {ep['fingerprint'][:12]}) "
+                            f"is not at {ep['path']} nor anywhere under the cache: {exc}") from exc
 
 
 @dataclass(frozen=True)
@@ -177,6 +179,7 @@ def evaluate(
     cfg: EvalConfig,
     *,
     runs: str | None = None,
+    cache: str | None = None,
     workers: int = 1,
     scheduler: str | None = None,
     video_dir: Path | None = None,
@@ -186,7 +189,7 @@ def evaluate(
 ) -> dict:
     """Train what each method needs, roll out every task, write and return results.json's body."""
     run = RunInfo.load(run_path)
-    store = run.episodes()
+    store = run.episodes(cache)
     try:
         store.require_simulator("eval (policy rollouts)")
         Split.of(store, cfg.labelled, cfg.heldout)  # fail before any training

@@ -72,8 +72,10 @@ def load_run(path: Path) -> RunRow:
     config = json.loads(cfg_file.read_text())
     label, backbone, prompt = target_label(config.get("target", {}), config["config"]["target"])
     row = RunRow(path.name, label, backbone, prompt, int(config["config"]["latent_dim"]), None)
-    if (path / "probe.json").exists():
-        probe = json.loads((path / "probe.json").read_text())
+    if (path / "probe.json").exists() or (path / "done").exists():
+        from lam.rundir import read_json
+
+        probe = read_json(path, "probe.json")  # checked against the digest `done` recorded (missing: an error)
         row.probe_r2 = float(probe["r2"])
         row.probe_per_task = {t: float(v["r2"]) for t, v in probe.get("per_task", {}).items()}
     results = path / "eval" / "results.json"

@@ -33,7 +33,6 @@ LAM = ["--latent-dim", "8", "--steps", "30", "--batch-size", "16", "--img-size",
 EVAL = ["--labelled", "1", "--heldout", "1", "--rollouts", "1", "--max-steps", "5", "--policy-steps", "10", "--decoder-steps", "10",
         "--batch-size", "16", "--gifs", "0", "--workers", "1", "--quiet"]
 TALLY_ENV = "VLMLAM_FAULT_TALLY"
-LEAD_EVAL = "eval part: lead"  # xfail reason of cases that wait for eval's atomic writes and locks
 
 
 # -- the tally -----------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from conftest import COLLECT, DAMAGES, EVAL, LAM, LEAD_EVAL, chunk_file, damage, one_line_error, tree
+from conftest import COLLECT, DAMAGES, EVAL, LAM, chunk_file, damage, one_line_error, tree
 
 # (array damaged, row chunk, command reading it); {ep}, {emb}, {run} are filled in per case.
 EPISODE_READERS = [
@@ -87,12 +87,8 @@ RUN_READERS = [
     ("latents.safetensors", ["train-lam", "--episodes", "{ep}", "--target", "state", "--run", "state-run", *LAM]),
     ("probe.json", ["train-lam", "--episodes", "{ep}", "--target", "state", "--run", "state-run", *LAM]),
     ("latents.safetensors", ["eval", "{run}", "--methods", "latent", *EVAL]),
-    pytest.param("config.json", ["eval", "{run}", "--methods", "latent", *EVAL],
-                 marks=pytest.mark.xfail(strict=True, reason=LEAD_EVAL + ": RunInfo.load reads config.json unverified "
-                                         "(use lam.rundir.read_json)")),
-    pytest.param("probe.json", ["report", "{run}", "--out", "{tmp}/report"],
-                 marks=pytest.mark.xfail(strict=True, reason=LEAD_EVAL + ": report reads probe.json unverified "
-                                         "(use lam.rundir.read_json)")),
+    ("config.json", ["eval", "{run}", "--methods", "latent", *EVAL]),
+    ("probe.json", ["report", "{run}", "--out", "{tmp}/report"]),
 ]
 
 

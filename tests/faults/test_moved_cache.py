@@ -8,7 +8,7 @@ import shutil
 
 import pytest
 
-from conftest import COLLECT, EMBED, EVAL, LAM, LEAD_EVAL, ok, vlm_lam
+from conftest import COLLECT, EMBED, EVAL, LAM, ok, vlm_lam
 
 
 @pytest.fixture
@@ -42,8 +42,6 @@ def test_every_stage_works_from_a_moved_cache(moved, faults):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason=LEAD_EVAL + ": RunInfo.episodes() finds the store by fingerprint "
-                   "(cache_schemas.listing.locate_store) where the recorded path is stale")
 def test_eval_works_from_a_moved_cache(moved, faults):
     faults.inject("eval of a run whose cache moved")
     ok(vlm_lam(["eval", moved.run, *EVAL], moved.env))

@@ -134,6 +134,14 @@ def test_eval_end_to_end_resume_and_refusals(trained_run):
         evaluate(run, replace(FAST, labelled=4), runs=runs, progress=False, echo=lambda s: None)
 
 
+def edit_config(run: Path, cfg: dict) -> None:
+    """Rewrite a finished run's config.json as a different run would have it (digests redone)."""
+    from lam.rundir import RunDir
+
+    (run / "config.json").write_text(json.dumps(cfg))
+    RunDir(run, {}).mark_done()
+
+
 def test_eval_refuses_missing_or_changed_store(trained_run, tmp_path):
     import shutil
 
@@ -142,12 +150,13 @@ def test_eval_refuses_missing_or_changed_store(trained_run, tmp_path):
     shutil.copytree(run, moved)
     cfg = json.loads((moved / "config.json").read_text())
     cfg["episodes"]["path"] = str(tmp_path / "gone")
-    (moved / "config.json").write_text(json.dumps(cfg))
-    with pytest.raises(EvalError, match="missing: .*gone"):
+    cfg["episodes"]["fingerprint"] = "1" * 64
+    edit_config(moved, cfg)
+    with pytest.raises(EvalError, match="is not at .*gone nor anywhere under the cache"):
         evaluate(moved, FAST, runs=str(tmp_path), progress=False, echo=lambda s: None)
     cfg["episodes"] = {"path": str(root / "ep"), "fingerprint": "0" * 64}
-    (moved / "config.json").write_text(json.dumps(cfg))
-    with pytest.raises(EvalError, match="changed since this run was trained"):
+    edit_config(moved, cfg)
+    with pytest.raises(EvalError, match="fingerprint 000000000000.* is not at"):
         evaluate(moved, FAST, runs=str(tmp_path), progress=False, echo=lambda s: None)
     (moved / "done").unlink()
     with pytest.raises(EvalError, match="did not finish"):
@@ -178,7 +187,7 @@ def test_eval_refuses_a_run_trained_with_k_above_one(trained_run, tmp_path):
     shutil.copytree(run, moved, ignore=shutil.ignore_patterns("eval"))
     cfg = json.loads((moved / "config.json").read_text())
     cfg["config"]["k"] = 3
-    (moved / "config.json").write_text(json.dumps(cfg))
+    edit_config(moved, cfg)
     with pytest.raises(EvalError, match="--k 3.*evaluate a run trained with --k 1"):
         evaluate(moved, FAST, runs=str(tmp_path), progress=False, echo=lambda s: None)
 
