@@ -36,7 +36,7 @@ def study_lam(**overrides):
 def study_eval(n_tasks: int, **overrides) -> EvalConfig:
     """The study's eval: enough rollouts per task for >= MIN_ROLLOUTS per method over all tasks."""
     rollouts = max(10, -(-MIN_ROLLOUTS // max(1, n_tasks)))
-    base = dict(labelled=2, heldout=2, rollouts=rollouts, max_steps=0, net=PolicyNet(), policy_steps=3000,
+    base = dict(labelled=10, heldout=2, rollouts=rollouts, max_steps=0, net=PolicyNet(), policy_steps=3000,
                 decoder_steps=1500, gifs=1)
     base.update(overrides)
     return EvalConfig(**base)
