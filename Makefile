@@ -226,8 +226,8 @@ report: install
 # pipeline, not a VLM's quality) -> train-lam on four targets -> eval -> report.
 DEMO_VLM ?= tiny-qwen25-vl
 DEMO_PROMPT ?= ignore_distractors
-DEMO_LAM ?= --steps 300 --latent-dim 32 --batch-size 64 --img-size 32
-DEMO_EVAL ?= --labelled 2 --rollouts 3 --policy-steps 300 --decoder-steps 300 --batch-size 64
+DEMO_LAM ?= --steps 600 --latent-dim 32 --batch-size 64 --img-size 32
+DEMO_EVAL ?= --labelled 5 --heldout 2 --rollouts 4 --policy-steps 1000 --decoder-steps 800
 DEMO_RUNS := demo-state demo-pixels demo-pixels-clean demo-emb
 RUNS_DIR = $(or $(RUNS),$(VLMLAM_RUNS),runs)
 demo: install

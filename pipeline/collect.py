@@ -35,13 +35,14 @@ DIE_AFTER_ENV = "VLMLAM_TEST_KILL_AFTER_CHUNKS"
 
 _DEMO_DISTRACTORS = DistractorSpec(kinds=("video", "correlated"))
 PRESETS: dict[str, EpisodeSpec] = {
-    # The whole flow on 2 CPU cores in minutes: 4 tasks x 15 episodes x <=100 steps at 64 px.
+    # The whole flow on 2 CPU cores in minutes: the study's tasks (objects a 64 px policy can see),
+    # 20 episodes each, up to 150 steps at 64 px.
     "demo": EpisodeSpec(
-        tasks=("reach-v3", "push-v3", "drawer-open-v3", "button-press-topdown-v3"),
-        episodes_per_task=15,
+        tasks=("button-press-topdown-v3", "door-open-v3", "drawer-open-v3", "window-close-v3"),
+        episodes_per_task=20,
         resolution=64,
         quality="fast",
-        max_steps=100,
+        max_steps=150,
         distractors=_DEMO_DISTRACTORS,
     ),
     # `vlm-lam study`: one MT10 task per object family whose object a 64 px policy can see (README,

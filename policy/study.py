@@ -68,9 +68,10 @@ def goals(methods: dict[str, dict]) -> list[Goal]:
             a, b = m[name], pix
             ratio = a["success"] / b["success"] if b["success"] > 0 else (float("inf") if a["success"] > 0 else 0.0)
             apart = a["ci_low"] > b["ci_high"]
+            times = f"{ratio:.1f}x" if ratio != float("inf") else "latent:pixels never succeeded"
             out.append(Goal(f"{name} >= 2x latent:pixels with 95% intervals apart",
                             f"{a['success']:.2f} [{a['ci_low']:.2f}, {a['ci_high']:.2f}] vs {b['success']:.2f} "
-                            f"[{b['ci_low']:.2f}, {b['ci_high']:.2f}]: {ratio:.1f}x",
+                            f"[{b['ci_low']:.2f}, {b['ci_high']:.2f}]: {times}",
                             ratio >= 2 and apart))
     if "latent:pixels-clean" in m and "bc-all" in m and m["bc-all"]["success"] > 0:
         r = m["latent:pixels-clean"]["success"] / m["bc-all"]["success"]

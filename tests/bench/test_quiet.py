@@ -64,6 +64,6 @@ def test_tables_and_verdicts_on_screen_chatter_in_the_log(quiet, tmp_path, capsy
 
 def test_every_bench_says_a_verdict(quiet):
     """Each bench `make bench` runs (and the GPU one) ends with its verdict line(s)."""
-    for script in (*quiet.CPU_BENCHES, "bench/embed_gpu.py"):
+    for script in (*quiet.CPU_BENCHES, "bench/embed_gpu.py", "bench/study.py"):
         text = (BENCH.parent / script).read_text()
         assert "verdict(" in text and "from quiet import" in text, script

@@ -16,7 +16,16 @@ TINY_EVAL = dict(labelled=1, heldout=1, rollouts=2, max_steps=5, policy_steps=8,
 
 
 def test_study_end_to_end_writes_the_documented_json_and_resumes(tmp_path):
-    plan = StudyPlan(SPEC, ("state", "pixels", "pixels-clean"), dict(TINY_LAM), dict(TINY_EVAL))
+    from factories import make_embeddings
+
+    from cache_schemas import EpisodeStore
+    from pipeline.collect import CollectOptions, collect
+
+    # an embedding store of the study's own episode store, given as a target the way --emb does
+    episodes = EpisodeStore.open(collect(SPEC, CollectOptions(cache=tmp_path / "cache", preset="t", progress=False)))
+    make_embeddings(episodes, str(tmp_path / "cache"), vlm="tiny-fake")
+    plan = StudyPlan(SPEC, ("state", "pixels", "pixels-clean", "emb:tiny-fake.ignore_distractors"), dict(TINY_LAM),
+                     dict(TINY_EVAL))
     kw = dict(name="t", cache=str(tmp_path / "cache"), runs=str(tmp_path / "runs"), reports=tmp_path / "rep",
               workers=1, progress=False)
     lines = []
@@ -24,7 +33,9 @@ def test_study_end_to_end_writes_the_documented_json_and_resumes(tmp_path):
     on_disk = json.loads((tmp_path / "rep" / "study.json").read_text())
     assert on_disk == body
     assert set(body) >= {"methods", "tasks", "seconds", "goals"}
-    assert set(body["methods"]) == {"bc-all", "bc-labelled", "latent:state", "latent:pixels", "latent:pixels-clean"}
+    assert set(body["methods"]) == {"bc-all", "bc-labelled", "latent:state", "latent:pixels", "latent:pixels-clean",
+                                    "latent:emb:tiny-fake.ignore_distractors"}
+    assert "pipeline check" in body["methods"]["latent:emb:tiny-fake.ignore_distractors"]["note"]
     for name, m in body["methods"].items():
         assert {"success", "n", "ci_low", "ci_high"} <= set(m) and m["n"] == 2
         assert 0 <= m["ci_low"] <= m["success"] <= m["ci_high"] <= 1
