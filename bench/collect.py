@@ -34,8 +34,8 @@ import numpy as np  # noqa: E402
 
 import pipeline  # noqa: E402,F401  (sets the GL backend before mujoco loads)
 from cache_schemas import DistractorSpec, EpisodeSpec, EpisodeStore  # noqa: E402
-from pipeline.collect import CollectOptions, collect  # noqa: E402
-from pipeline.tasks import resolve_tasks  # noqa: E402
+from pipeline.collect.collect import CollectOptions, collect  # noqa: E402
+from pipeline.sim.tasks import resolve_tasks  # noqa: E402
 from quiet import say, verdict  # noqa: E402
 
 

@@ -30,8 +30,8 @@ def timed_embed(eps_path, cfg):
     """run_embed with the forward (`Embedder.forward`, on the loop's thread) timed; -> (loop s,
     forward s, loop s after the first batch, forward s after the first batch): the first batch
     carries worker start-up and warm-up. The loop time ends after the writer thread's last write."""
-    import pipeline.embed as embed_mod
-    from pipeline.embedder import Embedder
+    import pipeline.embed.embed as embed_mod
+    from pipeline.embed.embedder import Embedder
 
     fwd, loop, first = [0.0], [0.0], []
     real_call, real_chunks = Embedder.forward, embed_mod._embed_chunks
@@ -64,9 +64,9 @@ def naive(eps, vlm: str, prompt_text: str, n: int, frames=None) -> float:
     frames (or for the frame indices `frames`)."""
     import torch
 
-    from pipeline.backbones import get_backbone
-    from pipeline.embedder import chat_parts
-    from pipeline.vlm import load_backbone
+    from pipeline.embed.embedder import chat_parts
+    from pipeline.vlm.backbones import get_backbone
+    from pipeline.vlm.load import load_backbone
 
     ld = load_backbone(get_backbone(vlm))
     head, tail = chat_parts(ld.processor, "after")
@@ -165,8 +165,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     from factories import make_episode_store
 
-    from pipeline.embed import EmbedConfig
-    from pipeline.prompts import get_prompt
+    from pipeline.embed.embed import EmbedConfig
+    from pipeline.embed.prompts import get_prompt
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-embed-"))
     os.environ.setdefault("VLMLAM_TWINS", str(tmp / "twins"))

@@ -3,7 +3,7 @@
 For a Qwen2.5-VL 7B-shaped and a Molmo2 8B-shaped model at 224 px, in one run on one card:
   * stock: `model(**inputs)` batched forward (ForConditionalGeneration, logits, SDPA, bf16) on
     inputs already on the GPU (preprocessing not timed);
-  * stock + packed: the same stock forward with only pipeline.packed_attention installed;
+  * stock + packed: the same stock forward with only pipeline.vlm.packed_attention installed;
   * ours: the whole `embed` path (episode store read, DataLoader-worker preprocessing, truncated
     logit-free forward with packed vision attention as `embed` runs by default, pooling, f16
     store writes) over the same frames;
@@ -41,7 +41,7 @@ MOLMO_TEMPLATE = ("{% for c in messages[0]['content'] %}{% if c['type'] == 'imag
 def qwen25_vl(smoke: bool):
     from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLProcessor
 
-    from pipeline.twins import _no_video, build_tokenizer
+    from pipeline.vlm.twins import _no_video, build_tokenizer
 
     tok = build_tokenizer(["<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>", "<|im_start|>", "<|im_end|>"])
     ids = tok.convert_tokens_to_ids
@@ -66,7 +66,7 @@ def qwen25_vl(smoke: bool):
 def molmo2(smoke: bool):
     from transformers import Molmo2Config, Molmo2ForConditionalGeneration, Molmo2Processor
 
-    from pipeline.twins import _no_video, build_tokenizer
+    from pipeline.vlm.twins import _no_video, build_tokenizer
 
     marks = ["<im_patch>", "<im_col>", "<im_start>", "<low_res_im_start>", "<frame_start>", "<im_end>", "<frame_end>",
              "<im_low>", "<|image|>", "<|video|>", "<|im_start|>", "<|im_end|>"]
@@ -99,7 +99,7 @@ def _image_processor(model_type: str, name: str, **kw):
     """The fast (torchvision) class where torchvision imports, else PIL or plain torch."""
     import importlib
 
-    from pipeline.torch_image import torch_only, torchvision_available
+    from pipeline.vlm.torch_image import torch_only, torchvision_available
 
     if not torchvision_available():
         try:
@@ -154,11 +154,11 @@ def bench_model(name: str, args, device, dtype, eps, tmp: Path) -> dict:
     import numpy as np
     import torch
 
-    from pipeline.backbones import get_backbone
-    from pipeline.embed import EmbedConfig, run_embed
-    from pipeline.embedder import Embedder, chat_parts
-    from pipeline.prompts import get_prompt
-    from pipeline.vlm import Loaded
+    from pipeline.embed.embed import EmbedConfig, run_embed
+    from pipeline.embed.embedder import Embedder, chat_parts
+    from pipeline.embed.prompts import get_prompt
+    from pipeline.vlm.backbones import get_backbone
+    from pipeline.vlm.load import Loaded
 
     cls, cfg, proc = MODELS[name](args.smoke)
     t0 = time.perf_counter()
@@ -201,7 +201,7 @@ def bench_model(name: str, args, device, dtype, eps, tmp: Path) -> dict:
     def rate(fn):
         return B / timed(fn)
 
-    from pipeline.packed_attention import install_packed_attention, uninstall_packed_attention
+    from pipeline.vlm.packed_attention import install_packed_attention, uninstall_packed_attention
 
     uninstall_packed_attention(model)  # stock is stock (our Embedder below installs it on this model)
     stock_fps, stock_base_fps = rate(stock), rate(stock_base)
@@ -223,7 +223,7 @@ def bench_model(name: str, args, device, dtype, eps, tmp: Path) -> dict:
                        cache=str(tmp / name), num_workers=args.workers, progress=False, device=str(device),
                        dtype=str(dtype).replace("torch.", ""))
     # warm-up pass on a copy of the store's first chunk happens inside: time two runs, keep the second
-    import pipeline.embed as embed_mod
+    import pipeline.embed.embed as embed_mod
 
     loop = [0.0, 0.0, 0.0]  # seconds, start, end
     calls: list[tuple[float, float]] = []  # (start, end) of each Embedder.forward call (no extra sync)

@@ -33,7 +33,7 @@ import pipeline  # noqa: E402,F401  (sets the GL backend before mujoco loads)
 from cache_schemas import DistractorSpec, EpisodeSpec  # noqa: E402
 from cache_schemas.fingerprint import canonical_json  # noqa: E402
 from pipeline.executor import Executor  # noqa: E402
-from pipeline.tasks import resolve_tasks  # noqa: E402
+from pipeline.sim.tasks import resolve_tasks  # noqa: E402
 from cache_schemas import EpisodeTable  # noqa: E402
 from policy.controller import Controller  # noqa: E402
 from policy.fit import Standardiser  # noqa: E402

@@ -1,4 +1,4 @@
-"""Qwen2.5-VL-7B-shaped vision tower: stock transformers attention against pipeline.packed_attention.
+"""Qwen2.5-VL-7B-shaped vision tower: stock transformers attention against pipeline.vlm.packed_attention.
 
 Random weights, the real vision config of Qwen2.5-VL-7B (hidden 1280, 16 heads, window 112 px,
 patch 14, merge 2, MLP 3420, out 3584; full attention every 8th block), images of 224 px (a 16x16
@@ -83,7 +83,7 @@ def main() -> None:
     args = ap.parse_args()
     import torch
 
-    from pipeline.packed_attention import install_packed_attention, uninstall_packed_attention
+    from pipeline.vlm.packed_attention import install_packed_attention, uninstall_packed_attention
 
     torch.set_num_threads(args.threads)
     device, dtype = torch.device(args.device), getattr(torch, args.dtype)

@@ -115,9 +115,9 @@ def embedding_targets(vlm: str | None, prompt: str | None, pooling: str | None =
     options take embed's defaults; --pooling/--layer lengthen the alias only when given. Neither
     --vlm nor --prompt: no embedding target ([])."""
     from cache_schemas.embeddings import layer_tag
-    from pipeline.backbones import DEFAULT_VLM, get_backbone
-    from pipeline.pooling import check_pooling, default_pooling, parse_layers
-    from pipeline.prompts import DEFAULT_PROMPT, parse_prompts
+    from pipeline.embed.pooling import check_pooling, default_pooling, parse_layers
+    from pipeline.embed.prompts import DEFAULT_PROMPT, parse_prompts
+    from pipeline.vlm.backbones import DEFAULT_VLM, get_backbone
 
     if vlm is None and prompt is None:
         if pooling is not None or layer is not None:

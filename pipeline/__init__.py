@@ -1,10 +1,11 @@
-"""Stage one: Distracting MetaWorld, `collect`, the backbone/prompt/pooling registries, `embed`."""
+"""Stage one: Distracting MetaWorld (`sim`), `collect`, the backbones (`vlm`), `embed`, LeRobot
+ingest/export (`lerobot`); `executor` runs the independent jobs of collect, ingest and eval."""
 
 import os as _os
 
 # MuJoCo chooses its GL backend once, when first imported (metaworld imports it). A user's
 # MUJOCO_GL always wins; otherwise headless EGL, which the CLI may swap for OSMesa after probing
-# (pipeline.glcheck) before anything imports mujoco.
+# (pipeline.sim.glcheck) before anything imports mujoco.
 if "MUJOCO_GL" in _os.environ:
     _os.environ.setdefault("VLMLAM_GL_CHOSEN", _os.environ["MUJOCO_GL"])
 else:

@@ -19,7 +19,8 @@ app = typer.Typer(
 def _register_all() -> None:
     from cache_schemas import cli as cache_cli
     from lam import cli as lam_cli
-    from pipeline import collect_cli, embed_cli
+    from pipeline.collect import cli as collect_cli
+    from pipeline.embed import cli as embed_cli
     from pipeline.lerobot import cli as lerobot_cli
     from policy import cli as policy_cli
 

@@ -54,7 +54,7 @@ def eval_cmd(
     from .evaluate import EvalError, evaluate
     from .nets import PolicyNet
 
-    from pipeline.glcheck import choose_gl_backend
+    from pipeline.sim.glcheck import choose_gl_backend
 
     try:
         choose_gl_backend()
@@ -145,8 +145,8 @@ def study_cmd(
     pixels-clean (+ --emb stores), eval with BC baselines, report. Killed, the same command resumes."""
     from cache_schemas import StoreError
 
-    from pipeline.collect import preset_spec
-    from pipeline.glcheck import choose_gl_backend
+    from pipeline.collect.collect import preset_spec
+    from pipeline.sim.glcheck import choose_gl_backend
 
     from .config import EvalConfigError
     from .evaluate import EvalError

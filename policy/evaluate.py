@@ -142,7 +142,7 @@ def baseline_folder(store: EpisodeStore, cfg: EvalConfig, runs: str | None) -> E
 
 def distractor_dir(store: EpisodeStore, video_dir: Path | None) -> str | None:
     """The video folder rollouts draw from; refused when its content differs from the store's."""
-    from pipeline.distractors import folder_digest
+    from pipeline.sim.distractors import folder_digest
 
     dist = store.spec.distractors
     vdir = str(video_dir) if video_dir else store.store.info.get("video_dir")

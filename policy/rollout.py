@@ -38,9 +38,9 @@ def rollout_spec(spec: EpisodeSpec, split: str) -> EpisodeSpec:
 def run_job(job: RolloutJob, controller: Controller) -> dict:
     """Roll out every seed of one task; per episode: success, the step of first success, length,
     progress signals, and the frames of the first `record` rollouts."""
-    from pipeline.distractors import compositor_for
-    from pipeline.env import reset
-    from pipeline.sim import distractors_for, scene_for
+    from pipeline.sim.distractors import compositor_for
+    from pipeline.sim.env import reset
+    from pipeline.sim.resources import distractors_for, scene_for
 
     torch.set_num_threads(1)
     spec = EpisodeSpec.from_dict(json.loads(job.spec_json))

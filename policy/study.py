@@ -120,7 +120,7 @@ def run_study(plan: StudyPlan, *, name: str = "study", cache: str | None = None,
     from cache_schemas.atomic import write_json
     from cache_schemas.paths import DEFAULT_REPORTS
     from lam.train import TrainOptions, train_configs
-    from pipeline.collect import CollectOptions, collect
+    from pipeline.collect.collect import CollectOptions, collect
 
     from .evaluate import evaluate
     from .report import build_report
@@ -198,7 +198,7 @@ def study_section(body: dict) -> list[str]:
 
 def plan_from(preset_spec, tasks: str | None, episodes: int | None, emb: list[str]) -> StudyPlan:
     """The preset with TASKS/EPISODES overrides, and the targets (emb stores as `emb:<name>`)."""
-    from pipeline.tasks import resolve_tasks
+    from pipeline.sim.tasks import resolve_tasks
 
     spec = preset_spec
     if tasks:

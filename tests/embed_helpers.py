@@ -28,8 +28,8 @@ def twins(tmp_path_factory):
 
 
 def load(name: str):
-    from pipeline.backbones import get_backbone
-    from pipeline.vlm import load_backbone
+    from pipeline.vlm.backbones import get_backbone
+    from pipeline.vlm.load import load_backbone
 
     return load_backbone(get_backbone(name))
 
@@ -60,8 +60,8 @@ def reference(name: str, frames_: np.ndarray, tasks, texts_per_task, *, layers, 
     """Frame by frame, untruncated model, `output_hidden_states`, the same token layout as the
     embedder (prefix from the processor, then the suffix ids for `after`). -> (B, D), or a dict
     pooling -> (B, D) when `pooling` is a tuple (one forward for all of them)."""
-    from pipeline.embedder import chat_parts
-    from pipeline.pooling import TokenMasks, pool
+    from pipeline.embed.embedder import chat_parts
+    from pipeline.embed.pooling import TokenMasks, pool
 
     ld = load_reference(name)
     poolings = pooling if isinstance(pooling, tuple) else (pooling,)

@@ -260,7 +260,7 @@ def store_path_for(plan: Plan, options: IngestOptions) -> Path:
 
 def ingest(root: Path | str, options: IngestOptions) -> Path:
     """Create (or resume) the episode store of a LeRobot dataset; returns its path."""
-    from pipeline.collect import DIE_AFTER_ENV, _progress
+    from pipeline.collect.collect import DIE_AFTER_ENV, _progress
     from pipeline.executor import Executor
 
     plan = plan_ingest(root, options)

@@ -20,7 +20,7 @@ TRAIN = dict(steps=200, batch_size=32, lr=2e-3)
 
 @pytest.fixture(scope="module")
 def short_demo(tmp_path_factory) -> EpisodeStore:
-    from pipeline.collect import CollectOptions, build_spec, collect
+    from pipeline.collect.collect import CollectOptions, build_spec, collect
 
     spec = build_spec("demo", tasks=TASKS, episodes_per_task=EPISODES_PER_TASK, max_steps=MAX_STEPS)
     assert set(spec.distractors.kinds) == {"video", "correlated"}

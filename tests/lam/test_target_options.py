@@ -9,10 +9,10 @@ from typer.testing import CliRunner
 from cache_schemas.embeddings import EmbeddingSpec, embedding_store_path
 from lam_helpers import make_embeddings
 from lam.targets import TargetError, choose_targets, embedding_targets
-from pipeline.backbones import UnknownName, get_backbone
 from pipeline.cli import app
-from pipeline.pooling import default_pooling, parse_layers
-from pipeline.prompts import parse_prompts
+from pipeline.embed.pooling import default_pooling, parse_layers
+from pipeline.embed.prompts import parse_prompts
+from pipeline.vlm.backbones import UnknownName, get_backbone
 
 TWIN = "tiny-qwen25-vl"
 

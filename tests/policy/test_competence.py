@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from cache_schemas import DistractorSpec, EpisodeSpec, EpisodeStore
-from pipeline.collect import CollectOptions, collect
+from pipeline.collect.collect import CollectOptions, collect
 from policy.config import EvalConfig
 from policy.evaluate import rollout_jobs
 from policy.nets import PolicyNet

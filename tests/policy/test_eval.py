@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from cache_schemas import DistractorSpec, EpisodeSpec, EpisodeStore
-from pipeline.collect import CollectOptions, collect
+from pipeline.collect.collect import CollectOptions, collect
 from policy.config import EvalConfig, EvalConfigError
 from policy.evaluate import EvalError, distractor_dir, evaluate
 from policy.nets import PolicyNet
@@ -55,7 +55,7 @@ def test_wilson_interval():
 
 def test_rollout_success_is_metaworlds_flag():
     """An open-loop replay of the expert's actions succeeds when and only when MetaWorld says so."""
-    from pipeline.env import make_env, make_expert, simulate
+    from pipeline.sim.env import make_env, make_expert, simulate
     from policy.rollout import RolloutJob, run_job
     from cache_schemas.fingerprint import canonical_json
 
@@ -195,7 +195,7 @@ def test_eval_refuses_a_run_trained_with_k_above_one(trained_run, tmp_path):
 def test_eval_refuses_a_distractor_folder_with_other_content(tmp_path):
     from types import SimpleNamespace
 
-    from pipeline.distractors import folder_digest
+    from pipeline.sim.distractors import folder_digest
 
     videos = tmp_path / "videos"
     for i in range(3):

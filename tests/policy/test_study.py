@@ -19,7 +19,7 @@ def test_study_end_to_end_writes_the_documented_json_and_resumes(tmp_path):
     from factories import make_embeddings
 
     from cache_schemas import EpisodeStore
-    from pipeline.collect import CollectOptions, collect
+    from pipeline.collect.collect import CollectOptions, collect
 
     # an embedding store of the study's own episode store, given as a target the way --emb does
     episodes = EpisodeStore.open(collect(SPEC, CollectOptions(cache=tmp_path / "cache", preset="t", progress=False)))

@@ -91,8 +91,8 @@ def test_pixels_clean_and_eval_are_refused(ingested, tmp_path):
 def test_embed_prompt_sweep_train_on_it_and_the_object_slot(twins, ingested, dataset, cache, tmp_path):
     from cache_schemas.embeddings import EmbeddingStore
     from lam.targets import load_target
-    from pipeline.backbones import UnknownName
-    from pipeline.embed import EmbedConfig, run_embed
+    from pipeline.embed.embed import EmbedConfig, run_embed
+    from pipeline.vlm.backbones import UnknownName
 
     def cfg(prompt, **kw):
         return EmbedConfig(vlm="tiny-qwen25-vl", prompt=prompt, pooling="mean_text", cache=str(cache),

@@ -124,7 +124,7 @@ def test_same_request_reuses_the_store_and_the_spec_names_the_source(v30, tmp_pa
 def test_collected_store_fingerprints_are_unchanged():
     """Ingest extended the episodes/1 schema without touching collect's spec: fingerprints of
     existing stores stay what they were (the demo preset's, pinned before this change)."""
-    from pipeline.collect import PRESETS
+    from pipeline.collect.collect import PRESETS
 
     assert PRESETS["demo"].fingerprint() == "7084e8550ad12d2d28f5961e86b7467ae6f623ede306486709961565a94c81eb"
 

@@ -1,0 +1,378 @@
+"""`collect`: Distracting MetaWorld episodes into a chunked, resumable episode store.
+
+Two phases, both deterministic:
+1. plan: every episode is simulated without rendering (physics is ~1 ms/step, a render ~5-40):
+   its length, actions, states, rewards and success are known, so the store's layout is fixed
+   and the low-dimensional arrays are written once by the driver.
+2. render: work units are whole frame chunks. A worker restores each recorded MuJoCo state of
+   its chunk (no physics), renders it, composites the distractors and writes the chunk.
+   Workers never share a chunk; the driver alone writes the ledger.
+A killed run resumes from the ledger: the plan is simulated again (it is cheap, and must equal
+what the store recorded), and the store ends byte-identical to an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+
+from cache_schemas import DistractorSpec, EpisodeSpec, EpisodeStore, EpisodeTable, killpoints
+from cache_schemas.episodes import write_frame_rows
+from cache_schemas.paths import episode_store_path
+
+from pipeline.executor import Executor
+from pipeline.sim.env import episode_rng, reset, restore, simulate
+from pipeline.sim.resources import distractors_for, env_and_expert, scene_for
+from pipeline.sim.tasks import MT10, resolve_tasks, task_info
+
+STREAM_ENV, STREAM_NOISE = 11, 12
+QUALITIES = ("standard", "fast")
+DIE_AFTER_ENV = "VLMLAM_TEST_KILL_AFTER_CHUNKS"
+
+_DEMO_DISTRACTORS = DistractorSpec(kinds=("video", "correlated"))
+PRESETS: dict[str, EpisodeSpec] = {
+    # The whole flow on 2 CPU cores in minutes: the study's tasks (objects a 64 px policy can see),
+    # 20 episodes each, up to 150 steps at 64 px.
+    "demo": EpisodeSpec(
+        tasks=("button-press-topdown-v3", "door-open-v3", "drawer-open-v3", "window-close-v3"),
+        episodes_per_task=20,
+        resolution=64,
+        quality="fast",
+        max_steps=150,
+        distractors=_DEMO_DISTRACTORS,
+    ),
+    # `vlm-lam study`: one MT10 task per object family whose object a 64 px policy can see (README,
+    # "The study"), 80 episodes each: BC with every action labelled solves them from pixels.
+    "study": EpisodeSpec(
+        tasks=("button-press-topdown-v3", "door-open-v3", "drawer-open-v3", "window-close-v3"),
+        episodes_per_task=80,
+        resolution=64,
+        quality="fast",
+        max_steps=150,
+        distractors=_DEMO_DISTRACTORS,
+    ),
+    "small": EpisodeSpec(tasks=MT10, episodes_per_task=20, resolution=64, max_steps=200, distractors=_DEMO_DISTRACTORS),
+    # The paper's scale: MT10, 5000 trajectories in all, at a VLM-friendly resolution.
+    "paper": EpisodeSpec(tasks=MT10, episodes_per_task=500, resolution=224, distractors=_DEMO_DISTRACTORS),
+}
+
+
+@dataclass(frozen=True)
+class CollectOptions:
+    """How to run a collection; nothing here changes the store's bytes (so not fingerprinted)."""
+
+    out: Path | None = None
+    cache: Path | None = None
+    preset: str = "custom"
+    workers: int = 1
+    scheduler: str | None = None
+    video_dir: Path | None = None
+    force: bool = False
+    progress: bool = True
+
+
+def preset_spec(name: str) -> EpisodeSpec:
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; valid presets: {', '.join(PRESETS)}")
+    return PRESETS[name]
+
+
+def build_spec(preset: str, *, tasks: str | None = None, distractors: str | None = None, **overrides: Any) -> EpisodeSpec:
+    """A preset with explicit options on top; validates every name it is given."""
+    from pipeline.sim.distractors import parse_kinds
+
+    spec = preset_spec(preset)
+    changes: dict[str, Any] = {k: v for k, v in overrides.items() if v is not None}
+    if tasks:
+        changes["tasks"] = resolve_tasks(tasks)
+    if distractors is not None:
+        changes["distractors"] = replace(spec.distractors, kinds=parse_kinds(distractors))
+    spec = replace(spec, **changes)
+    validate_spec(spec)
+    return spec
+
+
+def validate_spec(spec: EpisodeSpec) -> None:
+    from pipeline.sim.distractors import SPLITS, parse_kinds
+
+    resolve_tasks(spec.tasks)
+    parse_kinds(spec.distractors.kinds)
+    if spec.quality not in QUALITIES:
+        raise ValueError(f"unknown render quality {spec.quality!r}; valid: {', '.join(QUALITIES)}")
+    if spec.distractors.split not in SPLITS:
+        raise ValueError(f"unknown split {spec.distractors.split!r}; valid: {', '.join(SPLITS)}")
+    for name in ("episodes_per_task", "resolution", "max_steps", "chunk_frames"):
+        if getattr(spec, name) <= 0:
+            raise ValueError(f"{name} must be positive, got {getattr(spec, name)}")
+    if not 0.0 <= spec.distractors.opacity <= 1.0:
+        raise ValueError(f"opacity must be in [0, 1], got {spec.distractors.opacity}")
+
+
+def with_video_dir(spec: EpisodeSpec, video_dir: Path | None) -> EpisodeSpec:
+    """Record a user video folder by content digest (its path does not change the bytes)."""
+    if video_dir is None:
+        return spec
+    from pipeline.sim.distractors import folder_digest
+
+    dist = replace(spec.distractors, video_source="dir", video_digest=folder_digest(Path(video_dir)))
+    return replace(spec, distractors=dist)
+
+
+def newest_store(preset: str, cache: Path | str | None = None) -> Path | None:
+    """The newest complete episode store collected with `--preset preset` (None if there is none)."""
+    from cache_schemas.listing import find_stores
+    from cache_schemas.paths import episodes_dir
+
+    found = [s for s in find_stores(episodes_dir(cache), "episodes/") if s.info.get("preset") == preset and s.complete]
+    return max(found, key=lambda s: (s.path / "zarr.json").stat().st_mtime).path if found else None
+
+
+def store_path_for(spec: EpisodeSpec, options: CollectOptions) -> Path:
+    return Path(options.out) if options.out else episode_store_path(options.preset, spec.fingerprint(), options.cache)
+
+
+def episode_seed(spec: EpisodeSpec, episode: int) -> int:
+    return int(episode_rng(spec.seed, episode, STREAM_ENV).integers(0, 2**31 - 1))
+
+
+def episode_task(spec: EpisodeSpec, episode: int) -> str:
+    return spec.tasks[episode // spec.episodes_per_task]
+
+
+# --------------------------------------------------------------------------- phase 1: plan
+def simulate_episode(spec: EpisodeSpec, episode: int) -> dict[str, np.ndarray]:
+    task = episode_task(spec, episode)
+    env, expert = env_and_expert(task)
+    rec = simulate(
+        env,
+        expert,
+        episode_seed(spec, episode),
+        episode_rng(spec.seed, episode, STREAM_NOISE),
+        action_noise=spec.action_noise,
+        max_steps=spec.max_steps,
+        success_margin=spec.success_margin,
+    )
+    return {"states": rec.states, "actions": rec.actions, "rewards": rec.rewards, "success": rec.success,
+            "sim": rec.sim}
+
+
+def assemble(spec: EpisodeSpec, records: list[dict[str, np.ndarray]]) -> tuple[EpisodeTable, dict[str, np.ndarray]]:
+    lengths = np.array([len(r["actions"]) for r in records], dtype=np.int64)
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+    table = EpisodeTable(
+        start=starts,
+        length=lengths.astype(np.int32),
+        task=np.array([e // spec.episodes_per_task for e in range(spec.n_episodes)], np.int32),
+        seed=np.array([episode_seed(spec, e) for e in range(spec.n_episodes)], np.int64),
+        success=np.array([bool(r["success"].any()) for r in records]),
+    )
+    lowdim = {k: np.concatenate([r[k] for r in records]) for k in ("states", "actions", "rewards", "success")}
+    lowdim["sim"] = [r["sim"] for r in records]  # per episode: state sizes differ between tasks
+    lowdim["episode_index"] = np.repeat(np.arange(spec.n_episodes, dtype=np.int32), lengths)
+    lowdim["step"] = np.concatenate([np.arange(n, dtype=np.int32) for n in lengths])
+    return table, lowdim
+
+
+# --------------------------------------------------------------------------- phase 2: render
+@dataclass(frozen=True)
+class EpisodeSlice:
+    """The part of one episode that falls in a chunk, with what rendering it needs."""
+
+    episode: int
+    seed: int
+    start: int  # first frame row of the episode
+    lo: int  # first step to render (episode-relative)
+    hi: int  # one past the last step to render
+    states: np.ndarray  # the whole episode's states (the correlated distractor integrates them)
+    sim: np.ndarray  # MuJoCo states of steps lo..hi
+
+
+def chunk_slices(table: EpisodeTable, lowdim: dict[str, np.ndarray], lo: int, hi: int) -> list[EpisodeSlice]:
+    out = []
+    ends = table.start + table.length
+    for e in np.nonzero((table.start < hi) & (ends > lo))[0]:
+        s, n = int(table.start[e]), int(table.length[e])
+        out.append(
+            EpisodeSlice(
+                episode=int(e),
+                seed=int(table.seed[e]),
+                start=s,
+                lo=max(lo, s) - s,
+                hi=min(hi, s + n) - s,
+                states=lowdim["states"][s : s + n],
+                sim=lowdim["sim"][e][max(lo, s) - s : min(hi, s + n) - s],
+            )
+        )
+    return out
+
+
+def render_slices(spec: EpisodeSpec, slices: Iterable[EpisodeSlice], video_dir: str | None) -> tuple[np.ndarray, np.ndarray]:
+    """Distracted frames and their clean twins for consecutive episode slices (one chunk)."""
+    import json
+
+    from pipeline.sim.distractors import compositor_for
+
+    slices = list(slices)
+    n = sum(s.hi - s.lo for s in slices)
+    r = spec.resolution
+    frames = np.empty((n, r, r, 3), np.uint8)
+    clean = np.empty((n, r, r, 3), np.uint8)
+    distractors = distractors_for(json.dumps(asdict(spec)), video_dir)
+    row = 0
+    for sl in slices:
+        task = episode_task(spec, sl.episode)
+        env, scene = scene_for(task, r, spec.quality == "fast", spec.camera, spec.camera_pullback)
+        comp = compositor_for(distractors, sl.episode, sl.states)
+        reset(env, sl.seed)  # the episode's goal and object layout
+        for t in range(sl.lo, sl.hi):
+            restore(env, sl.sim[t - sl.lo])
+            rgb, background = scene.render(env.data)
+            clean[row] = rgb
+            frames[row] = comp.apply(t, rgb, background)
+            row += 1
+    return frames, clean
+
+
+def render_chunk(store_path: str, spec_json: str, chunk: int, lo: int, slices: list[EpisodeSlice], video_dir: str | None) -> int:
+    """Worker task: render and write one whole chunk."""
+    import json
+
+    spec = EpisodeSpec.from_dict(json.loads(spec_json))
+    frames, clean = render_slices(spec, slices, video_dir)
+    write_frame_rows(store_path, lo, frames, clean)
+    return chunk
+
+
+# --------------------------------------------------------------------------- driver
+def _progress(total: int, desc: str, enabled: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="ep" if "plan" in desc else "chunk", disable=not enabled, leave=False)
+
+
+def collect(spec: EpisodeSpec, options: CollectOptions) -> Path:
+    """Create (or resume) the episode store for `spec`; returns its path. One writer per store:
+    a second collect of the same store waits for the first (a lock beside the store names its
+    holder), then finds it complete."""
+    from cache_schemas.locks import WriterLock, lock_path_for
+
+    validate_spec(spec)
+    path = store_path_for(spec, options)
+    with WriterLock(lock_path_for(path), what=f"episode store {path}"):
+        return _collect(spec, options, path)
+
+
+def _collect(spec: EpisodeSpec, options: CollectOptions, path: Path) -> Path:
+    tasks = [task_info(t) for t in spec.tasks]
+    video_dir = str(options.video_dir) if options.video_dir else None
+    if spec.distractors.video_source == "dir" and "video" in spec.distractors.kinds and not video_dir:
+        raise ValueError("this spec uses a video folder: pass --distractor-videos DIR")
+    if "video" in spec.distractors.kinds:  # fail early on an unreadable folder
+        from pipeline.sim.distractors import DistractorContext, build_distractors
+
+        build_distractors(DistractorContext(spec.distractors, spec.resolution, spec.seed, options.video_dir))
+
+    existing = None
+    if (path / "zarr.json").exists() and not options.force:
+        from cache_schemas import Store, StoreError, StoreMismatch, spec_diff
+
+        try:
+            store = Store.open(path)
+        except StoreError as exc:
+            if "attrs lack" not in str(exc):
+                raise
+            store = None  # killed while the store was being created: nothing in it to keep
+        if store is None:
+            import shutil
+
+            shutil.rmtree(path)
+        elif store.fingerprint != spec.fingerprint():
+            raise StoreMismatch(path, spec_diff(store.spec, spec))
+        else:
+            existing = EpisodeStore(store)
+            if existing.store.complete:
+                return path
+            from cache_schemas.atomic import clean_partials
+
+            clean_partials(path)  # chunk writes a kill interrupted (zarr's *.partial files)
+
+    spec_json = _spec_json(spec)
+    ex = Executor(options.workers, options.scheduler, preload=(__name__, "metaworld"))
+    try:
+        records: list[dict[str, np.ndarray] | None] = [None] * spec.n_episodes
+        bar = _progress(spec.n_episodes, "collect: plan", options.progress)
+        plan = [(spec, e) for e in range(spec.n_episodes)]
+        for e, rec in ex.map_unordered(_simulate_indexed, plan, driver_helps=True):
+            records[e] = rec
+            bar.update(1)
+            killpoints.reached("collect.plan")
+        bar.close()
+        table, lowdim = assemble(spec, records)  # type: ignore[arg-type]
+        if existing is not None and existing.store.info.get("planned"):
+            store = existing
+            check_plan(store, table, lowdim)
+        else:
+            extra = {"preset": options.preset, "planned": False, "summary": summary(spec, int(table.length.sum()))}
+            if video_dir:
+                extra["video_dir"] = str(Path(video_dir).resolve())
+            store = EpisodeStore.create(path, spec, table.length, tasks, extra_info=extra, force=options.force)
+            store.write_episode_table(table)
+            store.write_lowdim(lowdim)
+            store.store.update_info(planned=True)
+            killpoints.reached("collect.created")
+
+        done = store.store.done
+        todo = [c for c in range(store.n_chunks) if c not in done]
+        args = []
+        for c in todo:
+            lo, hi = store.chunk_range(c)
+            args.append((str(path), spec_json, c, lo, chunk_slices(table, lowdim, lo, hi), video_dir))
+        bar = _progress(store.n_chunks, "collect: render", options.progress)
+        bar.update(store.n_chunks - len(todo))
+        die_after = int(os.environ.get(DIE_AFTER_ENV, "0"))  # tests: a real kill -9 mid-run
+        for n, c in enumerate(ex.map_unordered(render_chunk, args, spans=True), start=1):
+            store.store.mark_done([c])
+            killpoints.reached("collect.chunk")
+            bar.update(1)
+            if die_after and n >= die_after:
+                os.kill(os.getpid(), 9)
+        bar.close()
+        store.store.mark_complete()
+    finally:
+        ex.close()
+    return path
+
+
+def check_plan(store: EpisodeStore, table: EpisodeTable, lowdim: dict[str, np.ndarray]) -> None:
+    """On resume the plan is simulated again; it must equal what the store recorded, or the
+    frames still to render would not belong to the recorded episodes."""
+    same = np.array_equal(store.episodes().length, table.length) and all(
+        np.array_equal(store.array(k)[:], lowdim[k]) for k in ("actions", "states")
+    )
+    if not same:
+        raise RuntimeError(
+            f"{store.path}: a fresh simulation no longer reproduces the recorded episodes (a changed "
+            "MetaWorld/MuJoCo version?); finish it where it was started, or recollect with --force"
+        )
+
+
+def _simulate_indexed(spec: EpisodeSpec, episode: int) -> tuple[int, dict[str, np.ndarray]]:
+    return episode, simulate_episode(spec, episode)
+
+
+def _spec_json(spec: EpisodeSpec) -> str:
+    import json
+
+    return json.dumps(asdict(spec))
+
+
+def summary(spec: EpisodeSpec, n_frames: int) -> str:
+    kinds = "+".join(spec.distractors.kinds) or "none"
+    return (
+        f"{len(spec.tasks)} tasks x {spec.episodes_per_task} eps, {n_frames} frames, "
+        f"{spec.resolution}px {spec.quality}, distractors={kinds}"
+    )

@@ -1,0 +1,126 @@
+"""`vlm-lam embed`: CLI over pipeline.embed.embed (every option is a Make variable: VLM, PROMPT, ...)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from pipeline.vlm.backbones import DEFAULT_VLM
+
+from .prompts import DEFAULT_PROMPT
+
+
+def _parse_layers(text: str) -> tuple[int, ...]:
+    from .pooling import parse_layers
+
+    try:
+        return parse_layers(text)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
+def embed(
+    vlm: str = typer.Option(DEFAULT_VLM, "--vlm", help="Backbone registry name (vlm-lam embed --list shows them)."),
+    prompt: str = typer.Option(DEFAULT_PROMPT, "--prompt", help="Prompt name(s), comma-separated for a sweep; 'custom:<template>' last."),
+    pooling: Optional[str] = typer.Option(None, "--pooling", help="mean_image | mean_all | last | mean_text (default: last with a prompt, mean_image without)."),
+    layer: str = typer.Option("-1", "--layer", help="Hidden-state index (negative allowed), or several: -1,-8."),
+    prompt_position: str = typer.Option("after", "--prompt-position", help="Prompt after (image first) or before the image."),
+    episodes: Optional[Path] = typer.Option(None, "--episodes", help="Episode store folder."),
+    preset: Optional[str] = typer.Option(None, "--preset", help="Use the newest complete episode store of this collect preset."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Frames per forward (default: per backbone)."),
+    model_path: Optional[str] = typer.Option(None, "--model-path", help="Local snapshot folder of the weights."),
+    cache: Optional[Path] = typer.Option(None, "--cache", help="Cache root (default $VLMLAM_CACHE or ./cache)."),
+    device: str = typer.Option("auto", "--device"),
+    dtype: Optional[str] = typer.Option(None, "--dtype", help="float32 | bfloat16 | float16 (default: bf16 on GPU, fp32 on CPU)."),
+    workers: int = typer.Option(1, "--workers", help="DataLoader workers that read and preprocess frames."),
+    num_processes: int = typer.Option(1, "--num-processes", help="Ranks on this machine, started by accelerate's launcher (accelerate launch --num_processes N: one per GPU, or CPU processes)."),
+    rank_timeout: float = typer.Option(1800.0, "--rank-timeout", help="Seconds a rank waits for the others at a barrier before giving up."),
+    device_map: Optional[str] = typer.Option(None, "--device-map", help="Split one model over this machine's GPUs, CPU and disk (accelerate big-model inference): auto | balanced | balanced_low_0 | sequential."),
+    max_memory: str = typer.Option("", "--max-memory", help="Per-device caps for --device-map, as accelerate spells them: 0=20GiB,1=20GiB,cpu=64GiB (implies --device-map auto)."),
+    no_share_prefix: bool = typer.Option(False, "--no-share-prefix", help="Prompt sweep: full forward per prompt."),
+    no_packed_attention: bool = typer.Option(False, "--no-packed-attention", help="Stock per-window vision attention (Qwen-VL; same vectors, slower on a GPU)."),
+    allow_unpromptable: bool = typer.Option(False, "--allow-unpromptable", help="Embed a pooling that cannot see the prompt."),
+    image_kw: str = typer.Option("", "--image-kw", help="""JSON image-processor overrides, e.g. '{"pooling_size": [3, 3]}' (Molmo2: fewer image tokens)."""),
+    force: bool = typer.Option(False, "--force", help="Replace an existing store made by another spec."),
+    list_names: bool = typer.Option(False, "--list", help="List backbones, prompts and poolings, then exit."),
+) -> None:
+    """Embed every frame of an episode store with a (promptable) backbone into the cache."""
+    from pipeline.vlm.backbones import REGISTRY, UnknownName
+
+    if list_names:
+        from .pooling import POOLINGS
+        from .prompts import PROMPTS
+
+        for b in REGISTRY.values():
+            typer.echo(f"{b.name:24s} {b.kind:8s} {b.hub_id or '-':45s} {b.note}")
+        typer.echo("prompts: " + ", ".join(sorted(PROMPTS)) + "   poolings: " + ", ".join(POOLINGS))
+        return
+    if num_processes > 1 and "WORLD_SIZE" not in os.environ:
+        raise typer.Exit(_launch(num_processes, sys.argv[1:]))
+    from cache_schemas.store import StoreError
+
+    from .embed import EmbedConfig, EmbedError, find_episode_store, run_embed
+    from .ranks import PeerFailed
+    from pipeline.vlm.load import BackboneUnavailable
+
+    try:
+        if episodes is None:
+            episodes = find_episode_store(preset or "demo", cache)
+        if pooling is None:
+            from .pooling import default_pooling
+
+            pooling = default_pooling(prompt)
+        cfg = EmbedConfig(vlm=vlm, prompt=prompt, pooling=pooling, layers=_parse_layers(layer), position=prompt_position,
+                          batch_size=batch_size, model_path=model_path, cache=str(cache) if cache else None, device=device,
+                          dtype=dtype, num_workers=workers, share_prefix=not no_share_prefix,
+                          allow_unpromptable=allow_unpromptable, force=force, image_kw=image_kw, rank_timeout_s=rank_timeout,
+                          packed_attention=not no_packed_attention, device_map=device_map, max_memory=max_memory)
+        paths = run_embed(episodes, cfg)
+    except (UnknownName, EmbedError, PeerFailed, BackboneUnavailable, StoreError, ValueError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    if int(os.environ.get("RANK", 0)) == 0:  # accelerate's PartialState exported it
+        for p in paths:
+            typer.echo(str(p))
+    from accelerate import PartialState
+
+    PartialState().destroy_process_group()  # every rank is done (the last barrier); NCCL wants it explicit
+
+
+def _launch(n: int, argv: list[str]) -> int:
+    """`accelerate launch --num_processes n -m pipeline.cli <argv without --num-processes>`, through
+    accelerate's own launcher (torchrun's elastic agent: it hosts the ranks' store and stops the
+    others when one fails); on a machine without a GPU the ranks run on CPU (gloo). -> exit code."""
+    from accelerate.commands.launch import launch_command, launch_command_parser
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+
+    args = launch_command_parser().parse_args([
+        "--multi_gpu", "--num_processes", str(n), "--num_machines", "1", "--main_process_port", "0",
+        "--mixed_precision", "no", "--dynamo_backend", "no", "--module", "pipeline.cli", *_without_num_processes(argv)])
+    try:
+        launch_command(args)
+    except ChildFailedError as exc:  # each rank printed its own error
+        return max(1, exc.get_first_failure()[1].exitcode)
+    return 0
+
+
+def _without_num_processes(argv: list[str]) -> list[str]:
+    """argv minus `--num-processes N` / `--num-processes=N` (the ranks must not launch again)."""
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a == "--num-processes":
+            skip = True
+        elif not a.startswith("--num-processes="):
+            out.append(a)
+    return out
+
+
+def register(app: typer.Typer) -> None:
+    """Add this package's commands to the root `vlm-lam` app."""
+    app.command("embed")(embed)
