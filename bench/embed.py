@@ -23,7 +23,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "bench")]
+
+from quiet import say, verdict  # noqa: E402
 
 
 def timed_embed(eps_path, cfg):
@@ -185,8 +187,6 @@ def main() -> None:
     sep = 0.0
     for i, p in enumerate(prompts):
         sep += timed_embed(eps.path, EmbedConfig(prompt=p, cache=str(tmp / f"c3{i}"), **base))[0]
-
-    from quiet import say, verdict
 
     rows = [
         ("naive loop (processor + stock forward, batch 1)", n / t_naive, "1.00x"),

@@ -20,10 +20,9 @@ from policy.rollout import run_job
 from policy.training import Split, train_method
 
 TASK = "door-open-v3"
-SPEC = EpisodeSpec(tasks=(TASK,), episodes_per_task=14, resolution=64, quality="fast", max_steps=110,
+SPEC = EpisodeSpec(tasks=(TASK,), episodes_per_task=22, resolution=64, quality="fast", max_steps=110,
                    chunk_frames=256, distractors=DistractorSpec(kinds=("video", "correlated")))
-CFG = EvalConfig(labelled=2, heldout=2, rollouts=5, methods=("bc-all",), policy_steps=700, batch_size=64,
-                 net=PolicyNet(channels=(16, 32, 32), hidden=128), gifs=0)
+CFG = EvalConfig(labelled=2, heldout=2, rollouts=6, methods=("bc-all",), policy_steps=1500, batch_size=64, gifs=0)
 
 
 class ZeroAction:
@@ -63,4 +62,4 @@ def test_bc_beats_zero_action_on_held_out_seeds(tmp_path):
     zero = run_job(job, ZeroAction())["episodes"]
     bc_wins, zero_wins = sum(e["success"] for e in bc), sum(e["success"] for e in zero)
     assert zero_wins == 0, "the zero-action policy must fail these rollouts, or beating it means nothing"
-    assert bc_wins >= 3, f"BC solved {bc_wins}/5 held-out rollouts of {TASK}: {[e['progress'] for e in bc]}"
+    assert bc_wins >= 4, f"BC solved {bc_wins}/6 held-out rollouts of {TASK}: {[e['progress'] for e in bc]}"

@@ -123,10 +123,13 @@ def test_same_request_reuses_the_store_and_the_spec_names_the_source(v30, tmp_pa
 
 def test_collected_store_fingerprints_are_unchanged():
     """Ingest extended the episodes/1 schema without touching collect's spec: fingerprints of
-    existing stores stay what they were (the demo preset's, pinned before this change)."""
-    from pipeline.collect.collect import PRESETS
+    existing stores stay what they were (the demo preset of that time, pinned before this change)."""
+    from cache_schemas import DistractorSpec, EpisodeSpec
 
-    assert PRESETS["demo"].fingerprint() == "7084e8550ad12d2d28f5961e86b7467ae6f623ede306486709961565a94c81eb"
+    old_demo = EpisodeSpec(tasks=("reach-v3", "push-v3", "drawer-open-v3", "button-press-topdown-v3"),
+                           episodes_per_task=15, resolution=64, quality="fast", max_steps=100,
+                           distractors=DistractorSpec(kinds=("video", "correlated")))
+    assert old_demo.fingerprint() == "7084e8550ad12d2d28f5961e86b7467ae6f623ede306486709961565a94c81eb"
 
 
 def test_resume_after_kill_9_is_byte_identical_and_workers_do_not_matter(v30, tmp_path):
