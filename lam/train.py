@@ -4,9 +4,11 @@ of same-shape configs as one ensemble, then write checkpoints, latents and probe
 from __future__ import annotations
 
 import importlib.util
+import logging
 import os
+import warnings
 from collections import OrderedDict
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -227,22 +229,23 @@ def train_group(jobs: list[Job], episodes: EpisodeStore, frames: FrameCache, opt
                                     "ensemble": [o.run.path.name for o in jobs]})
     names = ", ".join(j.run.path.name for j in jobs)
     echo(f"training {len(jobs)} model(s) together for {cfg.steps} steps: {names}")
-    trainer = L.Trainer(
-        max_steps=cfg.steps,
-        accelerator=opts.accelerator,
-        devices=opts.devices,
-        strategy=opts.strategy,
-        precision=opts.precision or default_precision(opts.accelerator),
-        logger=lightning_loggers(next(j for j, w in zip(jobs, write) if w).run.path) if writer else False,
-        enable_checkpointing=False,
-        enable_progress_bar=opts.progress,
-        callbacks=[LossBar(refresh_rate=10)] if opts.progress else [],
-        enable_model_summary=False,
-        log_every_n_steps=cfg.log_every,
-        num_sanity_val_steps=0,
-    )
-    killpoints.reached("train.fit")
-    trainer.fit(module, train_dataloaders=step_loader())
+    with lightning_quiet(not opts.progress):
+        trainer = L.Trainer(
+            max_steps=cfg.steps,
+            accelerator=opts.accelerator,
+            devices=opts.devices,
+            strategy=opts.strategy,
+            precision=opts.precision or default_precision(opts.accelerator),
+            logger=lightning_loggers(next(j for j, w in zip(jobs, write) if w).run.path) if writer else False,
+            enable_checkpointing=False,
+            enable_progress_bar=opts.progress,
+            callbacks=[LossBar(refresh_rate=10)] if opts.progress else [],
+            enable_model_summary=False,
+            log_every_n_steps=cfg.log_every,
+            num_sanity_val_steps=0,
+        )
+        killpoints.reached("train.fit")
+        trainer.fit(module, train_dataloaders=step_loader())
     if not trainer.is_global_zero or not writer:
         return None
 
@@ -283,3 +286,22 @@ def lightning_loggers(folder: Path, tensorboard: bool | None = None) -> list:
     if tensorboard_available() if tensorboard is None else tensorboard:
         return [TensorBoardLogger(save_dir=str(folder), name="tb", version="")]
     return [CSVLogger(save_dir=str(folder), name="csv", version="")]
+
+
+@contextmanager
+def lightning_quiet(on: bool):
+    """With --quiet, Lightning's banner lines (GPU/TPU available, tips, "max_steps reached") and a
+    torch deprecation it triggers are dropped; its warnings and errors still reach the user."""
+    if not on:
+        yield
+        return
+    log = logging.getLogger("lightning.pytorch")
+    level = log.level
+    log.setLevel(logging.WARNING)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", r".*isinstance\(treespec, LeafSpec\).*")
+            yield
+    finally:
+        log.setLevel(level)
+

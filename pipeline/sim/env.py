@@ -7,6 +7,7 @@ MuJoCo state at every step so frames can be rendered for any slice of an episode
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -85,7 +86,11 @@ def simulate(
     first_success: int | None = None
     for t in range(cap):
         sims.append(sim_state(env))
-        act = expert.get_action(obs)
+        with warnings.catch_warnings():
+            # MetaWorld's experts warn on every step whose raw response exceeds [-1, 1]; we clip
+            # below, as the environment does, so the warning says nothing a user can act on.
+            warnings.filterwarnings("ignore", "Constant\\(s\\) may be too high", UserWarning)
+            act = expert.get_action(obs)
         if action_noise > 0:
             act = act + noise_rng.normal(0.0, action_noise, size=act.shape)
         act = np.clip(act, -1.0, 1.0).astype(np.float32)

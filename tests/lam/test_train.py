@@ -120,3 +120,32 @@ def test_cli_sweep_trains_same_shape_configs_together(episode_store_factory, tmp
     assert len([p for p in runs.iterdir() if (p / "done").exists()]) == 4
     again = CliRunner().invoke(app, args)
     assert again.exit_code == 0 and again.output.count("already trained") == 4
+
+
+def test_quiet_training_drops_lightnings_banner_but_not_its_warnings(episode_store_factory, tmp_path):
+    import logging
+    import warnings
+
+    from lam.train import lightning_quiet
+
+    seen: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            seen.append(record.getMessage())
+
+    log = logging.getLogger("lightning.pytorch")
+    handler, level = Keep(), log.level
+    log.addHandler(handler)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            train_configs([tiny_config()], episode_store_factory(), quiet_opts(tmp_path), echo=lambda s: None)
+        assert not [m for m in seen if "GPU available" in m or "Tip" in m], seen
+        assert not [w for w in caught if "LeafSpec" in str(w.message)]
+        with lightning_quiet(True):
+            logging.getLogger("lightning.pytorch.utilities.rank_zero").warning("a real warning")
+        assert "a real warning" in seen
+        assert log.level == level  # restored
+    finally:
+        log.removeHandler(handler)
