@@ -309,7 +309,7 @@ def _molmo_v1(folder: Path) -> None:
     (folder / "processor_config.json").write_text(json.dumps(
         {"auto_map": {"AutoProcessor": auto["AutoProcessor"]}, "processor_class": "MolmoProcessor"}, indent=2))
     config = AutoConfig.from_pretrained(folder, trust_remote_code=True)
-    AutoModelForCausalLM.from_config(config, trust_remote_code=True).save_pretrained(folder)
+    save_here(AutoModelForCausalLM.from_config(config, trust_remote_code=True), folder)
 
 
 # Twins whose code is loaded with trust_remote_code: each writes a whole model folder.
@@ -370,6 +370,16 @@ def _no_video(proc_cls):
     return NoVideo
 
 
+def save_here(model, folder: Path) -> None:
+    """`save_pretrained` that writes on this process whatever its rank. Under an initialised
+    torch.distributed group transformers writes a model's files on rank 0 only; a twin is a local
+    file built by whichever process needs it first (rank 1 of a fresh cache, or rank 0 of a
+    second node), so without this a rank can find its own folder empty."""
+    if hasattr(model, "should_save_on_this_rank"):
+        model.should_save_on_this_rank = lambda is_main_process: is_main_process
+    model.save_pretrained(folder)
+
+
 def build_twin(family: str, cache: Any = None) -> TwinFiles:
     """Build (once) and return the folder of a tiny twin; later calls reuse the saved copy."""
     if family not in BUILDERS and family not in REMOTE_BUILDERS:
@@ -386,7 +396,7 @@ def build_twin(family: str, cache: Any = None) -> TwinFiles:
                 REMOTE_BUILDERS[family](tmp)
             else:
                 model, proc = BUILDERS[family]()
-                model.save_pretrained(tmp)
+                save_here(model, tmp)
                 proc.save_pretrained(tmp)
         _write_digest(tmp)
         (tmp / "DONE").write_text("ok\n")
