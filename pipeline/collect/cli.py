@@ -38,6 +38,7 @@ def collect_cmd(
     if_missing: bool = typer.Option(False, "--if-missing", help="With no option that changes the spec: use the "
                                     "newest complete store of --preset if there is one (what train-lam picks), "
                                     "collect only when there is none. The Makefile's targets start with it."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
 ) -> None:
     """Render Distracting MetaWorld episodes into a resumable, fingerprinted episode store."""
     from dataclasses import replace
@@ -70,7 +71,7 @@ def collect_cmd(
         validate_spec(spec)
         options = CollectOptions(
             out=out, cache=cache, preset=preset, workers=workers or os.cpu_count() or 1,
-            scheduler=scheduler, video_dir=distractor_videos, force=force,
+            scheduler=scheduler, video_dir=distractor_videos, force=force, progress=not quiet,
         )
         path = collect(spec, options)
     except (ValueError, FileNotFoundError, StoreError, RuntimeError) as exc:

@@ -47,6 +47,7 @@ def embed(
     image_kw: str = typer.Option("", "--image-kw", help="""JSON image-processor overrides, e.g. '{"pooling_size": [3, 3]}' (Molmo2: fewer image tokens)."""),
     force: bool = typer.Option(False, "--force", help="Replace an existing store made by another spec."),
     list_names: bool = typer.Option(False, "--list", help="List backbones, prompts and poolings, then exit."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
 ) -> None:
     """Embed every frame of an episode store with a (promptable) backbone into the cache."""
     from pipeline.vlm.backbones import REGISTRY, UnknownName
@@ -78,7 +79,8 @@ def embed(
                           batch_size=batch_size, model_path=model_path, cache=str(cache) if cache else None, device=device,
                           dtype=dtype, num_workers=workers, share_prefix=not no_share_prefix,
                           allow_unpromptable=allow_unpromptable, force=force, image_kw=image_kw, rank_timeout_s=rank_timeout,
-                          packed_attention=not no_packed_attention, device_map=device_map, max_memory=max_memory)
+                          packed_attention=not no_packed_attention, device_map=device_map, max_memory=max_memory,
+                          progress=not quiet)
         paths = run_embed(episodes, cfg)
     except (UnknownName, EmbedError, PeerFailed, BackboneUnavailable, StoreError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)

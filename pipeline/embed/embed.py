@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import os
 import queue
+import sys
 import threading
+import time
 import warnings
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -218,6 +220,7 @@ def run_embed(episodes: str | Path, cfg: EmbedConfig, *, loader=None) -> list[Pa
             return paths
 
     # Every step from here on may fail on one rank only: `ranks` tells the others.
+    t_load = time.perf_counter()
     with Ranks.joined(state, cfg.rank_timeout_s) as ranks, _offload_folder(device_map, cfg.cache) as offload, \
             ExitStack() as locks:
         placement = Placement(device, device_map, max_memory, offload)
@@ -237,7 +240,11 @@ def run_embed(episodes: str | Path, cfg: EmbedConfig, *, loader=None) -> list[Pa
             done = [s.done_chunks() for s in stores]
             ranks.barrier("planned")  # nobody writes a marker before every rank has read `done`
             todo = [c for c in range(eps.n_chunks) if any(c not in d for d in done)]
-            _embed_chunks(eps, stores, done, todo[rank::world], emb, cfg, bb, ranks)
+            mine, t_embed = todo[rank::world], time.perf_counter()
+            _embed_chunks(eps, stores, done, mine, emb, cfg, bb, ranks)
+            if mine:
+                print(rank_summary(rank, world, sum(eps.chunk_range(c)[1] - eps.chunk_range(c)[0] for c in mine),
+                                   time.perf_counter() - t_embed, t_embed - t_load), file=sys.stderr, flush=True)
             ranks.barrier("embedded")
             if rank == 0:
                 for s in stores:
@@ -246,6 +253,14 @@ def run_embed(episodes: str | Path, cfg: EmbedConfig, *, loader=None) -> list[Pa
         finally:
             emb.close()
     return paths
+
+
+def rank_summary(rank: int, world: int, frames: int, embed_s: float, setup_s: float) -> str:
+    """One line per rank at the end: its own frames/s, and what came before its first batch
+    (model load, store setup, barriers), so a slow rank or a slow load shows by itself."""
+    who = f"rank {rank}/{world}" if world > 1 else "1 process"
+    return (f"embed {who}: {frames} frames in {embed_s:.1f} s ({frames / max(embed_s, 1e-9):.1f} frames/s) "
+            f"after {setup_s:.1f} s of model load and setup")
 
 
 def lock_stores(locks: ExitStack, paths: list[Path]) -> None:

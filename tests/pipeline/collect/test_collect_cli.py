@@ -108,3 +108,12 @@ def test_undecodable_video_is_a_clear_error(tmp_path):
     assert result.exit_code == 2
     assert "cannot read distractor video" in result.output and "a_bad.gif" in result.output
     assert "Traceback" not in result.output
+
+
+def test_quiet_prints_the_store_line_and_no_progress_bar(tmp_path):
+    loud = run("collect", *TINY, "--distractors", "none", "--out", tmp_path / "a")
+    assert loud.exit_code == 0 and "%|" in loud.output  # the bar is there without --quiet
+    quiet = run("collect", *TINY, "--distractors", "none", "--out", tmp_path / "b", "--quiet")
+    assert quiet.exit_code == 0 and "%|" not in quiet.output
+    (line,) = quiet.output.strip().splitlines()  # only the store line the Makefile reads
+    assert line.startswith(f"{tmp_path / 'b'}  (")

@@ -73,10 +73,12 @@ def test_two_ranks_through_accelerate_launch_equal_one_process(twins, tmp_path, 
     cache = tmp_path / "ranks"
     launch = [str(BIN / "accelerate"), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
               "--main_process_port", "0", "--mixed_precision", "no", "--dynamo_backend", "no", str(BIN / "vlm-lam")]
-    r = subprocess.run([*launch, *_embed(eps.path, cache, "--batch-size", "3")], env=_env(twins), capture_output=True,
-                       text=True, timeout=LAUNCH_TIMEOUT_S)
+    r = subprocess.run([*launch, *_embed(eps.path, cache, "--batch-size", "3", "--quiet")], env=_env(twins),
+                       capture_output=True, text=True, timeout=LAUNCH_TIMEOUT_S)
     assert r.returncode == 0, r.stderr[-3000:]
-    assert "embed tiny-qwen25-vl rank 1" in r.stderr  # a second rank did embed (its progress bar)
+    for rank in (0, 1):  # each rank embedded its half (20 chunks of 4 frames) and says so in one line
+        assert f"embed rank {rank}/2: 40 frames in " in r.stderr, r.stderr[-3000:]
+    assert "frame/s]" not in r.stderr  # --quiet: no progress bar
     assert sorted(Path(line).name for line in r.stdout.split()) == sorted(ref)  # printed once, by rank 0
     assert _stores(cache) == ref
 
