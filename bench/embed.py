@@ -6,8 +6,10 @@
 3. A sweep of 4 prompts in one pass (shared image prefix) against 4 separate passes.
 4. Ranks: `vlm-lam embed` as 1 process against 2 CPU ranks through accelerate's launcher
    (`--num-processes 2`), next to what this machine itself gives two processes (two plain
-   forward loops side by side, each on half the frames, released together: the ceiling), and
-   the launcher's start-up cost (2 ranks over finished stores minus 1 process over them).
+   forward loops side by side, each on half the frames, released together: the ceiling). The
+   ratio that meets the ceiling is the embedding phase's (each rank prints its own at the end);
+   the whole command's adds the fixed start-up, model load and shut-down, shown in seconds, and
+   the launcher's own cost (2 ranks over finished stores minus 1 process over them).
 
     .venv/bin/python bench/embed.py [--frames 256] [--vlm tiny-qwen25-vl] [--batch 16] [--rank-frames 1024]
 """
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -82,17 +85,25 @@ def naive(eps, vlm: str, prompt_text: str, n: int, frames=None) -> float:
     return time.perf_counter() - t
 
 
-def cli_embed(eps_path, cache: Path, args, processes: int) -> float:
-    """Wall seconds of a fresh `vlm-lam embed` (one torch thread per rank, no DataLoader worker:
-    each rank is one busy process), `processes` > 1 through accelerate's launcher."""
+def cli_embed(eps_path, cache: Path, args, processes: int, twins: Path) -> tuple[float, float]:
+    """A fresh `vlm-lam embed` (one torch thread per rank, no DataLoader worker: each rank is one
+    busy process), `processes` > 1 through accelerate's launcher, the twin built beforehand in
+    `twins` (a real model is never built at run time) -> (wall seconds of the whole command,
+    seconds of its embedding phase: the slowest rank's, from the line each rank prints at the end;
+    0 when there was nothing to embed)."""
     cmd = [sys.executable, "-m", "pipeline.cli", "embed", "--vlm", args.vlm, "--prompt", "task", "--pooling", "last",
-           "--episodes", str(eps_path), "--cache", str(cache), "--batch-size", str(args.batch), "--workers", "0"]
+           "--episodes", str(eps_path), "--cache", str(cache), "--batch-size", str(args.batch), "--workers", "0",
+           "--quiet"]
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads), PYTHONPATH=str(ROOT),
-               HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+               HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false", VLMLAM_TWINS=str(twins))
     t = time.perf_counter()
-    subprocess.run(cmd + (["--num-processes", str(processes)] if processes > 1 else []), env=env, check=True,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return time.perf_counter() - t
+    r = subprocess.run(cmd + (["--num-processes", str(processes)] if processes > 1 else []), env=env, check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    wall = time.perf_counter() - t
+    phases = [float(m) for m in re.findall(r"^embed (?:rank \d+/\d+|1 process): \d+ frames in ([\d.]+) s", r.stderr, re.M)]
+    if processes > 1 and phases and len(phases) != processes:
+        raise RuntimeError(f"expected {processes} rank lines, got {len(phases)}:\n{r.stderr[-2000:]}")
+    return wall, max(phases, default=0.0)
 
 
 def _plain_part(eps_path, vlm, threads, frames, start, results) -> None:
@@ -130,25 +141,30 @@ def print_rank_rows(args, tmp: Path) -> None:
                              resolution=args.resolution, chunk_frames=32)
     n = eps.n_frames
     warm = make_episode_store(tmp / "warm", episodes_per_task=1, length=8, resolution=args.resolution, chunk_frames=4)
-    cli_embed(warm.path, tmp / "warm", args, 2)  # file cache and twin warm: the first launch reads torch from disk
-    t1 = cli_embed(eps.path, tmp / "r1", args, 1)
-    t2 = cli_embed(eps.path, tmp / "r2", args, 2)
-    s1 = cli_embed(eps.path, tmp / "r1", args, 1)  # finished stores: start-up and shut-down only
-    s2 = cli_embed(eps.path, tmp / "r2", args, 2)
-    f1, p1 = plain_side_by_side(eps.path, args.vlm, args.threads, 1, 4)  # a quarter of the frames, one loop
-    f2, p2 = plain_side_by_side(eps.path, args.vlm, args.threads, 2, 8)  # the same quarter, split over two
-    ceiling, scaling = (f2 / p2) / (f1 / p1), (t1 - s1) / (t2 - s2)
+    twins = tmp / "twins"
+    cli_embed(warm.path, tmp / "warm", args, 2, twins)  # builds the twin; file cache warm for the launches below
+    t1, e1 = cli_embed(eps.path, tmp / "r1", args, 1, twins)
+    t2, e2 = cli_embed(eps.path, tmp / "r2", args, 2, twins)
+    s1, _ = cli_embed(eps.path, tmp / "r1", args, 1, twins)  # finished stores: start-up and shut-down only
+    s2, _ = cli_embed(eps.path, tmp / "r2", args, 2, twins)
+    # best of 2 each (one disturbed loop otherwise reads as a ceiling above 2x)
+    f1, p1 = min((plain_side_by_side(eps.path, args.vlm, args.threads, 1, 4) for _ in range(2)), key=lambda r: r[1])
+    f2, p2 = min((plain_side_by_side(eps.path, args.vlm, args.threads, 2, 8) for _ in range(2)), key=lambda r: r[1])
+    ceiling, scaling = (f2 / p2) / (f1 / p1), e1 / e2
     say(f"\nranks: {args.vlm}, {n} frames, {os.cpu_count()} cores, {args.threads} torch thread(s) per rank, "
         f"no DataLoader worker")
-    say(f"{'path':50s} {'frames/s':>9s} {'vs 1':>6s} {'excl. start-up':>15s} {'vs 1':>6s}")
-    say(f"{'vlm-lam embed, 1 process':50s} {n / t1:9.1f} {'1.00x':>6s} {n / (t1 - s1):15.1f} {'1.00x':>6s}")
-    say(f"{'vlm-lam embed, 2 ranks via accelerate launcher':50s} {n / t2:9.1f} {t1 / t2:5.2f}x "
-        f"{n / (t2 - s2):15.1f} {scaling:5.2f}x")
-    say(f"{'2 plain forward loops side by side (ceiling)':50s} {'':9s} {'':6s} {f2 / p2:15.1f} {ceiling:5.2f}x")
-    say(f"start-up + shut-down: 1 process {s1:.1f}s, 2 ranks via the launcher {s2:.1f}s (launcher cost {s2 - s1:.1f}s)")
+    say(f"{'path':50s} {'whole command':>14s} {'vs 1':>6s} {'embedding phase':>16s} {'vs 1':>6s}")
+    say(f"{'vlm-lam embed, 1 process':50s} {n / t1:10.1f} f/s {'1.00x':>6s} {n / e1:12.1f} f/s {'1.00x':>6s}")
+    say(f"{'vlm-lam embed, 2 ranks via accelerate launcher':50s} {n / t2:10.1f} f/s {t1 / t2:5.2f}x "
+        f"{n / e2:12.1f} f/s {scaling:5.2f}x")
+    say(f"{'2 plain forward loops side by side (ceiling)':50s} {'':14s} {'':6s} {f2 / p2:12.1f} f/s {ceiling:5.2f}x")
+    say(f"embedding phase: from each rank's first batch to its last write (the slowest rank's); the whole command "
+        f"adds start-up, model load and shut-down: 1 process {t1 - e1:.1f} s, 2 ranks {t2 - e2:.1f} s")
+    say(f"start-up + shut-down over finished stores: 1 process {s1:.1f} s, 2 ranks via the launcher {s2:.1f} s "
+        f"(launcher cost {s2 - s1:.1f} s)")
     say(f"2 ranks reach {scaling / ceiling:.0%} of this machine's own 2-process ceiling (shared machines drift: "
         f"compare within one run)")
-    verdict("2 ranks through the accelerate launcher reach >= 0.9x the machine's own 2-process ceiling",
+    verdict("2 ranks through the accelerate launcher reach >= 0.9x the machine's own 2-process ceiling (embedding phase)",
             f"{scaling / ceiling:.0%} of {ceiling:.2f}x", scaling / ceiling >= 0.9)
 
 
