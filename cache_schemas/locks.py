@@ -81,6 +81,15 @@ def _stderr(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
+def importing_main() -> bool:
+    """True while a spawned or forkserver child imports the parent's __main__ (multiprocessing
+    marks the process as inheriting until that import ends): work started then is the script's
+    unguarded top level, run again in a worker."""
+    import multiprocessing
+
+    return bool(getattr(multiprocessing.current_process(), "_inheriting", False))
+
+
 class WriterLock:
     """Exclusive writer lock (a context manager; re-entrant within one object is not supported).
 
@@ -120,6 +129,11 @@ class WriterLock:
         return True
 
     def acquire(self) -> "WriterLock":
+        if importing_main():
+            raise RuntimeError(
+                f"a worker process started for {self.what} is importing your script, and the script starts "
+                "that work again at import time (it would wait for its own parent's lock forever): put the "
+                "call under `if __name__ == \"__main__\":`")
         start = time.monotonic()
         told = 0.0
         while not self._try():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import threading
 from collections import deque
+from pathlib import Path
 from typing import Any, Callable, Iterable
 
 # Our tasks are seconds of CPU-bound work on every core: the monitoring dask does by default
@@ -91,7 +92,7 @@ class Executor:
                 yield fn(*pending.popleft())
         self._ready.wait()
         if self._error is not None:
-            raise RuntimeError(f"could not start the local dask cluster: {self._error}") from self._error
+            raise RuntimeError(f"could not start the local dask cluster: {self._error}{_script_hint()}") from self._error
         if self.client is None:
             while pending:
                 yield fn(*pending.popleft())
@@ -147,6 +148,18 @@ class Executor:
             self.client.close()
         if self.cluster is not None:
             self.cluster.close()
+
+
+def _script_hint() -> str:
+    """Workers import the driver's script: one that starts work at its top level fails them
+    (`cache_schemas.locks.importing_main`). Said in the driver, where the user looks."""
+    import __main__
+
+    main = getattr(__main__, "__file__", None)
+    if not main or Path(main).name in ("vlm-lam", "cli.py", "__main__.py"):
+        return ""
+    return (f" (a worker's own error is printed above; if {Path(main).name} calls vlm-lam at its top level, "
+            "put that call under `if __name__ == \"__main__\":`)")
 
 
 def _preload_forkserver(modules: tuple[str, ...]) -> None:

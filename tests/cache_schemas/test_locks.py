@@ -102,3 +102,16 @@ def test_threads_of_one_process_never_overlap(tmp_path):
     for t in threads:
         t.join()
     assert not overlap and not path.exists()
+
+
+def test_no_lock_is_taken_while_a_worker_imports_the_parents_script(tmp_path, monkeypatch):
+    import multiprocessing
+
+    from cache_schemas.locks import WriterLock, importing_main
+
+    assert not importing_main()
+    monkeypatch.setattr(multiprocessing.current_process(), "_inheriting", True, raising=False)
+    assert importing_main()
+    with pytest.raises(RuntimeError, match='is importing your script.*if __name__ == "__main__"'):
+        WriterLock(tmp_path / "s.lock", what="store s").acquire()
+    assert not (tmp_path / "s.lock").exists()

@@ -91,3 +91,25 @@ def test_local_cluster_runs_spans_on_one_worker_each():
     assert len(set(pids)) == 2 and os.getpid() not in pids
     # Each worker's share is mostly one contiguous run: few changes of worker along the list.
     assert sum(a != b for a, b in zip(pids, pids[1:])) <= 3
+
+
+def test_a_script_that_collects_at_its_top_level_fails_fast_and_says_why(tmp_path):
+    """Workers import the driver's script; unguarded, it started the collect again in each worker,
+    which waited for its own parent's store lock forever. Now it ends in seconds with the fix."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    script = tmp_path / "my_sweep.py"
+    script.write_text(
+        "from pathlib import Path\n"
+        "from pipeline.collect.collect import CollectOptions, build_spec, collect\n"
+        "spec = build_spec('demo', tasks='reach', episodes_per_task=2, resolution=16, max_steps=5, chunk_frames=4,"
+        " quality='fast')\n"
+        f"collect(spec, CollectOptions(out=Path({str(tmp_path / 'store')!r}), workers=2, progress=False))\n")
+    r = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=180,
+                       env=dict(os.environ, PYTHONPATH=str(root)))
+    assert r.returncode != 0
+    assert "is importing your script" in r.stderr  # the worker's own error
+    assert 'if my_sweep.py calls vlm-lam at its top level, put that call under `if __name__ == "__main__":`' in r.stderr
