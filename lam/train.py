@@ -288,20 +288,27 @@ def lightning_loggers(folder: Path, tensorboard: bool | None = None) -> list:
     return [CSVLogger(save_dir=str(folder), name="csv", version="")]
 
 
+def _not_a_tip(record: logging.LogRecord) -> bool:
+    return not record.getMessage().startswith("\U0001f4a1 Tip")
+
+
 @contextmanager
 def lightning_quiet(on: bool):
-    """With --quiet, Lightning's banner lines (GPU/TPU available, tips, "max_steps reached") and a
-    torch deprecation it triggers are dropped; its warnings and errors still reach the user."""
-    if not on:
-        yield
-        return
+    """Lightning's advertising tip is always dropped; with --quiet also its banner lines (GPU/TPU
+    available, "max_steps reached") and a torch deprecation it triggers. Its warnings and errors
+    still reach the user."""
+    tips = logging.getLogger("lightning.pytorch.utilities.rank_zero")
     log = logging.getLogger("lightning.pytorch")
     level = log.level
-    log.setLevel(logging.WARNING)
+    tips.addFilter(_not_a_tip)
+    if on:
+        log.setLevel(logging.WARNING)
     try:
         with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", r".*isinstance\(treespec, LeafSpec\).*")
+            if on:
+                warnings.filterwarnings("ignore", r".*isinstance\(treespec, LeafSpec\).*")
             yield
     finally:
         log.setLevel(level)
+        tips.removeFilter(_not_a_tip)
 

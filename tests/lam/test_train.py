@@ -134,18 +134,30 @@ def test_quiet_training_drops_lightnings_banner_but_not_its_warnings(episode_sto
         def emit(self, record):
             seen.append(record.getMessage())
 
+    import lightning  # noqa: F401  (its import sets the level: do it before ours)
+
     log = logging.getLogger("lightning.pytorch")
-    handler, level = Keep(), log.level
+    handler, before = Keep(), log.level
     log.addHandler(handler)
+    log.setLevel(logging.INFO)  # Lightning's own default (conftest quiets it for the other tests)
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             train_configs([tiny_config()], episode_store_factory(), quiet_opts(tmp_path), echo=lambda s: None)
         assert not [m for m in seen if "GPU available" in m or "Tip" in m], seen
         assert not [w for w in caught if "LeafSpec" in str(w.message)]
+        rank_zero = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+        level = log.level
         with lightning_quiet(True):
-            logging.getLogger("lightning.pytorch.utilities.rank_zero").warning("a real warning")
+            rank_zero.warning("a real warning")
         assert "a real warning" in seen
         assert log.level == level  # restored
+        with lightning_quiet(False):  # progress bars on: the banner stays, the advert goes
+            rank_zero.info("GPU available: no")
+            rank_zero.info("\U0001f4a1 Tip: install our cloud logger")
+        assert "GPU available: no" in seen and not [m for m in seen if "cloud logger" in m]
+        rank_zero.info("\U0001f4a1 Tip: outside training")  # the filter is gone afterwards
+        assert seen[-1].endswith("outside training")
     finally:
         log.removeHandler(handler)
+        log.setLevel(before)
