@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import subprocess
 import sys
 import tempfile
@@ -100,7 +99,9 @@ def cli_embed(eps_path, cache: Path, args, processes: int, twins: Path) -> tuple
     r = subprocess.run(cmd + (["--num-processes", str(processes)] if processes > 1 else []), env=env, check=True,
                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     wall = time.perf_counter() - t
-    phases = [float(m) for m in re.findall(r"^embed (?:rank \d+/\d+|1 process): \d+ frames in ([\d.]+) s", r.stderr, re.M)]
+    from pipeline.embed.embed import RANK_LINE
+
+    phases = [float(seconds) for _, seconds in RANK_LINE.findall(r.stderr)]
     if processes > 1 and phases and len(phases) != processes:
         raise RuntimeError(f"expected {processes} rank lines, got {len(phases)}:\n{r.stderr[-2000:]}")
     return wall, max(phases, default=0.0)

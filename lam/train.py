@@ -311,4 +311,3 @@ def lightning_quiet(on: bool):
     finally:
         log.setLevel(level)
         tips.removeFilter(_not_a_tip)
-

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import queue
+import re
 import sys
 import threading
 import time
@@ -243,8 +244,8 @@ def run_embed(episodes: str | Path, cfg: EmbedConfig, *, loader=None) -> list[Pa
             mine, t_embed = todo[rank::world], time.perf_counter()
             _embed_chunks(eps, stores, done, mine, emb, cfg, bb, ranks)
             if mine:
-                print(rank_summary(rank, world, sum(eps.chunk_range(c)[1] - eps.chunk_range(c)[0] for c in mine),
-                                   time.perf_counter() - t_embed, t_embed - t_load), file=sys.stderr, flush=True)
+                print(rank_summary(rank, world, frames_in(eps, mine), time.perf_counter() - t_embed,
+                                   t_embed - t_load), file=sys.stderr, flush=True)
             ranks.barrier("embedded")
             if rank == 0:
                 for s in stores:
@@ -253,6 +254,14 @@ def run_embed(episodes: str | Path, cfg: EmbedConfig, *, loader=None) -> list[Pa
         finally:
             emb.close()
     return paths
+
+
+def frames_in(eps: EpisodeStore, chunks: list[int]) -> int:
+    return sum(eps.chunk_range(c)[1] - eps.chunk_range(c)[0] for c in chunks)
+
+
+# What `rank_summary` writes, for tools that read it (bench/embed.py): frames, embedding seconds.
+RANK_LINE = re.compile(r"^embed (?:rank \d+/\d+|1 process): (\d+) frames in ([\d.]+) s", re.M)
 
 
 def rank_summary(rank: int, world: int, frames: int, embed_s: float, setup_s: float) -> str:
@@ -343,8 +352,7 @@ def _embed_chunks(eps, stores, done, mine, emb, cfg, bb, ranks) -> None:
         return
     start = cfg.batch_size or (bb.batch_size if emb.device.type == "cuda" else 8)
     left, last = list(mine), [start]  # chunks not written yet; the batch size of the last attempt
-    n_frames = lambda chunks: sum(eps.chunk_range(c)[1] - eps.chunk_range(c)[0] for c in chunks)  # noqa: E731
-    bar = tqdm(total=n_frames(mine), unit="frame", desc=f"embed {bb.name}" + (f" rank {ranks.rank}" if ranks.rank else ""),
+    bar = tqdm(total=frames_in(eps, mine), unit="frame", desc=f"embed {bb.name}" + (f" rank {ranks.rank}" if ranks.rank else ""),
                disable=not cfg.progress, leave=False)
 
     def attempt(batch: int) -> None:
@@ -353,7 +361,7 @@ def _embed_chunks(eps, stores, done, mine, emb, cfg, bb, ranks) -> None:
                           f"batch {batch} from chunk {left[0]} on, for the rest of this run (same bytes; "
                           f"--batch-size {batch} starts there)", stacklevel=2)
             last[0] = batch
-            bar.n = n_frames(mine) - n_frames(left)
+            bar.n = frames_in(eps, mine) - frames_in(eps, left)
             bar.refresh()
         _embed_pass(eps, stores, done, left, emb, cfg, ranks, batch, bar)
 

@@ -84,27 +84,27 @@ def simulate(
     obs = reset(env, episode_seed)
     states, actions, rewards, success, sims = [], [], [], [], []
     first_success: int | None = None
-    for t in range(cap):
-        sims.append(sim_state(env))
-        with warnings.catch_warnings():
-            # MetaWorld's experts warn on every step whose raw response exceeds [-1, 1]; we clip
-            # below, as the environment does, so the warning says nothing a user can act on.
-            warnings.filterwarnings("ignore", "Constant\\(s\\) may be too high", UserWarning)
+    with warnings.catch_warnings():
+        # MetaWorld's experts warn on every step whose raw response exceeds [-1, 1]; we clip
+        # below, as the environment does, so the warning says nothing a user can act on.
+        warnings.filterwarnings("ignore", "Constant\\(s\\) may be too high", UserWarning)
+        for t in range(cap):
+            sims.append(sim_state(env))
             act = expert.get_action(obs)
-        if action_noise > 0:
-            act = act + noise_rng.normal(0.0, action_noise, size=act.shape)
-        act = np.clip(act, -1.0, 1.0).astype(np.float32)
-        states.append(obs.astype(np.float32))
-        actions.append(act)
-        obs, rew, _, truncated, info = env.step(act)
-        rewards.append(rew)
-        success.append(bool(info["success"]))
-        if first_success is None and info["success"]:
-            first_success = t
-        if first_success is not None and t >= first_success + success_margin:
-            break
-        if truncated:
-            break
+            if action_noise > 0:
+                act = act + noise_rng.normal(0.0, action_noise, size=act.shape)
+            act = np.clip(act, -1.0, 1.0).astype(np.float32)
+            states.append(obs.astype(np.float32))
+            actions.append(act)
+            obs, rew, _, truncated, info = env.step(act)
+            rewards.append(rew)
+            success.append(bool(info["success"]))
+            if first_success is None and info["success"]:
+                first_success = t
+            if first_success is not None and t >= first_success + success_margin:
+                break
+            if truncated:
+                break
     return EpisodeRecord(
         states=np.asarray(states, np.float32),
         actions=np.asarray(actions, np.float32),

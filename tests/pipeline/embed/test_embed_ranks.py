@@ -123,3 +123,12 @@ def test_the_launch_shortcut_drops_its_own_option():
 
     argv = ["embed", "--vlm", "x", "--num-processes", "2", "--batch-size", "3", "--num-processes=4", "--force"]
     assert _without_num_processes(argv) == ["embed", "--vlm", "x", "--batch-size", "3", "--force"]
+
+
+def test_the_rank_line_reads_back():
+    """bench/embed.py reads each rank's frames and seconds from the line it prints."""
+    from pipeline.embed.embed import RANK_LINE, rank_summary
+
+    text = "\n".join([rank_summary(0, 1, 2048, 4.25, 1.5), "noise", rank_summary(1, 2, 1024, 2.0, 1.9)])
+    assert RANK_LINE.findall(text) == [("2048", "4.2"), ("1024", "2.0")]
+    assert rank_summary(1, 2, 1024, 2.0, 1.9).startswith("embed rank 1/2: 1024 frames in 2.0 s (512.0 frames/s)")
