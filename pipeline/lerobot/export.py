@@ -92,6 +92,11 @@ class _Video:
             self.writer.close()
             self.writer = None
 
+    def abort(self) -> None:
+        if self.writer is not None:
+            self.writer.abort()
+            self.writer = None
+
 
 @dataclass(frozen=True)
 class ExportResult:
@@ -144,16 +149,21 @@ def _write(store: EpisodeStore, root: Path, codec: Codec, opts: ExportOptions) -
     videos = {k: _Video(k, a, opts.video_file_mb) for k, a in cams.items()}
     columns = frame_columns(store)
     ep_stats: list[dict] = []
-    for e in tqdm(range(len(table)), desc="export", unit="ep", disable=not opts.progress, leave=False):
-        lo, hi = int(table.start[e]), int(table.start[e] + table.length[e])
-        per = {name: st.lowdim_stats(col[lo:hi]) for name, col in columns.items()}
-        for key, video in videos.items():
-            frames = store.array(video.array)[lo:hi]
-            video.add(frames, root, codec, fps, opts)
-            per[key] = st.image_stats(frames)
-        ep_stats.append(per)
-    for video in videos.values():
-        video.close()
+    try:
+        for e in tqdm(range(len(table)), desc="export", unit="ep", disable=not opts.progress, leave=False):
+            lo, hi = int(table.start[e]), int(table.start[e] + table.length[e])
+            per = {name: st.lowdim_stats(col[lo:hi]) for name, col in columns.items()}
+            for key, video in videos.items():
+                frames = store.array(video.array)[lo:hi]
+                video.add(frames, root, codec, fps, opts)
+                per[key] = st.image_stats(frames)
+            ep_stats.append(per)
+        for video in videos.values():
+            video.close()
+    except BaseException:
+        for video in videos.values():  # an encoder left open can hang the process as it exits
+            video.abort()
+        raise
     data_files = write_data(root, columns, table, opts.data_file_mb)
     write_episode_table(root, store, table, videos, data_files, ep_stats)
     write_tasks(root, [t.description or t.name for t in store.tasks])

@@ -157,3 +157,40 @@ def test_card_says_which_distractors_and_split():
     for needle in ("Distractors: video, correlated", "split `eval`", "a video folder (content digest `ab12`)", "gain 1.0"):
         assert needle in text, needle
     assert "procedural" in distractor_text(DistractorSpec(kinds=("video",))) and "blob" not in distractor_text(DistractorSpec(kinds=("video",)))
+
+
+ABORT_SCRIPT = """
+import sys
+from pipeline.lerobot import video
+from pipeline.lerobot.export import ExportOptions, export
+
+calls = [0]
+mux = video.VideoWriter._mux
+
+def failing(self, packets):
+    calls[0] += 1
+    if calls[0] == 15:
+        raise ValueError("muxer refused a packet")
+    return mux(self, packets)
+
+video.VideoWriter._mux = failing
+try:
+    export(sys.argv[1], sys.argv[2], ExportOptions(progress=False))
+except ValueError as exc:
+    print("raised:", exc)
+"""
+
+
+def test_a_failed_write_ends_every_encoder_and_the_process_exits(store, tmp_path):
+    """An SVT-AV1 encoder freed without its end of stream says so and can hang the process as it
+    exits (an export did, after a muxer error): export ends every encoder before it re-raises."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[3]
+    r = subprocess.run([sys.executable, "-c", ABORT_SCRIPT, str(store.path), str(tmp_path / "ds")], cwd=root,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and "raised: muxer refused a packet" in r.stdout, r.stderr
+    assert "without sending EOS" not in r.stderr, r.stderr
+    assert not (tmp_path / "ds").exists() and not (tmp_path / "ds.partial").exists()

@@ -5,7 +5,7 @@ import pytest
 
 from lerobot_data import FPS, centre, encode_mp4, episode_frames, identify
 from pipeline.lerobot.format import LeRobotError
-from pipeline.lerobot.video import CODECS, SquareFit, VideoReader, get_codec
+from pipeline.lerobot.video import CODECS, PtsOrder, SquareFit, VideoReader, VideoWriter, get_codec
 
 
 @pytest.fixture(scope="module")
@@ -54,3 +54,63 @@ def test_codec_registry():
     assert get_codec("av1").encoder == "libsvtav1"  # LeRobot's default, usable with this PyAV
     with pytest.raises(LeRobotError, match="unknown codec 'vp9'; valid: av1, h264"):
         get_codec("vp9")
+
+
+class _Packet:
+    def __init__(self, pts, dts=None):
+        self.pts, self.dts = pts, pts if dts is None else dts
+
+
+def test_pts_order_holds_an_early_packet_until_its_turn(tmp_path):
+    order = PtsOrder(tmp_path / "v.mp4")
+    assert [p.pts for p in order.push([_Packet(0), _Packet(3)])] == [0]
+    assert order.push([_Packet(4)]) == []
+    assert [p.pts for p in order.push([_Packet(2), _Packet(1)])] == [1, 2, 3, 4]
+    order.finish(5)
+    with pytest.raises(LeRobotError, match="the encoder gave 5 of 6 frames"):
+        order.finish(6)
+    for bad in (_Packet(4), _Packet(None), _Packet(7, dts=6)):  # a repeat, no pts, a reordered frame
+        with pytest.raises(LeRobotError, match="v.mp4: the encoder gave a packet with pts"):
+            order.push([bad])
+    order.push([_Packet(6)])
+    with pytest.raises(LeRobotError, match=r"gave 6 of 7 frames \(missing from frame 5\)"):
+        order.finish(7)
+
+
+class _EarlyWriter(VideoWriter):
+    """Hands frame 3's packet out before those of frames 1 and 2, as SVT-AV1 sometimes does."""
+
+    def _encode(self, frame):
+        packets, out = list(super()._encode(frame)), []
+        for p in packets:
+            if p.pts in (1, 2):
+                self._stash = [*getattr(self, "_stash", []), p]
+            elif p.pts == 3:
+                out.append(p)
+            else:
+                out += [*getattr(self, "_stash", []), p]
+                self._stash = []
+        return out
+
+
+def test_an_encoder_giving_a_packet_early_still_makes_the_same_file(tmp_path):
+    from dataclasses import replace
+
+    frames = episode_frames(0, 12, 32, 32)
+    plain = VideoWriter(tmp_path / "plain.mp4", CODECS["av1"], FPS, (32, 32))
+    plain.write(frames)
+    plain.close()
+    early = _EarlyWriter(tmp_path / "early.mp4", CODECS["av1"], FPS, (32, 32))
+    early.write(frames)
+    early.close()
+    assert (tmp_path / "early.mp4").read_bytes() == (tmp_path / "plain.mp4").read_bytes()
+    out = np.empty((12, 32, 32, 3), np.uint8)
+    VideoReader(tmp_path / "early.mp4", FPS).read(np.arange(12) / FPS, SquareFit(32), out)
+    np.testing.assert_array_equal(identify(out, frames), np.arange(12))
+
+    unordered = _EarlyWriter(tmp_path / "unordered.mp4", replace(CODECS["av1"], in_pts_order=False), FPS, (32, 32))
+    with pytest.raises(Exception, match="Invalid argument"):  # what the muxer says without PtsOrder
+        unordered.write(frames)
+        unordered.close()
+    unordered.abort()
+    assert not (tmp_path / "unordered.mp4").exists()
