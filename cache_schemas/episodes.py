@@ -30,6 +30,12 @@ ACTION_DIM = 4
 # Bump when the generator's output changes for an unchanged spec (a new fingerprint follows).
 GENERATOR_VERSION = 1
 INGEST_VERSION = 1  # the same, for ingested stores
+# Ingested frames were decoded from lossy video: zstd shrinks them less than renders, and its
+# time is ingest's one cost beside decoding. Its fast mode (-1) keeps 97% of level 1's gain on
+# MetaWorld frames through AV1 (1.95x vs 2.02x; 2.36x at level 3) and gives up at once on frames
+# it cannot shrink (the bench's gradients: 1.00x vs 1.09x at 3.5x the speed): bench/ingest.py went
+# from 0.80x to 0.92x a bare decode loop.
+INGESTED_FRAMES_LEVEL = -1
 METAWORLD_FPS = 80.0  # MetaWorld's control rate: frame_skip 5 x 2.5 ms timestep (its `render_fps`)
 
 
@@ -140,10 +146,7 @@ def layout_for(spec: EpisodeSpec | IngestSpec, n_frames: int, n_episodes: int | 
     n_episodes = spec.n_episodes if n_episodes is None else n_episodes
     state_dim = spec.state_dim if ingested else STATE_DIM
     arrays = (
-        # Ingested frames were decoded from lossy video: zstd shrinks them less than renders (1.9x
-        # at level 1, 2.2x at 3 on MetaWorld frames through AV1), so the fastest level keeps
-        # ingest's writes from costing as much as its decoding.
-        ArraySpec("frames", "uint8", (r, r, 3), level=1 if ingested else 3),
+        ArraySpec("frames", "uint8", (r, r, 3), level=INGESTED_FRAMES_LEVEL if ingested else 3),
         *(() if ingested else (ArraySpec("frames_clean", "uint8", (r, r, 3)),)),
         ArraySpec("actions", "float32", (spec.action_dim if ingested else ACTION_DIM,)),
         *((ArraySpec("states", "float32", (state_dim,)),) if state_dim else ()),
