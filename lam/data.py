@@ -35,10 +35,20 @@ def stack_index(table: EpisodeTable, frame_stack: int) -> np.ndarray:
 
 def heldout_episodes(table: EpisodeTable, fraction: float) -> np.ndarray:
     """Bool mask over episodes: the last ceil(fraction * n) episodes of every task are held out
-    (deterministic, so every run on one store is probed on the same split)."""
+    (deterministic, so every run on one store is probed on the same split), one at least and never
+    a task's last. Tasks with a single episode (an ingested dataset whose every episode has its
+    own instruction) are pooled and split the same way as one group."""
     mask = np.zeros(len(table), bool)
+    groups, singles = [], []
     for task in np.unique(table.task):
         eps = np.flatnonzero(table.task == task)
+        if len(eps) > 1:
+            groups.append(eps)
+        else:
+            singles.append(int(eps[0]))
+    if singles:
+        groups.append(np.array(sorted(singles)))
+    for eps in groups:
         n_hold = min(len(eps) - 1, max(1, int(np.ceil(fraction * len(eps)))))
         if n_hold > 0:
             mask[eps[-n_hold:]] = True

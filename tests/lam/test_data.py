@@ -39,3 +39,12 @@ def test_resize_frames_channels_first_and_area_average():
     assert out.shape == (1, 3, 2, 2) and out.dtype == torch.uint8
     assert out[0, 0].tolist() == [[200, 0], [0, 0]]
     assert resize_frames(frames, 4).permute(0, 2, 3, 1).numpy().tolist() == frames.tolist()
+
+
+def test_single_episode_tasks_are_pooled_for_the_holdout():
+    """An ingested dataset whose every episode has its own instruction: one episode per task."""
+    t = table([2] * 5, [0, 1, 2, 3, 4])
+    assert heldout_episodes(t, 0.25).tolist() == [False, False, False, True, True]
+    mixed = table([2] * 6, [0, 0, 0, 1, 2, 3])  # a task with several episodes keeps its own split
+    assert heldout_episodes(mixed, 0.25).tolist() == [False, False, True, False, False, True]
+    assert not heldout_episodes(table([2], [0]), 0.25).any()  # one episode: nothing to hold out

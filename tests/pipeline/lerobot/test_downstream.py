@@ -58,6 +58,23 @@ def test_train_lam_on_pixels_and_state_probes_the_datasets_actions(ingested, tmp
     assert cfg["episodes"]["fingerprint"] == ingested.fingerprint
 
 
+def test_every_episode_its_own_instruction_still_gets_a_probe(tmp_path):
+    """One episode per task (language-annotated datasets): the probe holds out pooled episodes,
+    where a per-task split had none to hold out and failed after training. One episode in all is
+    refused before training."""
+    root = tmp_path / "instructions"
+    write_v30(root, [8] * 4, [f"instruction {i}" for i in range(4)], [0, 1, 2, 3], files=[[0, 1, 2, 3]])
+    store = EpisodeStore.open(ingest(root, IngestOptions(out=tmp_path / "s", resolution=16, progress=False)))
+    (res,) = train_configs([LAMConfig(target="state", **{**SMALL, "latent_dim": 4})], store,
+                           train_opts(tmp_path, tmp_path / "cache"), echo=lambda s: None)
+    probe = json.loads((res.path / "probe.json").read_text())
+    assert probe["n_test"] == 7 and set(probe["per_task"]) == {"instruction-3"}  # the last of 4 episodes
+    one = EpisodeStore.open(ingest(root, IngestOptions(out=tmp_path / "one", resolution=16, episodes="0:1", progress=False)))
+    with pytest.raises(ValueError, match="has 1 episode\\(s\\): the probe needs one held out and one to fit on"):
+        train_configs([LAMConfig(target="state", **{**SMALL, "latent_dim": 4})], one, train_opts(tmp_path, tmp_path / "cache"),
+                      echo=lambda s: None)
+
+
 def test_sweep_and_report_by_preset_name(ingested, cache, tmp_path):
     runs = tmp_path / "runs"
     r = CliRunner().invoke(app, ["sweep", "--grid", "latent_dim=4,8", "--target", "state", "--steps", "3", "--batch-size", "8",
