@@ -212,7 +212,8 @@ def train_group(jobs: list[Job], episodes: EpisodeStore, frames: FrameCache, opt
     per_member = [transition_rows(table, j.cfg.k) for j in jobs]
     if any(len(r) == 0 for r in per_member):
         raise ValueError(f"no transitions: every episode is shorter than k+1 ({[j.cfg.k for j in jobs]})")
-    if not heldout_episodes(table, cfg.holdout).any():  # the probe after training would have nothing to score
+    held = heldout_episodes(table, cfg.holdout)  # the probe's split, after training
+    if not held.any():
         raise ValueError(f"{episodes.path} has {len(table)} episode(s): the probe needs one held out and one to fit on")
     rows, counts = TrainingData.member_rows(per_member)
     data = TrainingData(
@@ -254,7 +255,6 @@ def train_group(jobs: list[Job], episodes: EpisodeStore, frames: FrameCache, opt
     latents = module.encode(per_member)
     actions = episodes.array("actions")[:]
     ep_of_row = row_episode(table)
-    held = heldout_episodes(table, cfg.holdout)
     task_names = [t.name for t in episodes.tasks]
     out = []
     for m, j in enumerate(jobs):

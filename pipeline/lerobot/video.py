@@ -190,12 +190,10 @@ CODECS: dict[str, Codec] = {
 class PtsOrder:
     """Encoded packets put back in pts order before the muxer sees them.
 
-    SVT-AV1 (4.1 here; 3.0 in LeRobot's issue #2163) with its default threads now and then hands
-    out a packet ~80 frames early, and mp4 refuses the next one ("non monotonically increasing
-    dts"). lp=1 (see CODECS) has not done so in our runs; this keeps a file right if it does.
-    Frames go in with pts 0, 1, 2, ... and AV1 packets are not reordered (dts == pts), so holding
-    an early packet until its predecessors are out gives the stream the encoder meant (the bytes
-    equal a run where none came early)."""
+    SVT-AV1 with its default threads now and then hands out a packet ~80 frames early (see
+    CODECS; also LeRobot's issue #2163), which mp4 refuses; at lp=1 it has not, and this keeps a
+    file right if it does. Frames go in with pts 0, 1, 2, ... and are not reordered (dts == pts),
+    so holding an early packet until its predecessors are out gives the stream the encoder meant."""
 
     def __init__(self, path: Path):
         self.path, self.next, self.held = path, 0, {}
