@@ -49,6 +49,21 @@ def test_square_fit_resizes_the_centre(clip):
     assert np.abs(small - want).mean() < 6
 
 
+def test_square_fit_keeps_colour_detail_at_the_output_resolution():
+    """Red and green columns one output pixel wide stay red and green. A resize straight to packed
+    rgb24 shares one colour between two output pixels and blends them to yellow (error 61)."""
+    import av
+
+    img = np.zeros((96, 144, 3), np.uint8)
+    stripe = (np.arange(144) - 24) // 3 % 2  # 3 source columns = 1 output column of the centre square
+    img[:, stripe == 0], img[:, stripe == 1] = (200, 40, 40), (40, 200, 40)
+    frame = av.VideoFrame.from_ndarray(img, format="rgb24").reformat(format="yuv420p")
+    out = SquareFit(32)(frame).astype(int)
+    want = img[:, 24:120].reshape(32, 3, 32, 3, 3).mean(axis=(1, 3))
+    assert np.abs(out - want).mean() < 30
+    assert (out[:, 0::2, 0] > out[:, 0::2, 1] + 60).all() and (out[:, 1::2, 1] > out[:, 1::2, 0] + 60).all()
+
+
 def test_codec_registry():
     assert set(CODECS) == {"av1", "h264"}
     assert get_codec("av1").encoder == "libsvtav1"  # LeRobot's default, usable with this PyAV
