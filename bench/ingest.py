@@ -12,7 +12,7 @@ every 2 frames and crf 30, as LeRobot encodes) from moving procedural frames, th
   ingest 2 workers          the same on a 2-process dask local cluster (cluster start included)
 
 Every path runs --repeats times, the paths taking turns, and its best time counts (its worst is
-printed beside it): on a shared 2-core machine one run of a path varied by 0.74-0.84x.
+printed beside it): on a shared 2-core machine, runs of one path in one bench differed by up to ~30%.
 Defaults: 640x480 cameras (real-robot LeRobot datasets such as ALOHA and SO-100 record 480x640).
 
     python bench/ingest.py [--episodes 30 --length 100 --height 480 --width 640 --resolution 224]

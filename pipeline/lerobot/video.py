@@ -31,7 +31,7 @@ class SquareFit:
     resolution; through gbrp it is 0.22 vs 0.32 ms a 640x480 frame and nearer an exact area
     average of the full-resolution RGB frame (mean error 1.15 vs 1.81 of 255). The graph runs on
     the calling thread: the decoder's threads already fill the cores, and slice threads of its
-    own made ingest ~15% slower on 2 cores (bench/ingest.py)."""
+    own made ingest take ~20% longer on 2 cores."""
 
     def __init__(self, size: int):
         self.size = size
