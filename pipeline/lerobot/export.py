@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -149,21 +150,29 @@ def _write(store: EpisodeStore, root: Path, codec: Codec, opts: ExportOptions) -
     videos = {k: _Video(k, a, opts.video_file_mb) for k, a in cams.items()}
     columns = frame_columns(store)
     ep_stats: list[dict] = []
-    try:
-        for e in tqdm(range(len(table)), desc="export", unit="ep", disable=not opts.progress, leave=False):
-            lo, hi = int(table.start[e]), int(table.start[e] + table.length[e])
-            per = {name: st.lowdim_stats(col[lo:hi]) for name, col in columns.items()}
-            for key, video in videos.items():
-                frames = store.array(video.array)[lo:hi]
-                video.add(frames, root, codec, fps, opts)
-                per[key] = st.image_stats(frames)
-            ep_stats.append(per)
-        for video in videos.values():
-            video.close()
-    except BaseException:
-        for video in videos.values():  # an encoder left open can hang the process as it exits
-            video.abort()
-        raise
+
+    def encode(video: _Video, lo: int, hi: int) -> dict[str, np.ndarray]:
+        frames = store.array(video.array)[lo:hi]
+        video.add(frames, root, codec, fps, opts)
+        return st.image_stats(frames)
+
+    # One thread a camera: an encoder at SVT-AV1's lp=1 keeps about one core busy (see CODECS).
+    with ThreadPoolExecutor(len(videos), thread_name_prefix="export-video") as pool:
+        pending: list[Future] = []
+        try:
+            for e in tqdm(range(len(table)), desc="export", unit="ep", disable=not opts.progress, leave=False):
+                lo, hi = int(table.start[e]), int(table.start[e] + table.length[e])
+                pending = [pool.submit(encode, v, lo, hi) for v in videos.values()]
+                per = {name: st.lowdim_stats(col[lo:hi]) for name, col in columns.items()}
+                per.update(zip(videos, _results(pending)))
+                ep_stats.append(per)
+            pending = [pool.submit(v.close) for v in videos.values()]
+            _results(pending)
+        except BaseException:
+            wait(pending)  # no writer is aborted while a thread still encodes on it
+            for video in videos.values():  # an encoder left open can hang the process as it exits
+                video.abort()
+            raise
     data_files = write_data(root, columns, table, opts.data_file_mb)
     write_episode_table(root, store, table, videos, data_files, ep_stats)
     write_tasks(root, [t.description or t.name for t in store.tasks])
@@ -174,6 +183,12 @@ def _write(store: EpisodeStore, root: Path, codec: Codec, opts: ExportOptions) -
     write_card(root, store, info, codec, opts, roundtrip)
     files = {k: len({f for f, _, _ in v.placed}) for k, v in videos.items()}
     return ExportResult(root, len(table), store.n_frames, files, roundtrip)
+
+
+def _results(futures: list[Future]) -> list:
+    """Every future's result once all are done (the first error raised only then)."""
+    wait(futures)
+    return [f.result() for f in futures]
 
 
 # -- frame-row columns -------------------------------------------------------------------------

@@ -15,10 +15,19 @@ def lowdim_stats(x: np.ndarray) -> dict[str, np.ndarray]:
 
 
 def image_stats(frames: np.ndarray) -> dict[str, np.ndarray]:
-    """Per-channel statistics of uint8 (n, H, W, 3) frames scaled to [0, 1], shaped (3, 1, 1)."""
-    x = np.asarray(frames, np.float64).reshape(-1, frames.shape[-1]) / 255.0
-    s = {k: v.reshape(-1, 1, 1) for k, v in lowdim_stats(x).items() if k != "count"}
-    return {**s, "count": np.array([len(frames)])}  # counted in frames, as LeRobot does
+    """Per-channel statistics of uint8 (n, H, W, 3) frames scaled to [0, 1], shaped (3, 1, 1).
+
+    From each channel's 256-bin histogram, not a float64 copy of every pixel: the same figures
+    (to rounding), at a fraction of the time (the copy took 0.44 s an episode of 75 frames at
+    224 px, more than encoding it)."""
+    flat = np.ascontiguousarray(frames, np.uint8).reshape(-1, frames.shape[-1])
+    hist = np.stack([np.bincount(flat[:, c], minlength=256) for c in range(flat.shape[1])]).astype(np.float64)
+    value, n = np.arange(256) / 255.0, hist.sum(1)
+    mean = hist @ value / n
+    var = (hist * (value[None] - mean[:, None]) ** 2).sum(1) / n
+    seen = hist > 0
+    s = {"min": value[seen.argmax(1)], "max": value[255 - seen[:, ::-1].argmax(1)], "mean": mean, "std": np.sqrt(var)}
+    return {**{k: v.reshape(-1, 1, 1) for k, v in s.items()}, "count": np.array([len(frames)])}  # in frames, as LeRobot
 
 
 def merge(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
