@@ -63,20 +63,23 @@ def write_dataset(root: Path, episodes: int, length: int, h: int, w: int, per_fi
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    videos, writer, ep_rows = [], None, {k: [] for k in ("from", "to", "file")}
-    for e in range(episodes):
-        if e % per_file == 0:
-            if writer is not None:
-                writer.close()
-            path = root / VIDEO_PATH.format(video_key=KEY, chunk_index=0, file_index=e // per_file)
-            writer = VideoWriter(path, CODECS["av1"], FPS, (h, w))
-            videos.append(path)
-        start = writer.frames
-        writer.write(frames_of(e, length, h, w))
-        ep_rows["from"].append(start / FPS)
-        ep_rows["to"].append(writer.frames / FPS)
-        ep_rows["file"].append(e // per_file)
-    writer.close()
+    from concurrent.futures import ThreadPoolExecutor
+
+    def write_file(f: int) -> tuple[Path, list[tuple[float, float]]]:
+        path = root / VIDEO_PATH.format(video_key=KEY, chunk_index=0, file_index=f)
+        writer, spans = VideoWriter(path, CODECS["av1"], FPS, (h, w)), []
+        for e in range(f * per_file, min(episodes, (f + 1) * per_file)):
+            start = writer.frames
+            writer.write(frames_of(e, length, h, w))
+            spans.append((start / FPS, writer.frames / FPS))
+        writer.close()
+        return path, spans
+
+    with ThreadPoolExecutor(os.cpu_count()) as pool:  # SVT-AV1 at lp=1 keeps about one core busy
+        files = list(pool.map(write_file, range(-(-episodes // per_file))))
+    videos = [path for path, _ in files]
+    ep_rows = {"from": [a for _, spans in files for a, _ in spans], "to": [b for _, spans in files for _, b in spans],
+               "file": [e // per_file for e in range(episodes)]}
     n = episodes * length
     ep = np.repeat(np.arange(episodes), length)
     t = np.tile(np.arange(length), episodes)
