@@ -26,10 +26,10 @@ sys.path[:0] = [str(Path(__file__).resolve().parent.parent), str(Path(__file__).
 
 import numpy as np  # noqa: E402
 import zarr  # noqa: E402
+from quiet import say, verdict  # noqa: E402
 
 from cache_schemas import DistractorSpec, EpisodeSpec, EpisodeStore, EpisodeTable, TaskInfo  # noqa: E402
 from cache_schemas.embeddings import EmbeddingSpec, EmbeddingStore  # noqa: E402
-from quiet import say, verdict  # noqa: E402
 
 GOAL = 0.02
 
@@ -51,18 +51,35 @@ class Plain:
 def build(root: Path, n: int, res: int, dim: int, chunk: int = 256) -> tuple[EpisodeStore, EmbeddingStore]:
     rng = np.random.default_rng(0)
     eps_per_task, length = 8, n // 16
-    spec = EpisodeSpec(tasks=("a", "b"), episodes_per_task=eps_per_task, resolution=res, chunk_frames=chunk,
-                       distractors=DistractorSpec(kinds=()))
+    spec = EpisodeSpec(
+        tasks=("a", "b"),
+        episodes_per_task=eps_per_task,
+        resolution=res,
+        chunk_frames=chunk,
+        distractors=DistractorSpec(kinds=()),
+    )
     lengths = np.full(spec.n_episodes, length, np.int64)
     store = EpisodeStore.create(root / "ep", spec, lengths, [TaskInfo("a", "a", "a"), TaskInfo("b", "b", "b")])
     n = int(lengths.sum())
-    store.write_episode_table(EpisodeTable(np.arange(0, n, length), lengths.astype(np.int32),
-                                           np.repeat(np.arange(2, dtype=np.int32), eps_per_task),
-                                           np.arange(spec.n_episodes), np.ones(spec.n_episodes, bool)))
-    store.write_lowdim({"actions": rng.normal(size=(n, 4)).astype(np.float32),
-                        "states": rng.normal(size=(n, 39)).astype(np.float32), "rewards": np.zeros(n, np.float32),
-                        "success": np.zeros(n, bool), "episode_index": np.repeat(np.arange(16, dtype=np.int32), length),
-                        "step": np.tile(np.arange(length, dtype=np.int32), 16)})
+    store.write_episode_table(
+        EpisodeTable(
+            np.arange(0, n, length),
+            lengths.astype(np.int32),
+            np.repeat(np.arange(2, dtype=np.int32), eps_per_task),
+            np.arange(spec.n_episodes),
+            np.ones(spec.n_episodes, bool),
+        )
+    )
+    store.write_lowdim(
+        {
+            "actions": rng.normal(size=(n, 4)).astype(np.float32),
+            "states": rng.normal(size=(n, 39)).astype(np.float32),
+            "rewards": np.zeros(n, np.float32),
+            "success": np.zeros(n, bool),
+            "episode_index": np.repeat(np.arange(16, dtype=np.int32), length),
+            "step": np.tile(np.arange(length, dtype=np.int32), 16),
+        }
+    )
     yy, xx = np.mgrid[0:res, 0:res]
     for c in range(store.n_chunks):  # smooth images with noise: compress like rendered frames, roughly
         lo, hi = store.chunk_range(c)
@@ -72,9 +89,22 @@ def build(root: Path, n: int, res: int, dim: int, chunk: int = 256) -> tuple[Epi
         store.write_frames(c, frames, frames[..., ::-1].copy())
     store.store.mark_done(range(store.n_chunks))
     store.store.mark_complete()
-    espec = EmbeddingSpec(vlm="bench", hub_id="", revision="", dtype="float32", prompt="none", prompts=("", ""),
-                          prompt_position="after", pooling="mean_image", layers=(-1,), image_size=res, dim=dim)
-    es = EmbeddingStore.create(root / "emb", espec, parent_fingerprint=store.fingerprint, n_frames=n, chunk_frames=chunk)
+    espec = EmbeddingSpec(
+        vlm="bench",
+        hub_id="",
+        revision="",
+        dtype="float32",
+        prompt="none",
+        prompts=("", ""),
+        prompt_position="after",
+        pooling="mean_image",
+        layers=(-1,),
+        image_size=res,
+        dim=dim,
+    )
+    es = EmbeddingStore.create(
+        root / "emb", espec, parent_fingerprint=store.fingerprint, n_frames=n, chunk_frames=chunk
+    )
     for c in range(es.n_chunks):
         lo, hi = es.chunk_range(c)
         es.write_chunk(c, rng.normal(size=(hi - lo, dim)).astype(np.float32))
@@ -96,7 +126,7 @@ def embed_reads(episodes, batch: int = 8) -> None:
     for c in range(episodes.n_chunks):
         lo, hi = episodes.chunk_range(c)
         for s in range(lo, hi, batch):
-            frames[s:min(s + batch, hi)]
+            frames[s : min(s + batch, hi)]
 
 
 def timed(fn) -> list[float]:
@@ -123,16 +153,18 @@ def main() -> None:
             "train-lam loading": lambda s: train_lam_loading(s["episodes"], s["embeddings"], args.resolution),
             "embed reads": lambda s: embed_reads(s["episodes"]),
         }
-        say(f"chunk checks: {args.frames} frames at {args.resolution} px ({eps.n_chunks} chunks of "
+        say(
+            f"chunk checks: {args.frames} frames at {args.resolution} px ({eps.n_chunks} chunks of "
             f"{eps.chunk_frames}), embeddings D={args.dim}; {args.repeats} pairs, median ratio (a shared 2-core "
-            f"machine: compare within this run)")
+            f"machine: compare within this run)"
+        )
         say(f"{'reads':<20}{'plain zarr s':>14}{'checked s':>12}{'checked/plain':>15}")
         for name, job in jobs.items():
             job(plain), job(checked)  # warm the page cache and the imports
             times = {"plain": [], "checked": []}
             for r in range(args.repeats):  # pairs, in alternating order: drift on a shared machine hits both
-                for kind in (("plain", "checked") if r % 2 == 0 else ("checked", "plain")):
-                    times[kind] += timed(lambda: job(plain if kind == "plain" else checked))
+                for kind in ("plain", "checked") if r % 2 == 0 else ("checked", "plain"):
+                    times[kind] += timed(lambda: job(plain if kind == "plain" else checked))  # noqa: B023 (called at once)
             ratio = float(np.median(np.array(times["checked"]) / np.array(times["plain"])))
             say(f"{name:<20}{np.median(times['plain']):>14.3f}{np.median(times['checked']):>12.3f}{ratio:>14.3f}x")
             verdict(f"chunk checks cost <= {GOAL:.0%} of {name}", f"{ratio - 1:+.1%}", ratio - 1 <= GOAL)

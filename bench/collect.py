@@ -31,12 +31,12 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 warnings.filterwarnings("ignore")
 
 import numpy as np  # noqa: E402
+from quiet import say, verdict  # noqa: E402
 
 import pipeline  # noqa: E402,F401  (sets the GL backend before mujoco loads)
 from cache_schemas import DistractorSpec, EpisodeSpec, EpisodeStore  # noqa: E402
 from pipeline.collect.collect import CollectOptions, collect  # noqa: E402
 from pipeline.sim.tasks import resolve_tasks  # noqa: E402
-from quiet import say, verdict  # noqa: E402
 
 
 def plain_loop(spec: EpisodeSpec, lengths: dict[int, int], part: tuple[int, int] = (0, 1)) -> tuple[int, float]:
@@ -51,8 +51,13 @@ def plain_loop(spec: EpisodeSpec, lengths: dict[int, int], part: tuple[int, int]
     t0 = time.perf_counter()
     for ti, task in enumerate(spec.tasks):
         env = gym.make(
-            "Meta-World/MT1", env_name=task, seed=spec.seed, render_mode="rgb_array",
-            camera_name=spec.camera, width=spec.resolution, height=spec.resolution,
+            "Meta-World/MT1",
+            env_name=task,
+            seed=spec.seed,
+            render_mode="rgb_array",
+            camera_name=spec.camera,
+            width=spec.resolution,
+            height=spec.resolution,
         )
         env.unwrapped.model.light_castshadow[:] = 0
         if spec.quality == "fast":
@@ -147,8 +152,10 @@ def main() -> None:
         ("collect, video+correlated, 2 workers", n2, t2, (n2 / t2) / base),
         ("2 plain loops side by side (machine)", np2, tp2, (np2 / tp2) / base),
     ]
-    say(f"\ncollect benchmark: {len(spec.tasks)} tasks x {spec.episodes_per_task} eps, "
-        f"{spec.resolution}px {spec.quality}, {os.cpu_count()} cores, best of {args.repeats}")
+    say(
+        f"\ncollect benchmark: {len(spec.tasks)} tasks x {spec.episodes_per_task} eps, "
+        f"{spec.resolution}px {spec.quality}, {os.cpu_count()} cores, best of {args.repeats}"
+    )
     say(f"{'path':<42} {'frames':>7} {'seconds':>8} {'frames/s':>9} {'vs plain':>9}")
     for name, n, t, ratio in rows:
         say(f"{name:<42} {n:>7} {t:>8.1f} {n / t:>9.1f} {ratio:>8.2f}x")
@@ -156,12 +163,24 @@ def main() -> None:
     say(f"2 workers vs 1 worker: {scaling:.2f}x")
     say(f"this machine, 2 processes vs 1 (plain loops): {machine:.2f}x; collect reaches {scaling / machine:.0%} of it")
     verdict("collect with distractors, 1 worker >= 0.90x the plain loop", f"{one:.2f}x", one >= 0.9)
-    verdict("collect, 2 workers >= 1.7x 1 worker", f"{scaling:.2f}x", scaling >= 1.7,
-            f"the machine's own 2-process ceiling: {machine:.2f}x")
+    verdict(
+        "collect, 2 workers >= 1.7x 1 worker",
+        f"{scaling:.2f}x",
+        scaling >= 1.7,
+        f"the machine's own 2-process ceiling: {machine:.2f}x",
+    )
     if args.json:
-        args.json.write_text(json.dumps({"rows": [dict(zip(("path", "frames", "seconds", "ratio"), r)) for r in rows],
-                                         "scaling_2w_over_1w": scaling, "machine_2p_over_1p": machine,
-                                         "all_seconds": times}, indent=1))
+        args.json.write_text(
+            json.dumps(
+                {
+                    "rows": [dict(zip(("path", "frames", "seconds", "ratio"), r)) for r in rows],
+                    "scaling_2w_over_1w": scaling,
+                    "machine_2p_over_1p": machine,
+                    "all_seconds": times,
+                },
+                indent=1,
+            )
+        )
 
 
 if __name__ == "__main__":

@@ -90,14 +90,45 @@ def cli_embed(eps_path, cache: Path, args, processes: int, twins: Path) -> tuple
     `twins` (a real model is never built at run time) -> (wall seconds of the whole command,
     seconds of its embedding phase: the slowest rank's, from the line each rank prints at the end;
     0 when there was nothing to embed)."""
-    cmd = [sys.executable, "-m", "pipeline.cli", "embed", "--vlm", args.vlm, "--prompt", "task", "--pooling", "last",
-           "--episodes", str(eps_path), "--cache", str(cache), "--batch-size", str(args.batch), "--workers", "0",
-           "--quiet"]
-    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads), PYTHONPATH=str(ROOT),
-               HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false", VLMLAM_TWINS=str(twins))
+    cmd = [
+        sys.executable,
+        "-m",
+        "pipeline.cli",
+        "embed",
+        "--vlm",
+        args.vlm,
+        "--prompt",
+        "task",
+        "--pooling",
+        "last",
+        "--episodes",
+        str(eps_path),
+        "--cache",
+        str(cache),
+        "--batch-size",
+        str(args.batch),
+        "--workers",
+        "0",
+        "--quiet",
+    ]
+    env = dict(
+        os.environ,
+        OMP_NUM_THREADS=str(args.threads),
+        MKL_NUM_THREADS=str(args.threads),
+        PYTHONPATH=str(ROOT),
+        HF_HUB_OFFLINE="1",
+        TOKENIZERS_PARALLELISM="false",
+        VLMLAM_TWINS=str(twins),
+    )
     t = time.perf_counter()
-    r = subprocess.run(cmd + (["--num-processes", str(processes)] if processes > 1 else []), env=env, check=True,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    r = subprocess.run(
+        cmd + (["--num-processes", str(processes)] if processes > 1 else []),
+        env=env,
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     wall = time.perf_counter() - t
     from pipeline.embed.embed import RANK_LINE
 
@@ -128,7 +159,9 @@ def plain_side_by_side(eps_path, vlm: str, threads: int, procs: int, stride: int
     from cache_schemas.episodes import EpisodeStore
 
     n = EpisodeStore.open(eps_path).n_frames
-    out = run_side_by_side(_plain_part, [(str(eps_path), vlm, threads, list(range(k, n, stride))) for k in range(procs)])
+    out = run_side_by_side(
+        _plain_part, [(str(eps_path), vlm, threads, list(range(k, n, stride))) for k in range(procs)]
+    )
     return sum(f for f, _ in out), max(t for _, t in out)
 
 
@@ -138,8 +171,13 @@ def print_rank_rows(args, tmp: Path) -> None:
     the launcher's start-up seconds."""
     from factories import make_episode_store
 
-    eps = make_episode_store(tmp / "ranks", episodes_per_task=max(1, args.rank_frames // 64), length=32,
-                             resolution=args.resolution, chunk_frames=32)
+    eps = make_episode_store(
+        tmp / "ranks",
+        episodes_per_task=max(1, args.rank_frames // 64),
+        length=32,
+        resolution=args.resolution,
+        chunk_frames=32,
+    )
     n = eps.n_frames
     warm = make_episode_store(tmp / "warm", episodes_per_task=1, length=8, resolution=args.resolution, chunk_frames=4)
     twins = tmp / "twins"
@@ -152,21 +190,34 @@ def print_rank_rows(args, tmp: Path) -> None:
     f1, p1 = min((plain_side_by_side(eps.path, args.vlm, args.threads, 1, 4) for _ in range(2)), key=lambda r: r[1])
     f2, p2 = min((plain_side_by_side(eps.path, args.vlm, args.threads, 2, 8) for _ in range(2)), key=lambda r: r[1])
     ceiling, scaling = (f2 / p2) / (f1 / p1), e1 / e2
-    say(f"\nranks: {args.vlm}, {n} frames, {os.cpu_count()} cores, {args.threads} torch thread(s) per rank, "
-        f"no DataLoader worker")
+    say(
+        f"\nranks: {args.vlm}, {n} frames, {os.cpu_count()} cores, {args.threads} torch thread(s) per rank, "
+        f"no DataLoader worker"
+    )
     say(f"{'path':50s} {'whole command':>14s} {'vs 1':>6s} {'embedding phase':>16s} {'vs 1':>6s}")
     say(f"{'vlm-lam embed, 1 process':50s} {n / t1:10.1f} f/s {'1.00x':>6s} {n / e1:12.1f} f/s {'1.00x':>6s}")
-    say(f"{'vlm-lam embed, 2 ranks via accelerate launcher':50s} {n / t2:10.1f} f/s {t1 / t2:5.2f}x "
-        f"{n / e2:12.1f} f/s {scaling:5.2f}x")
+    say(
+        f"{'vlm-lam embed, 2 ranks via accelerate launcher':50s} {n / t2:10.1f} f/s {t1 / t2:5.2f}x "
+        f"{n / e2:12.1f} f/s {scaling:5.2f}x"
+    )
     say(f"{'2 plain forward loops side by side (ceiling)':50s} {'':14s} {'':6s} {f2 / p2:12.1f} f/s {ceiling:5.2f}x")
-    say(f"embedding phase: from each rank's first batch to its last write (the slowest rank's); the whole command "
-        f"adds start-up, model load and shut-down: 1 process {t1 - e1:.1f} s, 2 ranks {t2 - e2:.1f} s")
-    say(f"start-up + shut-down over finished stores: 1 process {s1:.1f} s, 2 ranks via the launcher {s2:.1f} s "
-        f"(launcher cost {s2 - s1:.1f} s)")
-    say(f"2 ranks reach {scaling / ceiling:.0%} of this machine's own 2-process ceiling (shared machines drift: "
-        f"compare within one run)")
-    verdict("2 ranks through the accelerate launcher reach >= 0.9x the machine's own 2-process ceiling (embedding phase)",
-            f"{scaling / ceiling:.0%} of {ceiling:.2f}x", scaling / ceiling >= 0.9)
+    say(
+        f"embedding phase: from each rank's first batch to its last write (the slowest rank's); the whole command "
+        f"adds start-up, model load and shut-down: 1 process {t1 - e1:.1f} s, 2 ranks {t2 - e2:.1f} s"
+    )
+    say(
+        f"start-up + shut-down over finished stores: 1 process {s1:.1f} s, 2 ranks via the launcher {s2:.1f} s "
+        f"(launcher cost {s2 - s1:.1f} s)"
+    )
+    say(
+        f"2 ranks reach {scaling / ceiling:.0%} of this machine's own 2-process ceiling (shared machines drift: "
+        f"compare within one run)"
+    )
+    verdict(
+        "2 ranks through the accelerate launcher reach >= 0.9x the machine's own 2-process ceiling (embedding phase)",
+        f"{scaling / ceiling:.0%} of {ceiling:.2f}x",
+        scaling / ceiling >= 0.9,
+    )
 
 
 def main() -> None:
@@ -190,8 +241,13 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="bench-embed-"))
     os.environ.setdefault("VLMLAM_TWINS", str(tmp / "twins"))
     per_ep = 32
-    eps = make_episode_store(tmp, episodes_per_task=max(1, args.frames // (2 * per_ep)), length=per_ep,
-                             resolution=args.resolution, chunk_frames=64)
+    eps = make_episode_store(
+        tmp,
+        episodes_per_task=max(1, args.frames // (2 * per_ep)),
+        length=per_ep,
+        resolution=args.resolution,
+        chunk_frames=64,
+    )
     n = eps.n_frames
     prompts = ["task", "ignore_distractors", "robot", "object"]
     base = dict(vlm=args.vlm, pooling="last", batch_size=args.batch, num_workers=args.workers, progress=False)
@@ -216,16 +272,23 @@ def main() -> None:
         say(f"{name:58s} {fps:10.1f} {ratio:>9s}")
     say(f"{'share of embed wall time outside the forward (goal < 10%)':58s} {outside:9.1f}%")
     say(f"{'  the same after the first batch (worker start-up excluded)':58s} {100 * (1 - steady_fwd / steady):9.1f}%")
-    say(f"{'prompt sweep: 4 prompts, one pass (shared image prefix)':58s} {4 * n / sweep_loop:10.1f} "
-        f"{'(prompt-frames/s)':>9s}")
+    say(
+        f"{'prompt sweep: 4 prompts, one pass (shared image prefix)':58s} {4 * n / sweep_loop:10.1f} "
+        f"{'(prompt-frames/s)':>9s}"
+    )
     say(f"{'prompt sweep: 4 separate passes':58s} {4 * n / sep:10.1f}")
     say(f"{'sweep cost: one pass / 4 passes':58s} {sweep_loop / sep:10.2f}x")
     say(f"{'sweep cost: one pass / one prompt (goal <= 1.5x on GPU)':58s} {sweep_loop / loop:10.2f}x")
     verdict("share of embed wall time outside the forward < 10%", f"{outside:.1f}%", outside < 10)
-    verdict("prompt sweep, 4 prompts in one pass <= 1.5x one prompt", f"{sweep_loop / loop:.2f}x", None,
-            "a GPU goal for a Molmo2-shaped model, measured by bench/embed_gpu.py; here a tiny twin on CPU")
+    verdict(
+        "prompt sweep, 4 prompts in one pass <= 1.5x one prompt",
+        f"{sweep_loop / loop:.2f}x",
+        None,
+        "a GPU goal for a Molmo2-shaped model, measured by bench/embed_gpu.py; here a tiny twin on CPU",
+    )
 
     print_rank_rows(args, tmp)
+
 
 if __name__ == "__main__":
     main()

@@ -31,11 +31,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-QWEN_TEMPLATE = ("<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n"
-                 "{% for c in messages[0]['content'] %}{% if c['type'] == 'image' %}<|vision_start|><|image_pad|><|vision_end|>"
-                 "{% else %}{{ c['text'] }}{% endif %}{% endfor %}<|im_end|>\n<|im_start|>assistant\n")
-MOLMO_TEMPLATE = ("{% for c in messages[0]['content'] %}{% if c['type'] == 'image' %}<|image|>{% else %}{{ c['text'] }}"
-                  "{% endif %}{% endfor %}<|im_end|>\n<|im_start|>assistant\n")
+QWEN_TEMPLATE = (
+    "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n"
+    "{% for c in messages[0]['content'] %}{% if c['type'] == 'image' %}<|vision_start|><|image_pad|><|vision_end|>"
+    "{% else %}{{ c['text'] }}{% endif %}{% endfor %}<|im_end|>\n<|im_start|>assistant\n"
+)
+MOLMO_TEMPLATE = (
+    "{% for c in messages[0]['content'] %}{% if c['type'] == 'image' %}<|image|>{% else %}{{ c['text'] }}"
+    "{% endif %}{% endfor %}<|im_end|>\n<|im_start|>assistant\n"
+)
 
 
 def qwen25_vl(smoke: bool):
@@ -43,21 +47,44 @@ def qwen25_vl(smoke: bool):
 
     from pipeline.vlm.twins import _no_video, build_tokenizer
 
-    tok = build_tokenizer(["<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>", "<|im_start|>", "<|im_end|>"])
+    tok = build_tokenizer(
+        ["<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>", "<|im_start|>", "<|im_end|>"]
+    )
     ids = tok.convert_tokens_to_ids
     rope = {"rope_type": "default", "rope_theta": 1e6, "mrope_section": [16, 24, 24]}
     if smoke:
-        text = dict(hidden_size=128, intermediate_size=256, num_hidden_layers=4, num_attention_heads=1, num_key_value_heads=1)
-        vision = dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=2, out_hidden_size=128, fullatt_block_indexes=[1])
+        text = dict(
+            hidden_size=128, intermediate_size=256, num_hidden_layers=4, num_attention_heads=1, num_key_value_heads=1
+        )
+        vision = dict(
+            depth=2, hidden_size=32, intermediate_size=64, num_heads=2, out_hidden_size=128, fullatt_block_indexes=[1]
+        )
     else:  # Qwen2.5-VL-7B-Instruct's published shape
-        text = dict(hidden_size=3584, intermediate_size=18944, num_hidden_layers=28, num_attention_heads=28, num_key_value_heads=4)
-        vision = dict(depth=32, hidden_size=1280, intermediate_size=3420, num_heads=16, out_hidden_size=3584,
-                      fullatt_block_indexes=[7, 15, 23, 31])
+        text = dict(
+            hidden_size=3584,
+            intermediate_size=18944,
+            num_hidden_layers=28,
+            num_attention_heads=28,
+            num_key_value_heads=4,
+        )
+        vision = dict(
+            depth=32,
+            hidden_size=1280,
+            intermediate_size=3420,
+            num_heads=16,
+            out_hidden_size=3584,
+            fullatt_block_indexes=[7, 15, 23, 31],
+        )
     text.update(vocab_size=152064, rope_parameters=rope, max_position_embeddings=32768, pad_token_id=tok.pad_token_id)
     vision.update(patch_size=14, spatial_merge_size=2, temporal_patch_size=2, window_size=112)
-    cfg = Qwen2_5_VLConfig(text_config=text, vision_config=vision, image_token_id=ids("<|image_pad|>"),
-                           video_token_id=ids("<|video_pad|>"), vision_start_token_id=ids("<|vision_start|>"),
-                           vision_end_token_id=ids("<|vision_end|>"))
+    cfg = Qwen2_5_VLConfig(
+        text_config=text,
+        vision_config=vision,
+        image_token_id=ids("<|image_pad|>"),
+        video_token_id=ids("<|video_pad|>"),
+        vision_start_token_id=ids("<|vision_start|>"),
+        vision_end_token_id=ids("<|vision_end|>"),
+    )
     ip = _image_processor("qwen2_vl", "Qwen2VLImageProcessor", patch_size=14, merge_size=2, temporal_patch_size=2)
     proc = _no_video(Qwen2_5_VLProcessor)(image_processor=ip, tokenizer=tok, chat_template=QWEN_TEMPLATE)
     return Qwen2_5_VLForConditionalGeneration, cfg, proc
@@ -68,28 +95,74 @@ def molmo2(smoke: bool):
 
     from pipeline.vlm.twins import _no_video, build_tokenizer
 
-    marks = ["<im_patch>", "<im_col>", "<im_start>", "<low_res_im_start>", "<frame_start>", "<im_end>", "<frame_end>",
-             "<im_low>", "<|image|>", "<|video|>", "<|im_start|>", "<|im_end|>"]
+    marks = [
+        "<im_patch>",
+        "<im_col>",
+        "<im_start>",
+        "<low_res_im_start>",
+        "<frame_start>",
+        "<im_end>",
+        "<frame_end>",
+        "<im_low>",
+        "<|image|>",
+        "<|video|>",
+        "<|im_start|>",
+        "<|im_end|>",
+    ]
     tok = build_tokenizer(marks)
     ids = tok.convert_tokens_to_ids
     if smoke:
-        text = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=4, num_attention_heads=4, num_key_value_heads=2, head_dim=16)
-        vision = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=3, num_attention_heads=2, num_key_value_heads=2,
-                      head_dim=16, image_default_input_size=[56, 56])
-        adapter = dict(vit_layers=[-1, -2], hidden_size=32, num_attention_heads=2, num_key_value_heads=2, head_dim=16,
-                       intermediate_size=64, text_hidden_size=64)
+        text = dict(
+            hidden_size=64,
+            intermediate_size=128,
+            num_hidden_layers=4,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            head_dim=16,
+        )
+        vision = dict(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=3,
+            num_attention_heads=2,
+            num_key_value_heads=2,
+            head_dim=16,
+            image_default_input_size=[56, 56],
+        )
+        adapter = dict(
+            vit_layers=[-1, -2],
+            hidden_size=32,
+            num_attention_heads=2,
+            num_key_value_heads=2,
+            head_dim=16,
+            intermediate_size=64,
+            text_hidden_size=64,
+        )
         ipkw = dict(size={"height": 56, "width": 56}, max_crops=1, overlap_margins=[0, 0])
     else:  # Molmo2-8B: Qwen3-8B decoder, SigLIP-so400m vision tower at 378 px
-        text = dict(hidden_size=4096, intermediate_size=12288, num_hidden_layers=36, num_attention_heads=32,
-                    num_key_value_heads=8, head_dim=128)
+        text = dict(
+            hidden_size=4096,
+            intermediate_size=12288,
+            num_hidden_layers=36,
+            num_attention_heads=32,
+            num_key_value_heads=8,
+            head_dim=128,
+        )
         vision = dict()
         adapter = dict(text_hidden_size=4096, intermediate_size=12288)
         ipkw = dict()
     text.update(vocab_size=151936, additional_vocab_size=128)
-    cfg = Molmo2Config(text_config=text, vision_config=vision, adapter_config=adapter,
-                       image_start_token_id=ids("<im_start>"), low_res_image_start_token_id=ids("<low_res_im_start>"),
-                       image_end_token_id=ids("<im_end>"), image_patch_id=ids("<im_patch>"),
-                       frame_start_token_id=ids("<frame_start>"), frame_end_token_id=ids("<frame_end>"))
+    cfg = Molmo2Config(
+        text_config=text,
+        vision_config=vision,
+        adapter_config=adapter,
+        image_start_token_id=ids("<im_start>"),
+        low_res_image_start_token_id=ids("<low_res_im_start>"),
+        image_end_token_id=ids("<im_end>"),
+        image_patch_id=ids("<im_patch>"),
+        frame_start_token_id=ids("<frame_start>"),
+        frame_end_token_id=ids("<frame_end>"),
+    )
     ip = _image_processor("molmo2", "Molmo2ImageProcessor", **ipkw)
     proc = _no_video(Molmo2Processor)(image_processor=ip, tokenizer=tok, chat_template=MOLMO_TEMPLATE)
     return Molmo2ForConditionalGeneration, cfg, proc
@@ -142,9 +215,12 @@ def path_breakdown(calls: list[tuple[float, float]], start: float, end: float, b
     (last copy and write), and the steady rate between the second and the last call."""
     if not calls:
         return {}
-    out = {"startup_s": calls[0][0] - start, "in_forward_s": sum(b - a for a, b in calls),
-           "between_s": sum(calls[i + 1][0] - calls[i][1] for i in range(len(calls) - 1)),
-           "tail_s": end - calls[-1][1]}
+    out = {
+        "startup_s": calls[0][0] - start,
+        "in_forward_s": sum(b - a for a, b in calls),
+        "between_s": sum(calls[i + 1][0] - calls[i][1] for i in range(len(calls) - 1)),
+        "tail_s": end - calls[-1][1],
+    }
     if len(calls) >= 3:
         out["steady_frames_per_s"] = batch * (len(calls) - 2) / (calls[-1][0] - calls[1][0])
     return out
@@ -165,8 +241,11 @@ def bench_model(name: str, args, device, dtype, eps, tmp: Path) -> dict:
     with torch.device(device):
         model = cls._from_config(cfg, dtype=dtype, attn_implementation="sdpa")
     model.eval().requires_grad_(False)
-    print(f"[{name}] built random weights in {time.perf_counter() - t0:.1f}s: "
-          f"{sum(p.numel() for p in model.parameters()) / 1e9:.2f} B params", flush=True)
+    print(
+        f"[{name}] built random weights in {time.perf_counter() - t0:.1f}s: "
+        f"{sum(p.numel() for p in model.parameters()) / 1e9:.2f} B params",
+        flush=True,
+    )
     bb = get_backbone(name)
     B = args.batch
     frames = eps.array("frames")[:B]
@@ -174,7 +253,9 @@ def bench_model(name: str, args, device, dtype, eps, tmp: Path) -> dict:
     prompt = get_prompt("ignore_distractors")
     texts = prompt.render_all(eps.tasks)
     head, tail = chat_parts(proc, "after")
-    stock_in = proc(images=list(frames), text=[head + texts[t] + tail for t in tasks], padding=True, return_tensors="pt")
+    stock_in = proc(
+        images=list(frames), text=[head + texts[t] + tail for t in tasks], padding=True, return_tensors="pt"
+    )
     stock_in = {k: (v.to(device).to(dtype) if v.is_floating_point() else v.to(device)) for k, v in stock_in.items()}
     tokens = int(stock_in["input_ids"].shape[1])
     image_tokens = int((stock_in["input_ids"][0] == cfg.image_token_id).sum())
@@ -212,16 +293,31 @@ def bench_model(name: str, args, device, dtype, eps, tmp: Path) -> dict:
     packed_modules = install_packed_attention(model)
     stock_packed_fps = rate(stock) if packed_modules else None
     uninstall_packed_attention(model)
-    print(f"[{name}] stock forward: {stock_fps:.1f} frames/s ({stock_base_fps:.1f} without logits), "
-          f"{tokens} tokens/frame ({image_tokens} image)"
-          + (f"; with packed vision attention ({packed_modules} modules): {stock_packed_fps:.1f} frames/s"
-             if packed_modules else ""), flush=True)
+    print(
+        f"[{name}] stock forward: {stock_fps:.1f} frames/s ({stock_base_fps:.1f} without logits), "
+        f"{tokens} tokens/frame ({image_tokens} image)"
+        + (
+            f"; with packed vision attention ({packed_modules} modules): {stock_packed_fps:.1f} frames/s"
+            if packed_modules
+            else ""
+        ),
+        flush=True,
+    )
 
     # -- our whole path: store -> workers -> truncated forward -> pool -> store ------------------
     loaded = Loaded(bb, model, proc, "random", "bench")
-    ecfg = EmbedConfig(vlm=name, prompt="ignore_distractors", pooling="last", layers=(args.layer,), batch_size=B,
-                       cache=str(tmp / name), num_workers=args.workers, progress=False, device=str(device),
-                       dtype=str(dtype).replace("torch.", ""))
+    ecfg = EmbedConfig(
+        vlm=name,
+        prompt="ignore_distractors",
+        pooling="last",
+        layers=(args.layer,),
+        batch_size=B,
+        cache=str(tmp / name),
+        num_workers=args.workers,
+        progress=False,
+        device=str(device),
+        dtype=str(dtype).replace("torch.", ""),
+    )
     # warm-up pass on a copy of the store's first chunk happens inside: time two runs, keep the second
     import pipeline.embed.embed as embed_mod
 
@@ -253,14 +349,22 @@ def bench_model(name: str, args, device, dtype, eps, tmp: Path) -> dict:
         embed_mod._embed_chunks, Embedder.forward = real_chunks, real_forward
     ours_fps = eps.n_frames / loop[0]
     breakdown = path_breakdown(calls, loop[1], loop[2], B)
-    print(f"[{name}] our embed path: {ours_fps:.1f} frames/s over {eps.n_frames} frames; " + ", ".join(
-        f"{k} {v:.2f}" for k, v in breakdown.items()), flush=True)
+    print(
+        f"[{name}] our embed path: {ours_fps:.1f} frames/s over {eps.n_frames} frames; "
+        + ", ".join(f"{k} {v:.2f}" for k, v in breakdown.items()),
+        flush=True,
+    )
     lowres_fps = None
     if name.startswith("molmo") and args.lowres:  # the speed option: 3x3 pooled image tokens
         embed_mod._embed_chunks = chunks
         try:
-            run_embed(eps.path, EmbedConfig(**{**ecfg.__dict__, "cache": str(tmp / (name + "-lr")),
-                                               "image_kw": '{"pooling_size": [3, 3]}'}), loader=lambda *a, **k: loaded)
+            run_embed(
+                eps.path,
+                EmbedConfig(
+                    **{**ecfg.__dict__, "cache": str(tmp / (name + "-lr")), "image_kw": '{"pooling_size": [3, 3]}'}
+                ),
+                loader=lambda *a, **k: loaded,
+            )
         finally:
             embed_mod._embed_chunks = real_chunks
         lowres_fps = eps.n_frames / loop[0]
@@ -270,8 +374,10 @@ def bench_model(name: str, args, device, dtype, eps, tmp: Path) -> dict:
     names = ["task", "ignore_distractors", "robot", "object"]
     rendered = [get_prompt(n).render_all(eps.tasks) for n in names]
     sweep = Embedder(loaded, layers=(args.layer,), pooling="last", position="after", prompts=rendered, device=device)
-    singles = [Embedder(loaded, layers=(args.layer,), pooling="last", position="after", prompts=[r], device=device)
-               for r in rendered]
+    singles = [
+        Embedder(loaded, layers=(args.layer,), pooling="last", position="after", prompts=[r], device=device)
+        for r in rendered
+    ]
     ins = sweep.preprocessor()(frames, tasks)
 
     t_sweep = timed(lambda: sweep(ins, tasks), warmup=1)
@@ -281,14 +387,30 @@ def bench_model(name: str, args, device, dtype, eps, tmp: Path) -> dict:
     a, b = sweep(ins, tasks), np.stack([e(ins, tasks)[0] for e in singles])
     rel = float(np.abs(a - b).max() / (np.abs(b).max() + 1e-12))
     res = dict(
-        model=name, batch=B, layer=args.layer, tokens_per_frame=tokens, image_tokens_per_frame=image_tokens,
-        stock_frames_per_s=stock_fps, stock_no_logits_frames_per_s=stock_base_fps,
-        stock_packed_attention_frames_per_s=stock_packed_fps, packed_attention_modules=packed_modules,
-        stock_gflop_per_frame=stock_flops / 1e9, stock_tflops=stock_fps * stock_flops / 1e12,
-        ours_frames_per_s=ours_fps, ours_gflop_per_frame=ours_flops / 1e9, ours_tflops=ours_fps * ours_flops / 1e12,
-        ours_vs_stock=ours_fps / stock_fps, ours_vs_stock_no_logits=ours_fps / stock_base_fps,
-        ours_breakdown=breakdown, ours_lowres_frames_per_s=lowres_fps, sweep4_s=t_sweep, separate4_s=t_sep, one_prompt_s=t_one,
-        sweep_vs_one=t_sweep / t_one, separate_vs_sweep=t_sep / t_sweep, sweep_vs_separate_max_rel_diff=rel,
+        model=name,
+        batch=B,
+        layer=args.layer,
+        tokens_per_frame=tokens,
+        image_tokens_per_frame=image_tokens,
+        stock_frames_per_s=stock_fps,
+        stock_no_logits_frames_per_s=stock_base_fps,
+        stock_packed_attention_frames_per_s=stock_packed_fps,
+        packed_attention_modules=packed_modules,
+        stock_gflop_per_frame=stock_flops / 1e9,
+        stock_tflops=stock_fps * stock_flops / 1e12,
+        ours_frames_per_s=ours_fps,
+        ours_gflop_per_frame=ours_flops / 1e9,
+        ours_tflops=ours_fps * ours_flops / 1e12,
+        ours_vs_stock=ours_fps / stock_fps,
+        ours_vs_stock_no_logits=ours_fps / stock_base_fps,
+        ours_breakdown=breakdown,
+        ours_lowres_frames_per_s=lowres_fps,
+        sweep4_s=t_sweep,
+        separate4_s=t_sep,
+        one_prompt_s=t_one,
+        sweep_vs_one=t_sweep / t_one,
+        separate_vs_sweep=t_sep / t_sweep,
+        sweep_vs_separate_max_rel_diff=rel,
     )
     for e in (sweep, *singles):
         e.close()
@@ -318,13 +440,21 @@ def main() -> None:
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-embed-gpu-"))
     per_ep = 32
-    eps = make_episode_store(tmp, episodes_per_task=max(1, args.frames // (2 * per_ep)), length=per_ep,
-                             resolution=224, chunk_frames=256 if not args.smoke else 8, name="episodes")
+    eps = make_episode_store(
+        tmp,
+        episodes_per_task=max(1, args.frames // (2 * per_ep)),
+        length=per_ep,
+        resolution=224,
+        chunk_frames=256 if not args.smoke else 8,
+        name="episodes",
+    )
     gpu = torch.cuda.get_device_name() if device.type == "cuda" else "cpu"
     import transformers
 
-    print(f"device {gpu}, torch {torch.__version__}, transformers {transformers.__version__}, {eps.n_frames} frames at 224 px",
-          flush=True)
+    print(
+        f"device {gpu}, torch {torch.__version__}, transformers {transformers.__version__}, {eps.n_frames} frames at 224 px",
+        flush=True,
+    )
     import gc
 
     results = []
@@ -335,28 +465,43 @@ def main() -> None:
             torch.cuda.empty_cache()
     from quiet import say, verdict
 
-    say(f"\n{'model':14s} {'tok/img':>9s} {'stock f/s':>10s} {'no-logit':>9s} {'+packed':>8s} {'TFLOP/s':>8s} {'ours f/s':>9s} "
-        f"{'TFLOP/s':>8s} {'ours/stock':>10s} {'sweep4/1':>9s} {'4sep/sweep':>10s}")
+    say(
+        f"\n{'model':14s} {'tok/img':>9s} {'stock f/s':>10s} {'no-logit':>9s} {'+packed':>8s} {'TFLOP/s':>8s} {'ours f/s':>9s} "
+        f"{'TFLOP/s':>8s} {'ours/stock':>10s} {'sweep4/1':>9s} {'4sep/sweep':>10s}"
+    )
     for r in results:
         pk = r["stock_packed_attention_frames_per_s"]
-        say(f"{r['model']:14s} {r['tokens_per_frame']:4d}/{r['image_tokens_per_frame']:<4d} {r['stock_frames_per_s']:10.1f} "
+        say(
+            f"{r['model']:14s} {r['tokens_per_frame']:4d}/{r['image_tokens_per_frame']:<4d} {r['stock_frames_per_s']:10.1f} "
             f"{r['stock_no_logits_frames_per_s']:9.1f} {pk if pk is not None else float('nan'):8.1f} "
             f"{r['stock_tflops']:8.1f} {r['ours_frames_per_s']:9.1f} {r['ours_tflops']:8.1f} {r['ours_vs_stock']:9.2f}x "
-            f"{r['sweep_vs_one']:8.2f}x {r['separate_vs_sweep']:9.2f}x")
+            f"{r['sweep_vs_one']:8.2f}x {r['separate_vs_sweep']:9.2f}x"
+        )
     judged = device.type == "cuda"
     why = "" if judged else "--smoke: tiny random shapes on CPU check the script, not speed"
     goals = {"qwen25-vl-7b": (2.0, "floor to call it a gain: 1.3x"), "molmo-8b": (0.95, "")}
     for r in results:
         if r["model"] in goals:
             floor, note = goals[r["model"]]
-            verdict(f"{r['model']}: our embed path >= {floor}x the stock forward", f"{r['ours_vs_stock']:.2f}x",
-                    r["ours_vs_stock"] >= floor if judged else None, why or note)
-        verdict(f"{r['model']}: 4-prompt sweep <= 1.5x one prompt", f"{r['sweep_vs_one']:.2f}x",
-                r["sweep_vs_one"] <= 1.5 if judged else None, why)
+            verdict(
+                f"{r['model']}: our embed path >= {floor}x the stock forward",
+                f"{r['ours_vs_stock']:.2f}x",
+                r["ours_vs_stock"] >= floor if judged else None,
+                why or note,
+            )
+        verdict(
+            f"{r['model']}: 4-prompt sweep <= 1.5x one prompt",
+            f"{r['sweep_vs_one']:.2f}x",
+            r["sweep_vs_one"] <= 1.5 if judged else None,
+            why,
+        )
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "embed_gpu.json").write_text(json.dumps(dict(device=gpu, torch=torch.__version__,
-                                                        transformers=transformers.__version__, results=results), indent=1))
+    (out / "embed_gpu.json").write_text(
+        json.dumps(
+            dict(device=gpu, torch=torch.__version__, transformers=transformers.__version__, results=results), indent=1
+        )
+    )
     print(f"wrote {out / 'embed_gpu.json'}")
 
 

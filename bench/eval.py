@@ -28,19 +28,22 @@ warnings.filterwarnings("ignore")
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from quiet import say, verdict  # noqa: E402
 
 import pipeline  # noqa: E402,F401  (sets the GL backend before mujoco loads)
-from cache_schemas import DistractorSpec, EpisodeSpec  # noqa: E402
+from cache_schemas import (  # noqa: E402
+    DistractorSpec,
+    EpisodeSpec,
+    EpisodeTable,
+)
 from cache_schemas.fingerprint import canonical_json  # noqa: E402
 from pipeline.executor import Executor  # noqa: E402
 from pipeline.sim.tasks import resolve_tasks  # noqa: E402
-from cache_schemas import EpisodeTable  # noqa: E402
 from policy.controller import Controller  # noqa: E402
 from policy.fit import Standardiser  # noqa: E402
 from policy.nets import MLP, ImagePolicy, PolicyNet, seeded  # noqa: E402
 from policy.observe import Observations  # noqa: E402
 from policy.rollout import RolloutJob, rollout_spec, run_job  # noqa: E402
-from quiet import say, verdict  # noqa: E402
 
 
 def plain_loop(spec: EpisodeSpec, rollouts: int, steps: int) -> tuple[int, float]:
@@ -49,8 +52,15 @@ def plain_loop(spec: EpisodeSpec, rollouts: int, steps: int) -> tuple[int, float
 
     frames, t0 = 0, time.perf_counter()
     for task in spec.tasks:
-        env = gym.make("Meta-World/MT1", env_name=task, seed=0, render_mode="rgb_array", camera_name=spec.camera,
-                       width=spec.resolution, height=spec.resolution)
+        env = gym.make(
+            "Meta-World/MT1",
+            env_name=task,
+            seed=0,
+            render_mode="rgb_array",
+            camera_name=spec.camera,
+            width=spec.resolution,
+            height=spec.resolution,
+        )
         env.unwrapped.model.light_castshadow[:] = 0
         if spec.quality == "fast":
             env.unwrapped.model.vis.quality.offsamples = 0
@@ -91,17 +101,46 @@ def training_rate(net: PolicyNet, steps: int, batch: int, plain: bool) -> float:
             loss.backward()
             opt.step()
         return steps / (time.perf_counter() - t0)
-    table = EpisodeTable(start=np.arange(0, n, 100), length=np.full(n // 100, 100), task=np.zeros(n // 100, np.int64),
-                         seed=np.zeros(n // 100, np.int64), success=np.ones(n // 100, bool))
-    curve = fit(model, Observations(frames, table, net), y, np.arange(n), None, steps=steps, batch_size=batch,
-                lr=1e-3, seed=0, progress=False)
+    table = EpisodeTable(
+        start=np.arange(0, n, 100),
+        length=np.full(n // 100, 100),
+        task=np.zeros(n // 100, np.int64),
+        seed=np.zeros(n // 100, np.int64),
+        success=np.ones(n // 100, bool),
+    )
+    curve = fit(
+        model,
+        Observations(frames, table, net),
+        y,
+        np.arange(n),
+        None,
+        steps=steps,
+        batch_size=batch,
+        lr=1e-3,
+        seed=0,
+        progress=False,
+    )
     return steps / curve.seconds
 
 
 def rollouts(spec: EpisodeSpec, n: int, steps: int, workers: int, ctrl: Controller) -> tuple[int, float]:
     spec_json = canonical_json(rollout_spec(spec, "eval"))
-    jobs = [(RolloutJob("latent", task, tuple(range(n)), tuple(1_000_000 + 10 * i + r for r in range(n)),
-                        spec_json, None, steps, 0), ctrl) for i, task in enumerate(spec.tasks)]
+    jobs = [
+        (
+            RolloutJob(
+                "latent",
+                task,
+                tuple(range(n)),
+                tuple(1_000_000 + 10 * i + r for r in range(n)),
+                spec_json,
+                None,
+                steps,
+                0,
+            ),
+            ctrl,
+        )
+        for i, task in enumerate(spec.tasks)
+    ]
     t0 = time.perf_counter()
     ex = Executor(workers, None)
     try:
@@ -122,8 +161,14 @@ def main() -> None:
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     torch.set_num_threads(1)
-    spec = EpisodeSpec(tasks=resolve_tasks(args.tasks), episodes_per_task=1, resolution=args.resolution,
-                       quality=args.quality, max_steps=args.steps, distractors=DistractorSpec(kinds=("video", "correlated")))
+    spec = EpisodeSpec(
+        tasks=resolve_tasks(args.tasks),
+        episodes_per_task=1,
+        resolution=args.resolution,
+        quality=args.quality,
+        max_steps=args.steps,
+        distractors=DistractorSpec(kinds=("video", "correlated")),
+    )
     net = PolicyNet()
     ctrl = controller(net)
     rollouts(spec, 1, 3, 1, ctrl)  # warm-up: imports, GL contexts
@@ -132,29 +177,48 @@ def main() -> None:
     n1, t1 = rollouts(spec, args.rollouts, args.steps, 1, ctrl)
     n2, t2 = rollouts(spec, args.rollouts, args.steps, 2, ctrl)
     base = nb / tb
-    rows = [("plain render loop (baseline)", nb, tb), ("rollouts, policy in the loop, 1 worker", n1, t1),
-            ("rollouts, policy in the loop, 2 workers", n2, t2)]
-    say(f"\neval rollout benchmark: {len(spec.tasks)} tasks x {args.rollouts} rollouts x {args.steps} steps, "
-        f"{spec.resolution}px {spec.quality}, policy at {net.img_size}px, {os.cpu_count()} cores")
+    rows = [
+        ("plain render loop (baseline)", nb, tb),
+        ("rollouts, policy in the loop, 1 worker", n1, t1),
+        ("rollouts, policy in the loop, 2 workers", n2, t2),
+    ]
+    say(
+        f"\neval rollout benchmark: {len(spec.tasks)} tasks x {args.rollouts} rollouts x {args.steps} steps, "
+        f"{spec.resolution}px {spec.quality}, policy at {net.img_size}px, {os.cpu_count()} cores"
+    )
     say(f"{'path':<42} {'frames':>7} {'seconds':>8} {'frames/s':>9} {'vs plain':>9}")
     for name, n, t in rows:
         say(f"{name:<42} {n:>7} {t:>8.1f} {n / t:>9.1f} {(n / t) / base:>8.2f}x")
-    verdict("rollouts with the policy in the loop vs plain rendering, 1 worker", f"{(n1 / t1) / base:.2f}x", None,
-            "no goal set; the ratio is the result")
+    verdict(
+        "rollouts with the policy in the loop vs plain rendering, 1 worker",
+        f"{(n1 / t1) / base:.2f}x",
+        None,
+        "no goal set; the ratio is the result",
+    )
     full = PolicyNet(space_to_depth=1, channels=(16, 32, 64, 64))
     training_rate(net, 3, 128, plain=False)  # warm-up: oneDNN kernels
-    rates = [(f"eval's fit, default net ({net.img_size}px, space-to-depth {net.space_to_depth}, "
-              f"{'-'.join(map(str, net.channels))})", training_rate(net, args.train_steps, 128, plain=False)),
-             ("plain loop, same net, one preallocated batch", training_rate(net, args.train_steps, 128, plain=True)),
-             (f"eval's fit, {full.img_size}px without space-to-depth (16-32-64-64)",
-              training_rate(full, max(5, args.train_steps // 4), 128, plain=False))]
+    rates = [
+        (
+            f"eval's fit, default net ({net.img_size}px, space-to-depth {net.space_to_depth}, "
+            f"{'-'.join(map(str, net.channels))})",
+            training_rate(net, args.train_steps, 128, plain=False),
+        ),
+        ("plain loop, same net, one preallocated batch", training_rate(net, args.train_steps, 128, plain=True)),
+        (
+            f"eval's fit, {full.img_size}px without space-to-depth (16-32-64-64)",
+            training_rate(full, max(5, args.train_steps // 4), 128, plain=False),
+        ),
+    ]
     say(f"\npolicy training throughput: batch 128, 1 torch thread ({args.train_steps} steps a row)")
     say(f"{'path':<62} {'steps/s':>8} {'vs plain':>9}")
     for name, r in rates:
         say(f"{name:<62} {r:>8.2f} {r / rates[1][1]:>8.2f}x")
     say(f"a study-sized policy (3000 steps) trains in about {3000 / rates[0][1] / 60:.1f} min on one core")
-    verdict("eval's fit loop >= 0.9x a plain loop over a preallocated batch", f"{rates[0][1] / rates[1][1]:.2f}x",
-            rates[0][1] / rates[1][1] >= 0.9)
+    verdict(
+        "eval's fit loop >= 0.9x a plain loop over a preallocated batch",
+        f"{rates[0][1] / rates[1][1]:.2f}x",
+        rates[0][1] / rates[1][1] >= 0.9,
+    )
     if args.json:
         rows_out = [dict(zip(("path", "frames", "seconds"), r)) for r in rows]
         rows_out += [{"path": name, "steps_per_s": r} for name, r in rates]

@@ -33,12 +33,12 @@ sys.path[:0] = [str(Path(__file__).resolve().parent.parent)]
 os.environ.setdefault("SVT_LOG", "1")
 
 import numpy as np  # noqa: E402
+from quiet import say, verdict  # noqa: E402
 
 from cache_schemas.episodes import INGESTED_FRAMES_LEVEL  # noqa: E402
 from pipeline.lerobot.format import DATA_PATH, EPISODES_PATH, VIDEO_PATH  # noqa: E402
 from pipeline.lerobot.ingest import IngestOptions, ingest  # noqa: E402
 from pipeline.lerobot.video import CODECS, SquareFit, VideoWriter  # noqa: E402
-from quiet import say, verdict  # noqa: E402
 
 KEY = "observation.images.front"
 FPS = 30
@@ -60,10 +60,10 @@ def frames_of(episode: int, length: int, h: int, w: int) -> np.ndarray:
 
 def write_dataset(root: Path, episodes: int, length: int, h: int, w: int, per_file: int) -> list[Path]:
     """A LeRobot v3.0 dataset with `per_file` episodes per mp4; returns the mp4 paths."""
+    from concurrent.futures import ThreadPoolExecutor
+
     import pyarrow as pa
     import pyarrow.parquet as pq
-
-    from concurrent.futures import ThreadPoolExecutor
 
     def write_file(f: int) -> tuple[Path, list[tuple[float, float]]]:
         path = root / VIDEO_PATH.format(video_key=KEY, chunk_index=0, file_index=f)
@@ -78,31 +78,60 @@ def write_dataset(root: Path, episodes: int, length: int, h: int, w: int, per_fi
     with ThreadPoolExecutor(os.cpu_count()) as pool:  # SVT-AV1 at lp=1 keeps about one core busy
         files = list(pool.map(write_file, range(-(-episodes // per_file))))
     videos = [path for path, _ in files]
-    ep_rows = {"from": [a for _, spans in files for a, _ in spans], "to": [b for _, spans in files for _, b in spans],
-               "file": [e // per_file for e in range(episodes)]}
+    ep_rows = {
+        "from": [a for _, spans in files for a, _ in spans],
+        "to": [b for _, spans in files for _, b in spans],
+        "file": [e // per_file for e in range(episodes)],
+    }
     n = episodes * length
     ep = np.repeat(np.arange(episodes), length)
     t = np.tile(np.arange(length), episodes)
     actions = np.random.default_rng(0).normal(size=(n, 7)).astype(np.float32)
-    data = pa.table({
-        "action": pa.FixedSizeListArray.from_arrays(pa.array(actions.ravel()), 7),
-        "timestamp": pa.array((t / FPS).astype(np.float32)), "frame_index": pa.array(t), "episode_index": pa.array(ep),
-        "index": pa.array(np.arange(n)), "task_index": pa.array(np.zeros(n, np.int64)),
-    })
+    data = pa.table(
+        {
+            "action": pa.FixedSizeListArray.from_arrays(pa.array(actions.ravel()), 7),
+            "timestamp": pa.array((t / FPS).astype(np.float32)),
+            "frame_index": pa.array(t),
+            "episode_index": pa.array(ep),
+            "index": pa.array(np.arange(n)),
+            "task_index": pa.array(np.zeros(n, np.int64)),
+        }
+    )
     (root / "data/chunk-000").mkdir(parents=True)
     pq.write_table(data, root / DATA_PATH.format(chunk_index=0, file_index=0))
     meta = root / EPISODES_PATH.format(chunk_index=0, file_index=0)
     meta.parent.mkdir(parents=True)
-    pq.write_table(pa.table({
-        "episode_index": list(range(episodes)), "tasks": [["push the block"]] * episodes, "length": [length] * episodes,
-        "data/chunk_index": [0] * episodes, "data/file_index": [0] * episodes,
-        f"videos/{KEY}/chunk_index": [0] * episodes, f"videos/{KEY}/file_index": ep_rows["file"],
-        f"videos/{KEY}/from_timestamp": ep_rows["from"], f"videos/{KEY}/to_timestamp": ep_rows["to"],
-    }), meta)
-    features = {KEY: {"dtype": "video", "shape": [h, w, 3], "names": ["height", "width", "channels"]},
-                "action": {"dtype": "float32", "shape": [7], "names": None}}
-    (root / "meta/info.json").write_text(json.dumps({
-        "codebase_version": "v3.0", "fps": FPS, "features": features, "data_path": DATA_PATH, "video_path": VIDEO_PATH}))
+    pq.write_table(
+        pa.table(
+            {
+                "episode_index": list(range(episodes)),
+                "tasks": [["push the block"]] * episodes,
+                "length": [length] * episodes,
+                "data/chunk_index": [0] * episodes,
+                "data/file_index": [0] * episodes,
+                f"videos/{KEY}/chunk_index": [0] * episodes,
+                f"videos/{KEY}/file_index": ep_rows["file"],
+                f"videos/{KEY}/from_timestamp": ep_rows["from"],
+                f"videos/{KEY}/to_timestamp": ep_rows["to"],
+            }
+        ),
+        meta,
+    )
+    features = {
+        KEY: {"dtype": "video", "shape": [h, w, 3], "names": ["height", "width", "channels"]},
+        "action": {"dtype": "float32", "shape": [7], "names": None},
+    }
+    (root / "meta/info.json").write_text(
+        json.dumps(
+            {
+                "codebase_version": "v3.0",
+                "fps": FPS,
+                "features": features,
+                "data_path": DATA_PATH,
+                "video_path": VIDEO_PATH,
+            }
+        )
+    )
     return videos
 
 
@@ -132,7 +161,9 @@ def bare_decode(videos: list[Path], size: int | None, compress: bool = False) ->
     return n, time.perf_counter() - t0
 
 
-def timed_ingest(root: Path, out: Path, workers: int, resolution: int, episodes: str | None = None) -> tuple[int, float]:
+def timed_ingest(
+    root: Path, out: Path, workers: int, resolution: int, episodes: str | None = None
+) -> tuple[int, float]:
     shutil.rmtree(out, ignore_errors=True)
     t0 = time.perf_counter()
     ingest(root, IngestOptions(out=out, workers=workers, resolution=resolution, episodes=episodes, progress=False))
@@ -154,12 +185,20 @@ def main() -> None:
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
-    names = ["bare PyAV decode loop (baseline)", f"decode + square fit to {args.resolution}px",
-             f"decode + fit + zstd {INGESTED_FRAMES_LEVEL} (no store)", "ingest, 1 worker", "ingest, 2 workers"]
-    runs = [lambda: bare_decode(videos, None), lambda: bare_decode(videos, args.resolution),
-            lambda: bare_decode(videos, args.resolution, compress=True),
-            lambda: timed_ingest(tmp / "ds", tmp / "s1", 1, args.resolution),
-            lambda: timed_ingest(tmp / "ds", tmp / "s2", 2, args.resolution)]
+    names = [
+        "bare PyAV decode loop (baseline)",
+        f"decode + square fit to {args.resolution}px",
+        f"decode + fit + zstd {INGESTED_FRAMES_LEVEL} (no store)",
+        "ingest, 1 worker",
+        "ingest, 2 workers",
+    ]
+    runs = [
+        lambda: bare_decode(videos, None),
+        lambda: bare_decode(videos, args.resolution),
+        lambda: bare_decode(videos, args.resolution, compress=True),
+        lambda: timed_ingest(tmp / "ds", tmp / "s1", 1, args.resolution),
+        lambda: timed_ingest(tmp / "ds", tmp / "s2", 2, args.resolution),
+    ]
     times: list[list[float]] = [[] for _ in names]
     frames = [0] * len(names)
     try:
@@ -176,8 +215,10 @@ def main() -> None:
         shutil.rmtree(tmp, ignore_errors=True)
     rows = [(name, n, min(ts), max(ts)) for name, n, ts in zip(names, frames, times)]
     base = rows[0][1] / rows[0][2]
-    say(f"\ningest benchmark: {args.episodes} episodes x {args.length} frames, {args.width}x{args.height} AV1 "
-        f"({args.per_file} episodes per file) -> {args.resolution}px store, {os.cpu_count()} cores, best of {args.repeats}")
+    say(
+        f"\ningest benchmark: {args.episodes} episodes x {args.length} frames, {args.width}x{args.height} AV1 "
+        f"({args.per_file} episodes per file) -> {args.resolution}px store, {os.cpu_count()} cores, best of {args.repeats}"
+    )
     say(f"{'path':<38} {'frames':>7} {'seconds':>8} {'(worst)':>8} {'frames/s':>9} {'vs bare':>8}")
     for name, n, t, worst in rows:
         say(f"{name:<38} {n:>7} {t:>8.2f} {worst:>8.2f} {n / t:>9.1f} {(n / t) / base:>7.2f}x")
@@ -185,7 +226,9 @@ def main() -> None:
     ratio = (n1 / t1) / base
     verdict("ingest, 1 worker >= 0.8x a bare PyAV decode loop", f"{ratio:.2f}x", ratio >= 0.8)
     if args.json:
-        args.json.write_text(json.dumps([dict(zip(("path", "frames", "seconds", "worst_seconds"), r)) for r in rows], indent=1))
+        args.json.write_text(
+            json.dumps([dict(zip(("path", "frames", "seconds", "worst_seconds"), r)) for r in rows], indent=1)
+        )
 
 
 if __name__ == "__main__":

@@ -22,8 +22,15 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 REPORT_ENV = "VLMLAM_BENCH_REPORT"
-CPU_BENCHES = ("bench/collect.py", "bench/embed.py", "bench/vision_attention.py", "bench/train_lam.py", "bench/eval.py",
-               "bench/ingest.py", "bench/chunk_check.py")
+CPU_BENCHES = (
+    "bench/collect.py",
+    "bench/embed.py",
+    "bench/vision_attention.py",
+    "bench/train_lam.py",
+    "bench/eval.py",
+    "bench/ingest.py",
+    "bench/chunk_check.py",
+)
 
 
 def say(line: str = "") -> None:
@@ -53,8 +60,13 @@ def run_bench(command: str, log, python: str = sys.executable) -> tuple[int, str
         log.write(f"\n===== {command}  ({time.strftime('%Y-%m-%d %H:%M:%S')}) =====\n")
         log.flush()
         t0 = time.perf_counter()
-        rc = subprocess.run([python, *shlex.split(command)], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-                            env={**os.environ, REPORT_ENV: report, "PYTHONUNBUFFERED": "1"}).returncode
+        rc = subprocess.run(
+            [python, *shlex.split(command)],
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, REPORT_ENV: report, "PYTHONUNBUFFERED": "1"},
+        ).returncode
         return rc, Path(report).read_text(), time.perf_counter() - t0
     finally:
         os.unlink(report)
@@ -62,8 +74,12 @@ def run_bench(command: str, log, python: str = sys.executable) -> tuple[int, str
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("benches", nargs="*", default=list(CPU_BENCHES),
-                    help="bench scripts, each with its arguments in one string (default: every CPU bench)")
+    ap.add_argument(
+        "benches",
+        nargs="*",
+        default=list(CPU_BENCHES),
+        help="bench scripts, each with its arguments in one string (default: every CPU bench)",
+    )
     ap.add_argument("--log", type=Path, help="log file (default bench/logs/bench-<date>-<time>.log)")
     args = ap.parse_args(argv)
     log_path = args.log or ROOT / "bench" / "logs" / f"bench-{time.strftime('%Y%m%d-%H%M%S')}.log"

@@ -35,8 +35,18 @@ def main() -> None:
     args = ap.parse_args()
     work = args.keep or Path(tempfile.mkdtemp(prefix="bench-study-"))
     exe = Path(sys.executable).with_name("vlm-lam")
-    cmd = [str(exe), "study", "--cache", str(work / "cache"), "--runs", str(work / "runs"), "--out", str(work / "report"),
-           "--quiet", *args.extra]
+    cmd = [
+        str(exe),
+        "study",
+        "--cache",
+        str(work / "cache"),
+        "--runs",
+        str(work / "runs"),
+        "--out",
+        str(work / "report"),
+        "--quiet",
+        *args.extra,
+    ]
     t0 = time.perf_counter()
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True)
@@ -49,13 +59,17 @@ def main() -> None:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
     methods, base = body["methods"], body["methods"]["bc-all"]["success"]
-    say(f"\nstudy: {', '.join(t.removesuffix('-v3') for t in body['tasks'])}, "
-        f"{body['episodes']['episodes_per_task']} episodes per task, {os.cpu_count()} cores")
+    say(
+        f"\nstudy: {', '.join(t.removesuffix('-v3') for t in body['tasks'])}, "
+        f"{body['episodes']['episodes_per_task']} episodes per task, {os.cpu_count()} cores"
+    )
     say(f"{'method':<44} {'success':>8} {'n':>4} {'95% CI':>11} {'probe R²':>9} {'vs bc-all':>10}")
     for name, m in methods.items():
         probe = f"{m['probe_r2']:.3f}" if "probe_r2" in m else "-"
-        say(f"{name:<44} {m['success']:>8.2f} {m['n']:>4} {m['ci_low']:>5.2f}-{m['ci_high']:<5.2f} {probe:>9} "
-            f"{(m['success'] / base if base else 0):>9.2f}x")
+        say(
+            f"{name:<44} {m['success']:>8.2f} {m['n']:>4} {m['ci_low']:>5.2f}-{m['ci_high']:<5.2f} {probe:>9} "
+            f"{(m['success'] / base if base else 0):>9.2f}x"
+        )
     stages = ", ".join(f"{k} {v / 60:.1f}" for k, v in body["stage_seconds"].items())
     say(f"wall time {wall / 60:.1f} min ({stages} min)")
     verdict(f"the whole study <= {BUDGET_MIN} min on this machine", f"{wall / 60:.1f} min", wall <= BUDGET_MIN * 60)

@@ -38,19 +38,36 @@ def synthetic_store(root: Path, n_episodes: int, length: int, resolution: int):
     """Random frames (speed does not depend on content) in a real episodes/1 store."""
     from cache_schemas import DistractorSpec, EpisodeSpec, EpisodeStore, EpisodeTable, TaskInfo
 
-    spec = EpisodeSpec(tasks=("reach-v3",), episodes_per_task=n_episodes, resolution=resolution,
-                       distractors=DistractorSpec(kinds=()), chunk_frames=256)
+    spec = EpisodeSpec(
+        tasks=("reach-v3",),
+        episodes_per_task=n_episodes,
+        resolution=resolution,
+        distractors=DistractorSpec(kinds=()),
+        chunk_frames=256,
+    )
     lengths = np.full(n_episodes, length, np.int64)
     n = int(lengths.sum())
     store = EpisodeStore.create(root / "bench", spec, lengths, [TaskInfo("reach-v3", "reach", "goal")])
     rng = np.random.default_rng(0)
-    store.write_episode_table(EpisodeTable(np.arange(n_episodes) * length, lengths.astype(np.int32),
-                                           np.zeros(n_episodes, np.int32), np.arange(n_episodes), np.ones(n_episodes, bool)))
-    store.write_lowdim({"actions": rng.normal(size=(n, 4)).astype(np.float32),
-                        "states": rng.normal(size=(n, 39)).astype(np.float32),
-                        "rewards": np.zeros(n, np.float32), "success": np.zeros(n, bool),
-                        "episode_index": np.repeat(np.arange(n_episodes, dtype=np.int32), length),
-                        "step": np.tile(np.arange(length, dtype=np.int32), n_episodes)})
+    store.write_episode_table(
+        EpisodeTable(
+            np.arange(n_episodes) * length,
+            lengths.astype(np.int32),
+            np.zeros(n_episodes, np.int32),
+            np.arange(n_episodes),
+            np.ones(n_episodes, bool),
+        )
+    )
+    store.write_lowdim(
+        {
+            "actions": rng.normal(size=(n, 4)).astype(np.float32),
+            "states": rng.normal(size=(n, 39)).astype(np.float32),
+            "rewards": np.zeros(n, np.float32),
+            "success": np.zeros(n, bool),
+            "episode_index": np.repeat(np.arange(n_episodes, dtype=np.int32), length),
+            "step": np.tile(np.arange(length, dtype=np.int32), n_episodes),
+        }
+    )
     for c in range(store.n_chunks):
         lo, hi = store.chunk_range(c)
         f = rng.integers(0, 256, size=(hi - lo, resolution, resolution, 3), dtype=np.uint8)
@@ -67,7 +84,9 @@ class Timing:
 
 
 def median(timings: list[Timing]) -> Timing:
-    return Timing(float(np.median([t.steps_per_s for t in timings])), float(np.median([t.ops_per_step for t in timings])))
+    return Timing(
+        float(np.median([t.steps_per_s for t in timings])), float(np.median([t.ops_per_step for t in timings]))
+    )
 
 
 def top_level_ops(prof) -> int:
@@ -140,8 +159,13 @@ def training_data(configs, store):
     table = store.episodes()
     rows, counts = TrainingData.member_rows([transition_rows(table, c.k) for c in configs])
     tgt = load_target(cfg.target, store, pixel_size=cfg.pixel_target_size, frames=frames)
-    return TrainingData(frames.frames(store, "frames", cfg.img_size), tgt.values,
-                        torch.from_numpy(stack_index(table, cfg.frame_stack)), rows, counts)
+    return TrainingData(
+        frames.frames(store, "frames", cfg.img_size),
+        tgt.values,
+        torch.from_numpy(stack_index(table, cfg.frame_stack)),
+        rows,
+        counts,
+    )
 
 
 class _OneBatch:
@@ -154,8 +178,9 @@ class _OneBatch:
         return self.fixed
 
 
-def fit_ours(configs, store, accelerator: str, precision: str, warmup: int, mode: str = "auto",
-             fixed_batch: bool = False) -> Timing:
+def fit_ours(
+    configs, store, accelerator: str, precision: str, warmup: int, mode: str = "auto", fixed_batch: bool = False
+) -> Timing:
     """One ensemble (len(configs) members) through our module and Trainer; `fixed_batch` replaces
     the data path by one batch drawn once."""
     import lightning as L
@@ -170,9 +195,17 @@ def fit_ours(configs, store, accelerator: str, precision: str, warmup: int, mode
     cfg = configs[0]
     module = (OneBatch if fixed_batch else LAMEnsemble)(configs, training_data(configs, store), mode=mode)
     window = Window(warmup, cfg.steps)
-    trainer = L.Trainer(max_steps=cfg.steps + PROFILED_STEPS, accelerator=accelerator, devices=1, precision=precision,
-                        logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                        callbacks=[window.callback()])
+    trainer = L.Trainer(
+        max_steps=cfg.steps + PROFILED_STEPS,
+        accelerator=accelerator,
+        devices=1,
+        precision=precision,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[window.callback()],
+    )
     trainer.fit(module, train_dataloaders=step_loader())
     return window.result()
 
@@ -229,8 +262,13 @@ def main() -> None:
     precision = "bf16-mixed" if args.device == "cuda" else "32-true"
     with tempfile.TemporaryDirectory() as tmp:
         store = EpisodeStore.open(args.episodes) if args.episodes else synthetic_store(Path(tmp), 40, 100, 64)
-        cfg = LAMConfig(target=args.target, latent_dim=args.latent_dim, steps=args.steps, batch_size=args.batch_size,
-                        img_size=args.img_size)
+        cfg = LAMConfig(
+            target=args.target,
+            latent_dim=args.latent_dim,
+            steps=args.steps,
+            batch_size=args.batch_size,
+            img_size=args.img_size,
+        )
         runs = {"ours": [], "fixed": [], "plain": []}
         for _ in range(args.repeats):  # interleaved, so a busy machine slows all three alike
             runs["ours"].append(fit_ours([cfg], store, accelerator, precision, args.warmup))
@@ -239,8 +277,16 @@ def main() -> None:
         ours, fixed, plain = (median(runs[k]) for k in ("ours", "fixed", "plain"))
         rows = [
             ("a. our module, drawn batches", f"{ours.steps_per_s:.2f} steps/s", f"{ours.ops_per_step:.0f} ops/step"),
-            ("b. our module, one fixed batch", f"{fixed.steps_per_s:.2f} steps/s", f"{fixed.ops_per_step:.0f} ops/step"),
-            ("c. plain loop, preallocated batch", f"{plain.steps_per_s:.2f} steps/s", f"{plain.ops_per_step:.0f} ops/step"),
+            (
+                "b. our module, one fixed batch",
+                f"{fixed.steps_per_s:.2f} steps/s",
+                f"{fixed.ops_per_step:.0f} ops/step",
+            ),
+            (
+                "c. plain loop, preallocated batch",
+                f"{plain.steps_per_s:.2f} steps/s",
+                f"{plain.ops_per_step:.0f} ops/step",
+            ),
             ("  ratio a / c (ours / preallocated)", f"{ours.steps_per_s / plain.steps_per_s:.3f}", "goal >= 0.9"),
             ("  ratio a / b (data path)", f"{ours.steps_per_s / fixed.steps_per_s:.3f}", ""),
             ("  ratio b / c (Lightning)", f"{fixed.steps_per_s / plain.steps_per_s:.3f}", ""),
@@ -257,7 +303,9 @@ def main() -> None:
             for mode in ("vmap", "loop"):
                 t_ens = work / fit_ours(configs, store, accelerator, precision, args.warmup, mode).steps_per_s
                 rows.append((f"{m} models as one ensemble ({mode})", f"{t_ens:.2f} s", ""))
-                rows.append(("  ensemble / one model", f"{t_ens / t_one:.2f}x", "goal on GPU <= 3x" if mode == "vmap" else ""))
+                rows.append(
+                    ("  ensemble / one model", f"{t_ens / t_one:.2f}x", "goal on GPU <= 3x" if mode == "vmap" else "")
+                )
                 if mode == "vmap":
                     vmap_vs_one = t_ens / t_one
                 rows.append(("  speed-up vs sequential", f"{t_seq / t_ens:.2f}x", ""))
@@ -265,8 +313,10 @@ def main() -> None:
     from quiet import say, verdict
 
     dev = torch.cuda.get_device_name() if args.device == "cuda" else f"CPU, {torch.get_num_threads()} threads"
-    say(f"\nLAM training benchmark ({dev}; batch {args.batch_size}, {args.img_size} px, target {args.target}, "
-        f"z {args.latent_dim}, {args.steps} steps with {args.warmup} warm-up; data path: median of {args.repeats})")
+    say(
+        f"\nLAM training benchmark ({dev}; batch {args.batch_size}, {args.img_size} px, target {args.target}, "
+        f"z {args.latent_dim}, {args.steps} steps with {args.warmup} warm-up; data path: median of {args.repeats})"
+    )
     w = max(len(r[0]) for r in rows) + 2
     for name, value, note in rows:
         say(f"{name:<{w}}{value:>16}   {note}")
@@ -274,8 +324,12 @@ def main() -> None:
     verdict("data path >= 0.9x a preallocated batch (a / c)", f"{data_path:.3f}", data_path >= 0.9)
     if args.members > 0:
         gpu = args.device == "cuda"
-        verdict(f"{args.members} models as one vmapped ensemble <= 3x the time of one", f"{vmap_vs_one:.2f}x",
-                vmap_vs_one <= 3 if gpu else None, "" if gpu else "a GPU goal; on CPU `loop` is the default ensemble")
+        verdict(
+            f"{args.members} models as one vmapped ensemble <= 3x the time of one",
+            f"{vmap_vs_one:.2f}x",
+            vmap_vs_one <= 3 if gpu else None,
+            "" if gpu else "a GPU goal; on CPU `loop` is the default ensemble",
+        )
 
 
 if __name__ == "__main__":

@@ -29,9 +29,18 @@ def tower(depth: int, device, dtype):
     from transformers import Qwen2_5_VLVisionConfig
     from transformers.models.qwen2_5_vl.modeling_qwen2_5_vl import Qwen2_5_VisionTransformerPretrainedModel
 
-    cfg = Qwen2_5_VLVisionConfig(depth=depth, hidden_size=1280, num_heads=16, intermediate_size=3420, out_hidden_size=3584,
-                                 window_size=112, patch_size=14, spatial_merge_size=2, temporal_patch_size=2,
-                                 fullatt_block_indexes=[i for i in range(depth) if i % 8 == 7])
+    cfg = Qwen2_5_VLVisionConfig(
+        depth=depth,
+        hidden_size=1280,
+        num_heads=16,
+        intermediate_size=3420,
+        out_hidden_size=3584,
+        window_size=112,
+        patch_size=14,
+        spatial_merge_size=2,
+        temporal_patch_size=2,
+        fullatt_block_indexes=[i for i in range(depth) if i % 8 == 7],
+    )
     torch.manual_seed(0)
     with torch.device(device):
         model = Qwen2_5_VisionTransformerPretrainedModel._from_config(cfg, attn_implementation="sdpa", dtype=dtype)
@@ -61,10 +70,14 @@ def measure(model, x, grid, sync) -> dict:
         model(x, grid_thw=grid)
         sync()
         total = time.perf_counter() - t
-    handles = [h for b in model.blocks for h in (b.attn.register_forward_pre_hook(pre), b.attn.register_forward_hook(post))]
+    handles = [
+        h for b in model.blocks for h in (b.attn.register_forward_pre_hook(pre), b.attn.register_forward_hook(post))
+    ]
     try:
-        with torch.inference_mode(), mock.patch.object(F, "scaled_dot_product_attention",
-                                                       wraps=F.scaled_dot_product_attention) as sdpa:
+        with (
+            torch.inference_mode(),
+            mock.patch.object(F, "scaled_dot_product_attention", wraps=F.scaled_dot_product_attention) as sdpa,
+        ):
             out = model(x, grid_thw=grid).pooler_output
     finally:
         for h in handles:
@@ -111,22 +124,33 @@ def main() -> None:
     from quiet import say, verdict
 
     full = sum(1 for i in range(args.depth) if i % 8 == 7)
-    say(f"\nQwen2.5-VL-7B-shaped vision tower, depth {args.depth}{' (7B: 32)' if args.depth != 32 else ''} "
-          f"({args.depth - full} windowed + {full} full blocks), {n} x 224 px images = {n * 256} patches, "
-          f"{args.dtype} on {args.device}, {args.threads} thread(s), random weights; packed modules: {patched}")
+    say(
+        f"\nQwen2.5-VL-7B-shaped vision tower, depth {args.depth}{' (7B: 32)' if args.depth != 32 else ''} "
+        f"({args.depth - full} windowed + {full} full blocks), {n} x 224 px images = {n * 256} patches, "
+        f"{args.dtype} on {args.device}, {args.threads} thread(s), random weights; packed modules: {patched}"
+    )
     say(f"{'attention':10s} {'forward ms':>11s} {'in attention ms':>16s} {'SDPA calls':>11s}")
     for name, r in (("stock", stock), ("packed", packed)):
         say(f"{name:10s} {1e3 * r['s']:11.1f} {1e3 * r['attn_s']:16.1f} {r['sdpa']:11d}")
-    say(f"{'stock/packed':10s} {stock['s'] / packed['s']:10.2f}x {stock['attn_s'] / packed['attn_s']:15.2f}x "
-        f"{stock['sdpa'] / packed['sdpa']:10.1f}x")
+    say(
+        f"{'stock/packed':10s} {stock['s'] / packed['s']:10.2f}x {stock['attn_s'] / packed['attn_s']:15.2f}x "
+        f"{stock['sdpa'] / packed['sdpa']:10.1f}x"
+    )
     say(f"max |packed - stock| / max |stock| = {diff:.2e}")
     exact = args.dtype == "float32"
-    verdict("packed attention gives stock's output (max relative difference <= 1e-5)", f"{diff:.1e}",
-            diff <= 1e-5 if exact else None, "" if exact else f"{args.dtype} rounds differently; judged in float32")
+    verdict(
+        "packed attention gives stock's output (max relative difference <= 1e-5)",
+        f"{diff:.1e}",
+        diff <= 1e-5 if exact else None,
+        "" if exact else f"{args.dtype} rounds differently; judged in float32",
+    )
     speed = stock["s"] / packed["s"]
-    verdict("packed attention speeds the tower up on a GPU (stock/packed > 1.0x)", f"{speed:.2f}x",
-            speed > 1.0 if device.type == "cuda" else None,
-            "" if device.type == "cuda" else "a GPU goal, run by bench/gpu_checks.sh; on a CPU the matmuls dominate")
+    verdict(
+        "packed attention speeds the tower up on a GPU (stock/packed > 1.0x)",
+        f"{speed:.2f}x",
+        speed > 1.0 if device.type == "cuda" else None,
+        "" if device.type == "cuda" else "a GPU goal, run by bench/gpu_checks.sh; on a CPU the matmuls dominate",
+    )
 
 
 if __name__ == "__main__":

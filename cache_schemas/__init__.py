@@ -1,12 +1,26 @@
 """On-disk contracts: typed, versioned, fingerprinted Zarr stores (nothing else touches Zarr)."""
 
 from .episodes import DistractorSpec, EpisodeSpec, EpisodeStore, EpisodeTable, IngestSpec, SourceSpec, TaskInfo
-from .fingerprint import canonical_json, fingerprint, spec_diff
 from .errors import ChunkError, StoreError, StoreMismatch
+from .fingerprint import canonical_json, fingerprint, spec_diff
 from .store import ArraySpec, Store, StoreLayout, VerifyReport
 
 __all__ = [
-    "ArraySpec", "ChunkError", "DistractorSpec", "EpisodeSpec", "EpisodeStore", "EpisodeTable", "IngestSpec",
-    "SourceSpec", "Store", "StoreError", "StoreLayout", "StoreMismatch", "TaskInfo", "VerifyReport", "canonical_json",
-    "fingerprint", "spec_diff",
+    "ArraySpec",
+    "ChunkError",
+    "DistractorSpec",
+    "EpisodeSpec",
+    "EpisodeStore",
+    "EpisodeTable",
+    "IngestSpec",
+    "SourceSpec",
+    "Store",
+    "StoreError",
+    "StoreLayout",
+    "StoreMismatch",
+    "TaskInfo",
+    "VerifyReport",
+    "canonical_json",
+    "fingerprint",
+    "spec_diff",
 ]

@@ -20,8 +20,9 @@ import json
 import os
 import re
 import uuid
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 from . import killpoints
 from .errors import with_path
@@ -133,7 +134,7 @@ def _sort_metadata(file: Path) -> None:
         meta = header.get("__metadata__")
         if not meta or len(meta) < 2:
             return
-        dump = lambda h: json.dumps(h, separators=(",", ":"), ensure_ascii=False).encode()  # noqa: E731
+        dump = lambda h: json.dumps(h, separators=(",", ":"), ensure_ascii=False).encode()
         if dump(header) != text:  # not the serialisation we can reproduce: leave it as written
             return
         header["__metadata__"] = dict(sorted(meta.items()))

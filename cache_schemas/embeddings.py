@@ -58,7 +58,7 @@ class EmbeddingSpec:
         return layer_tag(self.layers)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "EmbeddingSpec":
+    def from_dict(cls, d: dict[str, Any]) -> EmbeddingSpec:
         d = dict(d)
         for k in ("prompts", "layers", "quirks"):
             d[k] = tuple(d.get(k, ()))
@@ -130,7 +130,7 @@ class EmbeddingStore(TypedStore):
         chunk_frames: int,
         parent_path: str = "",
         force: bool = False,
-    ) -> "EmbeddingStore":
+    ) -> EmbeddingStore:
         """Allocate (or reopen, to resume) the store; another spec at `path` raises StoreMismatch."""
         info = {
             "n_frames": n_frames,
@@ -190,7 +190,9 @@ class EmbeddingStore(TypedStore):
 
     def done_chunks(self) -> set[int]:
         """Chunks finished by any writer: the ledger plus markers not yet folded into it."""
-        marks = {int(p.name) for p in self._progress.glob("*") if p.name.isdigit()} if self._progress.exists() else set()
+        marks = (
+            {int(p.name) for p in self._progress.glob("*") if p.name.isdigit()} if self._progress.exists() else set()
+        )
         return self.store.done | marks
 
     def write_chunk(self, chunk: int, values: np.ndarray) -> None:
@@ -221,4 +223,3 @@ class EmbeddingStore(TypedStore):
         self.store.mark_done(range(self.n_chunks))
         self.store.mark_complete()
         shutil.rmtree(self._progress, ignore_errors=True)
-

@@ -82,14 +82,14 @@ class EpisodeSpec:
         return fingerprint(asdict(self), SCHEMA)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "EpisodeSpec":
+    def from_dict(cls, d: dict[str, Any]) -> EpisodeSpec:
         d = dict(d)
         dist = dict(d.pop("distractors"))
         dist["kinds"] = tuple(dist["kinds"])
         d["tasks"] = tuple(d["tasks"])
         return cls(distractors=DistractorSpec(**dist), **d)
 
-    def with_(self, **changes: Any) -> "EpisodeSpec":
+    def with_(self, **changes: Any) -> EpisodeSpec:
         return replace(self, **changes)
 
 
@@ -121,7 +121,7 @@ class IngestSpec:
         return fingerprint(asdict(self), SCHEMA)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "IngestSpec":
+    def from_dict(cls, d: dict[str, Any]) -> IngestSpec:
         d = dict(d)
         return cls(source=SourceSpec(**d.pop("source")), **d)
 
@@ -201,7 +201,7 @@ class EpisodeStore(TypedStore):
         *,
         extra_info: dict[str, Any] | None = None,
         force: bool = False,
-    ) -> "EpisodeStore":
+    ) -> EpisodeStore:
         """Allocate a store for episodes of the given lengths (or reopen the same one to resume)."""
         lengths = np.asarray(lengths, dtype=np.int64)
         ingested = isinstance(spec, IngestSpec)
@@ -317,5 +317,7 @@ def write_frame_rows(path: Path | str, lo: int, frames: np.ndarray, frames_clean
     for name, data in (("frames", frames), ("frames_clean", frames_clean)):
         if data is None:
             continue
-        arr = zarr.open_array(store=CheckedLocalStore(Path(path) / name), mode="r+").with_config({"write_empty_chunks": True})
+        arr = zarr.open_array(store=CheckedLocalStore(Path(path) / name), mode="r+").with_config(
+            {"write_empty_chunks": True}
+        )
         arr[lo : lo + len(data)] = data

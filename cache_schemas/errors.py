@@ -18,8 +18,9 @@ import functools
 import os
 import shutil
 import sys
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any
 
 DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
 # Keyword arguments of a command that name where it writes (searched when an OSError carries no path).
@@ -56,17 +57,27 @@ class ChunkError(StoreError):
         self.store, self.array, self.chunk = store, array, chunk
 
     @classmethod
-    def missing(cls, store: Path | str, array: str, chunk: Any) -> "ChunkError":
-        return cls(f"store {store}: array {array!r} chunk {chunk} is missing (lost or deleted data); "
-                   f"run `vlm-lam cache verify {store}` to list every problem, then rebuild the store "
-                   f"(rerun the command that made it with --force)", store=str(store), array=array, chunk=chunk)
+    def missing(cls, store: Path | str, array: str, chunk: Any) -> ChunkError:
+        return cls(
+            f"store {store}: array {array!r} chunk {chunk} is missing (lost or deleted data); "
+            f"run `vlm-lam cache verify {store}` to list every problem, then rebuild the store "
+            f"(rerun the command that made it with --force)",
+            store=str(store),
+            array=array,
+            chunk=chunk,
+        )
 
     @classmethod
-    def unreadable(cls, store: Path | str, array: str, chunk: Any, detail: str) -> "ChunkError":
+    def unreadable(cls, store: Path | str, array: str, chunk: Any, detail: str) -> ChunkError:
         detail = " ".join(str(detail).split())[:160]
-        return cls(f"store {store}: array {array!r} chunk {chunk} is damaged ({detail}); "
-                   f"run `vlm-lam cache verify {store}` to list every problem, then rebuild the store "
-                   f"(rerun the command that made it with --force)", store=str(store), array=array, chunk=chunk)
+        return cls(
+            f"store {store}: array {array!r} chunk {chunk} is damaged ({detail}); "
+            f"run `vlm-lam cache verify {store}` to list every problem, then rebuild the store "
+            f"(rerun the command that made it with --force)",
+            store=str(store),
+            array=array,
+            chunk=chunk,
+        )
 
 
 # -- a full disk -------------------------------------------------------------------------------
@@ -126,8 +137,10 @@ def disk_full_message(exc: OSError, where: Iterable[Path | str] = ()) -> str:
         target = min(roots, key=lambda r: r[1])[0]
     folder, free = free_bytes(target)
     what = "quota exceeded" if exc.errno == errno.EDQUOT else "disk full"
-    return (f"{what}: could not write {target} ({human_bytes(free)} free on {folder}); "
-            f"free some space and run the same command again: it resumes where it stopped")
+    return (
+        f"{what}: could not write {target} ({human_bytes(free)} free on {folder}); "
+        f"free some space and run the same command again: it resumes where it stopped"
+    )
 
 
 def _output_roots(kwargs: dict[str, Any]) -> list[Path]:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from .store import Store, StoreError
 
@@ -33,8 +33,9 @@ def human_size(n: int) -> str:
     return f"{n:.1f} TiB"
 
 
-def locate_store(fingerprint: str, schema: str, *, recorded: Path | str | None = None, cache=None,
-                 require_complete: bool = True) -> Store:
+def locate_store(
+    fingerprint: str, schema: str, *, recorded: Path | str | None = None, cache=None, require_complete: bool = True
+) -> Store:
     """The store with this `fingerprint`, wherever the cache now is: identity is the fingerprint,
     a path is only where it was last seen. Tries `recorded`, then the folder of this schema kind
     under the cache root (`--cache` / $VLMLAM_CACHE), names ending in the fingerprint's first 12
@@ -76,6 +77,8 @@ def locate_store(fingerprint: str, schema: str, *, recorded: Path | str | None =
         if store is not None:
             return store
     detail = "; ".join(tried[:5]) or "nothing"
-    raise StoreError(f"no complete {kind} store with fingerprint {fingerprint[:12]} (last seen at {recorded}) "
-                     f"under {root}; looked at: {detail}. Point --cache (or $VLMLAM_CACHE) at the cache that "
-                     f"holds it, or recreate it with the command that made it")
+    raise StoreError(
+        f"no complete {kind} store with fingerprint {fingerprint[:12]} (last seen at {recorded}) "
+        f"under {root}; looked at: {detail}. Point --cache (or $VLMLAM_CACHE) at the cache that "
+        f"holds it, or recreate it with the command that made it"
+    )

@@ -24,9 +24,9 @@ import os
 import socket
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
 
 LOCK_SUFFIX = ".lock"
 
@@ -43,9 +43,13 @@ class Holder:
     command: str
 
     @classmethod
-    def me(cls) -> "Holder":
-        return cls(os.getpid(), socket.gethostname(), _dt.datetime.now().isoformat(timespec="seconds"),
-                   " ".join(os.path.basename(a) if i == 0 else a for i, a in enumerate(sys.argv))[:300])
+    def me(cls) -> Holder:
+        return cls(
+            os.getpid(),
+            socket.gethostname(),
+            _dt.datetime.now().isoformat(timespec="seconds"),
+            " ".join(os.path.basename(a) if i == 0 else a for i, a in enumerate(sys.argv))[:300],
+        )
 
     def describe(self) -> str:
         return f"pid {self.pid} on {self.host} since {self.since} ({self.command})"
@@ -96,8 +100,16 @@ class WriterLock:
     `what` names the guarded thing in messages; `echo` prints them (stderr by default);
     `timeout_s` None waits as long as it takes."""
 
-    def __init__(self, path: Path | str, *, what: str = "", echo: Callable[[str], None] = _stderr,
-                 poll_s: float = 0.2, remind_s: float = 60.0, timeout_s: float | None = None):
+    def __init__(
+        self,
+        path: Path | str,
+        *,
+        what: str = "",
+        echo: Callable[[str], None] = _stderr,
+        poll_s: float = 0.2,
+        remind_s: float = 60.0,
+        timeout_s: float | None = None,
+    ):
         self.path = Path(path)
         self.what = what or str(self.path.with_suffix(""))
         self.echo, self.poll_s, self.remind_s, self.timeout_s = echo, poll_s, remind_s, timeout_s
@@ -128,12 +140,13 @@ class WriterLock:
         self._fd = fd
         return True
 
-    def acquire(self) -> "WriterLock":
+    def acquire(self) -> WriterLock:
         if importing_main():
             raise RuntimeError(
                 f"a worker process started for {self.what} is importing your script, and the script starts "
                 "that work again at import time (it would wait for its own parent's lock forever): put the "
-                "call under `if __name__ == \"__main__\":`")
+                'call under `if __name__ == "__main__":`'
+            )
         start = time.monotonic()
         told = 0.0
         while not self._try():
@@ -141,7 +154,11 @@ class WriterLock:
             holder = read_holder(self.path)
             if told == 0.0 or waited - told >= self.remind_s:
                 who = holder.describe() if holder else "another process"
-                state = "" if not holder or holder.alive() is not False else " (it has exited; its child processes still hold the lock)"
+                state = (
+                    ""
+                    if not holder or holder.alive() is not False
+                    else " (it has exited; its child processes still hold the lock)"
+                )
                 self.echo(f"waiting for {self.what}: another writer holds it: {who}{state}; lock file {self.path}")
                 told = waited or 1e-9
             if self.timeout_s is not None and waited >= self.timeout_s:
@@ -173,7 +190,7 @@ class WriterLock:
     def held(self) -> bool:
         return self._fd is not None
 
-    def __enter__(self) -> "WriterLock":
+    def __enter__(self) -> WriterLock:
         return self.acquire()
 
     def __exit__(self, *exc) -> None:

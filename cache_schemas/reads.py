@@ -33,7 +33,7 @@ def parse_chunk_key(key: str) -> tuple[str, tuple[int, ...]] | None:
         return None
     i = len(parts) - 1 - parts[::-1].index("c")
     try:
-        return "/".join(parts[:i]), tuple(int(p) for p in parts[i + 1:])
+        return "/".join(parts[:i]), tuple(int(p) for p in parts[i + 1 :])
     except ValueError:
         return None
 
@@ -76,7 +76,7 @@ class CheckedArray:
     """A zarr array whose failed reads name the chunk at fault. Everything else (shape, dtype,
     chunks, writes, ...) is the wrapped array's."""
 
-    __slots__ = ("_array", "_store", "_name")
+    __slots__ = ("_array", "_name", "_store")
 
     def __init__(self, array, store: Path | str, name: str):
         self._array, self._store, self._name = array, Path(store), name
@@ -127,9 +127,9 @@ class CheckedArray:
         c = self._array.chunks[0]
         for i in self._rows(selection):
             try:
-                self._array[i * c:(i + 1) * c]
+                self._array[i * c : (i + 1) * c]
             except ChunkError as missing:
                 return missing
-            except Exception as err:  # noqa: BLE001 - any codec failure names this chunk
+            except Exception as err:
                 return ChunkError.unreadable(self._store, self._name, i, f"{type(err).__name__}: {err}")
         return None

@@ -11,9 +11,10 @@ from __future__ import annotations
 import importlib.metadata
 import math
 import shutil
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 import zarr
@@ -25,7 +26,16 @@ from .errors import ChunkError, StoreError, StoreMismatch
 from .fingerprint import spec_diff, to_jsonable
 from .reads import CheckedArray, CheckedLocalStore
 
-__all__ = ["ArraySpec", "ChunkError", "Store", "StoreError", "StoreLayout", "StoreMismatch", "TypedStore", "VerifyReport"]
+__all__ = [
+    "ArraySpec",
+    "ChunkError",
+    "Store",
+    "StoreError",
+    "StoreLayout",
+    "StoreMismatch",
+    "TypedStore",
+    "VerifyReport",
+]
 
 ATTR_KEYS = ("schema", "fingerprint", "parent", "spec", "versions", "info", "ledger")
 VERSIONED_LIBS = ("zarr", "numcodecs", "numpy")
@@ -104,7 +114,7 @@ class Store:
         parent: str | None = None,
         versions: Iterable[str] = (),
         force: bool = False,
-    ) -> "Store":
+    ) -> Store:
         """Create the store, or return the existing one if it has the same schema and fingerprint
         (that is how an interrupted run resumes). Another spec at `path` raises StoreMismatch
         unless `force`, which deletes it first."""
@@ -167,7 +177,7 @@ class Store:
         schema: str | None = None,
         fingerprint: str | None = None,
         mode: str = "r+",
-    ) -> "Store":
+    ) -> Store:
         """Open an existing store, checking its schema (and fingerprint if given)."""
         path = Path(path)
         if not (path / "zarr.json").exists():
@@ -180,7 +190,9 @@ class Store:
         if schema is not None and store.schema != schema:
             raise StoreMismatch(path, [f"schema: store has {store.schema!r}, requested {schema!r}"])
         if fingerprint is not None and store.fingerprint != fingerprint:
-            raise StoreMismatch(path, [f"fingerprint: store has {store.fingerprint[:12]}, requested {fingerprint[:12]}"])
+            raise StoreMismatch(
+                path, [f"fingerprint: store has {store.fingerprint[:12]}, requested {fingerprint[:12]}"]
+            )
         return store
 
     # -- attrs -----------------------------------------------------------------------------
@@ -294,7 +306,9 @@ class TypedStore:
     def open(cls, path: Path | str, *, mode: str = "r", require_complete: bool = True):
         store = Store.open(path, schema=cls.SCHEMA, mode=mode)
         if require_complete and not store.complete:
-            raise StoreError(f"{cls.WHAT} {path} is incomplete; rerun the {cls.MAKER} command that made it to finish it")
+            raise StoreError(
+                f"{cls.WHAT} {path} is incomplete; rerun the {cls.MAKER} command that made it to finish it"
+            )
         return cls(store)
 
     @property

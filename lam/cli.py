@@ -9,14 +9,23 @@ from typing import Optional
 import typer
 
 # Shared options (every Make variable of train-lam/sweep/science maps to one of these).
-O_TARGET = typer.Option(None, help="pixels | pixels-clean | state | emb:<store path or alias, e.g. "
-                        "molmo.ignore_distractors>. Wins over --vlm/--prompt; with neither: pixels.")
-O_VLM = typer.Option(None, "--vlm", help="Train on the embeddings `vlm-lam embed` wrote with this --vlm (and --prompt): "
-                     "target emb:<vlm>.<prompt>; a missing one takes embed's default.")
-O_PROMPT = typer.Option(None, "--prompt", help="Prompt name(s) of those embeddings; a comma list gives one target "
-                        "per prompt.")
-O_POOLING = typer.Option(None, "--pooling", help="Only with --vlm/--prompt: the embeddings' pooling "
-                         "(emb:<vlm>.<prompt>.<pooling>).")
+O_TARGET = typer.Option(
+    None,
+    help="pixels | pixels-clean | state | emb:<store path or alias, e.g. "
+    "molmo.ignore_distractors>. Wins over --vlm/--prompt; with neither: pixels.",
+)
+O_VLM = typer.Option(
+    None,
+    "--vlm",
+    help="Train on the embeddings `vlm-lam embed` wrote with this --vlm (and --prompt): "
+    "target emb:<vlm>.<prompt>; a missing one takes embed's default.",
+)
+O_PROMPT = typer.Option(
+    None, "--prompt", help="Prompt name(s) of those embeddings; a comma list gives one target per prompt."
+)
+O_POOLING = typer.Option(
+    None, "--pooling", help="Only with --vlm/--prompt: the embeddings' pooling (emb:<vlm>.<prompt>.<pooling>)."
+)
 O_LAYER = typer.Option(None, "--layer", help="Only with --vlm/--prompt: the embeddings' layer(s), e.g. -1 or -1,-8.")
 O_LATENT = typer.Option(128, "--latent-dim", help="Size of the continuous latent action z.")
 O_LR = typer.Option(1e-3, help="Adam learning rate.")
@@ -33,12 +42,19 @@ O_PRESET = typer.Option("demo", help="Preset whose newest episode store to use w
 O_CACHE = typer.Option(None, help="Cache root (default $VLMLAM_CACHE or ./cache).")
 O_RUNS = typer.Option(None, help="Runs root (default $VLMLAM_RUNS or ./runs).")
 O_ACCEL = typer.Option("auto", help="cpu | gpu | auto.")
-O_DEVICES = typer.Option("auto", help="Devices for Lightning (e.g. 1, 4, auto); with --accelerator cpu, N > 1 is N DDP processes.")
-O_STRATEGY = typer.Option("auto", help="Lightning strategy, e.g. ddp (several GPUs, or CPU processes over gloo): each rank draws its own batches, rank 0 writes the run folder.")
+O_DEVICES = typer.Option(
+    "auto", help="Devices for Lightning (e.g. 1, 4, auto); with --accelerator cpu, N > 1 is N DDP processes."
+)
+O_STRATEGY = typer.Option(
+    "auto",
+    help="Lightning strategy, e.g. ddp (several GPUs, or CPU processes over gloo): each rank draws its own batches, rank 0 writes the run folder.",
+)
 O_PRECISION = typer.Option(None, help="Lightning precision (default bf16-mixed on GPU, 32-true on CPU).")
 O_RETRAIN = typer.Option(False, "--retrain", help="Train again even if the run folder is complete.")
 O_QUIET = typer.Option(False, "--quiet", help="No progress bars.")
-O_ENSEMBLE = typer.Option("auto", help="How same-shape configs share a step: vmap | loop | auto (vmap on GPU, loop on CPU).")
+O_ENSEMBLE = typer.Option(
+    "auto", help="How same-shape configs share a step: vmap | loop | auto (vmap on GPU, loop on CPU)."
+)
 
 
 def _fail(msg: str) -> None:
@@ -46,8 +62,9 @@ def _fail(msg: str) -> None:
     raise typer.Exit(2)
 
 
-def _targets(target: Optional[str], vlm: Optional[str], prompt: Optional[str], pooling: Optional[str],
-             layer: Optional[str]) -> list[str]:
+def _targets(
+    target: Optional[str], vlm: Optional[str], prompt: Optional[str], pooling: Optional[str], layer: Optional[str]
+) -> list[str]:
     """--target, else the embedding target(s) of --vlm/--prompt, else the default target."""
     from .config import LAMConfig
     from .targets import choose_targets, embedding_targets
@@ -77,15 +94,32 @@ def _guarded(fn):
 
 
 def train_lam_cmd(
-    target: Optional[str] = O_TARGET, vlm: Optional[str] = O_VLM, prompt: Optional[str] = O_PROMPT,
-    pooling: Optional[str] = O_POOLING, layer: Optional[str] = O_LAYER,
-    latent_dim: int = O_LATENT, lr: float = O_LR, steps: int = O_STEPS, k: int = O_K,
-    seed: int = O_SEED, batch_size: int = O_BATCH, img_size: int = O_IMG, frame_stack: int = O_STACK,
-    loss: str = O_LOSS, augment: bool = O_AUG, episodes: Optional[Path] = O_EPISODES, preset: str = O_PRESET,
-    cache: Optional[Path] = O_CACHE, runs: Optional[Path] = O_RUNS,
+    target: Optional[str] = O_TARGET,
+    vlm: Optional[str] = O_VLM,
+    prompt: Optional[str] = O_PROMPT,
+    pooling: Optional[str] = O_POOLING,
+    layer: Optional[str] = O_LAYER,
+    latent_dim: int = O_LATENT,
+    lr: float = O_LR,
+    steps: int = O_STEPS,
+    k: int = O_K,
+    seed: int = O_SEED,
+    batch_size: int = O_BATCH,
+    img_size: int = O_IMG,
+    frame_stack: int = O_STACK,
+    loss: str = O_LOSS,
+    augment: bool = O_AUG,
+    episodes: Optional[Path] = O_EPISODES,
+    preset: str = O_PRESET,
+    cache: Optional[Path] = O_CACHE,
+    runs: Optional[Path] = O_RUNS,
     run: Optional[str] = typer.Option(None, help="Run id (folder under runs/); default derived from the config."),
-    accelerator: str = O_ACCEL, devices: str = O_DEVICES, strategy: str = O_STRATEGY,
-    precision: Optional[str] = O_PRECISION, retrain: bool = O_RETRAIN, quiet: bool = O_QUIET,
+    accelerator: str = O_ACCEL,
+    devices: str = O_DEVICES,
+    strategy: str = O_STRATEGY,
+    precision: Optional[str] = O_PRECISION,
+    retrain: bool = O_RETRAIN,
+    quiet: bool = O_QUIET,
 ) -> None:
     """Train one LAM from the cache (one per prompt of a --prompt list); write runs/<id>/ and print
     its linear-probe score."""
@@ -97,11 +131,33 @@ def train_lam_cmd(
         targets = _targets(target, vlm, prompt, pooling, layer)
         if run and len(targets) > 1:
             raise ConfigError(f"--run names one run folder, but {len(targets)} targets were asked for; drop --run")
-        configs = [LAMConfig(target=t, latent_dim=latent_dim, lr=lr, steps=steps, k=k, seed=seed, batch_size=batch_size,
-                             img_size=img_size, frame_stack=frame_stack, loss=loss, augment=augment) for t in targets]
+        configs = [
+            LAMConfig(
+                target=t,
+                latent_dim=latent_dim,
+                lr=lr,
+                steps=steps,
+                k=k,
+                seed=seed,
+                batch_size=batch_size,
+                img_size=img_size,
+                frame_stack=frame_stack,
+                loss=loss,
+                augment=augment,
+            )
+            for t in targets
+        ]
         store = resolve_episodes(episodes, preset, _s(cache))
-        opts = TrainOptions(cache=_s(cache), runs=_s(runs), accelerator=accelerator, devices=_devices(devices),
-                            strategy=strategy, precision=precision, progress=not quiet, retrain=retrain)
+        opts = TrainOptions(
+            cache=_s(cache),
+            runs=_s(runs),
+            accelerator=accelerator,
+            devices=_devices(devices),
+            strategy=strategy,
+            precision=precision,
+            progress=not quiet,
+            retrain=retrain,
+        )
         results = train_configs(configs, store, opts, run_ids=[run] * len(configs), echo=typer.echo)
         if is_rank_zero():  # DDP ranks other than 0 return no results: rank 0 reports
             for r in results:
@@ -111,15 +167,34 @@ def train_lam_cmd(
 
 
 def sweep_cmd(
-    grid: str = typer.Option(..., help="Space-separated key=v1,v2 entries, e.g. 'latent_dim=32,128 lr=1e-3,3e-4 seed=0,1'."),
-    target: Optional[str] = O_TARGET, vlm: Optional[str] = O_VLM, prompt: Optional[str] = O_PROMPT,
-    pooling: Optional[str] = O_POOLING, layer: Optional[str] = O_LAYER,
-    latent_dim: int = O_LATENT, lr: float = O_LR, steps: int = O_STEPS, k: int = O_K,
-    seed: int = O_SEED, batch_size: int = O_BATCH, img_size: int = O_IMG, frame_stack: int = O_STACK,
-    loss: str = O_LOSS, augment: bool = O_AUG, episodes: Optional[Path] = O_EPISODES, preset: str = O_PRESET,
-    cache: Optional[Path] = O_CACHE, runs: Optional[Path] = O_RUNS,
-    accelerator: str = O_ACCEL, devices: str = O_DEVICES, strategy: str = O_STRATEGY,
-    precision: Optional[str] = O_PRECISION, retrain: bool = O_RETRAIN, quiet: bool = O_QUIET,
+    grid: str = typer.Option(
+        ..., help="Space-separated key=v1,v2 entries, e.g. 'latent_dim=32,128 lr=1e-3,3e-4 seed=0,1'."
+    ),
+    target: Optional[str] = O_TARGET,
+    vlm: Optional[str] = O_VLM,
+    prompt: Optional[str] = O_PROMPT,
+    pooling: Optional[str] = O_POOLING,
+    layer: Optional[str] = O_LAYER,
+    latent_dim: int = O_LATENT,
+    lr: float = O_LR,
+    steps: int = O_STEPS,
+    k: int = O_K,
+    seed: int = O_SEED,
+    batch_size: int = O_BATCH,
+    img_size: int = O_IMG,
+    frame_stack: int = O_STACK,
+    loss: str = O_LOSS,
+    augment: bool = O_AUG,
+    episodes: Optional[Path] = O_EPISODES,
+    preset: str = O_PRESET,
+    cache: Optional[Path] = O_CACHE,
+    runs: Optional[Path] = O_RUNS,
+    accelerator: str = O_ACCEL,
+    devices: str = O_DEVICES,
+    strategy: str = O_STRATEGY,
+    precision: Optional[str] = O_PRECISION,
+    retrain: bool = O_RETRAIN,
+    quiet: bool = O_QUIET,
     ensemble: str = O_ENSEMBLE,
 ) -> None:
     """Train every config of a grid from one loaded cache: same-shape configs as one vmapped ensemble.
@@ -133,13 +208,32 @@ def sweep_cmd(
         targets, axes = _targets(target, vlm, prompt, pooling, layer), parse_grid(grid)
         if "target" in axes and (target or vlm or prompt):
             raise ConfigError("the grid sets target; drop --target/--vlm/--prompt, or target= from the grid")
-        base = LAMConfig(target=targets[0], latent_dim=latent_dim, lr=lr, steps=steps, k=k, seed=seed,
-                         batch_size=batch_size, img_size=img_size, frame_stack=frame_stack, loss=loss, augment=augment)
+        base = LAMConfig(
+            target=targets[0],
+            latent_dim=latent_dim,
+            lr=lr,
+            steps=steps,
+            k=k,
+            seed=seed,
+            batch_size=batch_size,
+            img_size=img_size,
+            frame_stack=frame_stack,
+            loss=loss,
+            augment=augment,
+        )
         configs = expand(base, axes if len(targets) == 1 else {"target": targets, **axes})
         store = resolve_episodes(episodes, preset, _s(cache))
-        opts = TrainOptions(cache=_s(cache), runs=_s(runs), accelerator=accelerator, devices=_devices(devices),
-                            strategy=strategy, precision=precision, progress=not quiet, retrain=retrain,
-                            ensemble=ensemble)
+        opts = TrainOptions(
+            cache=_s(cache),
+            runs=_s(runs),
+            accelerator=accelerator,
+            devices=_devices(devices),
+            strategy=strategy,
+            precision=precision,
+            progress=not quiet,
+            retrain=retrain,
+            ensemble=ensemble,
+        )
         if is_rank_zero():
             typer.echo(f"sweep: {len(configs)} configs on {store.path}")
         results = train_configs(configs, store, opts, echo=typer.echo)
@@ -157,12 +251,21 @@ def science_cmd(
     steps: int = typer.Option(400, help="Optimizer steps per LAM."),
     latent_dim: int = typer.Option(32, "--latent-dim", help="Size of z."),
     margin: float = typer.Option(0.1, help="How much higher the better target's mean R² must be."),
-    target: Optional[str] = typer.Option(None, help="One more row beside state / pixels / pixels-clean (reported, "
-                                         "not judged); wins over --vlm/--prompt."),
-    vlm: Optional[str] = O_VLM, prompt: Optional[str] = O_PROMPT, pooling: Optional[str] = O_POOLING,
-    layer: Optional[str] = O_LAYER, episodes: Optional[Path] = O_EPISODES, preset: str = O_PRESET,
-    cache: Optional[Path] = O_CACHE, runs: Optional[Path] = O_RUNS,
-    accelerator: str = O_ACCEL, retrain: bool = O_RETRAIN, quiet: bool = O_QUIET, ensemble: str = O_ENSEMBLE,
+    target: Optional[str] = typer.Option(
+        None, help="One more row beside state / pixels / pixels-clean (reported, not judged); wins over --vlm/--prompt."
+    ),
+    vlm: Optional[str] = O_VLM,
+    prompt: Optional[str] = O_PROMPT,
+    pooling: Optional[str] = O_POOLING,
+    layer: Optional[str] = O_LAYER,
+    episodes: Optional[Path] = O_EPISODES,
+    preset: str = O_PRESET,
+    cache: Optional[Path] = O_CACHE,
+    runs: Optional[Path] = O_RUNS,
+    accelerator: str = O_ACCEL,
+    retrain: bool = O_RETRAIN,
+    quiet: bool = O_QUIET,
+    ensemble: str = O_ENSEMBLE,
 ) -> None:
     """Probe R² of LAMs on pixels vs pixels-clean vs state: the distractor phenomenon, as a table;
     --vlm/--prompt (or --target) add the embedding row(s) beside them."""
@@ -175,12 +278,26 @@ def science_cmd(
         from .train import TrainOptions, resolve_episodes
 
         store = resolve_episodes(episodes, preset, _s(cache))
-        opts = TrainOptions(cache=_s(cache), runs=_s(runs), accelerator=accelerator, progress=not quiet, retrain=retrain,
-                            ensemble=ensemble)
+        opts = TrainOptions(
+            cache=_s(cache),
+            runs=_s(runs),
+            accelerator=accelerator,
+            progress=not quiet,
+            retrain=retrain,
+            ensemble=ensemble,
+        )
         seed_list = [int(s) for s in seeds.split(",") if s.strip()]
         extra = [t for t in _targets(target, vlm, prompt, pooling, layer) if t not in TARGETS]
-        result = run_science(store, seed_list, opts, margin=margin, echo=typer.echo, targets=TARGETS + tuple(extra),
-                             steps=steps, latent_dim=latent_dim)
+        result = run_science(
+            store,
+            seed_list,
+            opts,
+            margin=margin,
+            echo=typer.echo,
+            targets=TARGETS + tuple(extra),
+            steps=steps,
+            latent_dim=latent_dim,
+        )
         typer.echo(f"\nscience check on {store.path}\n{result.table()}")
         from cache_schemas.atomic import write_text
 

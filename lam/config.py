@@ -83,7 +83,7 @@ class LAMConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "LAMConfig":
+    def from_dict(cls, d: dict[str, Any]) -> LAMConfig:
         d = dict(d)
         if "channels" in d:
             d["channels"] = tuple(d["channels"])
@@ -92,7 +92,7 @@ class LAMConfig:
             raise ConfigError(f"unknown config keys {sorted(unknown)}; valid: {', '.join(field_names())}")
         return cls(**d)
 
-    def with_(self, **changes: Any) -> "LAMConfig":
+    def with_(self, **changes: Any) -> LAMConfig:
         return replace(self, **changes)
 
 

@@ -47,7 +47,9 @@ def looped(skeleton: nn.Module, stacked, *inputs: torch.Tensor):
     grouped convolutions vmap turns the members into run slower than M plain ones."""
     params = {k.replace(SEP, "."): v for k, v in stacked.items()}
     n = next(iter(params.values())).shape[0]
-    outs = [functional_call(skeleton, {k: v[m] for k, v in params.items()}, tuple(x[m] for x in inputs)) for m in range(n)]
+    outs = [
+        functional_call(skeleton, {k: v[m] for k, v in params.items()}, tuple(x[m] for x in inputs)) for m in range(n)
+    ]
     if isinstance(outs[0], tuple):
         return tuple(torch.stack(parts) for parts in zip(*outs))
     return torch.stack(outs)
@@ -81,7 +83,9 @@ def fused_adam(device: torch.device) -> bool | None:
     return True if torch.device(device).type in ("cpu", "cuda") else None
 
 
-def member_optimizer(params, lr: torch.Tensor, weight_decay: torch.Tensor, device: torch.device) -> torch.optim.Optimizer:
+def member_optimizer(
+    params, lr: torch.Tensor, weight_decay: torch.Tensor, device: torch.device
+) -> torch.optim.Optimizer:
     """torch's own (fused) Adam when every member has the same lr and weight decay
     (Adam is elementwise, so stacking changes nothing); MemberAdam when they differ."""
     if bool((lr == lr[0]).all()) and bool((weight_decay == weight_decay[0]).all()):
@@ -93,8 +97,14 @@ class MemberAdam(torch.optim.Optimizer):
     """Adam (the torch.optim.Adam update, L2 weight decay) on stacked parameters with one learning
     rate and weight decay per member: `lr` and `weight_decay` are (M,) tensors."""
 
-    def __init__(self, params, lr: torch.Tensor, weight_decay: torch.Tensor,
-                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8):
+    def __init__(
+        self,
+        params,
+        lr: torch.Tensor,
+        weight_decay: torch.Tensor,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+    ):
         super().__init__(params, dict(betas=betas, eps=eps))
         self.member_lr = lr.detach().clone().float()
         self.member_wd = weight_decay.detach().clone().float()

@@ -17,13 +17,13 @@ is that of a one-process run.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import lightning as L
 import numpy as np
-from lightning.pytorch.callbacks import TQDMProgressBar
 import torch
+from lightning.pytorch.callbacks import TQDMProgressBar
 from torch import nn
 
 from cache_schemas import killpoints
@@ -72,8 +72,10 @@ class Placement:
         size = f"training data {self.nbytes / 2**20:.1f} MiB"
         if self.resident:
             return f"{size}: in device memory"
-        return (f"{size}: over the device budget of {self.budget / 2**20:.1f} MiB; batches gathered in "
-                f"{'pinned ' if self.pin else ''}host RAM")
+        return (
+            f"{size}: over the device budget of {self.budget / 2**20:.1f} MiB; batches gathered in "
+            f"{'pinned ' if self.pin else ''}host RAM"
+        )
 
 
 def plan_placement(nbytes: int, device: torch.device, budget: int | None = None) -> Placement:
@@ -96,8 +98,9 @@ class BatchSampler:
     frames of o_t and o_t+k together; augmentation shifts them while still uint8; one kernel turns
     them into floats."""
 
-    def __init__(self, data: TrainingData, configs: list[LAMConfig], device: torch.device, placement: Placement,
-                 rank: int = 0):
+    def __init__(
+        self, data: TrainingData, configs: list[LAMConfig], device: torch.device, placement: Placement, rank: int = 0
+    ):
         self.device = torch.device(device)
         self.placement = placement
         self.index_device = self.device if placement.resident else torch.device("cpu")
@@ -118,8 +121,10 @@ class BatchSampler:
     def draw(self) -> torch.Tensor:
         """(3, M, B) rows of o_t, o_t+k and the target, for B random transitions of each member
         (each member from its own generator and its own transition set)."""
-        picks = [torch.randint(0, n, (self.batch_size,), generator=g, device=self.index_device)
-                 for n, g in zip(self.counts, self.gens)]
+        picks = [
+            torch.randint(0, n, (self.batch_size,), generator=g, device=self.index_device)
+            for n, g in zip(self.counts, self.gens)
+        ]
         return self.table.gather(2, _stack(picks).expand(3, -1, -1))
 
     def take(self, table: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
@@ -149,8 +154,13 @@ class BatchSampler:
 
     def augment(self, x: torch.Tensor) -> torch.Tensor:
         """LAOM random shift of every observation of (2, M, B, C, S, S), offsets from each member's generator."""
-        offsets = torch.stack([torch.randint(0, 2 * self.pad + 1, (2, self.batch_size, 2), generator=g,
-                                             device=self.index_device) for g in self.gens], dim=1)
+        offsets = torch.stack(
+            [
+                torch.randint(0, 2 * self.pad + 1, (2, self.batch_size, 2), generator=g, device=self.index_device)
+                for g in self.gens
+            ],
+            dim=1,
+        )
         offsets = offsets.to(x.device, non_blocking=True).reshape(-1, 2)
         return shift(x.flatten(0, 2), offsets, self.pad).view(x.shape)
 
@@ -193,8 +203,14 @@ class LAMEnsemble(L.LightningModule):
     vmapped call (accelerators, M > 1). `mode='auto'` picks as `ensemble.pick_mode` does for CUDA if
     it is available, else for the CPU; callers that know the accelerator pass the mode."""
 
-    def __init__(self, configs: list[LAMConfig], data: TrainingData, mode: str = "auto",
-                 memory_budget: int | None = None, echo: Callable[[str], None] | None = None):
+    def __init__(
+        self,
+        configs: list[LAMConfig],
+        data: TrainingData,
+        mode: str = "auto",
+        memory_budget: int | None = None,
+        echo: Callable[[str], None] | None = None,
+    ):
         super().__init__()
         keys = {c.shape_key() for c in configs}
         if len(keys) != 1:
@@ -271,8 +287,10 @@ class LAMEnsemble(L.LightningModule):
         lr = torch.tensor([c.lr for c in self.configs])
         wd = torch.tensor([c.weight_decay for c in self.configs])
         if self.mode == "loop":  # one parameter group per member: torch's Adam takes each its own lr
-            groups = [{"params": list(lam.parameters()), "lr": c.lr, "weight_decay": c.weight_decay}
-                      for lam, c in zip(self.members, self.configs)]
+            groups = [
+                {"params": list(lam.parameters()), "lr": c.lr, "weight_decay": c.weight_decay}
+                for lam, c in zip(self.members, self.configs)
+            ]
             return torch.optim.Adam(groups, fused=fused_adam(self.device))
         return member_optimizer(self.stacked.parameters(), lr=lr, weight_decay=wd, device=self.device)
 

@@ -88,7 +88,11 @@ def probe(
     for i, name in enumerate(task_names):
         sel = test & (task == i)
         if sel.sum() >= 2:
-            per_task[name] = {"mse": mse(actions[sel], pred[sel]), "r2": r2(actions[sel], pred[sel]), "n": int(sel.sum())}
+            per_task[name] = {
+                "mse": mse(actions[sel], pred[sel]),
+                "r2": r2(actions[sel], pred[sel]),
+                "n": int(sel.sum()),
+            }
     return ProbeResult(
         mse=mse(actions[test], pred[test]),
         r2=r2(actions[test], pred[test]),

@@ -50,8 +50,10 @@ class RunDamaged(RunConflict):
     """A file of a finished run is missing, unreadable, or not what `done` recorded."""
 
     def __init__(self, path: Path, problem: str):
-        super().__init__(f"run folder {path.parent}: {path.name} {problem}; the run folder is damaged: train it "
-                         f"again with --retrain (or delete {path.parent})")
+        super().__init__(
+            f"run folder {path.parent}: {path.name} {problem}; the run folder is damaged: train it "
+            f"again with --retrain (or delete {path.parent})"
+        )
 
 
 # Where a store was (paths) and how an alias resolved: recorded in config.json, never compared.
@@ -91,8 +93,9 @@ class RunDir:
     ident: dict[str, Any]
 
     @classmethod
-    def claim(cls, ident: dict[str, Any], run_id: str, runs: str | os.PathLike | None = None,
-              create: bool = True) -> "RunDir":
+    def claim(
+        cls, ident: dict[str, Any], run_id: str, runs: str | os.PathLike | None = None, create: bool = True
+    ) -> RunDir:
         """Create the folder, or accept an existing one only if it holds the same identity.
         `create=False` only checks (DDP ranks other than 0 never write)."""
         path = run_path(run_id, runs)
@@ -139,13 +142,16 @@ class RunDir:
         buf = io.StringIO(newline="")
         w = csv.writer(buf)
         w.writerow(["step", "loss"])
-        w.writerows((s, f"{l:.6g}") for s, l in history)
+        w.writerows((s, f"{loss:.6g}") for s, loss in history)
         write_text(self.path / "metrics.csv", buf.getvalue())
 
     def write_latents(self, z: np.ndarray, rows: np.ndarray, k: int) -> None:
         """z[i] is the latent action of the transition from frame row rows[i] to rows[i] + k."""
-        tensors = {"z": np.ascontiguousarray(z, np.float32), "rows": np.ascontiguousarray(rows, np.int64),
-                   "future_rows": np.ascontiguousarray(rows + k, np.int64)}
+        tensors = {
+            "z": np.ascontiguousarray(z, np.float32),
+            "rows": np.ascontiguousarray(rows, np.int64),
+            "future_rows": np.ascontiguousarray(rows + k, np.int64),
+        }
         save_safetensors(self.path / "latents.safetensors", tensors, {"k": str(k)})
 
     def write_probe(self, result: dict[str, Any]) -> None:
@@ -195,7 +201,9 @@ def read_verified(run: Path | str, name: str) -> bytes:
         import hashlib
 
         if hashlib.sha256(data).hexdigest() != want:
-            raise RunDamaged(file, "does not match the digest recorded when the run finished (flipped or truncated bytes)")
+            raise RunDamaged(
+                file, "does not match the digest recorded when the run finished (flipped or truncated bytes)"
+            )
     return data
 
 
@@ -220,5 +228,7 @@ def load_safetensors_verified(run: Path | str, name: str) -> dict[str, np.ndarra
     data = read_verified(run, name)
     try:
         return load(data)
-    except Exception as exc:  # noqa: BLE001 - safetensors raises its own error types
-        raise RunDamaged(Path(run) / name, f"is unreadable ({type(exc).__name__}: {' '.join(str(exc).split())[:120]})") from None
+    except Exception as exc:
+        raise RunDamaged(
+            Path(run) / name, f"is unreadable ({type(exc).__name__}: {' '.join(str(exc).split())[:120]})"
+        ) from None

@@ -6,8 +6,8 @@ changes."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Callable
 
 import numpy as np
 
@@ -24,8 +24,17 @@ ORDERINGS = (("state", "pixels"), ("pixels-clean", "pixels"))
 
 def science_config(**overrides) -> LAMConfig:
     """The check's LAM: small enough for CPU minutes (frames at 32 px, z = 32, 400 steps)."""
-    base = dict(latent_dim=32, steps=400, batch_size=64, lr=1e-3, img_size=32, channels=(16, 32, 64), hidden=128,
-                pixel_target_size=32, log_every=100)
+    base = dict(
+        latent_dim=32,
+        steps=400,
+        batch_size=64,
+        lr=1e-3,
+        img_size=32,
+        channels=(16, 32, 64),
+        hidden=128,
+        pixel_target_size=32,
+        log_every=100,
+    )
     base.update(overrides)
     return LAMConfig(**base)
 
@@ -48,8 +57,10 @@ class ScienceResult:
             v = np.asarray(vals)
             lines.append(f"{t:<{w}}{v.mean():>9.3f}{v.min():>8.3f}{v.max():>8.3f}   " + " ".join(f"{x:.3f}" for x in v))
         for c in self.checks:
-            lines.append(f"{'PASS' if c['ok'] else 'FAIL'}: {c['better']} {c['mean_better']:.3f} > "
-                         f"{c['worse']} {c['mean_worse']:.3f} + {self.margin} (wins {c['wins']}/{len(self.seeds)} seeds)")
+            lines.append(
+                f"{'PASS' if c['ok'] else 'FAIL'}: {c['better']} {c['mean_better']:.3f} > "
+                f"{c['worse']} {c['mean_worse']:.3f} + {self.margin} (wins {c['wins']}/{len(self.seeds)} seeds)"
+            )
         return "\n".join(lines)
 
     def to_json(self) -> str:
@@ -63,8 +74,16 @@ def judge(r2: dict[str, list[float]], margin: float) -> list[dict]:
         if better not in r2 or worse not in r2:
             continue
         b, w = np.asarray(r2[better]), np.asarray(r2[worse])
-        out.append({"better": better, "worse": worse, "mean_better": float(b.mean()), "mean_worse": float(w.mean()),
-                    "wins": int((b > w).sum()), "ok": bool(b.mean() > w.mean() + margin)})
+        out.append(
+            {
+                "better": better,
+                "worse": worse,
+                "mean_better": float(b.mean()),
+                "mean_worse": float(w.mean()),
+                "wins": int((b > w).sum()),
+                "ok": bool(b.mean() > w.mean() + margin),
+            }
+        )
     return out
 
 

@@ -95,21 +95,26 @@ def resolve_embedding(ref: str, episodes: EpisodeStore, cache: str | os.PathLike
         (mine if view.parent_fingerprint == episodes.fingerprint else others).append(folder)
     if not mine:
         known = sorted({".".join(p.name.split(".")[:2]) for p in _embedding_folders(cache)})
-        hint = (f"; {len(others)} matching store(s) belong to other episode stores" if others else "")
+        hint = f"; {len(others)} matching store(s) belong to other episode stores" if others else ""
         raise TargetError(
             f"no embedding store matches alias {ref!r} for episode store {episodes.path} "
             f"({episodes.fingerprint[:12]}) under {embeddings_dir(cache)}{hint}. "
             f"Known aliases: {', '.join(known) or 'none'}; or pass emb:<store path>."
-            + (f" To make it: vlm-lam embed --vlm {parts[0]} --prompt {parts[1]} (make embed VLM={parts[0]} "
-               f"PROMPT={parts[1]})." if len(parts) >= 2 else "")
+            + (
+                f" To make it: vlm-lam embed --vlm {parts[0]} --prompt {parts[1]} (make embed VLM={parts[0]} "
+                f"PROMPT={parts[1]})."
+                if len(parts) >= 2
+                else ""
+            )
         )
     newest = max(mine, key=lambda p: (p / "zarr.json").stat().st_mtime)
     note = f"emb:{ref} -> {newest}" + (f" (newest of {len(mine)})" if len(mine) > 1 else "")
     return newest, note
 
 
-def embedding_targets(vlm: str | None, prompt: str | None, pooling: str | None = None,
-                      layer: str | None = None) -> list[str]:
+def embedding_targets(
+    vlm: str | None, prompt: str | None, pooling: str | None = None, layer: str | None = None
+) -> list[str]:
     """The `emb:` alias of each store `vlm-lam embed` writes for the same --vlm/--prompt options
     (a comma list of prompts gives one per prompt), so training repeats the embed line: missing
     options take embed's defaults; --pooling/--layer lengthen the alias only when given. Neither
@@ -190,7 +195,12 @@ def load_target(
         if view.emb.shape[0] != episodes.n_frames:
             raise TargetError(f"embedding store {path} has {view.emb.shape[0]} rows, episodes have {episodes.n_frames}")
         values = normalise(np.asarray(view.emb[:], np.float32), view.mean, view.std)
-        source = {"kind": "emb", "path": str(path), "fingerprint": view.fingerprint, "resolved": note,
-                  **{k: view.info[k] for k in ("vlm", "prompt", "pooling", "layers") if k in view.info}}
+        source = {
+            "kind": "emb",
+            "path": str(path),
+            "fingerprint": view.fingerprint,
+            "resolved": note,
+            **{k: view.info[k] for k in ("vlm", "prompt", "pooling", "layers") if k in view.info},
+        }
         return Target(torch.from_numpy(values), source)
     raise TargetError(f"unknown target {target!r}; valid: {', '.join(BASE_TARGETS)}, emb:<store path or alias>")

@@ -8,10 +8,11 @@ import logging
 import os
 import warnings
 from collections import OrderedDict
+from collections.abc import Callable, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import torch
 
@@ -73,8 +74,9 @@ class TargetLoader:
     def __call__(self, cfg: LAMConfig) -> Target:
         key = (cfg.target, cfg.pixel_target_size)
         if key not in self._memo:
-            tgt = load_target(cfg.target, self.episodes, pixel_size=cfg.pixel_target_size, cache=self.cache,
-                              frames=self.frames)
+            tgt = load_target(
+                cfg.target, self.episodes, pixel_size=cfg.pixel_target_size, cache=self.cache, frames=self.frames
+            )
             if "resolved" in tgt.source:
                 self.echo(f"target {tgt.source['resolved']}")
             self._memo[key] = tgt
@@ -176,8 +178,9 @@ def train_configs(
                 for i in members:
                     if i not in keep:
                         jobs[i].run.clean()
-            trained = train_group([jobs[i] for i in members], episodes, frames, opts, echo, writer,
-                                  write=[i not in keep for i in members])
+            trained = train_group(
+                [jobs[i] for i in members], episodes, frames, opts, echo, writer, write=[i not in keep for i in members]
+            )
         if trained is None:  # a non-zero DDP rank: rank 0 writes the run folders
             continue
         for i, res in zip(members, trained):
@@ -197,8 +200,15 @@ def _silent(_: str) -> None:
     pass
 
 
-def train_group(jobs: list[Job], episodes: EpisodeStore, frames: FrameCache, opts: TrainOptions,
-                echo: Callable[[str], None], writer: bool = True, write: list[bool] | None = None) -> list[RunResult] | None:
+def train_group(
+    jobs: list[Job],
+    episodes: EpisodeStore,
+    frames: FrameCache,
+    opts: TrainOptions,
+    echo: Callable[[str], None],
+    writer: bool = True,
+    write: list[bool] | None = None,
+) -> list[RunResult] | None:
     """One ensemble for configs of one shape; rank 0 (`writer`) writes each member's run folder
     (only those whose `write` flag is set: the others train alongside, untouched)."""
     write = write or [True] * len(jobs)
@@ -228,8 +238,13 @@ def train_group(jobs: list[Job], episodes: EpisodeStore, frames: FrameCache, opt
     if writer:
         for j, w in zip(jobs, write):
             if w:
-                j.run.write_config({"target_dim": jobs[0].target.dim, "run_id": j.run.path.name,
-                                    "ensemble": [o.run.path.name for o in jobs]})
+                j.run.write_config(
+                    {
+                        "target_dim": jobs[0].target.dim,
+                        "run_id": j.run.path.name,
+                        "ensemble": [o.run.path.name for o in jobs],
+                    }
+                )
     names = ", ".join(j.run.path.name for j in jobs)
     echo(f"training {len(jobs)} model(s) together for {cfg.steps} steps: {names}")
     with lightning_quiet(not opts.progress):
@@ -265,7 +280,9 @@ def train_group(jobs: list[Job], episodes: EpisodeStore, frames: FrameCache, opt
         j.run.write_checkpoint(module.member_state_dict(m), j.cfg, j.target.dim)
         j.run.write_metrics([(s, losses[m]) for s, losses in module.history])
         j.run.write_latents(latents[m], r, j.cfg.k)
-        res = probe(latents[m], actions[r], ~held[ep_of_row[r]], table.task[ep_of_row[r]], task_names, j.cfg.probe_alpha)
+        res = probe(
+            latents[m], actions[r], ~held[ep_of_row[r]], table.task[ep_of_row[r]], task_names, j.cfg.probe_alpha
+        )
         j.run.write_probe(res.to_dict())
         j.run.mark_done()
         final = module.history[-1][1][m] if module.history else None

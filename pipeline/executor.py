@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 import threading
 from collections import deque
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 # Our tasks are seconds of CPU-bound work on every core: the monitoring dask does by default
 # (a stack sampler every 10 ms in each worker, 20 ms loop ticks, 100 ms memory polls) took ~7% of
@@ -92,7 +93,9 @@ class Executor:
                 yield fn(*pending.popleft())
         self._ready.wait()
         if self._error is not None:
-            raise RuntimeError(f"could not start the local dask cluster: {self._error}{_script_hint()}") from self._error
+            raise RuntimeError(
+                f"could not start the local dask cluster: {self._error}{_script_hint()}"
+            ) from self._error
         if self.client is None:
             while pending:
                 yield fn(*pending.popleft())
@@ -158,8 +161,10 @@ def _script_hint() -> str:
     main = getattr(__main__, "__file__", None)
     if not main or Path(main).name in ("vlm-lam", "cli.py", "__main__.py"):
         return ""
-    return (f" (a worker's own error is printed above; if {Path(main).name} calls vlm-lam at its top level, "
-            "put that call under `if __name__ == \"__main__\":`)")
+    return (
+        f" (a worker's own error is printed above; if {Path(main).name} calls vlm-lam at its top level, "
+        'put that call under `if __name__ == "__main__":`)'
+    )
 
 
 def _preload_forkserver(modules: tuple[str, ...]) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import List, Optional
+from typing import Optional
 
 import typer
 
@@ -23,8 +23,11 @@ def _resolve_run(run: str, runs: Optional[Path]) -> Path:
 
 
 def eval_cmd(
-    run: Optional[str] = typer.Argument(None, help="Run folder (or run id under --runs); none: every run under "
-                                        "--runs without a finished eval, one after another."),
+    run: Optional[str] = typer.Argument(
+        None,
+        help="Run folder (or run id under --runs); none: every run under "
+        "--runs without a finished eval, one after another.",
+    ),
     labelled: int = typer.Option(2, help="Labelled trajectories per task for the action decoder and BC."),
     heldout: int = typer.Option(2, help="Episodes per task kept out of all training (open-loop diagnostics)."),
     rollouts: int = typer.Option(10, help="Rollouts per task and method."),
@@ -50,26 +53,50 @@ def eval_cmd(
 ) -> None:
     """Latent BC + action decoder (and BC baselines) rolled out in Distracting MetaWorld.
     Without RUN: every trained run under --runs that has no finished eval, then one table."""
+    from pipeline.sim.glcheck import choose_gl_backend
+
     from .config import EvalConfig, EvalConfigError
     from .evaluate import EvalError, evaluate
     from .nets import PolicyNet
 
-    from pipeline.sim.glcheck import choose_gl_backend
-
     try:
         choose_gl_backend()
-        net = PolicyNet(img_size=img_size, frame_stack=frame_stack, space_to_depth=space_to_depth,
-                        channels=tuple(int(c) for c in channels.split(",") if c.strip()))
-        cfg = EvalConfig(labelled=labelled, heldout=heldout, rollouts=rollouts, max_steps=max_steps,
-                         methods=tuple(m.strip() for m in methods.split(",") if m.strip()), net=net,
-                         policy_steps=policy_steps, decoder_steps=decoder_steps, batch_size=batch_size,
-                         augment_pad=augment_pad, seed=seed, split=split, gifs=gifs)
+        net = PolicyNet(
+            img_size=img_size,
+            frame_stack=frame_stack,
+            space_to_depth=space_to_depth,
+            channels=tuple(int(c) for c in channels.split(",") if c.strip()),
+        )
+        cfg = EvalConfig(
+            labelled=labelled,
+            heldout=heldout,
+            rollouts=rollouts,
+            max_steps=max_steps,
+            methods=tuple(m.strip() for m in methods.split(",") if m.strip()),
+            net=net,
+            policy_steps=policy_steps,
+            decoder_steps=decoder_steps,
+            batch_size=batch_size,
+            augment_pad=augment_pad,
+            seed=seed,
+            split=split,
+            gifs=gifs,
+        )
     except (EvalConfigError, ValueError, RuntimeError) as exc:
         _fail(str(exc))
 
     def one(path: Path) -> None:
-        evaluate(path, cfg, runs=str(runs) if runs else None, workers=workers or os.cpu_count() or 1,
-                 scheduler=scheduler, video_dir=distractor_videos, force=force, progress=not quiet, echo=typer.echo)
+        evaluate(
+            path,
+            cfg,
+            runs=str(runs) if runs else None,
+            workers=workers or os.cpu_count() or 1,
+            scheduler=scheduler,
+            video_dir=distractor_videos,
+            force=force,
+            progress=not quiet,
+            echo=typer.echo,
+        )
 
     if run is None:
         _eval_pending(cfg, one, runs, force)
@@ -99,7 +126,9 @@ def _eval_pending(cfg, one, runs: Optional[Path], force: bool) -> None:
 
 
 def report_cmd(
-    run_list: Optional[List[str]] = typer.Argument(None, help="Run folders or run ids; none: every evaluated run under --runs."),
+    run_list: Optional[list[str]] = typer.Argument(
+        None, help="Run folders or run ids; none: every evaluated run under --runs."
+    ),
     out: Optional[Path] = typer.Option(None, help="Output folder (default reports/<name>)."),
     name: str = typer.Option("report", help="Report name (folder under reports/)."),
     runs: Optional[Path] = typer.Option(None, help="Runs root (default $VLMLAM_RUNS or ./runs)."),
@@ -130,10 +159,14 @@ def study_cmd(
     preset: str = typer.Option("study", help="Episode preset (collect's): tasks where the upper bound works."),
     tasks: Optional[str] = typer.Option(None, help="Comma list of MetaWorld tasks, overriding the preset's."),
     episodes: Optional[int] = typer.Option(None, help="Episodes per task, overriding the preset's."),
-    emb: Optional[str] = typer.Option(None, help="Comma list of embedding stores (aliases or paths) to add as targets."),
+    emb: Optional[str] = typer.Option(
+        None, help="Comma list of embedding stores (aliases or paths) to add as targets."
+    ),
     lam_steps: Optional[int] = typer.Option(None, help="LAM training steps (default: the study's)."),
     policy_steps: Optional[int] = typer.Option(None, help="Policy training steps (default: the study's)."),
-    rollouts: Optional[int] = typer.Option(None, help="Rollouts per task and method (default: >= 50 per method in all)."),
+    rollouts: Optional[int] = typer.Option(
+        None, help="Rollouts per task and method (default: >= 50 per method in all)."
+    ),
     name: str = typer.Option("study", help="Report name: reports/<name>/index.md and study.json."),
     workers: int = typer.Option(0, help="Worker processes for collect and rollouts (0 = one per core)."),
     cache: Optional[Path] = typer.Option(None, help="Cache root (default $VLMLAM_CACHE or ./cache)."),
@@ -144,7 +177,6 @@ def study_cmd(
     """The paper's phenomenon in success rates, end to end: collect, LAMs on state / pixels /
     pixels-clean (+ --emb stores), eval with BC baselines, report. Killed, the same command resumes."""
     from cache_schemas import StoreError
-
     from pipeline.collect.collect import preset_spec
     from pipeline.sim.glcheck import choose_gl_backend
 
@@ -161,8 +193,16 @@ def study_cmd(
             plan.eval_overrides["policy_steps"] = policy_steps
         if rollouts:
             plan.eval_overrides["rollouts"] = rollouts
-        run_study(plan, name=name, cache=str(cache) if cache else None, runs=str(runs) if runs else None,
-                  reports=out, workers=workers or os.cpu_count() or 1, progress=not quiet, echo=typer.echo)
+        run_study(
+            plan,
+            name=name,
+            cache=str(cache) if cache else None,
+            runs=str(runs) if runs else None,
+            reports=out,
+            workers=workers or os.cpu_count() or 1,
+            progress=not quiet,
+            echo=typer.echo,
+        )
     except (EvalConfigError, EvalError, StoreError, ValueError, RuntimeError) as exc:
         _fail(str(exc))
 

@@ -64,7 +64,7 @@ class EvalConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "EvalConfig":
+    def from_dict(cls, d: dict[str, Any]) -> EvalConfig:
         d = {k: v for k, v in d.items() if k in {f.name for f in fields(cls)}}
         if "methods" in d:
             d["methods"] = tuple(d["methods"])
@@ -74,6 +74,16 @@ class EvalConfig:
 
     def training_part(self) -> dict[str, Any]:
         """The fields that change trained networks (not how many rollouts are run)."""
-        keep = ("labelled", "heldout", "net", "policy_steps", "decoder_steps", "batch_size", "lr", "hidden",
-                "augment_pad", "seed")
+        keep = (
+            "labelled",
+            "heldout",
+            "net",
+            "policy_steps",
+            "decoder_steps",
+            "batch_size",
+            "lr",
+            "hidden",
+            "augment_pad",
+            "seed",
+        )
         return {k: v for k, v in self.to_dict().items() if k in keep}

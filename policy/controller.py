@@ -51,9 +51,14 @@ class Controller:
 
     # -- files -------------------------------------------------------------------------------
     def save(self, stem: Path) -> None:
-        meta = {"schema": CONTROLLER_SCHEMA, "net": self.net.to_dict(), "out_dim": self.out_dim,
-                "decoder_hidden": self.decoder_hidden if self.decoder is not None else 0,
-                "action_dim": int(len(self.actions.mean)), "actions": self.actions.to_dict()}
+        meta = {
+            "schema": CONTROLLER_SCHEMA,
+            "net": self.net.to_dict(),
+            "out_dim": self.out_dim,
+            "decoder_hidden": self.decoder_hidden if self.decoder is not None else 0,
+            "action_dim": len(self.actions.mean),
+            "actions": self.actions.to_dict(),
+        }
         tensors = {f"policy.{k}": v.contiguous() for k, v in self.policy.state_dict().items()}
         if self.decoder is not None:
             tensors.update({f"decoder.{k}": v.contiguous() for k, v in self.decoder.state_dict().items()})
@@ -65,12 +70,14 @@ class Controller:
         return stem.with_suffix(".safetensors").exists() and stem.with_suffix(".json").exists()
 
     @classmethod
-    def load(cls, stem: Path) -> "Controller":
+    def load(cls, stem: Path) -> Controller:
         from safetensors.torch import load_file
 
         meta = json.loads(stem.with_suffix(".json").read_text())
         if meta.get("schema") != CONTROLLER_SCHEMA:
-            raise ValueError(f"{stem}.json is not a controller ({meta.get('schema')!r}, expected {CONTROLLER_SCHEMA!r})")
+            raise ValueError(
+                f"{stem}.json is not a controller ({meta.get('schema')!r}, expected {CONTROLLER_SCHEMA!r})"
+            )
         net = PolicyNet.from_dict(meta["net"])
         tensors = load_file(str(stem.with_suffix(".safetensors")))
         policy = ImagePolicy(net, meta["out_dim"])
@@ -82,5 +89,6 @@ class Controller:
         policy.eval()
         if decoder is not None:
             decoder.eval()
-        return cls(net, policy, decoder, Standardiser.from_dict(meta["actions"]), meta["out_dim"],
-                   meta["decoder_hidden"])
+        return cls(
+            net, policy, decoder, Standardiser.from_dict(meta["actions"]), meta["out_dim"], meta["decoder_hidden"]
+        )

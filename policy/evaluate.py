@@ -15,9 +15,9 @@ from __future__ import annotations
 import contextlib
 import json
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -50,7 +50,7 @@ class RunInfo:
     lam: dict
 
     @classmethod
-    def load(cls, path: Path) -> "RunInfo":
+    def load(cls, path: Path) -> RunInfo:
         path = Path(path)
         cfg_file = path / "config.json"
         if not cfg_file.exists() and not (path / "done").exists():
@@ -65,7 +65,8 @@ class RunInfo:
             raise EvalError(
                 f"run {path} was trained with --k {run.lam['k']}: its latent z(t -> t+{run.lam['k']}) spans "
                 f"{run.lam['k']} steps while its FDM predicts frame t+1, and eval's decoder maps z to one "
-                f"step's action; evaluate a run trained with --k 1 (the probe in probe.json still scores this one)")
+                f"step's action; evaluate a run trained with --k 1 (the probe in probe.json still scores this one)"
+            )
         return run
 
     def episodes(self, cache: str | None = None) -> EpisodeStore:
@@ -78,8 +79,10 @@ class RunInfo:
         try:
             return EpisodeStore(locate_store(ep["fingerprint"], SCHEMA, recorded=ep["path"], cache=cache))
         except StoreError as exc:
-            raise EvalError(f"the episode store this run was trained on (fingerprint {ep['fingerprint'][:12]}) "
-                            f"is not at {ep['path']} nor anywhere under the cache: {exc}") from exc
+            raise EvalError(
+                f"the episode store this run was trained on (fingerprint {ep['fingerprint'][:12]}) "
+                f"is not at {ep['path']} nor anywhere under the cache: {exc}"
+            ) from exc
 
 
 @dataclass(frozen=True)
@@ -95,7 +98,9 @@ class EvalFolder:
             if canonical_json(old) != canonical_json(identity):
                 if not force:
                     diffs = "\n  ".join(spec_diff(old, identity))
-                    raise EvalError(f"{self.path} holds an eval with another config:\n  {diffs}\nUse --force to redo it.")
+                    raise EvalError(
+                        f"{self.path} holds an eval with another config:\n  {diffs}\nUse --force to redo it."
+                    )
                 shutil.rmtree(self.path)
         for sub in ("tasks", "models", "diagnostics", "gifs"):
             (self.path / sub).mkdir(parents=True, exist_ok=True)
@@ -116,7 +121,9 @@ class EvalFolder:
 
 
 # --------------------------------------------------------------------------- orchestration
-def rollout_jobs(method: str, store: EpisodeStore, cfg: EvalConfig, video_dir: str | None, record: int) -> list[RolloutJob]:
+def rollout_jobs(
+    method: str, store: EpisodeStore, cfg: EvalConfig, video_dir: str | None, record: int
+) -> list[RolloutJob]:
     spec = rollout_spec(store.spec, cfg.split)
     spec_json = canonical_json(spec)
     max_steps = cfg.max_steps or spec.max_steps
@@ -131,8 +138,11 @@ def rollout_jobs(method: str, store: EpisodeStore, cfg: EvalConfig, video_dir: s
 
 def baseline_identity(store: EpisodeStore, cfg: EvalConfig) -> dict:
     """What the shared baselines depend on: the episode store and the eval's settings (not the LAM)."""
-    return {"schema": EVAL_SCHEMA, "episodes": store.fingerprint,
-            "eval": cfg.to_dict() | {"methods": list(BASELINE_METHODS)}}
+    return {
+        "schema": EVAL_SCHEMA,
+        "episodes": store.fingerprint,
+        "eval": cfg.to_dict() | {"methods": list(BASELINE_METHODS)},
+    }
 
 
 def baseline_folder(store: EpisodeStore, cfg: EvalConfig, runs: str | None) -> EvalFolder:
@@ -155,9 +165,11 @@ def distractor_dir(store: EpisodeStore, video_dir: Path | None) -> str | None:
     except (OSError, ValueError) as exc:
         raise EvalError(f"distractor video folder {vdir}: {exc}") from exc
     if digest != dist.video_digest:
-        raise EvalError(f"distractor video folder {vdir} is not the one {store.path} was collected with "
-                        f"(content digest {digest}, store expects {dist.video_digest}); pass the right folder with "
-                        "--distractor-videos")
+        raise EvalError(
+            f"distractor video folder {vdir} is not the one {store.path} was collected with "
+            f"(content digest {digest}, store expects {dist.video_digest}); pass the right folder with "
+            "--distractor-videos"
+        )
     return vdir
 
 
@@ -213,14 +225,25 @@ def evaluate(
         write_json(own.path / "results.json", results)
     for m in methods:
         r = results["methods"][m]["overall"]
-        echo(f"{m:>12}: success {r['success_rate']:.2f} ({r['successes']}/{r['episodes']}, "
-             f"95% CI {r['ci95'][0]:.2f}-{r['ci95'][1]:.2f})")
+        echo(
+            f"{m:>12}: success {r['success_rate']:.2f} ({r['successes']}/{r['episodes']}, "
+            f"95% CI {r['ci95'][0]:.2f}-{r['ci95'][1]:.2f})"
+        )
     return results
 
 
-def _train_and_roll_out(run: RunInfo, store: EpisodeStore, cfg: EvalConfig, methods: list[str],
-                        folder_of: dict[str, EvalFolder], vdir: str | None, workers: int, scheduler: str | None,
-                        progress: bool, echo: Callable[[str], None]) -> None:
+def _train_and_roll_out(
+    run: RunInfo,
+    store: EpisodeStore,
+    cfg: EvalConfig,
+    methods: list[str],
+    folder_of: dict[str, EvalFolder],
+    vdir: str | None,
+    workers: int,
+    scheduler: str | None,
+    progress: bool,
+    echo: Callable[[str], None],
+) -> None:
     from lam.data import read_frames
     from pipeline.executor import Executor
 
@@ -228,8 +251,11 @@ def _train_and_roll_out(run: RunInfo, store: EpisodeStore, cfg: EvalConfig, meth
     pending: list[tuple[RolloutJob, Controller]] = []
     for m in methods:
         folder = folder_of[m]
-        jobs = [j for j in rollout_jobs(m, store, cfg, vdir, record=2 if cfg.gifs else 0)
-                if not folder.task_file(m, j.task).exists()]
+        jobs = [
+            j
+            for j in rollout_jobs(m, store, cfg, vdir, record=2 if cfg.gifs else 0)
+            if not folder.task_file(m, j.task).exists()
+        ]
         stem = folder.model_stem(m)
         if Controller.exists(stem) and folder.diagnostics_file(m).exists():
             if not jobs:
@@ -278,9 +304,16 @@ def method_summary(episodes: list[dict]) -> dict:
 
 
 def collect_results(store: EpisodeStore, methods: list[str], folder_of: dict, cfg: EvalConfig) -> dict:
-    out = {"schema": EVAL_SCHEMA, "labelled": cfg.labelled, "heldout": cfg.heldout, "rollouts_per_task": cfg.rollouts,
-           "split": cfg.split, "horizon": cfg.max_steps or store.spec.max_steps,
-           "episodes": {"path": str(store.path), "fingerprint": store.fingerprint}, "methods": {}}
+    out = {
+        "schema": EVAL_SCHEMA,
+        "labelled": cfg.labelled,
+        "heldout": cfg.heldout,
+        "rollouts_per_task": cfg.rollouts,
+        "split": cfg.split,
+        "horizon": cfg.max_steps or store.spec.max_steps,
+        "episodes": {"path": str(store.path), "fingerprint": store.fingerprint},
+        "methods": {},
+    }
     for m in methods:
         per_task, everything = {}, []
         for task in store.spec.tasks:
@@ -289,6 +322,10 @@ def collect_results(store: EpisodeStore, methods: list[str], folder_of: dict, cf
             everything += eps
         diag_file = folder_of[m].diagnostics_file(m)
         diagnostics = json.loads(diag_file.read_text()) if diag_file.exists() else None
-        out["methods"][m] = {"overall": method_summary(everything), "per_task": per_task,
-                             "diagnostics": diagnostics, "folder": str(folder_of[m].path)}
+        out["methods"][m] = {
+            "overall": method_summary(everything),
+            "per_task": per_task,
+            "diagnostics": diagnostics,
+            "folder": str(folder_of[m].path),
+        }
     return out

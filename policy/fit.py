@@ -4,8 +4,8 @@ curve kept: the training loss every `log_every` steps and the loss on held-out s
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Callable
 
 import numpy as np
 import torch
@@ -22,7 +22,7 @@ class Standardiser:
     std: np.ndarray
 
     @classmethod
-    def fit(cls, y: np.ndarray) -> "Standardiser":
+    def fit(cls, y: np.ndarray) -> Standardiser:
         return cls(y.mean(0).astype(np.float32), (y.std(0) + 1e-6).astype(np.float32))
 
     def forward(self, y: np.ndarray) -> np.ndarray:
@@ -35,7 +35,7 @@ class Standardiser:
         return {"mean": self.mean.tolist(), "std": self.std.tolist()}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Standardiser":
+    def from_dict(cls, d: dict) -> Standardiser:
         return cls(np.asarray(d["mean"], np.float32), np.asarray(d["std"], np.float32))
 
 
@@ -53,23 +53,41 @@ class Curve:
 
 
 @torch.no_grad()
-def mean_loss(model: nn.Module, x_of: Callable[[torch.Tensor], torch.Tensor], y: torch.Tensor,
-              idx: torch.Tensor, chunk: int = 1024) -> float:
+def mean_loss(
+    model: nn.Module,
+    x_of: Callable[[torch.Tensor], torch.Tensor],
+    y: torch.Tensor,
+    idx: torch.Tensor,
+    chunk: int = 1024,
+) -> float:
     """MSE of `model` over samples `idx` (in eval mode, chunked)."""
     was = model.training
     model.eval()
     total = 0.0
     for i in range(0, len(idx), chunk):
-        part = idx[i:i + chunk]
+        part = idx[i : i + chunk]
         total += float(((model(x_of(part)) - y[part]) ** 2).sum())
     model.train(was)
     return total / max(1, len(idx) * y.shape[1])
 
 
-def fit(model: nn.Module, x_of: Callable[[torch.Tensor], torch.Tensor], y: torch.Tensor, train: np.ndarray,
-        heldout: np.ndarray | None = None, *, steps: int, batch_size: int, lr: float, seed: int,
-        augment_pad: int = 0, log_every: int = 50, eval_every: int = 250, desc: str = "fit",
-        progress: bool = True) -> Curve:
+def fit(
+    model: nn.Module,
+    x_of: Callable[[torch.Tensor], torch.Tensor],
+    y: torch.Tensor,
+    train: np.ndarray,
+    heldout: np.ndarray | None = None,
+    *,
+    steps: int,
+    batch_size: int,
+    lr: float,
+    seed: int,
+    augment_pad: int = 0,
+    log_every: int = 50,
+    eval_every: int = 250,
+    desc: str = "fit",
+    progress: bool = True,
+) -> Curve:
     """Adam on MSE for `steps` minibatches of `train` samples (`x_of(idx)` -> inputs, `y[idx]` ->
     targets), learning rate cosine-annealed to 0; random-shift augmentation of image inputs when
     `augment_pad` > 0."""

@@ -37,15 +37,17 @@ class PolicyNet:
         else:
             side, halvings = self.img_size // self.space_to_depth, 2 ** len(self.channels)
             if side % halvings or side < halvings:
-                out.append(f"img_size / space_to_depth = {side} must be a multiple of {halvings} "
-                           f"(one halving per conv layer, {len(self.channels)} layers)")
+                out.append(
+                    f"img_size / space_to_depth = {side} must be a multiple of {halvings} "
+                    f"(one halving per conv layer, {len(self.channels)} layers)"
+                )
         return out
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "PolicyNet":
+    def from_dict(cls, d: dict[str, Any]) -> PolicyNet:
         return cls(**{**d, "channels": tuple(d["channels"])})
 
 
@@ -66,8 +68,9 @@ class ImagePolicy(nn.Module):
 class MLP(nn.Module):
     def __init__(self, in_dim: int, hidden: int, out_dim: int):
         super().__init__()
-        self.net = nn.Sequential(nn.Linear(in_dim, hidden), nn.GELU(), nn.Linear(hidden, hidden), nn.GELU(),
-                                 nn.Linear(hidden, out_dim))
+        self.net = nn.Sequential(
+            nn.Linear(in_dim, hidden), nn.GELU(), nn.Linear(hidden, hidden), nn.GELU(), nn.Linear(hidden, out_dim)
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)

@@ -10,9 +10,10 @@ interrupted loop, started again, skips what finished and resumes the run it was 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from cache_schemas.fingerprint import canonical_json
 
@@ -116,10 +117,20 @@ def summary_table(outcomes: list[Outcome]) -> str:
     for o in outcomes:
         r = load_run(o.run)
         latent = {"success_rate": r.success, "ci95": r.ci95} if r.success is not None and o.status != FAILED else None
-        base = {m: (r.baselines[m]["overall"] if m in r.baselines and o.status != FAILED else None) for m in BASELINE_LABELS}
+        base = {
+            m: (r.baselines[m]["overall"] if m in r.baselines and o.status != FAILED else None) for m in BASELINE_LABELS
+        }
         status = o.status + (f": {o.detail}" if o.detail else "")
-        rows.append([r.run_id, r.target, "-" if r.probe_r2 is None else f"{r.probe_r2:.3f}", success(latent),
-                     *(success(b) for b in base.values()), status])
+        rows.append(
+            [
+                r.run_id,
+                r.target,
+                "-" if r.probe_r2 is None else f"{r.probe_r2:.3f}",
+                success(latent),
+                *(success(b) for b in base.values()),
+                status,
+            ]
+        )
     header = ["run", "target", "probe R²", "latent (95% CI)", *BASELINE_LABELS, "status"]
     widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
     lines = ["  ".join(str(x).ljust(w) for x, w in zip(line, widths)).rstrip() for line in [header, *rows]]

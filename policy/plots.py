@@ -19,7 +19,7 @@ def _plt():
     return plt
 
 
-def plot_success(rows: list["RunRow"], groups: dict[str, dict], tag: dict[str, str], out: Path) -> None:
+def plot_success(rows: list[RunRow], groups: dict[str, dict], tag: dict[str, str], out: Path) -> None:
     """A bar per run (with its 95% interval) and per baseline of each eval group; a run without an
     eval gets no bar, only the words "not evaluated"."""
     from .report import BASELINE_LABELS, NOT_EVALUATED
@@ -33,8 +33,10 @@ def plot_success(rows: list["RunRow"], groups: dict[str, dict], tag: dict[str, s
     bars = [(label(r), r.success, r.ci95, "tab:blue") for r in rows]
     for g, base in groups.items():
         suffix = f" [{tag[g]}]" if len(groups) > 1 else ""
-        bars += [(BASELINE_LABELS[m] + suffix, b["overall"]["success_rate"], tuple(b["overall"]["ci95"]), "tab:gray")
-                 for m, b in base.items()]
+        bars += [
+            (BASELINE_LABELS[m] + suffix, b["overall"]["success_rate"], tuple(b["overall"]["ci95"]), "tab:gray")
+            for m, b in base.items()
+        ]
     fig, ax = plt.subplots(figsize=(max(5, 0.9 * len(bars) + 2), 4))
     for i, (_, v, ci, color) in enumerate(bars):
         if v is None:
@@ -52,7 +54,7 @@ def plot_success(rows: list["RunRow"], groups: dict[str, dict], tag: dict[str, s
     plt.close(fig)
 
 
-def plot_scatter(rows: list["RunRow"], out: Path) -> None:
+def plot_scatter(rows: list[RunRow], out: Path) -> None:
     plt = _plt()
     pts = [(r.probe_r2, r.success, r.target) for r in rows if r.probe_r2 is not None and r.success is not None]
     fig, ax = plt.subplots(figsize=(5, 4))
@@ -67,7 +69,7 @@ def plot_scatter(rows: list["RunRow"], out: Path) -> None:
     plt.close(fig)
 
 
-def plot_heatmap(rows: list["RunRow"], tasks: list[str], out: Path) -> None:
+def plot_heatmap(rows: list[RunRow], tasks: list[str], out: Path) -> None:
     import numpy as np
 
     plt = _plt()
@@ -87,7 +89,7 @@ def plot_heatmap(rows: list["RunRow"], tasks: list[str], out: Path) -> None:
     plt.close(fig)
 
 
-def plot_curves(rows: list["RunRow"], out: Path) -> bool:
+def plot_curves(rows: list[RunRow], out: Path) -> bool:
     """Loss curves of the latent policies, the action decoders and the BC baselines, one panel
     each; False (and no file) when no run holds any."""
     panels: dict[str, list[tuple[str, dict]]] = {"latent policy": [], "action decoder": [], "BC baselines": []}

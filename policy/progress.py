@@ -18,8 +18,12 @@ HAND, OBJ = slice(0, 3), slice(4, 7)
 # 30 episodes per task); an object counts as moved once it is 2 cm from where it started.
 REACHED_M = 0.07
 MOVED_M = 0.02
-PHASES = ("success", "moved the object, not finished", "reached the object, did not move it",
-          "never reached the object")
+PHASES = (
+    "success",
+    "moved the object, not finished",
+    "reached the object, did not move it",
+    "never reached the object",
+)
 INFO_MAX = ("near_object", "grasp_success", "in_place_reward")
 
 
@@ -60,9 +64,13 @@ class Progress:
                     self.info_max[k] = max(self.info_max.get(k, -np.inf), float(info[k]))
 
     def summary(self, success: bool) -> dict:
-        out = {"phase": phase(success, self.hand_obj_min, self.obj_moved),
-               "hand_obj_min": round(self.hand_obj_min, 4), "obj_moved": round(self.obj_moved, 4),
-               "obj_to_target_min": _num(self.obj_to_target_min), "obj_to_target_final": _num(self.obj_to_target_final)}
+        out = {
+            "phase": phase(success, self.hand_obj_min, self.obj_moved),
+            "hand_obj_min": round(self.hand_obj_min, 4),
+            "obj_moved": round(self.obj_moved, 4),
+            "obj_to_target_min": _num(self.obj_to_target_min),
+            "obj_to_target_final": _num(self.obj_to_target_final),
+        }
         out.update({f"{k}_max": round(v, 4) for k, v in self.info_max.items()})
         return out
 
@@ -78,4 +86,3 @@ def phase_counts(episodes: list[dict]) -> dict[str, int]:
         if "phase" in e:
             counts[e["phase"]] += 1
     return counts
-

@@ -115,8 +115,14 @@ def grouped_means(rows: list[RunRow], key: str) -> list[list[str]]:
     for name, rs in sorted(groups.items()):
         r2 = [r.probe_r2 for r in rs if r.probe_r2 is not None]
         sr = [r.success for r in rs if r.success is not None]
-        out.append([name, str(len(rs)), _fmt(sum(r2) / len(r2) if r2 else None, 3),
-                    _fmt(sum(sr) / len(sr) if sr else None) if sr else NOT_EVALUATED])
+        out.append(
+            [
+                name,
+                str(len(rs)),
+                _fmt(sum(r2) / len(r2) if r2 else None, 3),
+                _fmt(sum(sr) / len(sr) if sr else None) if sr else NOT_EVALUATED,
+            ]
+        )
     return out
 
 
@@ -131,13 +137,26 @@ def baseline_groups(rows: list[RunRow]) -> dict[str, dict[str, dict]]:
 
 def rollout_header(rows: list[RunRow]) -> str:
     """What the rollouts were: split, horizon, rollouts per task; every distinct setting listed."""
-    settings = sorted({(r.rollouts.get("split"), r.rollouts.get("horizon"), r.rollouts.get("rollouts_per_task"),
-                        r.rollouts.get("labelled")) for r in rows if r.evaluated}, key=str)
+    settings = sorted(
+        {
+            (
+                r.rollouts.get("split"),
+                r.rollouts.get("horizon"),
+                r.rollouts.get("rollouts_per_task"),
+                r.rollouts.get("labelled"),
+            )
+            for r in rows
+            if r.evaluated
+        },
+        key=str,
+    )
     if not settings:
         return "No run here has been evaluated yet (`vlm-lam eval`)."
-    parts = [f"distractor split **{s}**{' (held-out videos)' if s == 'eval' else ' (the training videos)'}, "
-             f"horizon {h} steps, {n} rollouts per task, {lab} labelled trajectories per task"
-             for s, h, n, lab in settings]
+    parts = [
+        f"distractor split **{s}**{' (held-out videos)' if s == 'eval' else ' (the training videos)'}, "
+        f"horizon {h} steps, {n} rollouts per task, {lab} labelled trajectories per task"
+        for s, h, n, lab in settings
+    ]
     return "Rollouts: " + "; ".join(parts) + "."
 
 
@@ -153,27 +172,50 @@ def method_rows(row: RunRow) -> list[list[str]]:
         idm = held.get("decoder_on_idm") or {}
         pol = curves.get("policy", {})
         last_held = next((v for v in reversed(pol.get("heldout", [])) if v is not None), None)
-        out.append([
-            m, f"{o['success_rate']:.2f} ({o['successes']}/{o['episodes']})", _ci(o),
-            _fmt(o.get("first_success_mean"), 0),
-            f"{ph.get('moved the object, not finished', 0)} / {ph.get('reached the object, did not move it', 0)} / "
-            f"{ph.get('never reached the object', 0)}" if ph else "-",
-            _fmt(main.get("r2"), 3), _fmt(idm.get("r2"), 3), _fmt(held.get("policy_latent_r2"), 3),
-            _fmt(pol["train"][-1], 3) if pol.get("train") else "-", _fmt(last_held, 3),
-        ])
+        out.append(
+            [
+                m,
+                f"{o['success_rate']:.2f} ({o['successes']}/{o['episodes']})",
+                _ci(o),
+                _fmt(o.get("first_success_mean"), 0),
+                f"{ph.get('moved the object, not finished', 0)} / {ph.get('reached the object, did not move it', 0)} / "
+                f"{ph.get('never reached the object', 0)}"
+                if ph
+                else "-",
+                _fmt(main.get("r2"), 3),
+                _fmt(idm.get("r2"), 3),
+                _fmt(held.get("policy_latent_r2"), 3),
+                _fmt(pol["train"][-1], 3) if pol.get("train") else "-",
+                _fmt(last_held, 3),
+            ]
+        )
     return out
 
 
-DIAG_HEADER = ["method", "success", "95% CI", "mean first success", "failures: moved / reached / never reached",
-               "held-out action R²", "decoder(IDM z) R²", "policy z R²", "final train loss", "final held-out loss"]
-DIAG_NOTE = ("Held-out action R²: BC(o), or decoder(pi(o)) for the latent policy, against the true actions of "
-             "episodes no network was trained on. decoder(IDM z) R²: the decoder fed the IDM's own latents; "
-             "a high value with a low held-out action R² means the policy, not the decoder, fails. "
-             "Failures: rollouts that moved the object but did not finish / reached it but did not move it / "
-             "never came within 7 cm of it. Losses: MSE on standardised labels, the policy's last logged value.")
+DIAG_HEADER = [
+    "method",
+    "success",
+    "95% CI",
+    "mean first success",
+    "failures: moved / reached / never reached",
+    "held-out action R²",
+    "decoder(IDM z) R²",
+    "policy z R²",
+    "final train loss",
+    "final held-out loss",
+]
+DIAG_NOTE = (
+    "Held-out action R²: BC(o), or decoder(pi(o)) for the latent policy, against the true actions of "
+    "episodes no network was trained on. decoder(IDM z) R²: the decoder fed the IDM's own latents; "
+    "a high value with a low held-out action R² means the policy, not the decoder, fails. "
+    "Failures: rollouts that moved the object but did not finish / reached it but did not move it / "
+    "never came within 7 cm of it. Losses: MSE on standardised labels, the policy's last logged value."
+)
 
 
-def build_report(run_paths: list[Path], out: Path, title: str = "vlm-lam report", preamble: list[str] | None = None) -> Path:
+def build_report(
+    run_paths: list[Path], out: Path, title: str = "vlm-lam report", preamble: list[str] | None = None
+) -> Path:
     """Write `<out>/index.md` and its PNGs (with `preamble` lines after the header); returns the
     Markdown path."""
     if not run_paths:
@@ -184,30 +226,85 @@ def build_report(run_paths: list[Path], out: Path, title: str = "vlm-lam report"
     groups = baseline_groups(rows)
     tag = {g: f"G{i + 1}" for i, g in enumerate(sorted({r.group for r in rows if r.evaluated}))}
 
-    md = [f"# {title}", "", f"{len(rows)} run(s). Probe: ridge regression from latent actions to true actions, "
-          "R² on held-out episodes. Success: latent policy + action decoder rolled out in Distracting MetaWorld "
-          "(95% Wilson interval).", "", rollout_header(rows), ""]
+    md = [
+        f"# {title}",
+        "",
+        f"{len(rows)} run(s). Probe: ridge regression from latent actions to true actions, "
+        "R² on held-out episodes. Success: latent policy + action decoder rolled out in Distracting MetaWorld "
+        "(95% Wilson interval).",
+        "",
+        rollout_header(rows),
+        "",
+    ]
     md += list(preamble or [])
-    md += ["## Runs", "", markdown_table(
-        ["run", "target", "backbone", "prompt", "z", "probe R²", "success", "95% CI"] + (["eval group"] if len(tag) > 1 else []),
-        [[r.run_id, r.target, r.backbone, r.prompt, str(r.latent_dim), _fmt(r.probe_r2, 3),
-          _fmt(r.success) if r.evaluated else NOT_EVALUATED, "-" if r.ci95 is None else f"{r.ci95[0]:.2f}-{r.ci95[1]:.2f}"]
-         + ([tag.get(r.group, "-")] if len(tag) > 1 else []) for r in rows])]
+    md += [
+        "## Runs",
+        "",
+        markdown_table(
+            ["run", "target", "backbone", "prompt", "z", "probe R²", "success", "95% CI"]
+            + (["eval group"] if len(tag) > 1 else []),
+            [
+                [
+                    r.run_id,
+                    r.target,
+                    r.backbone,
+                    r.prompt,
+                    str(r.latent_dim),
+                    _fmt(r.probe_r2, 3),
+                    _fmt(r.success) if r.evaluated else NOT_EVALUATED,
+                    "-" if r.ci95 is None else f"{r.ci95[0]:.2f}-{r.ci95[1]:.2f}",
+                ]
+                + ([tag.get(r.group, "-")] if len(tag) > 1 else [])
+                for r in rows
+            ],
+        ),
+    ]
     for g, base in groups.items():
         members = [r.run_id for r in rows if r.group == g]
         head = "## Baselines (same labelled budget, same episode store and eval settings)"
         if len(groups) > 1:
             head = f"## Baselines of eval group {tag[g]} (runs {', '.join(members)})"
-        md += ["", head, "", markdown_table(
-            ["method", "success", "95% CI"],
-            [[BASELINE_LABELS[m], _fmt(b["overall"]["success_rate"]), _ci(b["overall"])] for m, b in base.items()])]
-    for key, name in (("target", "target"), ("backbone", "backbone"), ("prompt", "prompt"), ("latent_dim", "latent dim")):
-        md += ["", f"## By {name}", "", markdown_table([name, "runs", "mean probe R²", "mean success"], grouped_means(rows, key))]
+        md += [
+            "",
+            head,
+            "",
+            markdown_table(
+                ["method", "success", "95% CI"],
+                [[BASELINE_LABELS[m], _fmt(b["overall"]["success_rate"]), _ci(b["overall"])] for m, b in base.items()],
+            ),
+        ]
+    for key, name in (
+        ("target", "target"),
+        ("backbone", "backbone"),
+        ("prompt", "prompt"),
+        ("latent_dim", "latent dim"),
+    ):
+        md += [
+            "",
+            f"## By {name}",
+            "",
+            markdown_table([name, "runs", "mean probe R²", "mean success"], grouped_means(rows, key)),
+        ]
     if tasks:
-        md += ["", "## Per task", "", markdown_table(
-            ["run", *[t.removesuffix("-v3") for t in tasks]],
-            [[r.run_id, *[f"{_fmt(r.probe_per_task.get(t), 2)} / "
-                          f"{_fmt(r.success_per_task.get(t)) if r.evaluated else NOT_EVALUATED}" for t in tasks]] for r in rows])]
+        md += [
+            "",
+            "## Per task",
+            "",
+            markdown_table(
+                ["run", *[t.removesuffix("-v3") for t in tasks]],
+                [
+                    [
+                        r.run_id,
+                        *[
+                            f"{_fmt(r.probe_per_task.get(t), 2)} / "
+                            f"{_fmt(r.success_per_task.get(t)) if r.evaluated else NOT_EVALUATED}"
+                            for t in tasks
+                        ],
+                    ]
+                    for r in rows
+                ],
+            ),
+        ]
         md += ["", "Cells: probe R² / success rate."]
     evaluated = [r for r in rows if r.evaluated]
     if evaluated:
@@ -221,8 +318,12 @@ def build_report(run_paths: list[Path], out: Path, title: str = "vlm-lam report"
         plot_heatmap(rows, tasks, out / "per_task.png")
         md += ["", "![success per task](per_task.png)"]
     if plot_curves(rows, out / "curves.png"):
-        md += ["", "Training curves of every eval network (solid: training loss; dashed: held-out episodes):", "",
-               "![training curves](curves.png)"]
+        md += [
+            "",
+            "Training curves of every eval network (solid: training loss; dashed: held-out episodes):",
+            "",
+            "![training curves](curves.png)",
+        ]
     page = out / "index.md"
     page.write_text("\n".join(md) + "\n")
     return page

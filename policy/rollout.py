@@ -69,6 +69,14 @@ def run_job(job: RolloutJob, controller: Controller) -> dict:
             if truncated:
                 break
         success = first_success is not None
-        results.append({"seed": int(seed), "success": success, "first_success": first_success, "steps": steps,
-                        "progress": progress.summary(success), "frames": np.stack(frames) if frames else None})
+        results.append(
+            {
+                "seed": int(seed),
+                "success": success,
+                "first_success": first_success,
+                "steps": steps,
+                "progress": progress.summary(success),
+                "frames": np.stack(frames) if frames else None,
+            }
+        )
     return {"method": job.method, "task": job.task, "episodes": results}

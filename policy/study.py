@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable
 
 from .config import EvalConfig
 from .nets import PolicyNet
@@ -27,8 +27,17 @@ def study_lam(**overrides):
     """The study's LAM: the science check's shape (32 px, z = 32), trained longer."""
     from lam.config import LAMConfig
 
-    base = dict(latent_dim=32, steps=1500, batch_size=64, lr=1e-3, img_size=32, channels=(16, 32, 64), hidden=128,
-                pixel_target_size=32, log_every=100)
+    base = dict(
+        latent_dim=32,
+        steps=1500,
+        batch_size=64,
+        lr=1e-3,
+        img_size=32,
+        channels=(16, 32, 64),
+        hidden=128,
+        pixel_target_size=32,
+        log_every=100,
+    )
     base.update(overrides)
     return LAMConfig(**base)
 
@@ -36,8 +45,16 @@ def study_lam(**overrides):
 def study_eval(n_tasks: int, **overrides) -> EvalConfig:
     """The study's eval: enough rollouts per task for >= MIN_ROLLOUTS per method over all tasks."""
     rollouts = max(10, -(-MIN_ROLLOUTS // max(1, n_tasks)))
-    base = dict(labelled=10, heldout=2, rollouts=rollouts, max_steps=0, net=PolicyNet(), policy_steps=3000,
-                decoder_steps=1500, gifs=1)
+    base = dict(
+        labelled=10,
+        heldout=2,
+        rollouts=rollouts,
+        max_steps=0,
+        net=PolicyNet(),
+        policy_steps=3000,
+        decoder_steps=1500,
+        gifs=1,
+    )
     base.update(overrides)
     return EvalConfig(**base)
 
@@ -69,10 +86,14 @@ def goals(methods: dict[str, dict]) -> list[Goal]:
             ratio = a["success"] / b["success"] if b["success"] > 0 else (float("inf") if a["success"] > 0 else 0.0)
             apart = a["ci_low"] > b["ci_high"]
             times = f"{ratio:.1f}x" if ratio != float("inf") else "latent:pixels never succeeded"
-            out.append(Goal(f"{name} >= 2x latent:pixels with 95% intervals apart",
-                            f"{a['success']:.2f} [{a['ci_low']:.2f}, {a['ci_high']:.2f}] vs {b['success']:.2f} "
-                            f"[{b['ci_low']:.2f}, {b['ci_high']:.2f}]: {times}",
-                            ratio >= 2 and apart))
+            out.append(
+                Goal(
+                    f"{name} >= 2x latent:pixels with 95% intervals apart",
+                    f"{a['success']:.2f} [{a['ci_low']:.2f}, {a['ci_high']:.2f}] vs {b['success']:.2f} "
+                    f"[{b['ci_low']:.2f}, {b['ci_high']:.2f}]: {times}",
+                    ratio >= 2 and apart,
+                )
+            )
     if "latent:pixels-clean" in m and "bc-all" in m and m["bc-all"]["success"] > 0:
         r = m["latent:pixels-clean"]["success"] / m["bc-all"]["success"]
         out.append(Goal("latent:pixels-clean >= 0.5x bc-all", f"{r:.2f}x", r >= 0.5))
@@ -112,9 +133,17 @@ def run_id(target: str, store_fp: str) -> str:
     return f"study.{store_fp[:8]}.{re.sub(r'[^A-Za-z0-9_.-]+', '-', target)}"
 
 
-def run_study(plan: StudyPlan, *, name: str = "study", cache: str | None = None, runs: str | None = None,
-              reports: Path | None = None, workers: int = 1, progress: bool = True,
-              echo: Callable[[str], None] = print) -> dict:
+def run_study(
+    plan: StudyPlan,
+    *,
+    name: str = "study",
+    cache: str | None = None,
+    runs: str | None = None,
+    reports: Path | None = None,
+    workers: int = 1,
+    progress: bool = True,
+    echo: Callable[[str], None] = print,
+) -> dict:
     """Collect, train, evaluate, report; returns study.json's body."""
     from cache_schemas import EpisodeStore
     from cache_schemas.atomic import write_json
@@ -128,18 +157,25 @@ def run_study(plan: StudyPlan, *, name: str = "study", cache: str | None = None,
     t0 = time.perf_counter()
     stages: dict[str, float] = {}
 
-    echo(f"study {name}: {len(plan.spec.tasks)} tasks x {plan.spec.episodes_per_task} episodes, "
-         f"targets {', '.join(plan.targets)}")
+    echo(
+        f"study {name}: {len(plan.spec.tasks)} tasks x {plan.spec.episodes_per_task} episodes, "
+        f"targets {', '.join(plan.targets)}"
+    )
     t = time.perf_counter()
-    store = EpisodeStore.open(collect(plan.spec, CollectOptions(cache=Path(cache) if cache else None, preset=name,
-                                                                workers=workers, progress=progress)))
+    store = EpisodeStore.open(
+        collect(
+            plan.spec,
+            CollectOptions(cache=Path(cache) if cache else None, preset=name, workers=workers, progress=progress),
+        )
+    )
     stages["collect"] = time.perf_counter() - t
 
     t = time.perf_counter()
     opts = TrainOptions(cache=cache, runs=runs, progress=progress, accelerator="auto")
     configs = plan.lam_configs()
-    results = train_configs(configs, store, opts, run_ids=[run_id(c.target, store.fingerprint) for c in configs],
-                            echo=echo)
+    results = train_configs(
+        configs, store, opts, run_ids=[run_id(c.target, store.fingerprint) for c in configs], echo=echo
+    )
     stages["train-lam"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -161,15 +197,24 @@ def run_study(plan: StudyPlan, *, name: str = "study", cache: str | None = None,
             label = f"latent:emb:{vlm}.{tgt.get('prompt', '?')}" if vlm else label
             if vlm.startswith("tiny-"):
                 note = "random-weight offline twin: a pipeline check, says nothing about VLM targets"
-        methods[label] = method_entry(evals[res.config.target]["methods"]["latent"]["overall"],
-                                      float(res.probe["r2"]), note)
+        methods[label] = method_entry(
+            evals[res.config.target]["methods"]["latent"]["overall"], float(res.probe["r2"]), note
+        )
     checks = goals(methods)
-    body = {"methods": methods, "tasks": list(plan.spec.tasks), "seconds": round(time.perf_counter() - t0, 1),
-            "stage_seconds": {k: round(v, 1) for k, v in stages.items()},
-            "episodes": {"path": str(store.path), "fingerprint": store.fingerprint,
-                         "episodes_per_task": plan.spec.episodes_per_task},
-            "eval": cfg.to_dict(), "lam": configs[0].to_dict() | {"target": None},
-            "goals": [{"goal": g.text, "measured": g.measured, "met": g.met} for g in checks]}
+    body = {
+        "methods": methods,
+        "tasks": list(plan.spec.tasks),
+        "seconds": round(time.perf_counter() - t0, 1),
+        "stage_seconds": {k: round(v, 1) for k, v in stages.items()},
+        "episodes": {
+            "path": str(store.path),
+            "fingerprint": store.fingerprint,
+            "episodes_per_task": plan.spec.episodes_per_task,
+        },
+        "eval": cfg.to_dict(),
+        "lam": configs[0].to_dict() | {"target": None},
+        "goals": [{"goal": g.text, "measured": g.measured, "met": g.met} for g in checks],
+    }
     body = json.loads(json.dumps(body))  # as study.json holds it (tuples become lists)
     out = Path(reports) if reports else Path(DEFAULT_REPORTS) / name
     out.mkdir(parents=True, exist_ok=True)
@@ -185,13 +230,27 @@ def study_section(body: dict) -> list[str]:
     """The study's own lines at the top of the report: the methods, n and intervals, the goals."""
     from .report import markdown_table
 
-    rows = [[m, f"{v['success']:.2f}", str(v["n"]), f"{v['ci_low']:.2f}-{v['ci_high']:.2f}",
-             "-" if "probe_r2" not in v else f"{v['probe_r2']:.3f}", v.get("note", "")] for m, v in body["methods"].items()]
-    lines = ["## The study", "",
-             f"Tasks: {', '.join(t.removesuffix('-v3') for t in body['tasks'])}; "
-             f"{body['episodes']['episodes_per_task']} episodes per task; {body['seconds'] / 60:.1f} min in all "
-             f"({', '.join(f'{k} {v / 60:.1f}' for k, v in body['stage_seconds'].items())} min).", "",
-             markdown_table(["method", "success", "n", "95% CI (Wilson)", "probe R²", "note"], rows), ""]
+    rows = [
+        [
+            m,
+            f"{v['success']:.2f}",
+            str(v["n"]),
+            f"{v['ci_low']:.2f}-{v['ci_high']:.2f}",
+            "-" if "probe_r2" not in v else f"{v['probe_r2']:.3f}",
+            v.get("note", ""),
+        ]
+        for m, v in body["methods"].items()
+    ]
+    lines = [
+        "## The study",
+        "",
+        f"Tasks: {', '.join(t.removesuffix('-v3') for t in body['tasks'])}; "
+        f"{body['episodes']['episodes_per_task']} episodes per task; {body['seconds'] / 60:.1f} min in all "
+        f"({', '.join(f'{k} {v / 60:.1f}' for k, v in body['stage_seconds'].items())} min).",
+        "",
+        markdown_table(["method", "success", "n", "95% CI (Wilson)", "probe R²", "note"], rows),
+        "",
+    ]
     lines += [f"- {'met' if g['met'] else '**not met**'}: {g['goal']} ({g['measured']})" for g in body["goals"]]
     return lines + [""]
 

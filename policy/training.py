@@ -36,20 +36,21 @@ class Split:
     heldout: np.ndarray  # bool (E,): the last `heldout` episodes of every task
 
     @classmethod
-    def of(cls, store: EpisodeStore, labelled: int, heldout: int) -> "Split":
+    def of(cls, store: EpisodeStore, labelled: int, heldout: int) -> Split:
         table = store.episodes()
         counts = np.bincount(table.task, minlength=len(store.tasks))
         if labelled + heldout > counts.min():
             raise SplitError(
                 f"--labelled {labelled} + --heldout {heldout} is more than the store has: "
                 f"{int(counts.min())} episodes for some task "
-                f"({', '.join(f'{t.name}: {int(c)}' for t, c in zip(store.tasks, counts))})")
+                f"({', '.join(f'{t.name}: {int(c)}' for t, c in zip(store.tasks, counts))})"
+            )
         lab, held = np.zeros(len(table), bool), np.zeros(len(table), bool)
         for task in range(len(store.tasks)):
             eps = np.flatnonzero(table.task == task)
             lab[eps[:labelled]] = True
             if heldout:
-                held[eps[len(eps) - heldout:]] = True
+                held[eps[len(eps) - heldout :]] = True
         return cls(lab, held)
 
 
@@ -63,16 +64,19 @@ def episode_rows(store: EpisodeStore, episodes: np.ndarray) -> np.ndarray:
 def action_scores(actions: np.ndarray, pred: np.ndarray) -> dict:
     """Held-out R² (variance-weighted, as the probe's) and MSE of executed (clipped) actions."""
     if len(actions) < 2:
-        return {"r2": None, "mse": None, "n": int(len(actions))}
+        return {"r2": None, "mse": None, "n": len(actions)}
     pred = np.clip(pred, -1.0, 1.0)
-    return {"r2": round(r2(actions, pred), 4), "mse": round(float(np.mean((actions - pred) ** 2)), 5),
-            "n": int(len(actions))}
+    return {
+        "r2": round(r2(actions, pred), 4),
+        "mse": round(float(np.mean((actions - pred) ** 2)), 5),
+        "n": len(actions),
+    }
 
 
 @torch.no_grad()
 def predict(model: torch.nn.Module, x_of, idx: np.ndarray, chunk: int = 1024) -> torch.Tensor:
     idx_t = torch.as_tensor(np.asarray(idx, np.int64))
-    parts = [model(x_of(idx_t[i:i + chunk])) for i in range(0, len(idx_t), chunk)]
+    parts = [model(x_of(idx_t[i : i + chunk])) for i in range(0, len(idx_t), chunk)]
     return torch.cat(parts) if parts else torch.zeros(0)
 
 
@@ -88,8 +92,15 @@ class Trained:
         return {"curves": {k: c.to_dict() for k, c in self.curves.items()}, "heldout": self.heldout}
 
 
-def train_method(method: str, store: EpisodeStore, frames: torch.Tensor, split: Split, cfg: EvalConfig,
-                 latents: dict[str, np.ndarray] | None, progress: bool) -> Trained:
+def train_method(
+    method: str,
+    store: EpisodeStore,
+    frames: torch.Tensor,
+    split: Split,
+    cfg: EvalConfig,
+    latents: dict[str, np.ndarray] | None,
+    progress: bool,
+) -> Trained:
     """Fit the networks of one method; every net is seeded from cfg.seed alone."""
     actions = store.array("actions")[:].astype(np.float32)
     obs = Observations(frames, store.episodes(), cfg.net)
@@ -104,10 +115,19 @@ def train_method(method: str, store: EpisodeStore, frames: torch.Tensor, split: 
         act_std = Standardiser.fit(actions[train_rows])
         y = torch.from_numpy(act_std.forward(actions))
         policy = image_policy(actions.shape[1])
-        curve = fit(policy, obs, y, train_rows, held_rows, steps=cfg.policy_steps, augment_pad=cfg.augment_pad,
-                    desc=method, **kw)
+        curve = fit(
+            policy,
+            obs,
+            y,
+            train_rows,
+            held_rows,
+            steps=cfg.policy_steps,
+            augment_pad=cfg.augment_pad,
+            desc=method,
+            **kw,
+        )
         pred = act_std.inverse(predict(policy, obs, held_rows)).numpy()
-        heldout = {"bc": action_scores(actions[held_rows], pred), "n_train_frames": int(len(train_rows))}
+        heldout = {"bc": action_scores(actions[held_rows], pred), "n_train_frames": len(train_rows)}
         return Trained(Controller(cfg.net, policy, None, act_std, actions.shape[1]), {"policy": curve}, heldout)
 
     z, rows = latents["z"].astype(np.float32), latents["rows"].astype(np.int64)
@@ -119,14 +139,31 @@ def train_method(method: str, store: EpisodeStore, frames: torch.Tensor, split: 
     z_by_row = torch.zeros((len(actions), z.shape[1]), dtype=torch.float32)
     z_by_row[torch.from_numpy(rows)] = torch.from_numpy(z_std)
     policy = image_policy(z.shape[1])
-    curve_pi = fit(policy, obs, z_by_row, rows[~on_held], rows[on_held], steps=cfg.policy_steps,
-                   augment_pad=cfg.augment_pad, desc="latent policy", **kw)
+    curve_pi = fit(
+        policy,
+        obs,
+        z_by_row,
+        rows[~on_held],
+        rows[on_held],
+        steps=cfg.policy_steps,
+        augment_pad=cfg.augment_pad,
+        desc="latent policy",
+        **kw,
+    )
     # The decoder learns z -> a from the labelled transitions' IDM latents (indexed by transition).
     act_std = Standardiser.fit(actions[rows[on_lab]])
     z_t, a_t = torch.from_numpy(z_std), torch.from_numpy(act_std.forward(actions[rows]))
     decoder = seeded(lambda: MLP(z.shape[1], cfg.hidden, actions.shape[1]), cfg.seed)
-    curve_dec = fit(decoder, lambda i: z_t[i], a_t, np.flatnonzero(on_lab), np.flatnonzero(on_held),
-                    steps=cfg.decoder_steps, desc="action decoder", **kw)
+    curve_dec = fit(
+        decoder,
+        lambda i: z_t[i],
+        a_t,
+        np.flatnonzero(on_lab),
+        np.flatnonzero(on_held),
+        steps=cfg.decoder_steps,
+        desc="action decoder",
+        **kw,
+    )
     held_idx = np.flatnonzero(on_held)
     a_held = actions[rows[held_idx]]
     z_pi = predict(policy, obs, rows[held_idx])
@@ -137,7 +174,8 @@ def train_method(method: str, store: EpisodeStore, frames: torch.Tensor, split: 
         "decoder_on_policy": action_scores(a_held, on_policy),
         "decoder_on_idm": action_scores(a_held, on_idm),
         "policy_latent_r2": round(r2(z_std[held_idx], z_pi.numpy()), 4) if len(held_idx) > 1 else None,
-        "n_train_frames": int((~on_held).sum()), "n_labelled_transitions": int(on_lab.sum()),
+        "n_train_frames": int((~on_held).sum()),
+        "n_labelled_transitions": int(on_lab.sum()),
     }
     controller = Controller(cfg.net, policy, decoder, act_std, z.shape[1], decoder_hidden=cfg.hidden)
     return Trained(controller, {"policy": curve_pi, "decoder": curve_dec}, heldout)

@@ -31,6 +31,22 @@ def episode_store_factory(tmp_path):
     return make
 
 
+@pytest.fixture(scope="session")
+def twins(tmp_path_factory):
+    """Point VLMLAM_TWINS at a session folder: each twin is built once for all tests."""
+    import torch
+
+    torch.set_num_threads(1)
+    folder = tmp_path_factory.mktemp("twins")
+    old = os.environ.get("VLMLAM_TWINS")
+    os.environ["VLMLAM_TWINS"] = str(folder)
+    yield folder
+    if old is None:
+        os.environ.pop("VLMLAM_TWINS", None)
+    else:
+        os.environ["VLMLAM_TWINS"] = old
+
+
 def pytest_collection_modifyitems(config, items):
     try:
         import torch

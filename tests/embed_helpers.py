@@ -3,28 +3,22 @@
 from __future__ import annotations
 
 import functools
-import os
 
 import numpy as np
-import pytest
 import torch
 
-VLM_TWINS = ("qwen25-vl", "molmo2", "idefics3", "smolvlm", "qwen3-vl", "gemma3", "paligemma", "internvl", "llava-onevision")
+VLM_TWINS = (
+    "qwen25-vl",
+    "molmo2",
+    "idefics3",
+    "smolvlm",
+    "qwen3-vl",
+    "gemma3",
+    "paligemma",
+    "internvl",
+    "llava-onevision",
+)
 ENCODER_TWINS = ("clip", "siglip2", "dinov2")
-
-
-@pytest.fixture(scope="session", autouse=False)
-def twins(tmp_path_factory):
-    """Point VLMLAM_TWINS at a session folder: each twin is built once for all tests."""
-    torch.set_num_threads(1)
-    folder = tmp_path_factory.mktemp("twins")
-    old = os.environ.get("VLMLAM_TWINS")
-    os.environ["VLMLAM_TWINS"] = str(folder)
-    yield folder
-    if old is None:
-        os.environ.pop("VLMLAM_TWINS", None)
-    else:
-        os.environ["VLMLAM_TWINS"] = old
 
 
 def load(name: str):
@@ -46,7 +40,7 @@ def qwen_tower(family: str) -> torch.nn.Module:
     return load(f"tiny-{family}").model.model.visual
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def load_reference(name: str):
     """An untouched model for references (the embedder under test truncates its own copy)."""
     return load(name)
@@ -80,7 +74,9 @@ def reference(name: str, frames_: np.ndarray, tasks, texts_per_task, *, layers, 
                 n = x["input_ids"].shape[1]
                 for k, v in list(x.items()):
                     if k != "input_ids" and torch.is_tensor(v) and v.dim() == 2 and v.shape[1] == n:
-                        x[k] = torch.cat([v, (torch.ones if k == "attention_mask" else torch.zeros)(1, len(sid), dtype=v.dtype)], 1)
+                        x[k] = torch.cat(
+                            [v, (torch.ones if k == "attention_mask" else torch.zeros)(1, len(sid), dtype=v.dtype)], 1
+                        )
                 x["input_ids"] = torch.cat([x["input_ids"], torch.tensor([sid])], 1)
             else:
                 x = dict(ld.processor(images=[frames_[b]], text=[head + texts_per_task[t] + tail], return_tensors="pt"))

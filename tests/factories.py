@@ -62,8 +62,16 @@ def make_episode_store(
     return fill_store(store, frames, clean, actions, states, lengths, episodes_per_task, seed)
 
 
-def fill_store(store: EpisodeStore, frames: np.ndarray, clean: np.ndarray, actions: np.ndarray, states: np.ndarray,
-               lengths: np.ndarray, episodes_per_task: int, seed: int = 0) -> EpisodeStore:
+def fill_store(
+    store: EpisodeStore,
+    frames: np.ndarray,
+    clean: np.ndarray,
+    actions: np.ndarray,
+    states: np.ndarray,
+    lengths: np.ndarray,
+    episodes_per_task: int,
+    seed: int = 0,
+) -> EpisodeStore:
     """Write synthetic episodes (task-major, `episodes_per_task` each) and mark the store complete."""
     n_ep, n = len(lengths), int(np.sum(lengths))
     starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
@@ -94,20 +102,33 @@ def fill_store(store: EpisodeStore, frames: np.ndarray, clean: np.ndarray, actio
     return store
 
 
-def make_embeddings(episodes, cache, *, vlm="fake", prompt="ignore_distractors", pooling="mean_image", dim=6, parent=None,
-                    seed=0):
+def make_embeddings(
+    episodes, cache, *, vlm="fake", prompt="ignore_distractors", pooling="mean_image", dim=6, parent=None, seed=0
+):
     """A complete embeddings/1 store for `episodes` (values: a fixed random projection of the state)."""
     import numpy as np
 
     from cache_schemas.embeddings import EmbeddingSpec, EmbeddingStore, embedding_store_path
 
-    spec = EmbeddingSpec(vlm=vlm, hub_id="none", revision="0", dtype="float32", prompt=prompt,
-                         prompts=("p",) * len(episodes.tasks), prompt_position="after", pooling=pooling,
-                         layers=(-1,), image_size=16, dim=dim, weights_digest=str(seed))
+    spec = EmbeddingSpec(
+        vlm=vlm,
+        hub_id="none",
+        revision="0",
+        dtype="float32",
+        prompt=prompt,
+        prompts=("p",) * len(episodes.tasks),
+        prompt_position="after",
+        pooling=pooling,
+        layers=(-1,),
+        image_size=16,
+        dim=dim,
+        weights_digest=str(seed),
+    )
     parent = parent or episodes.fingerprint
     path = embedding_store_path(spec, parent, cache)
-    es = EmbeddingStore.create(path, spec, parent_fingerprint=parent, n_frames=episodes.n_frames,
-                               chunk_frames=episodes.chunk_frames)
+    es = EmbeddingStore.create(
+        path, spec, parent_fingerprint=parent, n_frames=episodes.n_frames, chunk_frames=episodes.chunk_frames
+    )
     states = episodes.array("states")[:]
     proj = np.random.default_rng(seed).normal(size=(states.shape[1], dim))
     values = states @ proj

@@ -14,14 +14,14 @@ from pathlib import Path
 
 import pytest
 
-from embed_helpers import twins  # noqa: F401  (one twin build per session)
-
 ROOT = Path(__file__).resolve().parent.parent
 VENV = Path(sys.prefix)  # the environment running the tests (the Makefile's $(VENV))
 TWIN, PROMPT = "tiny-qwen25-vl", "ignore_distractors"
 
-pytestmark = pytest.mark.skipif(shutil.which("make") is None or not (VENV / "bin" / "vlm-lam").exists(),
-                                reason="needs GNU make and the vlm-lam script in this environment")
+pytestmark = pytest.mark.skipif(
+    shutil.which("make") is None or not (VENV / "bin" / "vlm-lam").exists(),
+    reason="needs GNU make and the vlm-lam script in this environment",
+)
 
 
 def make(*args: str) -> str:
@@ -44,14 +44,15 @@ def test_help_prints_the_flow_in_order():
     assert "else pixels" in text  # the default target, said
 
 
-def test_embed_train_eval_report_as_typed(tmp_path, twins):  # noqa: F811
+def test_embed_train_eval_report_as_typed(tmp_path, twins):
     cache, runs, report = tmp_path / "cache", tmp_path / "runs", tmp_path / "report"
     where = [f"CACHE={cache}", f"RUNS={runs}"]
     emb = [f"VLM={TWIN}", f"PROMPT={PROMPT}"]
     small_lam = ["STEPS=5", "LATENT_DIM=8", "BATCH=16", "IMG_SIZE=16", "ACCELERATOR=cpu"]
 
-    out = make("embed", *emb, *where, "TASKS=reach", "EPISODES=2", "RESOLUTION=32", "MAX_STEPS=30", "QUALITY=fast",
-               "WORKERS=1")
+    out = make(
+        "embed", *emb, *where, "TASKS=reach", "EPISODES=2", "RESOLUTION=32", "MAX_STEPS=30", "QUALITY=fast", "WORKERS=1"
+    )
     [store] = list((cache / "embeddings").iterdir())
     assert store.name.startswith(f"{TWIN}.{PROMPT}.") and f"embedding {cache}/episodes/demo." in out
 
@@ -64,11 +65,19 @@ def test_embed_train_eval_report_as_typed(tmp_path, twins):  # noqa: F811
     names = sorted(p.name for p in runs.iterdir())
     assert len(names) == 2 and names[1].startswith("state.")
 
-    eval_vars = ["LABELLED=1", "HELDOUT=1", "ROLLOUTS=1", "MAX_STEPS=5", "METHODS=latent", "POLICY_STEPS=5", "DECODER_STEPS=5",
-                 "WORKERS=1"]
+    eval_vars = [
+        "LABELLED=1",
+        "HELDOUT=1",
+        "ROLLOUTS=1",
+        "MAX_STEPS=5",
+        "METHODS=latent",
+        "POLICY_STEPS=5",
+        "DECODER_STEPS=5",
+        "WORKERS=1",
+    ]
     out = make("eval", *where, *eval_vars)
     assert f"2 run(s) under {runs}: 2 to evaluate" in out
-    table = out[out.index("latent (95% CI)"):]
+    table = out[out.index("latent (95% CI)") :]
     for name in names:
         assert re.search(rf"{re.escape(name)} .* evaluated$", table, re.M), table
         assert (runs / name / "eval" / "results.json").exists()

@@ -11,8 +11,11 @@ ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("cache_schemas", "lam", "pipeline", "policy")
 _UNPICKLE = {"load", "loads", "Unpickler"}
 # module -> its calls that unpickle
-PICKLE_LOADS = {**{m: _UNPICKLE for m in ("pickle", "cPickle", "_pickle", "dill", "cloudpickle", "joblib", "marshal")},
-                "torch": {"load"}, "shelve": {"open"}}
+PICKLE_LOADS = {
+    **{m: _UNPICKLE for m in ("pickle", "cPickle", "_pickle", "dill", "cloudpickle", "joblib", "marshal")},
+    "torch": {"load"},
+    "shelve": {"open"},
+}
 
 
 def pickle_loads(source: str) -> list[str]:
@@ -26,8 +29,11 @@ def pickle_loads(source: str) -> list[str]:
         owner = f.value.id if isinstance(f, ast.Attribute) and isinstance(f.value, ast.Name) else ""
         if name in PICKLE_LOADS.get(owner, ()):
             found.append(f"line {node.lineno}: {owner}.{name}")
-        elif name == "load" and owner in ("np", "numpy") and any(
-                k.arg == "allow_pickle" and getattr(k.value, "value", False) for k in node.keywords):
+        elif (
+            name == "load"
+            and owner in ("np", "numpy")
+            and any(k.arg == "allow_pickle" and getattr(k.value, "value", False) for k in node.keywords)
+        ):
             found.append(f"line {node.lineno}: {owner}.load(allow_pickle=True)")
         elif name == "read_pickle":
             found.append(f"line {node.lineno}: read_pickle")
@@ -35,8 +41,10 @@ def pickle_loads(source: str) -> list[str]:
 
 
 def test_the_scan_finds_what_it_looks_for():
-    code = ("import torch, pickle\nimport numpy as np\ntorch.load(f, weights_only=False)\npickle.loads(b)\n"
-            "np.load(p, allow_pickle=True)\nnp.load(p)\ntorch.save(x, f)\n")
+    code = (
+        "import torch, pickle\nimport numpy as np\ntorch.load(f, weights_only=False)\npickle.loads(b)\n"
+        "np.load(p, allow_pickle=True)\nnp.load(p)\ntorch.save(x, f)\n"
+    )
     assert pickle_loads(code) == ["line 3: torch.load", "line 4: pickle.loads", "line 5: np.load(allow_pickle=True)"]
 
 

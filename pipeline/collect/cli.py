@@ -35,31 +35,60 @@ def collect_cmd(
     out: Optional[Path] = typer.Option(None, help="Store path (default: <cache>/episodes/<preset>.<fp12>)."),
     cache: Optional[Path] = typer.Option(None, help="Cache root (default $VLMLAM_CACHE or ./cache)."),
     force: bool = typer.Option(False, help="Replace an existing store made from another spec."),
-    if_missing: bool = typer.Option(False, "--if-missing", help="With no option that changes the spec: use the "
-                                    "newest complete store of --preset if there is one (what train-lam picks), "
-                                    "collect only when there is none. The Makefile's targets start with it."),
+    if_missing: bool = typer.Option(
+        False,
+        "--if-missing",
+        help="With no option that changes the spec: use the "
+        "newest complete store of --preset if there is one (what train-lam picks), "
+        "collect only when there is none. The Makefile's targets start with it.",
+    ),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
 ) -> None:
     """Render Distracting MetaWorld episodes into a resumable, fingerprinted episode store."""
     from dataclasses import replace
 
     from cache_schemas import StoreError
-
-    from .collect import CollectOptions, build_spec, collect, newest_store, with_video_dir
     from pipeline.sim.glcheck import choose_gl_backend
 
-    spec_options = (tasks, episodes_per_task, resolution, seed, quality, max_steps, success_margin, action_noise,
-                    camera_pullback, chunk_frames, distractors, distractor_videos, split, opacity, out)
-    existing = newest_store(preset, cache) if if_missing and all(o is None for o in spec_options) and not force else None
+    from .collect import CollectOptions, build_spec, collect, newest_store, with_video_dir
+
+    spec_options = (
+        tasks,
+        episodes_per_task,
+        resolution,
+        seed,
+        quality,
+        max_steps,
+        success_margin,
+        action_noise,
+        camera_pullback,
+        chunk_frames,
+        distractors,
+        distractor_videos,
+        split,
+        opacity,
+        out,
+    )
+    existing = (
+        newest_store(preset, cache) if if_missing and all(o is None for o in spec_options) and not force else None
+    )
     if existing is not None:
         return _report(existing)
     try:
         choose_gl_backend()
         spec = build_spec(
-            preset, tasks=tasks, distractors=distractors, episodes_per_task=episodes_per_task,
-            resolution=resolution, seed=seed, quality=quality, max_steps=max_steps,
-            success_margin=success_margin, action_noise=action_noise,
-            camera_pullback=camera_pullback, chunk_frames=chunk_frames,
+            preset,
+            tasks=tasks,
+            distractors=distractors,
+            episodes_per_task=episodes_per_task,
+            resolution=resolution,
+            seed=seed,
+            quality=quality,
+            max_steps=max_steps,
+            success_margin=success_margin,
+            action_noise=action_noise,
+            camera_pullback=camera_pullback,
+            chunk_frames=chunk_frames,
         )
         dist = spec.distractors
         if split is not None or opacity is not None:
@@ -70,8 +99,14 @@ def collect_cmd(
 
         validate_spec(spec)
         options = CollectOptions(
-            out=out, cache=cache, preset=preset, workers=workers or os.cpu_count() or 1,
-            scheduler=scheduler, video_dir=distractor_videos, force=force, progress=not quiet,
+            out=out,
+            cache=cache,
+            preset=preset,
+            workers=workers or os.cpu_count() or 1,
+            scheduler=scheduler,
+            video_dir=distractor_videos,
+            force=force,
+            progress=not quiet,
         )
         path = collect(spec, options)
     except (ValueError, FileNotFoundError, StoreError, RuntimeError) as exc:

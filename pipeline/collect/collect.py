@@ -14,16 +14,16 @@ what the store recorded), and the store ends byte-identical to an uninterrupted 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 
 from cache_schemas import DistractorSpec, EpisodeSpec, EpisodeStore, EpisodeTable, killpoints
 from cache_schemas.episodes import write_frame_rows
 from cache_schemas.paths import episode_store_path
-
 from pipeline.executor import Executor
 from pipeline.sim.env import episode_rng, reset, restore, simulate
 from pipeline.sim.resources import distractors_for, env_and_expert, scene_for
@@ -76,7 +76,9 @@ def preset_spec(name: str) -> EpisodeSpec:
     return PRESETS[name]
 
 
-def build_spec(preset: str, *, tasks: str | None = None, distractors: str | None = None, **overrides: Any) -> EpisodeSpec:
+def build_spec(
+    preset: str, *, tasks: str | None = None, distractors: str | None = None, **overrides: Any
+) -> EpisodeSpec:
     """A preset with explicit options on top; validates every name it is given."""
     from pipeline.sim.distractors import parse_kinds
 
@@ -151,8 +153,13 @@ def simulate_episode(spec: EpisodeSpec, episode: int) -> dict[str, np.ndarray]:
         max_steps=spec.max_steps,
         success_margin=spec.success_margin,
     )
-    return {"states": rec.states, "actions": rec.actions, "rewards": rec.rewards, "success": rec.success,
-            "sim": rec.sim}
+    return {
+        "states": rec.states,
+        "actions": rec.actions,
+        "rewards": rec.rewards,
+        "success": rec.success,
+        "sim": rec.sim,
+    }
 
 
 def assemble(spec: EpisodeSpec, records: list[dict[str, np.ndarray]]) -> tuple[EpisodeTable, dict[str, np.ndarray]]:
@@ -205,7 +212,9 @@ def chunk_slices(table: EpisodeTable, lowdim: dict[str, np.ndarray], lo: int, hi
     return out
 
 
-def render_slices(spec: EpisodeSpec, slices: Iterable[EpisodeSlice], video_dir: str | None) -> tuple[np.ndarray, np.ndarray]:
+def render_slices(
+    spec: EpisodeSpec, slices: Iterable[EpisodeSlice], video_dir: str | None
+) -> tuple[np.ndarray, np.ndarray]:
     """Distracted frames and their clean twins for consecutive episode slices (one chunk)."""
     import json
 
@@ -232,7 +241,9 @@ def render_slices(spec: EpisodeSpec, slices: Iterable[EpisodeSlice], video_dir: 
     return frames, clean
 
 
-def render_chunk(store_path: str, spec_json: str, chunk: int, lo: int, slices: list[EpisodeSlice], video_dir: str | None) -> int:
+def render_chunk(
+    store_path: str, spec_json: str, chunk: int, lo: int, slices: list[EpisodeSlice], video_dir: str | None
+) -> int:
     """Worker task: render and write one whole chunk."""
     import json
 

@@ -25,26 +25,62 @@ def _parse_layers(text: str) -> tuple[int, ...]:
 
 def embed(
     vlm: str = typer.Option(DEFAULT_VLM, "--vlm", help="Backbone registry name (vlm-lam embed --list shows them)."),
-    prompt: str = typer.Option(DEFAULT_PROMPT, "--prompt", help="Prompt name(s), comma-separated for a sweep; 'custom:<template>' last."),
-    pooling: Optional[str] = typer.Option(None, "--pooling", help="mean_image | mean_all | last | mean_text (default: last with a prompt, mean_image without)."),
+    prompt: str = typer.Option(
+        DEFAULT_PROMPT, "--prompt", help="Prompt name(s), comma-separated for a sweep; 'custom:<template>' last."
+    ),
+    pooling: Optional[str] = typer.Option(
+        None,
+        "--pooling",
+        help="mean_image | mean_all | last | mean_text (default: last with a prompt, mean_image without).",
+    ),
     layer: str = typer.Option("-1", "--layer", help="Hidden-state index (negative allowed), or several: -1,-8."),
-    prompt_position: str = typer.Option("after", "--prompt-position", help="Prompt after (image first) or before the image."),
+    prompt_position: str = typer.Option(
+        "after", "--prompt-position", help="Prompt after (image first) or before the image."
+    ),
     episodes: Optional[Path] = typer.Option(None, "--episodes", help="Episode store folder."),
-    preset: Optional[str] = typer.Option(None, "--preset", help="Use the newest complete episode store of this collect preset."),
+    preset: Optional[str] = typer.Option(
+        None, "--preset", help="Use the newest complete episode store of this collect preset."
+    ),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Frames per forward (default: per backbone)."),
     model_path: Optional[str] = typer.Option(None, "--model-path", help="Local snapshot folder of the weights."),
     cache: Optional[Path] = typer.Option(None, "--cache", help="Cache root (default $VLMLAM_CACHE or ./cache)."),
     device: str = typer.Option("auto", "--device"),
-    dtype: Optional[str] = typer.Option(None, "--dtype", help="float32 | bfloat16 | float16 (default: bf16 on GPU, fp32 on CPU)."),
+    dtype: Optional[str] = typer.Option(
+        None, "--dtype", help="float32 | bfloat16 | float16 (default: bf16 on GPU, fp32 on CPU)."
+    ),
     workers: int = typer.Option(1, "--workers", help="DataLoader workers that read and preprocess frames."),
-    num_processes: int = typer.Option(1, "--num-processes", help="Ranks on this machine, started by accelerate's launcher (accelerate launch --num_processes N: one per GPU, or CPU processes)."),
-    rank_timeout: float = typer.Option(1800.0, "--rank-timeout", help="Seconds a rank waits for the others at a barrier before giving up."),
-    device_map: Optional[str] = typer.Option(None, "--device-map", help="Split one model over this machine's GPUs, CPU and disk (accelerate big-model inference): auto | balanced | balanced_low_0 | sequential."),
-    max_memory: str = typer.Option("", "--max-memory", help="Per-device caps for --device-map, as accelerate spells them: 0=20GiB,1=20GiB,cpu=64GiB (implies --device-map auto)."),
+    num_processes: int = typer.Option(
+        1,
+        "--num-processes",
+        help="Ranks on this machine, started by accelerate's launcher (accelerate launch --num_processes N: one per GPU, or CPU processes).",
+    ),
+    rank_timeout: float = typer.Option(
+        1800.0, "--rank-timeout", help="Seconds a rank waits for the others at a barrier before giving up."
+    ),
+    device_map: Optional[str] = typer.Option(
+        None,
+        "--device-map",
+        help="Split one model over this machine's GPUs, CPU and disk (accelerate big-model inference): auto | balanced | balanced_low_0 | sequential.",
+    ),
+    max_memory: str = typer.Option(
+        "",
+        "--max-memory",
+        help="Per-device caps for --device-map, as accelerate spells them: 0=20GiB,1=20GiB,cpu=64GiB (implies --device-map auto).",
+    ),
     no_share_prefix: bool = typer.Option(False, "--no-share-prefix", help="Prompt sweep: full forward per prompt."),
-    no_packed_attention: bool = typer.Option(False, "--no-packed-attention", help="Stock per-window vision attention (Qwen-VL; same vectors, slower on a GPU)."),
-    allow_unpromptable: bool = typer.Option(False, "--allow-unpromptable", help="Embed a pooling that cannot see the prompt."),
-    image_kw: str = typer.Option("", "--image-kw", help="""JSON image-processor overrides, e.g. '{"pooling_size": [3, 3]}' (Molmo2: fewer image tokens)."""),
+    no_packed_attention: bool = typer.Option(
+        False,
+        "--no-packed-attention",
+        help="Stock per-window vision attention (Qwen-VL; same vectors, slower on a GPU).",
+    ),
+    allow_unpromptable: bool = typer.Option(
+        False, "--allow-unpromptable", help="Embed a pooling that cannot see the prompt."
+    ),
+    image_kw: str = typer.Option(
+        "",
+        "--image-kw",
+        help="""JSON image-processor overrides, e.g. '{"pooling_size": [3, 3]}' (Molmo2: fewer image tokens).""",
+    ),
     force: bool = typer.Option(False, "--force", help="Replace an existing store made by another spec."),
     list_names: bool = typer.Option(False, "--list", help="List backbones, prompts and poolings, then exit."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
@@ -63,10 +99,10 @@ def embed(
     if num_processes > 1 and "WORLD_SIZE" not in os.environ:
         raise typer.Exit(_launch(num_processes, sys.argv[1:]))
     from cache_schemas.store import StoreError
+    from pipeline.vlm.load import BackboneUnavailable
 
     from .embed import EmbedConfig, EmbedError, find_episode_store, run_embed
     from .ranks import PeerFailed
-    from pipeline.vlm.load import BackboneUnavailable
 
     try:
         if episodes is None:
@@ -75,12 +111,28 @@ def embed(
             from .pooling import default_pooling
 
             pooling = default_pooling(prompt)
-        cfg = EmbedConfig(vlm=vlm, prompt=prompt, pooling=pooling, layers=_parse_layers(layer), position=prompt_position,
-                          batch_size=batch_size, model_path=model_path, cache=str(cache) if cache else None, device=device,
-                          dtype=dtype, num_workers=workers, share_prefix=not no_share_prefix,
-                          allow_unpromptable=allow_unpromptable, force=force, image_kw=image_kw, rank_timeout_s=rank_timeout,
-                          packed_attention=not no_packed_attention, device_map=device_map, max_memory=max_memory,
-                          progress=not quiet)
+        cfg = EmbedConfig(
+            vlm=vlm,
+            prompt=prompt,
+            pooling=pooling,
+            layers=_parse_layers(layer),
+            position=prompt_position,
+            batch_size=batch_size,
+            model_path=model_path,
+            cache=str(cache) if cache else None,
+            device=device,
+            dtype=dtype,
+            num_workers=workers,
+            share_prefix=not no_share_prefix,
+            allow_unpromptable=allow_unpromptable,
+            force=force,
+            image_kw=image_kw,
+            rank_timeout_s=rank_timeout,
+            packed_attention=not no_packed_attention,
+            device_map=device_map,
+            max_memory=max_memory,
+            progress=not quiet,
+        )
         paths = run_embed(episodes, cfg)
     except (UnknownName, EmbedError, PeerFailed, BackboneUnavailable, StoreError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)
@@ -100,9 +152,24 @@ def _launch(n: int, argv: list[str]) -> int:
     from accelerate.commands.launch import launch_command, launch_command_parser
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
 
-    args = launch_command_parser().parse_args([
-        "--multi_gpu", "--num_processes", str(n), "--num_machines", "1", "--main_process_port", "0",
-        "--mixed_precision", "no", "--dynamo_backend", "no", "--module", "pipeline.cli", *_without_num_processes(argv)])
+    args = launch_command_parser().parse_args(
+        [
+            "--multi_gpu",
+            "--num_processes",
+            str(n),
+            "--num_machines",
+            "1",
+            "--main_process_port",
+            "0",
+            "--mixed_precision",
+            "no",
+            "--dynamo_backend",
+            "no",
+            "--module",
+            "pipeline.cli",
+            *_without_num_processes(argv),
+        ]
+    )
     try:
         launch_command(args)
     except ChildFailedError as exc:  # each rank printed its own error

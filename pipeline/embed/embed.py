@@ -36,7 +36,6 @@ from cache_schemas.embeddings import EmbeddingSpec, EmbeddingStore, embedding_st
 from cache_schemas.episodes import EpisodeStore
 from cache_schemas.fingerprint import canonical_json
 from cache_schemas.store import Store
-
 from pipeline.vlm.backbones import Backbone, UnknownName, get_backbone
 from pipeline.vlm.torch_image import resize_backend, resize_guesses
 
@@ -89,7 +88,9 @@ def plan(cfg: EmbedConfig) -> Plan:
     parse_image_kw(cfg.image_kw)
     parse_placement(cfg)
     if bb.kind == "target":
-        raise EmbedError(f"{bb.name!r} needs no embed pass: {bb.note}. Use it directly as the LAM target (--target {bb.name}).")
+        raise EmbedError(
+            f"{bb.name!r} needs no embed pass: {bb.note}. Use it directly as the LAM target (--target {bb.name})."
+        )
     check_pooling(cfg.pooling)
     prompts = tuple(parse_prompts(cfg.prompt))
     if bb.kind == "encoder":
@@ -99,12 +100,16 @@ def plan(cfg: EmbedConfig) -> Plan:
             raise EmbedError(f"{bb.name} is an image encoder: pooling must be mean_image or mean_all")
         return Plan(bb, prompts)
     if cfg.position not in bb.positions:
-        raise EmbedError(f"{bb.name}'s template cannot put the prompt {cfg.position!r} the image; valid: {', '.join(bb.positions)}")
+        raise EmbedError(
+            f"{bb.name}'s template cannot put the prompt {cfg.position!r} the image; valid: {', '.join(bb.positions)}"
+        )
     prompted = [p for p in prompts if p.template]
     if prompted and not promptable(cfg.pooling, cfg.position, prefix_bidirectional=bb.prefix_bidirectional):
-        msg = (f"pooling {cfg.pooling!r} with the prompt {cfg.position} the image cannot depend on the prompt: "
-               f"in a causal decoder the image tokens never see text that follows them, so every prompt gives "
-               f"the same vectors. Use --prompt-position before, or pooling last/mean_all/mean_text.")
+        msg = (
+            f"pooling {cfg.pooling!r} with the prompt {cfg.position} the image cannot depend on the prompt: "
+            f"in a causal decoder the image tokens never see text that follows them, so every prompt gives "
+            f"the same vectors. Use --prompt-position before, or pooling last/mean_all/mean_text."
+        )
         if not cfg.allow_unpromptable:
             raise EmbedError(msg + " (--allow-unpromptable to embed anyway)")
         warnings.warn(msg, stacklevel=2)
@@ -132,7 +137,9 @@ def parse_max_memory(text: str) -> dict | None:
     for part in text.split(","):
         key, sep, size = (x.strip() for x in part.partition("="))
         if not (sep and key and size):
-            raise EmbedError(f"--max-memory takes DEVICE=SIZE pairs separated by commas (0=20GiB,cpu=64GiB), got {text!r}")
+            raise EmbedError(
+                f"--max-memory takes DEVICE=SIZE pairs separated by commas (0=20GiB,cpu=64GiB), got {text!r}"
+            )
         if not key.isdigit() and key not in ("cpu", "mps", "disk"):
             raise EmbedError(f"--max-memory: unknown device {key!r}; valid: a GPU index (0, 1, ...), cpu, mps, disk")
         try:
@@ -189,14 +196,17 @@ def run_embed(episodes: str | Path, cfg: EmbedConfig, *, loader=None) -> list[Pa
     if rank == 0 and (note := single_cpu_launch_note()):
         warnings.warn(note, stacklevel=2)
     if device_map and int(os.environ.get("LOCAL_WORLD_SIZE", 1)) > 1:
-        raise EmbedError("--device-map spreads one model over every GPU of this machine, so it takes one process per "
-                         "machine (accelerate launch --num_processes <machines> --num_machines <machines>); "
-                         "for one process per GPU drop --device-map")
+        raise EmbedError(
+            "--device-map spreads one model over every GPU of this machine, so it takes one process per "
+            "machine (accelerate launch --num_processes <machines> --num_machines <machines>); "
+            "for one process per GPU drop --device-map"
+        )
     device = state.device if cfg.device == "auto" else torch.device(cfg.device)
     dtype_name = cfg.dtype or (bb.dtype if device.type == "cuda" else "float32")
     dtype = getattr(torch, dtype_name)
-    from .embedder import Embedder
     from pipeline.vlm.load import Placement, load_backbone
+
+    from .embedder import Embedder
 
     rendered = [p_.render_all(tasks) for p_ in p.prompts] if bb.kind == "vlm" else [("",) * len(tasks)]
     image_kw = parse_image_kw(cfg.image_kw)
@@ -204,11 +214,20 @@ def run_embed(episodes: str | Path, cfg: EmbedConfig, *, loader=None) -> list[Pa
     def specs_for(dim: int, digest: str, resize: str) -> list[EmbeddingSpec]:
         return [
             EmbeddingSpec(
-                vlm=bb.name, hub_id=bb.hub_id, revision=bb.revision, dtype=dtype_name, prompt=pr.name, prompts=tuple(r),
-                prompt_position=cfg.position if bb.kind == "vlm" else "none", pooling=cfg.pooling,
-                layers=tuple(cfg.layers), image_size=eps.spec.resolution, dim=dim,
+                vlm=bb.name,
+                hub_id=bb.hub_id,
+                revision=bb.revision,
+                dtype=dtype_name,
+                prompt=pr.name,
+                prompts=tuple(r),
+                prompt_position=cfg.position if bb.kind == "vlm" else "none",
+                pooling=cfg.pooling,
+                layers=tuple(cfg.layers),
+                image_size=eps.spec.resolution,
+                dim=dim,
                 weights_digest=digest or (str(cfg.model_path) if cfg.model_path else ""),
-                processor_kw=canonical_json(image_kw) if image_kw else "", image_resize=resize,
+                processor_kw=canonical_json(image_kw) if image_kw else "",
+                image_resize=resize,
             )
             for pr, r in zip(p.prompts, rendered)
         ]
@@ -222,14 +241,27 @@ def run_embed(episodes: str | Path, cfg: EmbedConfig, *, loader=None) -> list[Pa
 
     # Every step from here on may fail on one rank only: `ranks` tells the others.
     t_load = time.perf_counter()
-    with Ranks.joined(state, cfg.rank_timeout_s) as ranks, _offload_folder(device_map, cfg.cache) as offload, \
-            ExitStack() as locks:
+    with (
+        Ranks.joined(state, cfg.rank_timeout_s) as ranks,
+        _offload_folder(device_map, cfg.cache) as offload,
+        ExitStack() as locks,
+    ):
         placement = Placement(device, device_map, max_memory, offload)
-        loaded = (loader or load_backbone)(bb, model_path=cfg.model_path, cache=cfg.cache, dtype=dtype,
-                                           layers=tuple(cfg.layers), placement=placement)
+        loaded = (loader or load_backbone)(
+            bb, model_path=cfg.model_path, cache=cfg.cache, dtype=dtype, layers=tuple(cfg.layers), placement=placement
+        )
         share = cfg.share_prefix and shares_image_prefix(cfg.position, prefix_bidirectional=bb.prefix_bidirectional)
-        emb = Embedder(loaded, layers=cfg.layers, pooling=cfg.pooling, position=cfg.position, prompts=rendered,
-                       device=loaded.device, share_prefix=share, image_kw=image_kw, packed_attention=cfg.packed_attention)
+        emb = Embedder(
+            loaded,
+            layers=cfg.layers,
+            pooling=cfg.pooling,
+            position=cfg.position,
+            prompts=rendered,
+            device=loaded.device,
+            share_prefix=share,
+            image_kw=image_kw,
+            packed_attention=cfg.packed_attention,
+        )
         try:
             specs = specs_for(emb.dim, loaded.weights_digest, resize_backend(loaded.processor))
             paths = [embedding_store_path(s, eps.fingerprint, cfg.cache) for s in specs]
@@ -244,8 +276,11 @@ def run_embed(episodes: str | Path, cfg: EmbedConfig, *, loader=None) -> list[Pa
             mine, t_embed = todo[rank::world], time.perf_counter()
             _embed_chunks(eps, stores, done, mine, emb, cfg, bb, ranks)
             if mine:
-                print(rank_summary(rank, world, frames_in(eps, mine), time.perf_counter() - t_embed,
-                                   t_embed - t_load), file=sys.stderr, flush=True)
+                print(
+                    rank_summary(rank, world, frames_in(eps, mine), time.perf_counter() - t_embed, t_embed - t_load),
+                    file=sys.stderr,
+                    flush=True,
+                )
             ranks.barrier("embedded")
             if rank == 0:
                 for s in stores:
@@ -268,8 +303,10 @@ def rank_summary(rank: int, world: int, frames: int, embed_s: float, setup_s: fl
     """One line per rank at the end: its own frames/s, and what came before its first batch
     (model load, store setup, barriers), so a slow rank or a slow load shows by itself."""
     who = f"rank {rank}/{world}" if world > 1 else "1 process"
-    return (f"embed {who}: {frames} frames in {embed_s:.1f} s ({frames / max(embed_s, 1e-9):.1f} frames/s) "
-            f"after {setup_s:.1f} s of model load and setup")
+    return (
+        f"embed {who}: {frames} frames in {embed_s:.1f} s ({frames / max(embed_s, 1e-9):.1f} frames/s) "
+        f"after {setup_s:.1f} s of model load and setup"
+    )
 
 
 def lock_stores(locks: ExitStack, paths: list[Path]) -> None:
@@ -302,9 +339,18 @@ def _offload_folder(device_map: str | None, cache) -> Iterator[str | None]:
 def _open_stores(paths, specs, eps, cfg, ranks) -> list[EmbeddingStore]:
     """Rank 0 creates (or reopens) the stores; the others open them once it has."""
     if ranks.rank == 0:
-        stores = [EmbeddingStore.create(pa, s, parent_fingerprint=eps.fingerprint, n_frames=eps.n_frames,
-                                        chunk_frames=eps.chunk_frames, parent_path=str(eps.path), force=cfg.force)
-                  for pa, s in zip(paths, specs)]
+        stores = [
+            EmbeddingStore.create(
+                pa,
+                s,
+                parent_fingerprint=eps.fingerprint,
+                n_frames=eps.n_frames,
+                chunk_frames=eps.chunk_frames,
+                parent_path=str(eps.path),
+                force=cfg.force,
+            )
+            for pa, s in zip(paths, specs)
+        ]
     ranks.barrier("created")
     if ranks.rank != 0:
         stores = [EmbeddingStore(Store.open(pa, mode="r+")) for pa in paths]
@@ -325,7 +371,7 @@ def _config_guess(bb: Backbone, cfg: EmbedConfig) -> tuple[int, str] | None:
         from transformers import AutoConfig
 
         if bb.twin and not cfg.model_path:
-            from pipeline.vlm.twins import twins_root, TWIN_VERSION
+            from pipeline.vlm.twins import TWIN_VERSION, twins_root
 
             folder = twins_root(cfg.cache) / f"{bb.family}-v{TWIN_VERSION}"
             if not (folder / "DONE").exists():
@@ -336,7 +382,7 @@ def _config_guess(bb: Backbone, cfg: EmbedConfig) -> tuple[int, str] | None:
         kw = {} if cfg.model_path or bb.twin else {"revision": bb.revision}
         conf = AutoConfig.from_pretrained(source, trust_remote_code=bb.trust_remote_code, **kw)
         sub = conf.get_text_config() if bb.kind == "vlm" else getattr(conf, "vision_config", conf)
-        hidden = int(getattr(sub, "hidden_size"))
+        hidden = int(sub.hidden_size)
         return hidden * len(cfg.layers), digest
     except Exception:
         return None
@@ -352,14 +398,22 @@ def _embed_chunks(eps, stores, done, mine, emb, cfg, bb, ranks) -> None:
         return
     start = cfg.batch_size or (bb.batch_size if emb.device.type == "cuda" else 8)
     left, last = list(mine), [start]  # chunks not written yet; the batch size of the last attempt
-    bar = tqdm(total=frames_in(eps, mine), unit="frame", desc=f"embed {bb.name}" + (f" rank {ranks.rank}" if ranks.rank else ""),
-               disable=not cfg.progress, leave=False)
+    bar = tqdm(
+        total=frames_in(eps, mine),
+        unit="frame",
+        desc=f"embed {bb.name}" + (f" rank {ranks.rank}" if ranks.rank else ""),
+        disable=not cfg.progress,
+        leave=False,
+    )
 
     def attempt(batch: int) -> None:
         if batch != last[0]:
-            warnings.warn(f"embed{f' rank {ranks.rank}' if ranks.rank else ''}: out of memory at batch {last[0]}; "
-                          f"batch {batch} from chunk {left[0]} on, for the rest of this run (same bytes; "
-                          f"--batch-size {batch} starts there)", stacklevel=2)
+            warnings.warn(
+                f"embed{f' rank {ranks.rank}' if ranks.rank else ''}: out of memory at batch {last[0]}; "
+                f"batch {batch} from chunk {left[0]} on, for the rest of this run (same bytes; "
+                f"--batch-size {batch} starts there)",
+                stacklevel=2,
+            )
             last[0] = batch
             bar.n = frames_in(eps, mine) - frames_in(eps, left)
             bar.refresh()
@@ -370,8 +424,10 @@ def _embed_chunks(eps, stores, done, mine, emb, cfg, bb, ranks) -> None:
     except RuntimeError as exc:
         if "No executable batch size found" not in str(exc):
             raise
-        raise EmbedError(f"out of memory even at batch 1 (chunk {left[0]}): try --device-map auto (with --max-memory), "
-                         f"--dtype bfloat16, or fewer image tokens (--image-kw)") from None
+        raise EmbedError(
+            f"out of memory even at batch 1 (chunk {left[0]}): try --device-map auto (with --max-memory), "
+            f"--dtype bfloat16, or fewer image tokens (--image-kw)"
+        ) from None
     finally:
         bar.close()
 
@@ -402,14 +458,20 @@ def _embed_pass(eps, stores, done, left, emb, cfg, ranks, batch: int, bar) -> No
     task_of = eps.frame_task()
     ds = _Frames(str(eps.path), batches_for(left, eps.chunk_range, batch), task_of, emb.preprocessor())
     # The main thread makes the first batch itself while the workers start up (fork, store open).
-    dl = DataLoader(ds, batch_size=None, sampler=range(1, len(ds)), num_workers=cfg.num_workers,
-                    prefetch_factor=4 if cfg.num_workers else None, collate_fn=_same)
+    dl = DataLoader(
+        ds,
+        batch_size=None,
+        sampler=range(1, len(ds)),
+        num_workers=cfg.num_workers,
+        prefetch_factor=4 if cfg.num_workers else None,
+        collate_fn=_same,
+    )
     writer = _Writer(eps, stores, done)
     try:
         with _Prefetch(dl, first=lambda: ds[0], pin=emb.device.type == "cuda") as items, writer:
             for item in items:
                 ranks.check()
-                out = emb.forward(item.inputs, task_of[item.lo:item.hi])  # (P, B, D) float32, maybe still running
+                out = emb.forward(item.inputs, task_of[item.lo : item.hi])  # (P, B, D) float32, maybe still running
                 writer.put(item.chunk, item.lo, item.hi, _HostCopy(out))
                 bar.update(item.hi - item.lo)
     finally:
@@ -512,7 +574,7 @@ class _Writer:
         self.written: set[int] = set()
         self.thread = threading.Thread(target=self._run, name="embed-writer", daemon=True)
 
-    def __enter__(self) -> "_Writer":
+    def __enter__(self) -> _Writer:
         self.thread.start()
         return self
 
@@ -587,8 +649,10 @@ def find_episode_store(preset: str, cache: Any = None) -> Path:
 
     found = [s for s in find_stores(episodes_dir(cache), "episodes/") if s.info.get("preset") == preset and s.complete]
     if not found:
-        raise EmbedError(f"no complete episode store for preset {preset!r} under {episodes_dir(cache)}; "
-                         f"run `vlm-lam collect --preset {preset}` first (make embed does)")
+        raise EmbedError(
+            f"no complete episode store for preset {preset!r} under {episodes_dir(cache)}; "
+            f"run `vlm-lam collect --preset {preset}` first (make embed does)"
+        )
     return max(found, key=lambda s: (s.path / "zarr.json").stat().st_mtime).path
 
 

@@ -12,14 +12,16 @@ With the prompt first (`before`) the whole text goes through the processor per p
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 
 from pipeline.vlm.load import Loaded, Tap, encoder_stack, normalize_layers, text_stack
-from pipeline.vlm.vision_precompute import KEYS as VISION_KEYS, VisionSpec, vision_kwargs, vision_spec
+from pipeline.vlm.vision_precompute import KEYS as VISION_KEYS
+from pipeline.vlm.vision_precompute import VisionSpec, vision_kwargs, vision_spec
 
 from .pooling import TokenMasks, pool
 
@@ -33,7 +35,9 @@ def chat_parts(processor, position: str) -> tuple[str, str]:
     if position == "before":
         content = content[::-1]
     if getattr(processor, "chat_template", None):
-        text = processor.apply_chat_template([{"role": "user", "content": content}], tokenize=False, add_generation_prompt=True)
+        text = processor.apply_chat_template(
+            [{"role": "user", "content": content}], tokenize=False, add_generation_prompt=True
+        )
     else:
         img = processor.image_token
         text = img + MARK if position == "after" else MARK + img
@@ -63,17 +67,19 @@ class Batch:
     hi: int
     inputs: list[dict[str, torch.Tensor]]  # one per forward group (1 for prefix mode, P for before)
 
-    def to_numpy(self) -> "Batch":
+    def to_numpy(self) -> Batch:
         """Workers send numpy arrays: pickled by value through the pipe, they cross faster than
         torch's shared-memory file descriptors for these small batches."""
         self.inputs = [{k: v.numpy() if torch.is_tensor(v) else v for k, v in x.items()} for x in self.inputs]
         return self
 
-    def to_torch(self) -> "Batch":
-        self.inputs = [{k: torch.from_numpy(v) if isinstance(v, np.ndarray) else v for k, v in x.items()} for x in self.inputs]
+    def to_torch(self) -> Batch:
+        self.inputs = [
+            {k: torch.from_numpy(v) if isinstance(v, np.ndarray) else v for k, v in x.items()} for x in self.inputs
+        ]
         return self
 
-    def pin_memory(self) -> "Batch":
+    def pin_memory(self) -> Batch:
         """Called by DataLoader(pin_memory=True): page-locked tensors copy to the GPU asynchronously."""
         self.to_torch()
         self.inputs = [{k: v.pin_memory() if torch.is_tensor(v) else v for k, v in x.items()} for x in self.inputs]
@@ -91,7 +97,9 @@ class Preprocessor:
     tail: str = ""
     texts: tuple[tuple[str, ...], ...] = ()  # [prompt][task] rendered prompt
     image_kw: dict = field(default_factory=dict)  # image-processor overrides (part of the spec)
-    vision: VisionSpec | None = None  # Qwen-VL towers: their index tensors are made here (pipeline.vlm.vision_precompute)
+    vision: VisionSpec | None = (
+        None  # Qwen-VL towers: their index tensors are made here (pipeline.vlm.vision_precompute)
+    )
 
     def __call__(self, frames: np.ndarray, tasks: np.ndarray) -> list[dict[str, torch.Tensor]]:
         kw = dict(self.image_kw)
@@ -112,9 +120,19 @@ class Preprocessor:
 class Embedder:
     """Runs the truncated forward and pools; one instance per process."""
 
-    def __init__(self, loaded: Loaded, *, layers: Sequence[int], pooling: str, position: str,
-                 prompts: Sequence[Sequence[str]], device: torch.device, share_prefix: bool = True,
-                 image_kw: dict | None = None, packed_attention: bool = True):
+    def __init__(
+        self,
+        loaded: Loaded,
+        *,
+        layers: Sequence[int],
+        pooling: str,
+        position: str,
+        prompts: Sequence[Sequence[str]],
+        device: torch.device,
+        share_prefix: bool = True,
+        image_kw: dict | None = None,
+        packed_attention: bool = True,
+    ):
         self.loaded, self.pooling, self.position, self.device = loaded, pooling, position, device
         self.image_kw = dict(image_kw or {})
         self.kind = loaded.backbone.kind
@@ -129,8 +147,7 @@ class Embedder:
         if self.kind == "vlm":
             self.base = getattr(model, "model", model)  # no LM head: logits are never computed
             stack = text_stack(self.base)
-            self.image_token_id = int(getattr(model.config, "image_token_id", None)
-                                      or getattr(loaded.processor, "image_token_id"))
+            self.image_token_id = int(getattr(model.config, "image_token_id", None) or loaded.processor.image_token_id)
             self.pad_id = loaded.tokenizer.pad_token_id if loaded.tokenizer.pad_token_id is not None else 0
         else:
             self.base = model
@@ -146,14 +163,20 @@ class Embedder:
         self.suffix_ids = []
         if self.kind == "vlm" and position == "after":
             tok = loaded.tokenizer
-            self.suffix_ids = [[tok(t + self.tail, add_special_tokens=False)["input_ids"] for t in per] for per in self.texts]
+            self.suffix_ids = [
+                [tok(t + self.tail, add_special_tokens=False)["input_ids"] for t in per] for per in self.texts
+            ]
         # Qwen-VL towers get their grid-derived index tensors from the workers (always on: the
         # library's own helpers, passed through its own kwargs; same vectors)
         self.vision = vision_spec(model) if self.kind == "vlm" else None
         from .pooling import shares_image_prefix
 
-        self.share_prefix = (share_prefix and len(self.texts) > 1 and self.kind == "vlm"
-                             and shares_image_prefix(position, prefix_bidirectional=loaded.backbone.prefix_bidirectional))
+        self.share_prefix = (
+            share_prefix
+            and len(self.texts) > 1
+            and self.kind == "vlm"
+            and shares_image_prefix(position, prefix_bidirectional=loaded.backbone.prefix_bidirectional)
+        )
 
     @staticmethod
     def _hidden_size(stack) -> int:
@@ -161,14 +184,22 @@ class Embedder:
         if norm is not None and getattr(norm, "weight", None) is not None:
             return int(norm.weight.shape[0])
         cfg = getattr(stack.owner, "config", None)
-        return int(getattr(cfg, "hidden_size"))
+        return int(cfg.hidden_size)
 
     def close(self) -> None:
         self.tap.remove()
 
     def preprocessor(self) -> Preprocessor:
-        return Preprocessor(self.loaded.processor, self.kind, self.position, self.head, self.tail, self.texts, self.image_kw,
-                            self.vision)
+        return Preprocessor(
+            self.loaded.processor,
+            self.kind,
+            self.position,
+            self.head,
+            self.tail,
+            self.texts,
+            self.image_kw,
+            self.vision,
+        )
 
     # -- forward -------------------------------------------------------------------------------
     def __call__(self, inputs: list[dict[str, torch.Tensor]], tasks: np.ndarray) -> np.ndarray:
@@ -194,7 +225,9 @@ class Embedder:
         prefix = inputs[0]
         # One prompt: a single forward over image + prompt beats prefix-with-cache + suffix.
         if not self.share_prefix or len(self.texts) == 1:
-            return torch.stack([self._full(prefix, [self.suffix_ids[p][t] for t in tasks]) for p in range(len(self.texts))])
+            return torch.stack(
+                [self._full(prefix, [self.suffix_ids[p][t] for t in tasks]) for p in range(len(self.texts))]
+            )
         return self._shared(prefix, tasks)
 
     def _dtype(self) -> torch.dtype:
@@ -223,8 +256,11 @@ class Embedder:
 
     def _per_token_keys(self, x: dict[str, torch.Tensor]) -> list[str]:
         shape = x["input_ids"].shape
-        return [k for k, v in x.items()
-                if k not in ("input_ids", "attention_mask") and k not in VISION_KEYS and v.dim() == 2 and v.shape == shape]
+        return [
+            k
+            for k, v in x.items()
+            if k not in ("input_ids", "attention_mask") and k not in VISION_KEYS and v.dim() == 2 and v.shape == shape
+        ]
 
     def _full(self, prefix: dict[str, torch.Tensor], suffix_ids: list[list[int]] | None) -> torch.Tensor:
         """One forward over prefix (+ right-padded suffix). `before` mode passes suffix None."""

@@ -7,8 +7,8 @@ A template not in the registry is accepted with `custom:` in front (`--prompt 'c
 from __future__ import annotations
 
 import string
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from pipeline.vlm.backbones import UnknownName
 
@@ -50,11 +50,13 @@ def get_prompt(name: str) -> Prompt:
     if name.startswith("custom:"):
         import hashlib
 
-        template = name[len("custom:"):]
+        template = name[len("custom:") :]
         _check_slots(template)
         return Prompt("custom-" + hashlib.sha256(template.encode()).hexdigest()[:8], template)
     if name not in PROMPTS:
-        raise UnknownName(f"unknown prompt {name!r}; valid: {', '.join(sorted(PROMPTS))}, or 'custom:<template with {{task}}/{{object}}>'")
+        raise UnknownName(
+            f"unknown prompt {name!r}; valid: {', '.join(sorted(PROMPTS))}, or 'custom:<template with {{task}}/{{object}}>'"
+        )
     return Prompt(name, PROMPTS[name])
 
 

@@ -39,9 +39,11 @@ def single_cpu_launch_note() -> str | None:
     address but no world size: say how to get N ranks instead of running silently on one."""
     env = os.environ
     if env.get("ACCELERATE_USE_CPU", "").lower() == "true" and "MASTER_ADDR" in env and "WORLD_SIZE" not in env:
-        return ("accelerate launch --cpu started this one process only (accelerate's multi-CPU launch is MPI); "
-                "for N ranks on CPU use `vlm-lam embed --num-processes N` or `accelerate launch --multi_gpu "
-                "--num_processes N` (torchrun's launcher, no GPU needed)")
+        return (
+            "accelerate launch --cpu started this one process only (accelerate's multi-CPU launch is MPI); "
+            "for N ranks on CPU use `vlm-lam embed --num-processes N` or `accelerate launch --multi_gpu "
+            "--num_processes N` (torchrun's launcher, no GPU needed)"
+        )
     return None
 
 
@@ -64,13 +66,15 @@ class Ranks:
 
     @classmethod
     @contextmanager
-    def joined(cls, state, timeout_s: float) -> Iterator["Ranks"]:
+    def joined(cls, state, timeout_s: float) -> Iterator[Ranks]:
         """The ranks of `state` (accelerate's PartialState); on an exception inside, post it for
         the others; on leaving, a rank 0 that hosts the store waits for the others to leave (its
         exit takes the store down; a launcher's agent store outlives every rank)."""
         world, rank = state.num_processes, state.process_index
         agent_store = os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True"  # torchrun / accelerate launch
-        ranks = cls(run_store() if world > 1 else None, rank, world, timeout_s, hosts_store=rank == 0 and not agent_store)
+        ranks = cls(
+            run_store() if world > 1 else None, rank, world, timeout_s, hosts_store=rank == 0 and not agent_store
+        )
         try:
             yield ranks
         except BaseException as exc:
@@ -95,8 +99,10 @@ class Ranks:
         try:
             failed = self.store.get("failed").decode() if self.store.check(["failed"]) else ""
         except Exception as exc:
-            raise PeerFailed(f"rank {self.rank}: lost contact with the ranks' store, held by the launcher or rank 0 "
-                             f"(it failed or was killed; its log says why): {exc}") from None
+            raise PeerFailed(
+                f"rank {self.rank}: lost contact with the ranks' store, held by the launcher or rank 0 "
+                f"(it failed or was killed; its log says why): {exc}"
+            ) from None
         if failed:
             raise PeerFailed(f"rank {self.rank} stopped because {failed}")
 
@@ -113,8 +119,10 @@ class Ranks:
             if arrived >= self.world:
                 return
             if time.monotonic() > deadline:
-                raise PeerFailed(f"rank {self.rank}: {self.world - arrived} rank(s) did not reach {name!r} within "
-                                 f"{self.timeout_s:.0f}s (hung or killed?); --rank-timeout sets the limit")
+                raise PeerFailed(
+                    f"rank {self.rank}: {self.world - arrived} rank(s) did not reach {name!r} within "
+                    f"{self.timeout_s:.0f}s (hung or killed?); --rank-timeout sets the limit"
+                )
             time.sleep(self.POLL_S)
 
     def leave(self) -> None:

@@ -21,8 +21,19 @@ def vlm_lam_version() -> str:
 
 
 def _front_matter(tags: list[str]) -> list[str]:
-    return ["---", "license: mit", "task_categories:", "- robotics", "tags:", *[f"- {t}" for t in tags],
-            "configs:", "- config_name: default", "  data_files: data/*/*.parquet", "---", ""]
+    return [
+        "---",
+        "license: mit",
+        "task_categories:",
+        "- robotics",
+        "tags:",
+        *[f"- {t}" for t in tags],
+        "configs:",
+        "- config_name: default",
+        "  data_files: data/*/*.parquet",
+        "---",
+        "",
+    ]
 
 
 def how_made(store: EpisodeStore) -> list[str]:
@@ -52,27 +63,44 @@ def how_made(store: EpisodeStore) -> list[str]:
 def distractor_text(d) -> str:
     if not d.kinds:
         return "Distractors: none (the distracted and clean videos show the same frames)."
-    parts = [f"Distractors: {', '.join(d.kinds)}, composited into the background only (depth against a "
-             f"background plate), split `{d.split}`."]
+    parts = [
+        f"Distractors: {', '.join(d.kinds)}, composited into the background only (depth against a "
+        f"background plate), split `{d.split}`."
+    ]
     if "video" in d.kinds:
-        source = ("procedural videos generated from the seed" if d.video_source == "procedural"
-                  else f"a video folder (content digest `{d.video_digest}`)")
+        source = (
+            "procedural videos generated from the seed"
+            if d.video_source == "procedural"
+            else f"a video folder (content digest `{d.video_digest}`)"
+        )
         parts.append(f"Background videos: {source}, opacity {d.opacity}.")
     if "correlated" in d.kinds:
-        parts.append(f"A blob moves with the arm's velocity (gain {d.correlated_gain}, noise {d.correlated_noise}, "
-                     f"size {d.correlated_size}).")
+        parts.append(
+            f"A blob moves with the arm's velocity (gain {d.correlated_gain}, noise {d.correlated_noise}, "
+            f"size {d.correlated_size})."
+        )
     return " ".join(parts)
 
 
 def collect_command(store: EpisodeStore) -> str:
     spec = store.spec
     d = spec.distractors
-    parts = ["vlm-lam collect", f"--tasks {','.join(spec.tasks)}", f"--episodes-per-task {spec.episodes_per_task}",
-             f"--resolution {spec.resolution}", f"--seed {spec.seed}", f"--quality {spec.quality}",
-             f"--max-steps {spec.max_steps}", f"--success-margin {spec.success_margin}",
-             f"--action-noise {spec.action_noise}", f"--camera-pullback {spec.camera_pullback}",
-             f"--chunk-frames {spec.chunk_frames}", f"--distractors {','.join(d.kinds) or 'none'}",
-             f"--split {d.split}", f"--opacity {d.opacity}"]
+    parts = [
+        "vlm-lam collect",
+        f"--tasks {','.join(spec.tasks)}",
+        f"--episodes-per-task {spec.episodes_per_task}",
+        f"--resolution {spec.resolution}",
+        f"--seed {spec.seed}",
+        f"--quality {spec.quality}",
+        f"--max-steps {spec.max_steps}",
+        f"--success-margin {spec.success_margin}",
+        f"--action-noise {spec.action_noise}",
+        f"--camera-pullback {spec.camera_pullback}",
+        f"--chunk-frames {spec.chunk_frames}",
+        f"--distractors {','.join(d.kinds) or 'none'}",
+        f"--split {d.split}",
+        f"--opacity {d.opacity}",
+    ]
     if d.video_source == "dir":
         parts.append("--distractor-videos DIR")
     return " ".join(parts)
@@ -84,7 +112,8 @@ def write_card(root: Path, store: EpisodeStore, info: dict, codec: Codec, opts, 
     features = "\n".join(f"| `{k}` | {f['dtype']} | {f['shape']} |" for k, f in info["features"].items())
     crf = opts.crf if opts.crf is not None else codec.crf
     rt = "\n".join(
-        f"| `{k}` | {r['frames']} | {r['mean_abs']:.2f} | {r['p99_abs']} | {r['max_abs']} |" for k, r in roundtrip.items()
+        f"| `{k}` | {r['frames']} | {r['mean_abs']:.2f} | {r['p99_abs']} | {r['max_abs']} |"
+        for k, r in roundtrip.items()
     )
     lines = [
         *_front_matter(["LeRobot", "vlm-lam", "distracting-metaworld" if store.simulated else "ingested"]),
@@ -118,7 +147,7 @@ def write_card(root: Path, store: EpisodeStore, info: dict, codec: Codec, opts, 
         "",
         "## Provenance",
         "",
-        f"- episode store spec (its sha256 with the schema id is the fingerprint above):",
+        "- episode store spec (its sha256 with the schema id is the fingerprint above):",
         "",
         "```json",
         json.dumps(to_jsonable(store.store.spec), indent=1, sort_keys=True),

@@ -30,12 +30,18 @@ def _guarded(fn):
 def ingest_lerobot(
     path: Path = typer.Argument(..., help="A LeRobot dataset folder (codebase v3.0 or v2.1)."),
     camera: Optional[str] = typer.Option(None, help="Video or image feature to read (default: the first one)."),
-    episodes: Optional[str] = typer.Option(None, help="Source episode indices: 0:100, 3,5,7 or 0:10,20:30 (default: all)."),
-    resolution: Optional[int] = typer.Option(None, help="Square frame size (default: the camera's shorter side, at most 224)."),
+    episodes: Optional[str] = typer.Option(
+        None, help="Source episode indices: 0:100, 3,5,7 or 0:10,20:30 (default: all)."
+    ),
+    resolution: Optional[int] = typer.Option(
+        None, help="Square frame size (default: the camera's shorter side, at most 224)."
+    ),
     object_: str = typer.Option("", "--object", help="What the {object} prompt slot says (the dataset does not say)."),
     chunk_frames: int = typer.Option(256, help="Frames per store chunk."),
     name: Optional[str] = typer.Option(None, help="Store name (default: the dataset folder's name)."),
-    workers: int = typer.Option(0, help="Decoding processes (0 = a quarter of the cores: each decoder runs threads of its own)."),
+    workers: int = typer.Option(
+        0, help="Decoding processes (0 = a quarter of the cores: each decoder runs threads of its own)."
+    ),
     scheduler: Optional[str] = typer.Option(None, help="Address of an existing dask scheduler."),
     out: Optional[Path] = typer.Option(None, help="Store path (default: <cache>/episodes/<name>.<fp12>)."),
     cache: Optional[Path] = typer.Option(None, help="Cache root (default $VLMLAM_CACHE or ./cache)."),
@@ -49,10 +55,20 @@ def ingest_lerobot(
 
         from .ingest import IngestOptions, ingest
 
-        opts = IngestOptions(camera=camera, episodes=episodes, resolution=resolution, object=object_,
-                             chunk_frames=chunk_frames, name=name, out=out, cache=cache,
-                             workers=workers or max(1, (os.cpu_count() or 1) // 4), scheduler=scheduler, force=force,
-                             progress=not quiet)
+        opts = IngestOptions(
+            camera=camera,
+            episodes=episodes,
+            resolution=resolution,
+            object=object_,
+            chunk_frames=chunk_frames,
+            name=name,
+            out=out,
+            cache=cache,
+            workers=workers or max(1, (os.cpu_count() or 1) // 4),
+            scheduler=scheduler,
+            force=force,
+            progress=not quiet,
+        )
         store_path = ingest(path, opts)
         typer.echo(f"{store_path}  ({EpisodeStore.open(store_path).info['summary']})")
 
@@ -64,7 +80,9 @@ def export_lerobot(
     store: Path = typer.Argument(..., help="An episode store."),
     out: Path = typer.Argument(..., help="The dataset folder to write (must not exist, unless --force)."),
     codec: str = typer.Option("av1", help="av1 (SVT-AV1, LeRobot's default) | h264 (libx264)."),
-    crf: Optional[int] = typer.Option(None, help="Constant rate factor (default: av1 30, h264 23); lower = closer frames."),
+    crf: Optional[int] = typer.Option(
+        None, help="Constant rate factor (default: av1 30, h264 23); lower = closer frames."
+    ),
     gop: int = typer.Option(2, help="A keyframe every this many frames (LeRobot uses 2)."),
     video_file_mb: float = typer.Option(500.0, help="Start a new mp4 past this size."),
     data_file_mb: float = typer.Option(100.0, help="Start a new data parquet past this size."),
@@ -76,13 +94,22 @@ def export_lerobot(
     def go():
         from .export import ExportOptions, export
 
-        opts = ExportOptions(codec=codec, crf=crf, gop=gop, video_file_mb=video_file_mb, data_file_mb=data_file_mb,
-                             force=force, progress=not quiet)
+        opts = ExportOptions(
+            codec=codec,
+            crf=crf,
+            gop=gop,
+            video_file_mb=video_file_mb,
+            data_file_mb=data_file_mb,
+            force=force,
+            progress=not quiet,
+        )
         res = export(store, out, opts)
         typer.echo(f"{res.path}  ({res.episodes} episodes, {res.frames} frames)")
         for key, r in res.roundtrip.items():
-            typer.echo(f"  {key}: {res.videos[key]} mp4 file(s); decoded back: mean |diff| {r['mean_abs']:.2f}/255, "
-                       f"99th percentile {r['p99_abs']}, max {r['max_abs']}")
+            typer.echo(
+                f"  {key}: {res.videos[key]} mp4 file(s); decoded back: mean |diff| {r['mean_abs']:.2f}/255, "
+                f"99th percentile {r['p99_abs']}, max {r['max_abs']}"
+            )
 
     _guarded(go)
 

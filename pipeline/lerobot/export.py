@@ -22,16 +22,30 @@ from cache_schemas import EpisodeStore
 
 from . import stats as st
 from .format import (
-    CHUNKS_SIZE, DATA_PATH, EPISODES_PATH, INFO_PATH, STATS_PATH, TASKS_PATH, V30, VIDEO_PATH, LeRobotError,
-    chunk_of, plain_number,
+    CHUNKS_SIZE,
+    DATA_PATH,
+    EPISODES_PATH,
+    INFO_PATH,
+    STATS_PATH,
+    TASKS_PATH,
+    V30,
+    VIDEO_PATH,
+    LeRobotError,
+    chunk_of,
+    plain_number,
 )
 from .video import Codec, VideoWriter, get_codec
 
 DISTRACTED, CLEAN = "observation.images.distracted", "observation.images.clean"
 METAWORLD_ACTION_NAMES = ["delta_x", "delta_y", "delta_z", "gripper"]
-_NOW = ["hand_x", "hand_y", "hand_z", "gripper_distance",
-        *[f"obj1_{c}" for c in ("x", "y", "z", "q0", "q1", "q2", "q3")],
-        *[f"obj2_{c}" for c in ("x", "y", "z", "q0", "q1", "q2", "q3")]]
+_NOW = [
+    "hand_x",
+    "hand_y",
+    "hand_z",
+    "gripper_distance",
+    *[f"obj1_{c}" for c in ("x", "y", "z", "q0", "q1", "q2", "q3")],
+    *[f"obj2_{c}" for c in ("x", "y", "z", "q0", "q1", "q2", "q3")],
+]
 METAWORLD_STATE_NAMES = [*_NOW, *[f"prev_{n}" for n in _NOW], "goal_x", "goal_y", "goal_z"]
 
 
@@ -61,8 +75,12 @@ class RoundTrip:
     def summary(self) -> dict[str, float]:
         h = self.histogram
         cum = np.cumsum(h) / max(1, h.sum())
-        return {"frames": self.frames, "mean_abs": float((h * np.arange(256)).sum() / max(1, h.sum())),
-                "p99_abs": int(np.searchsorted(cum, 0.99)), "max_abs": int(np.flatnonzero(h)[-1]) if h.any() else 0}
+        return {
+            "frames": self.frames,
+            "mean_abs": float((h * np.arange(256)).sum() / max(1, h.sum())),
+            "p99_abs": int(np.searchsorted(cum, 0.99)),
+            "max_abs": int(np.flatnonzero(h)[-1]) if h.any() else 0,
+        }
 
 
 @dataclass
@@ -244,8 +262,9 @@ def write_data(root: Path, columns: dict[str, np.ndarray], table, limit_mb: floa
     return file_of.tolist()
 
 
-def write_episode_table(root: Path, store: EpisodeStore, table, videos: dict[str, _Video], data_files: list[int],
-                        ep_stats: list[dict]) -> None:
+def write_episode_table(
+    root: Path, store: EpisodeStore, table, videos: dict[str, _Video], data_files: list[int], ep_stats: list[dict]
+) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -282,10 +301,23 @@ def write_tasks(root: Path, texts: list[str]) -> None:
 
     pandas_meta = {
         "index_columns": ["task"],
-        "column_indexes": [{"name": None, "field_name": None, "pandas_type": "unicode", "numpy_type": "object",
-                            "metadata": {"encoding": "UTF-8"}}],
+        "column_indexes": [
+            {
+                "name": None,
+                "field_name": None,
+                "pandas_type": "unicode",
+                "numpy_type": "object",
+                "metadata": {"encoding": "UTF-8"},
+            }
+        ],
         "columns": [
-            {"name": "task_index", "field_name": "task_index", "pandas_type": "int64", "numpy_type": "int64", "metadata": None},
+            {
+                "name": "task_index",
+                "field_name": "task_index",
+                "pandas_type": "int64",
+                "numpy_type": "int64",
+                "metadata": None,
+            },
             {"name": "task", "field_name": "task", "pandas_type": "unicode", "numpy_type": "object", "metadata": None},
         ],
         "creator": {"library": "pyarrow", "version": pa.__version__},
@@ -302,17 +334,32 @@ def info_json(store: EpisodeStore, videos: dict[str, _Video], codec: Codec, opts
     features: dict[str, dict] = {}
     for key in videos:
         features[key] = {
-            "dtype": "video", "shape": [r, r, 3], "names": ["height", "width", "channels"],
-            "info": {"video.height": r, "video.width": r, "video.codec": codec.name, "video.pix_fmt": "yuv420p",
-                     "video.is_depth_map": False, "video.fps": plain_number(store.fps), "video.channels": 3,
-                     "has_audio": False},
+            "dtype": "video",
+            "shape": [r, r, 3],
+            "names": ["height", "width", "channels"],
+            "info": {
+                "video.height": r,
+                "video.width": r,
+                "video.codec": codec.name,
+                "video.pix_fmt": "yuv420p",
+                "video.is_depth_map": False,
+                "video.fps": plain_number(store.fps),
+                "video.channels": 3,
+                "has_audio": False,
+            },
         }
     if store.has_states:
         dim = store.array("states").shape[1]
-        features["observation.state"] = {"dtype": "float32", "shape": [dim],
-                                         "names": METAWORLD_STATE_NAMES if store.simulated else names.get("observation.state")}
-    features["action"] = {"dtype": "float32", "shape": [store.array("actions").shape[1]],
-                          "names": METAWORLD_ACTION_NAMES if store.simulated else names.get("action")}
+        features["observation.state"] = {
+            "dtype": "float32",
+            "shape": [dim],
+            "names": METAWORLD_STATE_NAMES if store.simulated else names.get("observation.state"),
+        }
+    features["action"] = {
+        "dtype": "float32",
+        "shape": [store.array("actions").shape[1]],
+        "names": METAWORLD_ACTION_NAMES if store.simulated else names.get("action"),
+    }
     features["next.reward"] = {"dtype": "float32", "shape": [1], "names": None}
     features["next.success"] = {"dtype": "bool", "shape": [1], "names": None}
     features["timestamp"] = {"dtype": "float32", "shape": [1], "names": None}

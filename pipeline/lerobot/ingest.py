@@ -85,17 +85,31 @@ def plan_ingest(root: Path | str, options: IngestOptions) -> Plan:
     rows = ds.read_rows(episodes)
     resolution = options.resolution or default_resolution(ds.features[camera])
     if resolution <= 0 or options.chunk_frames <= 0:
-        raise LeRobotError(f"--resolution and --chunk-frames must be positive, got {resolution} and {options.chunk_frames}")
+        raise LeRobotError(
+            f"--resolution and --chunk-frames must be positive, got {resolution} and {options.chunk_frames}"
+        )
     action_dim = ds.feature_dim("action")
     state_dim = ds.feature_dim(STATE)
     for ep, r in zip(episodes, rows):
         if r.actions.shape[1] != action_dim or (state_dim and r.states.shape[1] != state_dim):
             raise LeRobotError(f"{ep.data_path}: episode {ep.index}'s action/state width differs from meta/info.json")
     tasks, ep_task = task_table(episodes, options.object)
-    source = SourceSpec(format="lerobot", codebase_version=ds.version, digest=dataset_digest(ds.root), camera=camera,
-                        episodes=selection, fps=ds.fps)
-    spec = IngestSpec(source=source, resolution=resolution, action_dim=action_dim, state_dim=state_dim,
-                      object=options.object, chunk_frames=options.chunk_frames)
+    source = SourceSpec(
+        format="lerobot",
+        codebase_version=ds.version,
+        digest=dataset_digest(ds.root),
+        camera=camera,
+        episodes=selection,
+        fps=ds.fps,
+    )
+    spec = IngestSpec(
+        source=source,
+        resolution=resolution,
+        action_dim=action_dim,
+        state_dim=state_dim,
+        object=options.object,
+        chunk_frames=options.chunk_frames,
+    )
     return Plan(ds, camera, episodes, rows, spec, tasks, ep_task)
 
 
@@ -105,7 +119,9 @@ def default_resolution(feature: dict) -> int:
     if "height" in names and "width" in names:
         hw = (shape[names.index("height")], shape[names.index("width")])
     else:  # (H, W, C) unless it is plainly (C, H, W)
-        hw = tuple(shape[1:3]) if len(shape) == 3 and shape[0] in (1, 3) and shape[2] not in (1, 3) else tuple(shape[:2])
+        hw = (
+            tuple(shape[1:3]) if len(shape) == 3 and shape[0] in (1, 3) and shape[2] not in (1, 3) else tuple(shape[:2])
+        )
     return min(MAX_DEFAULT_RESOLUTION, *(int(x) for x in hw)) if hw else MAX_DEFAULT_RESOLUTION
 
 
@@ -220,10 +236,10 @@ def decode_frames(segments: list[Segment], size: int, fps: float, threads: int =
     for seg in segments:
         part = out[row : row + len(seg.keys)]
         if seg.kind == "video":
-            reader = _cached(("video", *_file_key(seg.path)), lambda: VideoReader(Path(seg.path), fps, threads))
+            reader = _cached(("video", *_file_key(seg.path)), lambda: VideoReader(Path(seg.path), fps, threads))  # noqa: B023
             reader.read(seg.keys, fit, part, seg.what)
         else:
-            col = _cached(("image", *_file_key(seg.path), seg.column), lambda: _image_column(seg.path, seg.column))
+            col = _cached(("image", *_file_key(seg.path), seg.column), lambda: _image_column(seg.path, seg.column))  # noqa: B023
             for i, r in enumerate(seg.keys):
                 data = col[int(r)].as_py()
                 if data is None:
@@ -249,13 +265,16 @@ def reuse_freed_memory(limit_mb: int = 256) -> bool:
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
         m_trim_threshold, m_mmap_threshold = -1, -3
-        return bool(libc.mallopt(m_mmap_threshold, limit_mb << 20) and libc.mallopt(m_trim_threshold, 2 * limit_mb << 20))
+        return bool(
+            libc.mallopt(m_mmap_threshold, limit_mb << 20) and libc.mallopt(m_trim_threshold, 2 * limit_mb << 20)
+        )
     except (OSError, AttributeError):  # not glibc (musl has no mallopt)
         return False
 
 
-def decode_run(store_path: str, run: list[tuple[int, int, list[Segment]]], size: int, fps: float,
-               threads: int = 0) -> list[int]:
+def decode_run(
+    store_path: str, run: list[tuple[int, int, list[Segment]]], size: int, fps: float, threads: int = 0
+) -> list[int]:
     """Worker task: consecutive chunks (chunk, first row, segments). Chunk i's write (zstd,
     crc32c, file) runs in a thread while chunk i+1 decodes; returns once every chunk is on disk.
     `threads`: decoder threads (0 = FFmpeg's choice, for a lone worker)."""
@@ -293,17 +312,24 @@ def ingest(root: Path | str, options: IngestOptions) -> Path:
     store = _open_or_create(path, plan, options)
     starts = np.concatenate([[0], np.cumsum(plan.lengths)[:-1]]).astype(np.int64)
     if not store.store.info.get("planned"):
-        store.write_episode_table(EpisodeTable(
-            start=starts, length=plan.lengths.astype(np.int32), task=plan.ep_task,
-            seed=np.array([e.index for e in plan.episodes], np.int64),
-            success=np.array([bool(r.success.any()) for r in plan.rows]),
-        ))
+        store.write_episode_table(
+            EpisodeTable(
+                start=starts,
+                length=plan.lengths.astype(np.int32),
+                task=plan.ep_task,
+                seed=np.array([e.index for e in plan.episodes], np.int64),
+                success=np.array([bool(r.success.any()) for r in plan.rows]),
+            )
+        )
         store.write_lowdim(lowdim_arrays(plan))
         store.store.update_info(planned=True)
 
     done = store.store.done
-    todo = [(c, store.chunk_range(c)[0], segments_for(plan, starts, *store.chunk_range(c)))
-            for c in range(store.n_chunks) if c not in done]
+    todo = [
+        (c, store.chunk_range(c)[0], segments_for(plan, starts, *store.chunk_range(c)))
+        for c in range(store.n_chunks)
+        if c not in done
+    ]
     runs = [todo[i : i + options.run_chunks] for i in range(0, len(todo), options.run_chunks)]
     threads = 0 if options.workers <= 1 or options.scheduler else max(1, (os.cpu_count() or 1) // options.workers)
     args = [(str(path), run, plan.spec.resolution, plan.dataset.fps, threads) for run in runs]
@@ -340,7 +366,9 @@ def _open_or_create(path: Path, plan: Plan, options: IngestOptions) -> EpisodeSt
         "preset": options.name or plan.dataset.root.resolve().name,  # what `--preset NAME` finds it by
         "source_path": str(plan.dataset.root.resolve()),
         "robot_type": plan.dataset.info.get("robot_type"),
-        "feature_names": {k: plan.dataset.features[k].get("names") for k in ("action", STATE) if k in plan.dataset.features},
+        "feature_names": {
+            k: plan.dataset.features[k].get("names") for k in ("action", STATE) if k in plan.dataset.features
+        },
         "summary": summary(plan),
         "planned": False,
     }

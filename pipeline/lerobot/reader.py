@@ -13,7 +13,13 @@ from typing import Any
 import numpy as np
 
 from .format import (
-    CHUNKS_SIZE, EPISODES_PATH, V21, V21_EPISODES_PATH, V30, LeRobotError, camera_keys, read_info,
+    CHUNKS_SIZE,
+    EPISODES_PATH,
+    V21_EPISODES_PATH,
+    V30,
+    LeRobotError,
+    camera_keys,
+    read_info,
 )
 
 ACTION, STATE, REWARD, SUCCESS = "action", "observation.state", "next.reward", "next.success"
@@ -118,7 +124,9 @@ class LeRobotDataset:
                 rows = np.flatnonzero(ep_col == ep.index)
                 rows = rows[np.argsort(frame_col[rows], kind="stable")]
                 if len(rows) != ep.length:
-                    raise LeRobotError(f"{path} has {len(rows)} rows of episode {ep.index}; the episode table says {ep.length}")
+                    raise LeRobotError(
+                        f"{path} has {len(rows)} rows of episode {ep.index}; the episode table says {ep.length}"
+                    )
                 out[ep.index] = _episode_rows(table, rows, path, self.fps)
         return [out[ep.index] for ep in episodes]
 
@@ -144,22 +152,38 @@ def _episodes_v30(root: Path, info: dict[str, Any]) -> list[EpisodeRef]:
     for path in files:
         t = _read_parquet(path, None)
         need = ["episode_index", "length", "tasks", "data/chunk_index", "data/file_index"]
-        need += [f"videos/{k}/{c}" for k in videos for c in ("chunk_index", "file_index", "from_timestamp", "to_timestamp")]
+        need += [
+            f"videos/{k}/{c}" for k in videos for c in ("chunk_index", "file_index", "from_timestamp", "to_timestamp")
+        ]
         missing = [c for c in need if c not in t.column_names]
         if missing:
             raise LeRobotError(f"{path} lacks column(s) {', '.join(missing)}")
         cols = {c: t.column(c).to_pylist() for c in need}
         for i in range(t.num_rows):
-            data = root / info["data_path"].format(chunk_index=cols["data/chunk_index"][i], file_index=cols["data/file_index"][i])
+            data = root / info["data_path"].format(
+                chunk_index=cols["data/chunk_index"][i], file_index=cols["data/file_index"][i]
+            )
             refs = tuple(
-                (k, VideoRef(
-                    root / info["video_path"].format(video_key=k, chunk_index=cols[f"videos/{k}/chunk_index"][i],
-                                                     file_index=cols[f"videos/{k}/file_index"][i]),
-                    float(cols[f"videos/{k}/from_timestamp"][i]), float(cols[f"videos/{k}/to_timestamp"][i])))
+                (
+                    k,
+                    VideoRef(
+                        root
+                        / info["video_path"].format(
+                            video_key=k,
+                            chunk_index=cols[f"videos/{k}/chunk_index"][i],
+                            file_index=cols[f"videos/{k}/file_index"][i],
+                        ),
+                        float(cols[f"videos/{k}/from_timestamp"][i]),
+                        float(cols[f"videos/{k}/to_timestamp"][i]),
+                    ),
+                )
                 for k in videos
             )
-            out.append(EpisodeRef(int(cols["episode_index"][i]), int(cols["length"][i]),
-                                  tuple(cols["tasks"][i] or ()), data, refs))
+            out.append(
+                EpisodeRef(
+                    int(cols["episode_index"][i]), int(cols["length"][i]), tuple(cols["tasks"][i] or ()), data, refs
+                )
+            )
     return out
 
 
@@ -181,7 +205,9 @@ def _episodes_v21(root: Path, info: dict[str, Any]) -> list[EpisodeRef]:
             raise LeRobotError(f"{path}:{n}: not an episode record ({exc})") from None
         where = dict(episode_chunk=e // chunks, episode_index=e)
         data = root / info["data_path"].format(**where)
-        refs = tuple((k, VideoRef(root / info["video_path"].format(video_key=k, **where), 0.0, length / fps)) for k in videos)
+        refs = tuple(
+            (k, VideoRef(root / info["video_path"].format(video_key=k, **where), 0.0, length / fps)) for k in videos
+        )
         out.append(EpisodeRef(e, length, tuple(row.get("tasks") or ()), data, refs))
     return out
 
@@ -257,7 +283,9 @@ def _parse_selection(text: str, have: dict[int, Any]) -> set[int]:
             else:
                 i = int(part)
                 if i not in have:
-                    raise LeRobotError(f"--episodes: episode {i} is not in the dataset (it has {min(have)}-{max(have)})")
+                    raise LeRobotError(
+                        f"--episodes: episode {i} is not in the dataset (it has {min(have)}-{max(have)})"
+                    )
                 chosen.add(i)
         except ValueError as exc:
             if isinstance(exc, LeRobotError):

@@ -164,7 +164,9 @@ class VideoReader:
             if t < times[i] - self.tol:
                 continue  # before the wanted frame (after a seek to a keyframe)
             if t > times[i] + self.tol:
-                raise LeRobotError(f"{what}: video file {self.path} has no frame at {times[i]:.4f} s (next one: {t:.4f} s)")
+                raise LeRobotError(
+                    f"{what}: video file {self.path} has no frame at {times[i]:.4f} s (next one: {t:.4f} s)"
+                )
             out[i] = fit(frame)
             i += 1
 
@@ -189,8 +191,9 @@ CODECS: dict[str, Codec] = {
     # parallelism: with its default (~86 threads) SVT-AV1 4.1 now and then stalls for ever or hands
     # out a packet early. Measured on 2 cores, exports of 1,518 frames at 224 px: 5 of 38 failed so
     # with the default, 0 of 40 with lp=1, at 0.55x the encode speed; the bytes are the same.
-    "av1": Codec("av1", "libsvtav1", "libdav1d", crf=30, options=(("preset", "8"), ("svtav1-params", "lp=1")),
-                 in_pts_order=True),
+    "av1": Codec(
+        "av1", "libsvtav1", "libdav1d", crf=30, options=(("preset", "8"), ("svtav1-params", "lp=1")), in_pts_order=True
+    ),
     "h264": Codec("h264", "libx264", "h264", crf=23, options=(("preset", "medium"),)),
 }
 
@@ -209,8 +212,10 @@ class PtsOrder:
     def push(self, packets) -> list:
         for p in packets:
             if p.pts is None or p.dts != p.pts or p.pts < self.next or p.pts in self.held:
-                raise LeRobotError(f"{self.path}: the encoder gave a packet with pts {p.pts} and dts {p.dts} "
-                                   f"while frame {self.next} was due")
+                raise LeRobotError(
+                    f"{self.path}: the encoder gave a packet with pts {p.pts} and dts {p.dts} "
+                    f"while frame {self.next} was due"
+                )
             self.held[p.pts] = p
         out = []
         while self.next in self.held:
@@ -221,8 +226,10 @@ class PtsOrder:
     def finish(self, frames: int) -> None:
         """After the encoder is drained: every frame came out."""
         if self.held or self.next != frames:
-            raise LeRobotError(f"{self.path}: the encoder gave {self.next + len(self.held)} of {frames} frames "
-                               f"(missing from frame {self.next})")
+            raise LeRobotError(
+                f"{self.path}: the encoder gave {self.next + len(self.held)} of {frames} frames "
+                f"(missing from frame {self.next})"
+            )
 
 
 def get_codec(name: str) -> Codec:
@@ -251,7 +258,9 @@ class VideoWriter:
     `close` when done; on an error, `abort`: an SVT-AV1 encoder freed without its end of stream
     can wait forever in its own teardown (seen: an export hung there after a muxer error)."""
 
-    def __init__(self, path: Path, codec: Codec, fps: float, size: tuple[int, int], crf: int | None = None, gop: int = 2):
+    def __init__(
+        self, path: Path, codec: Codec, fps: float, size: tuple[int, int], crf: int | None = None, gop: int = 2
+    ):
         import av
 
         os.environ.setdefault("SVT_LOG", "1")  # SVT-AV1 prints its banner to stderr otherwise

@@ -13,10 +13,11 @@ Entries: `video` (a moving background video: procedural, or a folder of user vid
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Protocol
 
 import numpy as np
 
@@ -92,7 +93,10 @@ class ProceduralVideo:
         # 1-D coordinates and separable terms keep a frame well under a millisecond.
         xs, ys, f, s, p, c = self.xs, self.ys, self.freq, self.speed, self.phase, self.colors
         if self.kind == "plasma":
-            v = np.sin(xs * f[0] * 2 + t * s[0] * 6 + p[0])[None, :] + np.sin(ys * f[1] * 2 + t * s[1] * 6 + p[1])[:, None]
+            v = (
+                np.sin(xs * f[0] * 2 + t * s[0] * 6 + p[0])[None, :]
+                + np.sin(ys * f[1] * 2 + t * s[1] * 6 + p[1])[:, None]
+            )
             v = v + np.sin((xs[None, :] + ys[:, None]) * f[2] + t * s[2] * 6 + p[2])
             w = ((v + 3) / 6)[..., None]
             img = c[1] + (c[0] - c[1]) * w
@@ -263,8 +267,16 @@ class BlobLayer:
 class OnlineBlobLayer(BlobLayer):
     """The correlated blob in closed loop (rollouts): states arrive one step at a time."""
 
-    def __init__(self, start: np.ndarray, radius: float, color: np.ndarray, resolution: int,
-                 gain: float, noise: float, rng: np.random.Generator):
+    def __init__(
+        self,
+        start: np.ndarray,
+        radius: float,
+        color: np.ndarray,
+        resolution: int,
+        gain: float,
+        noise: float,
+        rng: np.random.Generator,
+    ):
         super().__init__(np.zeros((0, 2), np.float32), radius, color, resolution)
         self.center, self.gain, self.noise, self.rng = start.astype(np.float64), gain, noise, rng
         self.prev: np.ndarray | None = None
@@ -306,8 +318,15 @@ class CorrelatedDistractor:
         rng = episode_rng(self.ctx.seed, episode, STREAM_BLOB)
         start = rng.uniform(0, 1, size=2)
         color = rng.uniform(64, 255, size=3).astype(np.float32)
-        return OnlineBlobLayer(start, spec.correlated_size / 2, color, self.ctx.resolution,
-                               spec.correlated_gain, spec.correlated_noise * 0.01, rng)
+        return OnlineBlobLayer(
+            start,
+            spec.correlated_size / 2,
+            color,
+            self.ctx.resolution,
+            spec.correlated_gain,
+            spec.correlated_noise * 0.01,
+            rng,
+        )
 
 
 DISTRACTORS: dict[str, Callable[[DistractorContext], Distractor]] = {

@@ -8,8 +8,8 @@ MuJoCo state at every step so frames can be rendered for any slice of an episode
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 import numpy as np
 

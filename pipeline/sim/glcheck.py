@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from typing import Callable
+from collections.abc import Callable
 
 CANDIDATES = ("egl", "osmesa")
 PROBE = "import mujoco; c = mujoco.GLContext(8, 8); c.make_current(); c.free()"
@@ -28,7 +28,9 @@ def choose_gl_backend(probe: Callable[[str], bool] = probe_backend, mujoco_loade
     chosen = os.environ.get("VLMLAM_GL_CHOSEN")  # set by pipeline/__init__ for a user's MUJOCO_GL
     if chosen:
         return chosen
-    if ("mujoco" in sys.modules) if mujoco_loaded is None else mujoco_loaded:  # too late to change: report what is in force
+    if (
+        ("mujoco" in sys.modules) if mujoco_loaded is None else mujoco_loaded
+    ):  # too late to change: report what is in force
         return os.environ.get("MUJOCO_GL", "egl")
     for backend in CANDIDATES:
         if probe(backend):

@@ -136,9 +136,7 @@ class SceneRenderer:
 
     def _draw(self, data: mujoco.MjData, hide_foreground: bool = False) -> None:
         self._bind()
-        mujoco.mjv_updateScene(
-            self.model, data, self.opt, self.pert, self.cam, mujoco.mjtCatBit.mjCAT_ALL, self.scene
-        )
+        mujoco.mjv_updateScene(self.model, data, self.opt, self.pert, self.cam, mujoco.mjtCatBit.mjCAT_ALL, self.scene)
         if hide_foreground:
             for i in range(self.scene.ngeom):
                 g = self.scene.geoms[i]

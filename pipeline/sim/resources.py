@@ -8,7 +8,7 @@ results: outputs stay a pure function of the inputs.
 from __future__ import annotations
 
 import json
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
 
 from cache_schemas import EpisodeSpec
@@ -16,7 +16,7 @@ from cache_schemas import EpisodeSpec
 from .env import make_env, make_expert
 
 
-@lru_cache(maxsize=None)
+@cache
 def env_and_expert(task: str):
     return make_env(task), make_expert(task)
 
@@ -28,7 +28,7 @@ def gl_session(max_size: int):
     return GLSession(max_size)
 
 
-@lru_cache(maxsize=None)
+@cache
 def scene_for(task: str, resolution: int, fast: bool, camera: str, pullback: float):
     """(env, renderer) for one render setup. The renderer edits its model (camera pulled back,
     shadows off, buffer size, anti-aliasing), so each setup gets an env of its own: a second

@@ -47,55 +47,158 @@ def _entries() -> tuple[Backbone, ...]:
     # "main" and carries the UNPINNED quirk (the loader warns).
     real = (
         # snapshot path in public code: an eval script loading Molmo2-4B/8B from the HF cache
-        Backbone("molmo", V, "molmo2", "allenai/Molmo2-4B", "042abfa7a38879a376cec03d949eff0aefaa0600", batch_size=32,
-                 note="native Molmo2 (transformers >= 5.2x)"),
-        Backbone("molmo-4b", V, "molmo2", "allenai/Molmo2-4B", "042abfa7a38879a376cec03d949eff0aefaa0600", batch_size=32),
+        Backbone(
+            "molmo",
+            V,
+            "molmo2",
+            "allenai/Molmo2-4B",
+            "042abfa7a38879a376cec03d949eff0aefaa0600",
+            batch_size=32,
+            note="native Molmo2 (transformers >= 5.2x)",
+        ),
+        Backbone(
+            "molmo-4b", V, "molmo2", "allenai/Molmo2-4B", "042abfa7a38879a376cec03d949eff0aefaa0600", batch_size=32
+        ),
         # snapshot path in public code (several tt-metal Molmo2 verification scripts)
-        Backbone("molmo-8b", V, "molmo2", "allenai/Molmo2-8B", "e28fa28597e5ec5e0cca2201dd8ab33d48bc4a1b", batch_size=16),
+        Backbone(
+            "molmo-8b", V, "molmo2", "allenai/Molmo2-8B", "e28fa28597e5ec5e0cca2201dd8ab33d48bc4a1b", batch_size=16
+        ),
         # snapshot path in public eval code loading it with trust_remote_code next to Qwen3-VL (late 2025);
         # another snapshot seen in public code: 1721478b71306fb7dc671176d5c204dc7a4d27d7
         Backbone(
-            "molmo-v1", V, "molmo-v1", "allenai/Molmo-7B-D-0924", "546563490f0318d3a7b9c1b1e0f73927f6eb5c2e",
-            batch_size=16, trust_remote_code=True, positions=("after",), quirks=("remote_code",),
+            "molmo-v1",
+            V,
+            "molmo-v1",
+            "allenai/Molmo-7B-D-0924",
+            "546563490f0318d3a7b9c1b1e0f73927f6eb5c2e",
+            batch_size=16,
+            trust_remote_code=True,
+            positions=("after",),
+            quirks=("remote_code",),
             note="the paper's model; transformers' remote code (AutoModelForCausalLM + processor.process), "
-                 "adapted in pipeline.vlm.load.MolmoV1; public reports say it needs transformers < 5",
+            "adapted in pipeline.vlm.load.MolmoV1; public reports say it needs transformers < 5",
         ),
         # snapshot paths in public code (fine-tuning / eval scripts)
-        Backbone("qwen25-vl-3b", V, "qwen25-vl", "Qwen/Qwen2.5-VL-3B-Instruct", "66285546d2b821cf421d4f5eb2576359d3770cd3", batch_size=64),
-        Backbone("qwen25-vl-7b", V, "qwen25-vl", "Qwen/Qwen2.5-VL-7B-Instruct", "cc594898137f460bfe9f0759e9844b3ce807cfb5", batch_size=64),
+        Backbone(
+            "qwen25-vl-3b",
+            V,
+            "qwen25-vl",
+            "Qwen/Qwen2.5-VL-3B-Instruct",
+            "66285546d2b821cf421d4f5eb2576359d3770cd3",
+            batch_size=64,
+        ),
+        Backbone(
+            "qwen25-vl-7b",
+            V,
+            "qwen25-vl",
+            "Qwen/Qwen2.5-VL-7B-Instruct",
+            "cc594898137f460bfe9f0759e9844b3ce807cfb5",
+            batch_size=64,
+        ),
         # snapshot path and an HF_REVISION pin in public scripts
-        Backbone("qwen3-vl-4b", V, "qwen3-vl", "Qwen/Qwen3-VL-4B-Instruct", "ebb281ec70b05090aa6165b016eac8ec08e71b17", batch_size=64),
+        Backbone(
+            "qwen3-vl-4b",
+            V,
+            "qwen3-vl",
+            "Qwen/Qwen3-VL-4B-Instruct",
+            "ebb281ec70b05090aa6165b016eac8ec08e71b17",
+            batch_size=64,
+        ),
         # snapshot path and a DP_REVISION pin in public scripts
-        Backbone("qwen3-vl-8b", V, "qwen3-vl", "Qwen/Qwen3-VL-8B-Instruct", "0c351dd01ed87e9c1b53cbc748cba10e6187ff3b", batch_size=32),
+        Backbone(
+            "qwen3-vl-8b",
+            V,
+            "qwen3-vl",
+            "Qwen/Qwen3-VL-8B-Instruct",
+            "0c351dd01ed87e9c1b53cbc748cba10e6187ff3b",
+            batch_size=32,
+        ),
         # snapshot path in public code (eval scripts, a vllm serve command)
-        Backbone("gemma3-4b", V, "gemma3", "google/gemma-3-4b-it", "093f9f388b31de276ce2de164bdc2081324b9767", batch_size=32),
+        Backbone(
+            "gemma3-4b", V, "gemma3", "google/gemma-3-4b-it", "093f9f388b31de276ce2de164bdc2081324b9767", batch_size=32
+        ),
         # snapshot path in a public test (AzureML hf_cache path)
-        Backbone("smolvlm", V, "smolvlm", "HuggingFaceTB/SmolVLM2-2.2B-Instruct", "482adb537c021c86670beed01cd58990d01e72e4",
-                 batch_size=64),
+        Backbone(
+            "smolvlm",
+            V,
+            "smolvlm",
+            "HuggingFaceTB/SmolVLM2-2.2B-Instruct",
+            "482adb537c021c86670beed01cd58990d01e72e4",
+            batch_size=64,
+        ),
         # snapshot path in a public LoRA fine-tuning script
-        Backbone("idefics3", V, "idefics3", "HuggingFaceM4/Idefics3-8B-Llama3", "fddb4ff79181e55a994674777e06cd5456ce3dc3",
-                 batch_size=16),
+        Backbone(
+            "idefics3",
+            V,
+            "idefics3",
+            "HuggingFaceM4/Idefics3-8B-Llama3",
+            "fddb4ff79181e55a994674777e06cd5456ce3dc3",
+            batch_size=16,
+        ),
         # snapshot path in public scripts (PaliGemma 2 grounding experiments)
         Backbone(
-            "paligemma2-3b", V, "paligemma", "google/paligemma2-3b-mix-224", "8e40ab4cc5df93dfb7fd2fff754bcdff8b62ee78",
-            batch_size=64, prefix_bidirectional=True, positions=("after",),
+            "paligemma2-3b",
+            V,
+            "paligemma",
+            "google/paligemma2-3b-mix-224",
+            "8e40ab4cc5df93dfb7fd2fff754bcdff8b62ee78",
+            batch_size=64,
+            prefix_bidirectional=True,
+            positions=("after",),
         ),
         # snapshot path in public training scripts
-        Backbone("internvl3-2b", V, "internvl", "OpenGVLab/InternVL3-2B-hf", "cb57a075cb75a2e6d1b668b128d48bb00ae321d2", batch_size=64),
+        Backbone(
+            "internvl3-2b",
+            V,
+            "internvl",
+            "OpenGVLab/InternVL3-2B-hf",
+            "cb57a075cb75a2e6d1b668b128d48bb00ae321d2",
+            batch_size=64,
+        ),
         # `snapshot_download(..., revision=MODEL_REVISION)` with per-file SHA-256 checks in public docs
-        Backbone("llava-onevision-05b", V, "llava-onevision", "llava-hf/llava-onevision-qwen2-0.5b-ov-hf",
-                 "74dd0bf867a4cda7950c17663794267c60cf4b40", batch_size=64),
+        Backbone(
+            "llava-onevision-05b",
+            V,
+            "llava-onevision",
+            "llava-hf/llava-onevision-qwen2-0.5b-ov-hf",
+            "74dd0bf867a4cda7950c17663794267c60cf4b40",
+            batch_size=64,
+        ),
         # snapshot paths in public code
-        Backbone("clip", E, "clip", "openai/clip-vit-base-patch16", "57c216476eefef5ab752ec549e440a49ae4ae5f3", batch_size=256),
-        Backbone("siglip2", E, "siglip2", "google/siglip2-base-patch16-224", "75de2d55ec2d0b4efc50b3e9ad70dba96a7b2fa2", batch_size=256),
-        Backbone("dinov2", E, "dinov2", "facebook/dinov2-base", "f9e44c814b77203eaa57a6bdbbd535f21ede1415", batch_size=256),
+        Backbone(
+            "clip",
+            E,
+            "clip",
+            "openai/clip-vit-base-patch16",
+            "57c216476eefef5ab752ec549e440a49ae4ae5f3",
+            batch_size=256,
+        ),
+        Backbone(
+            "siglip2",
+            E,
+            "siglip2",
+            "google/siglip2-base-patch16-224",
+            "75de2d55ec2d0b4efc50b3e9ad70dba96a7b2fa2",
+            batch_size=256,
+        ),
+        Backbone(
+            "dinov2", E, "dinov2", "facebook/dinov2-base", "f9e44c814b77203eaa57a6bdbbd535f21ede1415", batch_size=256
+        ),
         Backbone("pixels", "target", note="LAPO: the FDM predicts the next frame; read from the episode store"),
         Backbone("state", "target", note="privileged MetaWorld state (oracle); read from the episode store"),
     )
     twins = tuple(
         Backbone(
-            f"tiny-{fam}", kind, fam, f"<twin:{fam}>", "local", dtype="float32", batch_size=8, twin=True,
-            trust_remote_code=fam in REMOTE_CODE_FAMILIES, prefix_bidirectional=(fam == "paligemma"),
+            f"tiny-{fam}",
+            kind,
+            fam,
+            f"<twin:{fam}>",
+            "local",
+            dtype="float32",
+            batch_size=8,
+            twin=True,
+            trust_remote_code=fam in REMOTE_CODE_FAMILIES,
+            prefix_bidirectional=(fam == "paligemma"),
             positions=("after",) if fam in AFTER_ONLY_FAMILIES else ("after", "before"),
         )
         for fam, kind in TWIN_FAMILIES.items()
@@ -151,8 +254,14 @@ assert set(DROPPED_WEIGHTS) == set(TWIN_FAMILIES)  # every family says what it d
 assert not any("." in n for n in REGISTRY)
 # every hub entry is pinned to a commit or says that it is not
 assert all(is_pinned(b.revision) or UNPINNED in b.quirks for b in REGISTRY.values() if b.hub_id and not b.twin)
-ALIASES = {"qwen25-vl": "qwen25-vl-7b", "qwen3-vl": "qwen3-vl-8b", "gemma3": "gemma3-4b",
-           "paligemma2": "paligemma2-3b", "internvl": "internvl3-2b", "llava-onevision": "llava-onevision-05b"}
+ALIASES = {
+    "qwen25-vl": "qwen25-vl-7b",
+    "qwen3-vl": "qwen3-vl-8b",
+    "gemma3": "gemma3-4b",
+    "paligemma2": "paligemma2-3b",
+    "internvl": "internvl3-2b",
+    "llava-onevision": "llava-onevision-05b",
+}
 
 
 def get_backbone(name: str) -> Backbone:

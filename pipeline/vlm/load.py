@@ -54,8 +54,11 @@ def check_weights(backbone: Backbone, info: dict, source: str, cut: tuple[str, i
 
     def kept(names, kind: str) -> list[str]:
         allowed = dropped.get(kind, ())
-        return sorted(str(n) for n in names if not any(re.search(p, str(n)) for p in allowed)
-                      and not (kind == "unexpected" and cut_away(str(n))))
+        return sorted(
+            str(n)
+            for n in names
+            if not any(re.search(p, str(n)) for p in allowed) and not (kind == "unexpected" and cut_away(str(n)))
+        )
 
     missing = kept(info.get("missing_keys", ()), "missing")
     unexpected = kept(info.get("unexpected_keys", ()), "unexpected")
@@ -66,11 +69,16 @@ def check_weights(backbone: Backbone, info: dict, source: str, cut: tuple[str, i
     def some(names: list[str]) -> str:
         return ", ".join(names[:6]) + (f" (+{len(names) - 6} more)" if len(names) > 6 else "")
 
-    parts = [f"{label} {len(n)}: {some(n)}" for label, n in
-             (("missing", missing), ("unexpected", unexpected), ("shape mismatch", mismatched)) if n]
-    raise WeightsMismatch(f"the weights at {source} do not match {backbone.name}'s model class "
-                          f"({'; '.join(parts)}); refusing to run with partly random weights. Check "
-                          f"--model-path (a snapshot of {backbone.hub_id or backbone.family}?)")
+    parts = [
+        f"{label} {len(n)}: {some(n)}"
+        for label, n in (("missing", missing), ("unexpected", unexpected), ("shape mismatch", mismatched))
+        if n
+    ]
+    raise WeightsMismatch(
+        f"the weights at {source} do not match {backbone.name}'s model class "
+        f"({'; '.join(parts)}); refusing to run with partly random weights. Check "
+        f"--model-path (a snapshot of {backbone.hub_id or backbone.family}?)"
+    )
 
 
 @dataclass
@@ -154,9 +162,13 @@ def _warn_unpinned(backbone: Backbone) -> None:
     if backbone.hub_id in _warned_unpinned:
         return
     _warned_unpinned.add(backbone.hub_id)
-    warnings.warn(f"{backbone.name}: {backbone.hub_id} is loaded at the unpinned revision {backbone.revision!r}; "
-                  f"its weights can change under the same embedding fingerprint (pin a commit hash in "
-                  f"pipeline/vlm/backbones.py, or pass --model-path to a fixed snapshot)", UserWarning, stacklevel=3)
+    warnings.warn(
+        f"{backbone.name}: {backbone.hub_id} is loaded at the unpinned revision {backbone.revision!r}; "
+        f"its weights can change under the same embedding fingerprint (pin a commit hash in "
+        f"pipeline/vlm/backbones.py, or pass --model-path to a fixed snapshot)",
+        UserWarning,
+        stacklevel=3,
+    )
 
 
 DEVICE_MAPS = ("auto", "balanced", "balanced_low_0", "sequential")  # accelerate's strategies
@@ -179,9 +191,16 @@ class Placement:
         return {"device_map": self.device_map, "max_memory": self.max_memory, "offload_folder": self.offload_folder}
 
 
-def load_backbone(backbone: Backbone, *, model_path: str | None = None, cache: Any = None,
-                  dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu",
-                  layers: tuple[int, ...] | None = None, placement: Placement | None = None) -> Loaded:
+def load_backbone(
+    backbone: Backbone,
+    *,
+    model_path: str | None = None,
+    cache: Any = None,
+    dtype: torch.dtype = torch.float32,
+    device: str | torch.device = "cpu",
+    layers: tuple[int, ...] | None = None,
+    placement: Placement | None = None,
+) -> Loaded:
     """The model and its processor. `layers` (hidden-state indices): build and read only the
     blocks they need (where the family's config says its block count; remote code is cut after
     loading, by the embedder). `placement` overrides `device` (a device map, say)."""
@@ -204,7 +223,9 @@ def load_backbone(backbone: Backbone, *, model_path: str | None = None, cache: A
             _warn_unpinned(backbone)
     if backbone.trust_remote_code:
         kw["trust_remote_code"] = True
-    offline = os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0") or os.environ.get("TRANSFORMERS_OFFLINE", "") not in ("", "0")
+    offline = os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0") or os.environ.get(
+        "TRANSFORMERS_OFFLINE", ""
+    ) not in ("", "0")
     full_depth = None
     try:
         if backbone.family in REMOTE_ADAPTERS:  # remote code: its own loading and adapter
@@ -222,8 +243,15 @@ def load_backbone(backbone: Backbone, *, model_path: str | None = None, cache: A
                 config = cls.config_class.from_pretrained(source, **kw)  # the tower's own (sub)config
             full_depth = cut_config(config, backbone.kind, layers) if layers else None
             with _quiet_unused_weights(full_depth is not None):
-                model, info = cls.from_pretrained(source, config=config, dtype=dtype, output_loading_info=True,
-                                                  use_safetensors=True, **kw, **placement.kwargs())
+                model, info = cls.from_pretrained(
+                    source,
+                    config=config,
+                    dtype=dtype,
+                    output_loading_info=True,
+                    use_safetensors=True,
+                    **kw,
+                    **placement.kwargs(),
+                )
             check_weights(backbone, info, source, cut=cut_stack(model, backbone.kind) if full_depth else None)
             if backbone.kind == "vlm":
                 processor = _processor_from(source, **kw)
@@ -292,8 +320,11 @@ def _quiet_unused_weights(active: bool):
 
     def keep(record: logging.LogRecord) -> bool:
         msg = record.getMessage()
-        return not ("LOAD REPORT" in msg and "UNEXPECTED" in msg
-                    and not any(s in msg for s in ("MISSING", "MISMATCH", "CONVERSION")))
+        return not (
+            "LOAD REPORT" in msg
+            and "UNEXPECTED" in msg
+            and not any(s in msg for s in ("MISSING", "MISMATCH", "CONVERSION"))
+        )
 
     log = logging.getLogger("transformers.modeling_utils")
     log.addFilter(keep)
@@ -375,7 +406,7 @@ class Tap:
     captured: dict[int, torch.Tensor] = field(default_factory=dict)
     _handles: list = field(default_factory=list)
 
-    def install(self) -> "Tap":
+    def install(self) -> Tap:
         """`full_depth` preset: the stack was already cut at load (`cut_config`) to that many blocks."""
         self.full_depth = self.full_depth or self.stack.depth
         keep = kept_blocks(self.wanted)
@@ -463,21 +494,43 @@ class MolmoV1Base(nn.Module):
         super().__init__()
         self.molmo, self.n_layers = molmo, n_layers
 
-    def forward(self, input_ids: torch.Tensor, images=None, image_masks=None, image_input_idx=None,
-                attention_mask=None, position_ids=None, past_key_values: KVList | None = None,
-                use_cache: bool = False, output_hidden_states: bool = False, **_):
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        images=None,
+        image_masks=None,
+        image_input_idx=None,
+        attention_mask=None,
+        position_ids=None,
+        past_key_values: KVList | None = None,
+        use_cache: bool = False,
+        output_hidden_states: bool = False,
+        **_,
+    ):
         past = None
         if past_key_values is not None and len(past_key_values):
             n0 = past_key_values.get_seq_length()
             b, s = input_ids.shape
-            new = torch.ones(b, s, dtype=torch.long, device=input_ids.device) if attention_mask is None else attention_mask.long()
+            new = (
+                torch.ones(b, s, dtype=torch.long, device=input_ids.device)
+                if attention_mask is None
+                else attention_mask.long()
+            )
             if position_ids is None:
                 position_ids = n0 + torch.clamp(new.cumsum(-1) - 1, min=0)
             attention_mask = torch.cat([new.new_ones(b, n0), new], 1)
             past = list(past_key_values) + [None] * (self.n_layers - len(past_key_values))
-        out = self.molmo(input_ids=input_ids, images=images, image_masks=image_masks, image_input_idx=image_input_idx,
-                         attention_mask=attention_mask, position_ids=position_ids, past_key_values=past,
-                         use_cache=use_cache, output_hidden_states=output_hidden_states)
+        out = self.molmo(
+            input_ids=input_ids,
+            images=images,
+            image_masks=image_masks,
+            image_input_idx=image_input_idx,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            past_key_values=past,
+            use_cache=use_cache,
+            output_hidden_states=output_hidden_states,
+        )
         return MolmoV1Output(out["hidden_states"], KVList(out["attn_key_values"]) if use_cache else None)
 
 
@@ -494,7 +547,9 @@ class MolmoV1(nn.Module):
         if "ff_out" in molmo.transformer:
             molmo.transformer["ff_out"] = NoLogits()
         else:  # tied head: Molmo computes F.linear(x, wte) itself, there is no module to replace
-            warnings.warn("Molmo v1 with a tied LM head: its forward computes logits (they are discarded)", stacklevel=2)
+            warnings.warn(
+                "Molmo v1 with a tied LM head: its forward computes logits (they are discarded)", stacklevel=2
+            )
         self.model = MolmoV1Base(molmo, int(remote.config.num_hidden_layers))
         object.__setattr__(self, "remote", remote)  # not a submodule: its weights are self.model's
 
@@ -526,9 +581,16 @@ class MolmoV1Processor:
 
     def __call__(self, images=None, text=None, return_tensors: str = "pt", padding: bool = True, **image_kw) -> dict:
         # one entry per text: an image, or a list of images (all inserted before the text)
-        rows = [self.remote.process(images=list(im) if isinstance(im, (list, tuple)) else [im], text=t,
-                                    message_format="none", always_start_with_space=False, **image_kw)
-                for im, t in zip(images, text)]
+        rows = [
+            self.remote.process(
+                images=list(im) if isinstance(im, (list, tuple)) else [im],
+                text=t,
+                message_format="none",
+                always_start_with_space=False,
+                **image_kw,
+            )
+            for im, t in zip(images, text)
+        ]
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
         t = max(len(r["input_ids"]) for r in rows)
         ids = torch.full((len(rows), t), pad, dtype=torch.long)
@@ -554,8 +616,9 @@ def _load_molmo_v1(source: str, dtype: torch.dtype, kw: dict, placement_kw: dict
 
     from .backbones import get_backbone
 
-    remote, info = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, output_loading_info=True,
-                                                        use_safetensors=True, **kw, **placement_kw)
+    remote, info = AutoModelForCausalLM.from_pretrained(
+        source, dtype=dtype, output_loading_info=True, use_safetensors=True, **kw, **placement_kw
+    )
     check_weights(get_backbone("molmo-v1"), info, source)
     proc = MolmoV1Processor(AutoProcessor.from_pretrained(source, **kw))
     return MolmoV1(remote, proc.image_token_id), proc

@@ -66,7 +66,7 @@ class SegmentPlan:
     groups: list[tuple[int, torch.Tensor | None]]
 
     @classmethod
-    def of(cls, cu_seqlens: torch.Tensor) -> "SegmentPlan":
+    def of(cls, cu_seqlens: torch.Tensor) -> SegmentPlan:
         lengths = segment_lengths(cu_seqlens)
         total = sum(lengths)
         if len(set(lengths)) <= 1:
@@ -112,9 +112,14 @@ class PackedForward:
     def stock(self, *args: Any, **kwargs: Any) -> torch.Tensor:
         return type(self.module).forward(self.module, *args, **kwargs)
 
-    def __call__(self, hidden_states: torch.Tensor, cu_seqlens: torch.Tensor,
-                 position_embeddings: tuple[torch.Tensor, torch.Tensor] | None = None,
-                 max_seqlen: int | None = None, **kwargs: Any) -> torch.Tensor:
+    def __call__(
+        self,
+        hidden_states: torch.Tensor,
+        cu_seqlens: torch.Tensor,
+        position_embeddings: tuple[torch.Tensor, torch.Tensor] | None = None,
+        max_seqlen: int | None = None,
+        **kwargs: Any,
+    ) -> torch.Tensor:
         m, fam = self.module, self.family
         impl = m.config._attn_implementation
         s = hidden_states.shape[0]
@@ -131,11 +136,21 @@ class PackedForward:
 
         def segments(q_: torch.Tensor, k_: torch.Tensor, v_: torch.Tensor, length: int) -> torch.Tensor:
             """(segments * length, heads, d), segment after segment -> attention within each segment."""
+
             def view(t: torch.Tensor) -> torch.Tensor:  # (segments, heads, length, d), no copy
                 return t.reshape(-1, length, *t.shape[1:]).transpose(1, 2)
 
-            out = attend(m, view(q_), view(k_), view(v_), attention_mask=None, scaling=m.scaling, dropout=0.0,
-                         is_causal=False, **kwargs)[0]
+            out = attend(
+                m,
+                view(q_),
+                view(k_),
+                view(v_),
+                attention_mask=None,
+                scaling=m.scaling,
+                dropout=0.0,
+                is_causal=False,
+                **kwargs,
+            )[0]
             return out.reshape(q_.shape)  # from (segments, length, heads, d)
 
         if len(plan.groups) == 1 and plan.groups[0][1] is None:
@@ -144,7 +159,9 @@ class PackedForward:
             out = v.new_empty(v.shape)
             for n, idx in plan.groups:
                 idx = idx.to(q.device)  # no-op unless cu_seqlens lives elsewhere
-                out.index_copy_(0, idx, segments(q.index_select(0, idx), k.index_select(0, idx), v.index_select(0, idx), n))
+                out.index_copy_(
+                    0, idx, segments(q.index_select(0, idx), k.index_select(0, idx), v.index_select(0, idx), n)
+                )
         return m.proj(out.reshape(s, -1))
 
 
@@ -163,8 +180,11 @@ def _supported(module: Any, checked: dict[type, bool]) -> bool:
     if cls not in checked:
         checked[cls] = _stock_matches(cls)
         if not checked[cls]:
-            warnings.warn(f"{cls.__module__}.{cls.__name__}.forward differs from the code pipeline.vlm.packed_attention "
-                          f"re-implements; it stays stock (slower on a GPU, same results)", stacklevel=3)
+            warnings.warn(
+                f"{cls.__module__}.{cls.__name__}.forward differs from the code pipeline.vlm.packed_attention "
+                f"re-implements; it stays stock (slower on a GPU, same results)",
+                stacklevel=3,
+            )
     return checked[cls]
 
 

@@ -69,8 +69,11 @@ def resize_backend(processor) -> str:
     """Which implementation resizes images in `processor` (a processor or an image processor):
     our plain-torch stand-in, torchvision (transformers' fast processors), PIL (the PIL-backend
     classes), or `custom:<class>` for code that comes with a checkpoint."""
-    ip = getattr(processor, "image_processor", None) or getattr(getattr(processor, "remote", None), "image_processor",
-                                                              None) or processor
+    ip = (
+        getattr(processor, "image_processor", None)
+        or getattr(getattr(processor, "remote", None), "image_processor", None)
+        or processor
+    )
     if isinstance(ip, _TorchResize):
         return TORCH_RESIZE
     from transformers import image_processing_backends as backends

@@ -11,9 +11,10 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from .backbones import TWIN_FAMILIES, UnknownName
 
@@ -48,8 +49,14 @@ def twins_root(cache: Any = None) -> Path:
     return Path(os.environ["VLMLAM_TWINS"]) if os.environ.get("VLMLAM_TWINS") else cache_root(cache) / "twins"
 
 
-def build_tokenizer(special: list[str], *, bos: str = "<|bos|>", eos: str = "<|end|>", pad: str = "<|pad|>",
-                    extra: dict[str, str] | None = None):
+def build_tokenizer(
+    special: list[str],
+    *,
+    bos: str = "<|bos|>",
+    eos: str = "<|end|>",
+    pad: str = "<|pad|>",
+    extra: dict[str, str] | None = None,
+):
     """A ~300-token byte-level BPE trained on CORPUS, wrapped for transformers."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
@@ -60,11 +67,18 @@ def build_tokenizer(special: list[str], *, bos: str = "<|bos|>", eos: str = "<|e
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=320, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False
+        vocab_size=320,
+        special_tokens=specials,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
     )
     tok.train_from_iterator(CORPUS, trainer)
     return PreTrainedTokenizerFast(
-        tokenizer_object=tok, bos_token=bos, eos_token=eos, pad_token=pad, padding_side="right",
+        tokenizer_object=tok,
+        bos_token=bos,
+        eos_token=eos,
+        pad_token=pad,
+        padding_side="right",
         extra_special_tokens=extra or {},
     )
 
@@ -75,9 +89,17 @@ def _template(image_str: str) -> str:
 
 def _text_cfg(tok, **kw) -> dict:
     cfg = dict(
-        vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=4, num_attention_heads=4,
-        num_key_value_heads=2, max_position_embeddings=4096, bos_token_id=tok.bos_token_id,
-        eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, tie_word_embeddings=False,
+        vocab_size=len(tok),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=4096,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+        tie_word_embeddings=False,
     )
     cfg.update(kw)
     return cfg
@@ -91,39 +113,72 @@ def _qwen25_vl():
     tok = build_tokenizer(["<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>"])
     ids = tok.convert_tokens_to_ids
     # mrope needs head_dim 128 (= 2 * sum(mrope_section)) even in a tiny model.
-    text = _text_cfg(tok, hidden_size=128, num_attention_heads=1, num_key_value_heads=1,
-                     rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [16, 24, 24]})
-    vision = dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=2, out_hidden_size=128,
-                  patch_size=14, spatial_merge_size=2, temporal_patch_size=2, window_size=56, fullatt_block_indexes=[1])
-    cfg = Qwen2_5_VLConfig(text_config=text, vision_config=vision, image_token_id=ids("<|image_pad|>"),
-                           video_token_id=ids("<|video_pad|>"), vision_start_token_id=ids("<|vision_start|>"),
-                           vision_end_token_id=ids("<|vision_end|>"))
+    text = _text_cfg(
+        tok,
+        hidden_size=128,
+        num_attention_heads=1,
+        num_key_value_heads=1,
+        rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [16, 24, 24]},
+    )
+    vision = dict(
+        depth=2,
+        hidden_size=32,
+        intermediate_size=64,
+        num_heads=2,
+        out_hidden_size=128,
+        patch_size=14,
+        spatial_merge_size=2,
+        temporal_patch_size=2,
+        window_size=56,
+        fullatt_block_indexes=[1],
+    )
+    cfg = Qwen2_5_VLConfig(
+        text_config=text,
+        vision_config=vision,
+        image_token_id=ids("<|image_pad|>"),
+        video_token_id=ids("<|video_pad|>"),
+        vision_start_token_id=ids("<|vision_start|>"),
+        vision_end_token_id=ids("<|vision_end|>"),
+    )
     model = Qwen2_5_VLForConditionalGeneration(cfg)
-    ip = Qwen2VLImageProcessorPil(min_pixels=56 * 56, max_pixels=112 * 112, patch_size=14, merge_size=2, temporal_patch_size=2)
-    proc = _no_video(Qwen2_5_VLProcessor)(image_processor=ip, tokenizer=tok,
-                                           chat_template=_template("<|vision_start|><|image_pad|><|vision_end|>"))
+    ip = Qwen2VLImageProcessorPil(
+        min_pixels=56 * 56, max_pixels=112 * 112, patch_size=14, merge_size=2, temporal_patch_size=2
+    )
+    proc = _no_video(Qwen2_5_VLProcessor)(
+        image_processor=ip, tokenizer=tok, chat_template=_template("<|vision_start|><|image_pad|><|vision_end|>")
+    )
     return model, proc
 
 
 def _idefics3_like(smol: bool):
-    from transformers.models.idefics3.image_processing_pil_idefics3 import Idefics3ImageProcessorPil
-
     # SmolVLM's own processor needs the num2words package (for video timestamps); its image
     # prompt format is Idefics3's, so the SmolVLM twin pairs the SmolVLM model with that processor.
     from transformers import Idefics3Processor as Proc
+    from transformers.models.idefics3.image_processing_pil_idefics3 import Idefics3ImageProcessorPil
 
     if smol:
-        from transformers import SmolVLMConfig as Cfg, SmolVLMForConditionalGeneration as Model
+        from transformers import SmolVLMConfig as Cfg
+        from transformers import SmolVLMForConditionalGeneration as Model
     else:
-        from transformers import Idefics3Config as Cfg, Idefics3ForConditionalGeneration as Model
+        from transformers import Idefics3Config as Cfg
+        from transformers import Idefics3ForConditionalGeneration as Model
     rows = [f"<row_{r}_col_{c}>" for r in range(1, 3) for c in range(1, 3)]
     tok = build_tokenizer(["<image>", "<fake_token_around_image>", "<global-img>", "<end_of_utterance>", *rows])
-    vision = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, image_size=32, patch_size=8)
-    cfg = Cfg(text_config=_text_cfg(tok, model_type="llama"), vision_config=vision, scale_factor=2,
-              image_token_id=tok.convert_tokens_to_ids("<image>"), pad_token_id=tok.pad_token_id)
+    vision = dict(
+        hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, image_size=32, patch_size=8
+    )
+    cfg = Cfg(
+        text_config=_text_cfg(tok, model_type="llama"),
+        vision_config=vision,
+        scale_factor=2,
+        image_token_id=tok.convert_tokens_to_ids("<image>"),
+        pad_token_id=tok.pad_token_id,
+    )
     model = Model(cfg)
     # 32 px tiles, no splitting: one global view of (32/8)^2 / 2^2 = 4 image tokens.
-    ip = Idefics3ImageProcessorPil(do_image_splitting=False, size={"longest_edge": 32}, max_image_size={"longest_edge": 32})
+    ip = Idefics3ImageProcessorPil(
+        do_image_splitting=False, size={"longest_edge": 32}, max_image_size={"longest_edge": 32}
+    )
     kw = dict(image_seq_len=4, chat_template=_template("<image>"))
     proc = Proc(image_processor=ip, tokenizer=tok, **kw)
     return model, proc
@@ -135,23 +190,58 @@ def _molmo2():
 
     from .torch_image import torch_only
 
-    marks = ["<im_patch>", "<im_col>", "<im_start>", "<low_res_im_start>", "<frame_start>", "<im_end>", "<frame_end>",
-             "<im_low>", "<|image|>", "<|video|>"]
+    marks = [
+        "<im_patch>",
+        "<im_col>",
+        "<im_start>",
+        "<low_res_im_start>",
+        "<frame_start>",
+        "<im_end>",
+        "<frame_end>",
+        "<im_low>",
+        "<|image|>",
+        "<|video|>",
+    ]
     tok = build_tokenizer(marks)
     ids = tok.convert_tokens_to_ids
     text = _text_cfg(tok, additional_vocab_size=0, head_dim=16)
-    vision = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=3, num_attention_heads=2, num_key_value_heads=2,
-                  head_dim=16, image_default_input_size=[56, 56], image_patch_size=14)
-    adapter = dict(vit_layers=[-1, -2], hidden_size=32, num_attention_heads=2, num_key_value_heads=2, head_dim=16,
-                   intermediate_size=64, text_hidden_size=64)
-    cfg = Molmo2Config(text_config=text, vision_config=vision, adapter_config=adapter,
-                       image_start_token_id=ids("<im_start>"), low_res_image_start_token_id=ids("<low_res_im_start>"),
-                       image_end_token_id=ids("<im_end>"), image_patch_id=ids("<im_patch>"),
-                       frame_start_token_id=ids("<frame_start>"), frame_end_token_id=ids("<frame_end>"))
+    vision = dict(
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=3,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        head_dim=16,
+        image_default_input_size=[56, 56],
+        image_patch_size=14,
+    )
+    adapter = dict(
+        vit_layers=[-1, -2],
+        hidden_size=32,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        head_dim=16,
+        intermediate_size=64,
+        text_hidden_size=64,
+    )
+    cfg = Molmo2Config(
+        text_config=text,
+        vision_config=vision,
+        adapter_config=adapter,
+        image_start_token_id=ids("<im_start>"),
+        low_res_image_start_token_id=ids("<low_res_im_start>"),
+        image_end_token_id=ids("<im_end>"),
+        image_patch_id=ids("<im_patch>"),
+        frame_start_token_id=ids("<frame_start>"),
+        frame_end_token_id=ids("<frame_end>"),
+    )
     model = Molmo2ForConditionalGeneration(cfg)
     # one 56 px global view plus one 56 px crop, 2x2 pooled: 4 image tokens each
-    ip = torch_only(Molmo2ImageProcessor(size={"height": 56, "width": 56}, max_crops=1, patch_size=14,
-                                         overlap_margins=[0, 0], pooling_size=[2, 2]))
+    ip = torch_only(
+        Molmo2ImageProcessor(
+            size={"height": 56, "width": 56}, max_crops=1, patch_size=14, overlap_margins=[0, 0], pooling_size=[2, 2]
+        )
+    )
     proc = _no_video(Molmo2Processor)(image_processor=ip, tokenizer=tok, chat_template=_template("<|image|>"))
     return model, proc
 
@@ -162,18 +252,46 @@ def _qwen3_vl():
 
     tok = build_tokenizer(["<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>"])
     ids = tok.convert_tokens_to_ids
-    text = _text_cfg(tok, hidden_size=128, num_attention_heads=1, num_key_value_heads=1, head_dim=128,
-                     rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [16, 24, 24],
-                                      "mrope_interleaved": True})
-    vision = dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=2, out_hidden_size=128, patch_size=16,
-                  spatial_merge_size=2, temporal_patch_size=2, num_position_embeddings=16, deepstack_visual_indexes=[0])
-    cfg = Qwen3VLConfig(text_config=text, vision_config=vision, image_token_id=ids("<|image_pad|>"),
-                        video_token_id=ids("<|video_pad|>"), vision_start_token_id=ids("<|vision_start|>"),
-                        vision_end_token_id=ids("<|vision_end|>"))
+    text = _text_cfg(
+        tok,
+        hidden_size=128,
+        num_attention_heads=1,
+        num_key_value_heads=1,
+        head_dim=128,
+        rope_parameters={
+            "rope_type": "default",
+            "rope_theta": 10000.0,
+            "mrope_section": [16, 24, 24],
+            "mrope_interleaved": True,
+        },
+    )
+    vision = dict(
+        depth=2,
+        hidden_size=32,
+        intermediate_size=64,
+        num_heads=2,
+        out_hidden_size=128,
+        patch_size=16,
+        spatial_merge_size=2,
+        temporal_patch_size=2,
+        num_position_embeddings=16,
+        deepstack_visual_indexes=[0],
+    )
+    cfg = Qwen3VLConfig(
+        text_config=text,
+        vision_config=vision,
+        image_token_id=ids("<|image_pad|>"),
+        video_token_id=ids("<|video_pad|>"),
+        vision_start_token_id=ids("<|vision_start|>"),
+        vision_end_token_id=ids("<|vision_end|>"),
+    )
     model = Qwen3VLForConditionalGeneration(cfg)
-    ip = Qwen2VLImageProcessorPil(min_pixels=64 * 64, max_pixels=128 * 128, patch_size=16, merge_size=2, temporal_patch_size=2)
-    proc = _no_video(Qwen3VLProcessor)(image_processor=ip, tokenizer=tok,
-                                        chat_template=_template("<|vision_start|><|image_pad|><|vision_end|>"))
+    ip = Qwen2VLImageProcessorPil(
+        min_pixels=64 * 64, max_pixels=128 * 128, patch_size=16, merge_size=2, temporal_patch_size=2
+    )
+    proc = _no_video(Qwen3VLProcessor)(
+        image_processor=ip, tokenizer=tok, chat_template=_template("<|vision_start|><|image_pad|><|vision_end|>")
+    )
     return model, proc
 
 
@@ -181,17 +299,29 @@ def _gemma3():
     from transformers import Gemma3Config, Gemma3ForConditionalGeneration, Gemma3Processor
     from transformers.models.gemma3.image_processing_pil_gemma3 import Gemma3ImageProcessorPil
 
-    tok = build_tokenizer(["<start_of_image>", "<end_of_image>", "<image_soft_token>"],
-                          extra={"boi_token": "<start_of_image>", "eoi_token": "<end_of_image>", "image_token": "<image_soft_token>"})
+    tok = build_tokenizer(
+        ["<start_of_image>", "<end_of_image>", "<image_soft_token>"],
+        extra={"boi_token": "<start_of_image>", "eoi_token": "<end_of_image>", "image_token": "<image_soft_token>"},
+    )
     ids = tok.convert_tokens_to_ids
     text = _text_cfg(tok, head_dim=16, query_pre_attn_scalar=16, sliding_window=64, model_type="gemma3_text")
-    vision = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, image_size=32, patch_size=8)
+    vision = dict(
+        hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, image_size=32, patch_size=8
+    )
     # 32 px, 8 px patches: 16 patches, average-pooled to mm_tokens_per_image = 4
-    cfg = Gemma3Config(text_config=text, vision_config=vision, mm_tokens_per_image=4, boi_token_index=ids("<start_of_image>"),
-                       eoi_token_index=ids("<end_of_image>"), image_token_index=ids("<image_soft_token>"))
+    cfg = Gemma3Config(
+        text_config=text,
+        vision_config=vision,
+        mm_tokens_per_image=4,
+        boi_token_index=ids("<start_of_image>"),
+        eoi_token_index=ids("<end_of_image>"),
+        image_token_index=ids("<image_soft_token>"),
+    )
     model = Gemma3ForConditionalGeneration(cfg)
     ip = Gemma3ImageProcessorPil(size={"height": 32, "width": 32})
-    proc = Gemma3Processor(image_processor=ip, tokenizer=tok, image_seq_length=4, chat_template=_template("<start_of_image>"))
+    proc = Gemma3Processor(
+        image_processor=ip, tokenizer=tok, image_seq_length=4, chat_template=_template("<start_of_image>")
+    )
     return model, proc
 
 
@@ -201,10 +331,21 @@ def _paligemma():
 
     tok = build_tokenizer(["<image>"], extra={"image_token": "<image>"})
     text = _text_cfg(tok, head_dim=16, model_type="gemma2", query_pre_attn_scalar=16, sliding_window=64)
-    vision = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, image_size=32, patch_size=8,
-                  projection_dim=64)
-    cfg = PaliGemmaConfig(text_config=text, vision_config=vision, image_token_index=tok.convert_tokens_to_ids("<image>"),
-                          projection_dim=64)
+    vision = dict(
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        image_size=32,
+        patch_size=8,
+        projection_dim=64,
+    )
+    cfg = PaliGemmaConfig(
+        text_config=text,
+        vision_config=vision,
+        image_token_index=tok.convert_tokens_to_ids("<image>"),
+        projection_dim=64,
+    )
     model = PaliGemmaForConditionalGeneration(cfg)
     ip = SiglipImageProcessorPil(size={"height": 32, "width": 32})
     ip.image_seq_length = 16
@@ -216,17 +357,36 @@ def _internvl():
     from transformers import InternVLConfig, InternVLForConditionalGeneration, InternVLProcessor
     from transformers.models.got_ocr2.image_processing_pil_got_ocr2 import GotOcr2ImageProcessorPil
 
-    tok = build_tokenizer(["<img>", "</img>", "<IMG_CONTEXT>", "<video>"],
-                          extra={"start_image_token": "<img>", "end_image_token": "</img>", "context_image_token": "<IMG_CONTEXT>",
-                                 "video_token": "<video>"})
+    tok = build_tokenizer(
+        ["<img>", "</img>", "<IMG_CONTEXT>", "<video>"],
+        extra={
+            "start_image_token": "<img>",
+            "end_image_token": "</img>",
+            "context_image_token": "<IMG_CONTEXT>",
+            "video_token": "<video>",
+        },
+    )
     text = _text_cfg(tok, model_type="qwen2")
-    vision = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, image_size=[32, 32],
-                  patch_size=[8, 8])
-    cfg = InternVLConfig(text_config=text, vision_config=vision, image_token_id=tok.convert_tokens_to_ids("<IMG_CONTEXT>"),
-                         downsample_ratio=0.5, projector_hidden_act="gelu")
+    vision = dict(
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        image_size=[32, 32],
+        patch_size=[8, 8],
+    )
+    cfg = InternVLConfig(
+        text_config=text,
+        vision_config=vision,
+        image_token_id=tok.convert_tokens_to_ids("<IMG_CONTEXT>"),
+        downsample_ratio=0.5,
+        projector_hidden_act="gelu",
+    )
     model = InternVLForConditionalGeneration(cfg)
     ip = GotOcr2ImageProcessorPil(size={"height": 32, "width": 32}, crop_to_patches=False)
-    proc = _no_video(InternVLProcessor)(image_processor=ip, tokenizer=tok, image_seq_length=4, chat_template=_template("<IMG_CONTEXT>"))
+    proc = _no_video(InternVLProcessor)(
+        image_processor=ip, tokenizer=tok, image_seq_length=4, chat_template=_template("<IMG_CONTEXT>")
+    )
     return model, proc
 
 
@@ -236,15 +396,32 @@ def _llava_onevision():
 
     tok = build_tokenizer(["<image>", "<video>"], extra={"image_token": "<image>", "video_token": "<video>"})
     text = _text_cfg(tok, model_type="qwen2")
-    vision = dict(model_type="siglip_vision_model", hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                  num_attention_heads=2, image_size=32, patch_size=8)
-    cfg = LlavaOnevisionConfig(text_config=text, vision_config=vision, image_token_id=tok.convert_tokens_to_ids("<image>"),
-                               video_token_id=tok.convert_tokens_to_ids("<video>"), vision_feature_layer=-1,
-                               image_grid_pinpoints=[[32, 32]])
+    vision = dict(
+        model_type="siglip_vision_model",
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        image_size=32,
+        patch_size=8,
+    )
+    cfg = LlavaOnevisionConfig(
+        text_config=text,
+        vision_config=vision,
+        image_token_id=tok.convert_tokens_to_ids("<image>"),
+        video_token_id=tok.convert_tokens_to_ids("<video>"),
+        vision_feature_layer=-1,
+        image_grid_pinpoints=[[32, 32]],
+    )
     model = LlavaOnevisionForConditionalGeneration(cfg)
     ip = LlavaOnevisionImageProcessorPil(size={"height": 32, "width": 32}, image_grid_pinpoints=[[32, 32]])
-    proc = _no_video(LlavaOnevisionProcessor)(image_processor=ip, tokenizer=tok, num_image_tokens=16,
-                                               vision_feature_select_strategy="full", chat_template=_template("<image>"))
+    proc = _no_video(LlavaOnevisionProcessor)(
+        image_processor=ip,
+        tokenizer=tok,
+        num_image_tokens=16,
+        vision_feature_select_strategy="full",
+        chat_template=_template("<image>"),
+    )
     return model, proc
 
 
@@ -252,16 +429,21 @@ def _clip():
     from transformers import CLIPVisionConfig, CLIPVisionModel
     from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
 
-    cfg = CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=3, num_attention_heads=2, image_size=32, patch_size=8)
-    return CLIPVisionModel(cfg), CLIPImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
+    cfg = CLIPVisionConfig(
+        hidden_size=32, intermediate_size=64, num_hidden_layers=3, num_attention_heads=2, image_size=32, patch_size=8
+    )
+    return CLIPVisionModel(cfg), CLIPImageProcessorPil(
+        size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}
+    )
 
 
 def _siglip2():
     from transformers import Siglip2VisionConfig, Siglip2VisionModel
     from transformers.models.siglip2.image_processing_pil_siglip2 import Siglip2ImageProcessorPil
 
-    cfg = Siglip2VisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=3, num_attention_heads=2,
-                              patch_size=8, num_patches=16)
+    cfg = Siglip2VisionConfig(
+        hidden_size=32, intermediate_size=64, num_hidden_layers=3, num_attention_heads=2, patch_size=8, num_patches=16
+    )
     return Siglip2VisionModel(cfg), Siglip2ImageProcessorPil(patch_size=8, max_num_patches=16)
 
 
@@ -269,9 +451,15 @@ def _dinov2():
     from transformers import Dinov2Config, Dinov2Model
     from transformers.models.bit.image_processing_pil_bit import BitImageProcessorPil
 
-    cfg = Dinov2Config(hidden_size=32, intermediate_size=64, num_hidden_layers=3, num_attention_heads=2, image_size=32, patch_size=8)
-    ip = BitImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32},
-                              image_mean=[0.485, 0.456, 0.406], image_std=[0.229, 0.224, 0.225])
+    cfg = Dinov2Config(
+        hidden_size=32, intermediate_size=64, num_hidden_layers=3, num_attention_heads=2, image_size=32, patch_size=8
+    )
+    ip = BitImageProcessorPil(
+        size={"shortest_edge": 32},
+        crop_size={"height": 32, "width": 32},
+        image_mean=[0.485, 0.456, 0.406],
+        image_std=[0.229, 0.224, 0.225],
+    )
     return Dinov2Model(cfg), ip
 
 
@@ -292,22 +480,58 @@ def _molmo_v1(folder: Path) -> None:
     tok = build_tokenizer(["<im_start>", "<im_end>", "<im_patch>", "<im_col>", "<|image|>"])
     tok.save_pretrained(folder)
     # 28 px crops of 7 px patches, 2x2 pooled: 4 image tokens per crop (the real model: 336 px, 14 px, 144)
-    cfg = dict(architectures=["MolmoForCausalLM"], model_type="molmo", vocab_size=len(tok), embedding_size=len(tok),
-               additional_vocab_size=8, hidden_size=64, intermediate_size=256, num_hidden_layers=4,
-               num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096, qkv_bias=True,
-               weight_tying=False, use_position_ids=True, image_patch_size=7, image_size=28, image_emb_dim=32,
-               image_pooling=2, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-               pad_token_id=tok.pad_token_id,
-               auto_map={"AutoConfig": "config_molmo.MolmoConfig", "AutoModelForCausalLM": "modeling_molmo.MolmoForCausalLM"})
+    cfg = dict(
+        architectures=["MolmoForCausalLM"],
+        model_type="molmo",
+        vocab_size=len(tok),
+        embedding_size=len(tok),
+        additional_vocab_size=8,
+        hidden_size=64,
+        intermediate_size=256,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=4096,
+        qkv_bias=True,
+        weight_tying=False,
+        use_position_ids=True,
+        image_patch_size=7,
+        image_size=28,
+        image_emb_dim=32,
+        image_pooling=2,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+        auto_map={"AutoConfig": "config_molmo.MolmoConfig", "AutoModelForCausalLM": "modeling_molmo.MolmoForCausalLM"},
+    )
     (folder / "config.json").write_text(json.dumps(cfg, indent=2))
-    auto = {"AutoImageProcessor": "image_preprocessing_molmo.MolmoImageProcessor",
-            "AutoProcessor": "preprocessing_molmo.MolmoProcessor"}
-    (folder / "preprocessor_config.json").write_text(json.dumps(dict(
-        auto_map=auto, image_processor_type="MolmoImageProcessor", processor_class="MolmoProcessor", max_crops=4,
-        overlap_margins=[0, 0], base_image_input_size=[28, 28], image_token_length_w=2, image_token_length_h=2,
-        image_patch_size=7, image_padding_mask=True, do_normalize=True), indent=2))
-    (folder / "processor_config.json").write_text(json.dumps(
-        {"auto_map": {"AutoProcessor": auto["AutoProcessor"]}, "processor_class": "MolmoProcessor"}, indent=2))
+    auto = {
+        "AutoImageProcessor": "image_preprocessing_molmo.MolmoImageProcessor",
+        "AutoProcessor": "preprocessing_molmo.MolmoProcessor",
+    }
+    (folder / "preprocessor_config.json").write_text(
+        json.dumps(
+            dict(
+                auto_map=auto,
+                image_processor_type="MolmoImageProcessor",
+                processor_class="MolmoProcessor",
+                max_crops=4,
+                overlap_margins=[0, 0],
+                base_image_input_size=[28, 28],
+                image_token_length_w=2,
+                image_token_length_h=2,
+                image_patch_size=7,
+                image_padding_mask=True,
+                do_normalize=True,
+            ),
+            indent=2,
+        )
+    )
+    (folder / "processor_config.json").write_text(
+        json.dumps(
+            {"auto_map": {"AutoProcessor": auto["AutoProcessor"]}, "processor_class": "MolmoProcessor"}, indent=2
+        )
+    )
     config = AutoConfig.from_pretrained(folder, trust_remote_code=True)
     save_here(AutoModelForCausalLM.from_config(config, trust_remote_code=True), folder)
 
@@ -365,7 +589,9 @@ def _no_video(proc_cls):
     import inspect
 
     sig = inspect.signature(proc_cls.__init__)
-    NoVideo.__init__.__signature__ = sig.replace(parameters=[p for n, p in sig.parameters.items() if n != "video_processor"])
+    NoVideo.__init__.__signature__ = sig.replace(
+        parameters=[p for n, p in sig.parameters.items() if n != "video_processor"]
+    )
     NoVideo.__name__ = proc_cls.__name__
     return NoVideo
 

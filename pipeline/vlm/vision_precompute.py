@@ -32,28 +32,43 @@ PREFIX = "image_"  # stripped by accepts_precomputed_kwargs(modality="image")
 # whitespace-free calls the towers make; each one pops the keys we pass
 _POSITIONS = "get_vision_position_ids(grid_thw,self.spatial_merge_size,kwargs=kwargs)"
 _SEQLENS = "get_vision_attention_seqlens(grid_thw,self.config,kwargs=kwargs)"
-_WINDOWS = ("get_vision_window_index(grid_thw,spatial_merge_size=self.spatial_merge_size,window_size=self.window_size,"
-            "patch_size=self.patch_size,kwargs=kwargs,)")
-_INTERP = ("get_vision_interpolation_indices_and_weights(grid_thw,num_grid_per_side=self.num_grid_per_side,"
-           "mode=self.interpolation_mode,align_corners=self.interpolation_align_corners,"
-           "spatial_merge_size=self.config.spatial_merge_size,kwargs=kwargs,)")
+_WINDOWS = (
+    "get_vision_window_index(grid_thw,spatial_merge_size=self.spatial_merge_size,window_size=self.window_size,"
+    "patch_size=self.patch_size,kwargs=kwargs,)"
+)
+_INTERP = (
+    "get_vision_interpolation_indices_and_weights(grid_thw,num_grid_per_side=self.num_grid_per_side,"
+    "mode=self.interpolation_mode,align_corners=self.interpolation_align_corners,"
+    "spatial_merge_size=self.config.spatial_merge_size,kwargs=kwargs,)"
+)
 # tower class (module, name) -> (family, the calls its forward must make)
 _TOWERS = {
-    ("transformers.models.qwen2_vl.modeling_qwen2_vl", "Qwen2VisionTransformerPretrainedModel"):
-        ("qwen2-vl", (_POSITIONS, _SEQLENS)),
-    ("transformers.models.qwen2_5_vl.modeling_qwen2_5_vl", "Qwen2_5_VisionTransformerPretrainedModel"):
-        ("qwen2.5-vl", (_POSITIONS, _SEQLENS, _WINDOWS)),
-    ("transformers.models.qwen3_vl.modeling_qwen3_vl", "Qwen3VLVisionModel"):
-        ("qwen3-vl", (_INTERP, _POSITIONS, _SEQLENS)),
+    ("transformers.models.qwen2_vl.modeling_qwen2_vl", "Qwen2VisionTransformerPretrainedModel"): (
+        "qwen2-vl",
+        (_POSITIONS, _SEQLENS),
+    ),
+    ("transformers.models.qwen2_5_vl.modeling_qwen2_5_vl", "Qwen2_5_VisionTransformerPretrainedModel"): (
+        "qwen2.5-vl",
+        (_POSITIONS, _SEQLENS, _WINDOWS),
+    ),
+    ("transformers.models.qwen3_vl.modeling_qwen3_vl", "Qwen3VLVisionModel"): (
+        "qwen3-vl",
+        (_INTERP, _POSITIONS, _SEQLENS),
+    ),
 }
 # the model's route from forward(**kwargs) to the tower (the same in these families)
 _MODEL_LINES = {
-    "get_image_features": ('@accepts_precomputed_kwargs(modality="image")', "self.visual(pixel_values,grid_thw=image_grid_thw,"),
+    "get_image_features": (
+        '@accepts_precomputed_kwargs(modality="image")',
+        "self.visual(pixel_values,grid_thw=image_grid_thw,",
+    ),
     "forward": ("self.get_image_features(pixel_values,image_grid_thw,return_dict=True,**kwargs)",),
 }
 # every key this module may add (the Embedder keeps their dtype and never extends them per token)
-KEYS = frozenset(PREFIX + k for k in ("position_ids", "cu_seqlens", "window_index", "cu_window_seqlens",
-                                      "interp_indices", "interp_weights"))
+KEYS = frozenset(
+    PREFIX + k
+    for k in ("position_ids", "cu_seqlens", "window_index", "cu_window_seqlens", "interp_indices", "interp_weights")
+)
 
 
 @dataclass(frozen=True)
@@ -91,16 +106,24 @@ def tower_spec(tower: nn.Module) -> VisionSpec | None:
         return None
     family, lines = known
     if not _has(cls.forward, lines):
-        warnings.warn(f"{cls.__module__}.{cls.__name__}.forward differs from what pipeline.vlm.vision_precompute expects; "
-                      f"its index tensors stay computed in the forward (host syncs on a GPU, same results)", stacklevel=2)
+        warnings.warn(
+            f"{cls.__module__}.{cls.__name__}.forward differs from what pipeline.vlm.vision_precompute expects; "
+            f"its index tensors stay computed in the forward (host syncs on a GPU, same results)",
+            stacklevel=2,
+        )
         return None
     if family == "qwen3-vl":
-        return VisionSpec(family, int(tower.spatial_merge_size), num_grid_per_side=int(tower.num_grid_per_side),
-                          interpolation_mode=str(tower.interpolation_mode),
-                          align_corners=bool(tower.interpolation_align_corners))
+        return VisionSpec(
+            family,
+            int(tower.spatial_merge_size),
+            num_grid_per_side=int(tower.num_grid_per_side),
+            interpolation_mode=str(tower.interpolation_mode),
+            align_corners=bool(tower.interpolation_align_corners),
+        )
     if family == "qwen2.5-vl":
-        return VisionSpec(family, int(tower.spatial_merge_size), window_size=int(tower.window_size),
-                          patch_size=int(tower.patch_size))
+        return VisionSpec(
+            family, int(tower.spatial_merge_size), window_size=int(tower.window_size), patch_size=int(tower.patch_size)
+        )
     return VisionSpec(family, int(tower.spatial_merge_size))
 
 
@@ -119,22 +142,33 @@ def vision_kwargs(spec: VisionSpec | None, inputs: Mapping[str, Any]) -> dict[st
     """The `image_*` kwargs for one processor output (`image_grid_thw` on the CPU), computed by
     the helpers the tower would call, so dtypes and values are the tower's own. {} when there is
     nothing to do."""
-    from transformers.vision_utils import (get_vision_cu_seqlens, get_vision_interpolation_indices_and_weights,
-                                           get_vision_position_ids, get_vision_window_index)
+    from transformers.vision_utils import (
+        get_vision_cu_seqlens,
+        get_vision_interpolation_indices_and_weights,
+        get_vision_position_ids,
+        get_vision_window_index,
+    )
 
     grid = inputs.get("image_grid_thw")
     if spec is None or not torch.is_tensor(grid):
         return {}
     grid = grid.cpu()
-    out = {"position_ids": get_vision_position_ids(grid, spec.spatial_merge_size),
-           "cu_seqlens": get_vision_cu_seqlens(grid)}  # what get_vision_attention_seqlens returns
+    out = {
+        "position_ids": get_vision_position_ids(grid, spec.spatial_merge_size),
+        "cu_seqlens": get_vision_cu_seqlens(grid),
+    }  # what get_vision_attention_seqlens returns
     if spec.family == "qwen2.5-vl":
         out["window_index"], out["cu_window_seqlens"] = get_vision_window_index(
-            grid, spatial_merge_size=spec.spatial_merge_size, window_size=spec.window_size, patch_size=spec.patch_size)
+            grid, spatial_merge_size=spec.spatial_merge_size, window_size=spec.window_size, patch_size=spec.patch_size
+        )
     if spec.family == "qwen3-vl":
         out["interp_indices"], out["interp_weights"] = get_vision_interpolation_indices_and_weights(
-            grid, num_grid_per_side=spec.num_grid_per_side, mode=spec.interpolation_mode,
-            align_corners=spec.align_corners, spatial_merge_size=spec.spatial_merge_size)
+            grid,
+            num_grid_per_side=spec.num_grid_per_side,
+            mode=spec.interpolation_mode,
+            align_corners=spec.align_corners,
+            spatial_merge_size=spec.spatial_merge_size,
+        )
     return {PREFIX + k: v for k, v in out.items()}
 
 

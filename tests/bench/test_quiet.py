@@ -16,7 +16,7 @@ def quiet():
     return module
 
 
-CHATTY = f'''
+CHATTY = f"""
 import logging, sys, warnings
 sys.path.insert(0, {str(BENCH)!r})
 from quiet import say, verdict
@@ -34,11 +34,14 @@ verdict("2 workers >= 1.7x 1 worker", "1.48x", False, "the machine gives 1.63x")
 verdict("a GPU goal", "1.20x", None, "this run is on CPU")
 print("distributed.nanny - INFO - Closing Nanny")
 sys.exit(int(sys.argv[1]) if len(sys.argv) > 1 else 0)
-'''
+"""
 
 
 def test_verdict_lines(quiet, capsys):
-    assert quiet.verdict("goal 1 worker >= 0.9x plain", "0.94x", True) == "verdict: goal 1 worker >= 0.9x plain: met (0.94x)"
+    assert (
+        quiet.verdict("goal 1 worker >= 0.9x plain", "0.94x", True)
+        == "verdict: goal 1 worker >= 0.9x plain: met (0.94x)"
+    )
     assert quiet.verdict("g", "1.48x", False, "ceiling 1.63x") == "verdict: g: not met (1.48x; ceiling 1.63x)"
     assert quiet.verdict("g", "2.1x", None, "a GPU goal") == "verdict: g: not judged (2.1x; a GPU goal)"
     assert capsys.readouterr().out.count("verdict: ") == 3  # run alone, a bench prints as before
@@ -50,9 +53,13 @@ def test_tables_and_verdicts_on_screen_chatter_in_the_log(quiet, tmp_path, capsy
     log = tmp_path / "bench.log"
     assert quiet.main([str(bench), f"{bench} 3", "--log", str(log)]) == 1
     screen = capsys.readouterr().out
-    for line in ("fake benchmark", "ours          95.0      0.95x", "verdict: ours >= 0.90x plain: met (0.95x)",
-                 "verdict: 2 workers >= 1.7x 1 worker: not met (1.48x; the machine gives 1.63x)",
-                 "verdict: a GPU goal: not judged (1.20x; this run is on CPU)"):
+    for line in (
+        "fake benchmark",
+        "ours          95.0      0.95x",
+        "verdict: ours >= 0.90x plain: met (0.95x)",
+        "verdict: 2 workers >= 1.7x 1 worker: not met (1.48x; the machine gives 1.63x)",
+        "verdict: a GPU goal: not judged (1.20x; this run is on CPU)",
+    ):
         assert screen.count(line) == 2, line  # both runs' results shown, the failed one's too
     chatter = ("Tip:", "STAGE:", "deprecated", "something odd", "progress 50%", "Nanny")
     assert not [c for c in chatter if c in screen]

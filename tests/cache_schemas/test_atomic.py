@@ -7,8 +7,15 @@ import os
 import numpy as np
 import pytest
 
-from cache_schemas.atomic import (atomic_path, clean_partials, is_partial, save_safetensors, write_bytes,
-                                  write_json, write_text)
+from cache_schemas.atomic import (
+    atomic_path,
+    clean_partials,
+    is_partial,
+    save_safetensors,
+    write_bytes,
+    write_json,
+    write_text,
+)
 
 
 def test_writes_replace_whole_files_and_leave_no_temporaries(tmp_path):

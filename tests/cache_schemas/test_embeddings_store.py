@@ -8,8 +8,19 @@ from cache_schemas.store import StoreError, StoreMismatch
 
 
 def spec(**kw):
-    base = dict(vlm="tiny-x", hub_id="h", revision="r", dtype="float32", prompt="task", prompts=("a", "b"),
-                prompt_position="after", pooling="last", layers=(-1,), image_size=16, dim=4)
+    base = dict(
+        vlm="tiny-x",
+        hub_id="h",
+        revision="r",
+        dtype="float32",
+        prompt="task",
+        prompts=("a", "b"),
+        prompt_position="after",
+        pooling="last",
+        layers=(-1,),
+        image_size=16,
+        dim=4,
+    )
     base.update(kw)
     return EmbeddingSpec(**base)
 

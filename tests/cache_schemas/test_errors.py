@@ -79,7 +79,7 @@ def test_a_commands_own_exit_is_left_alone(capsys):
             raise StoreError("no store at x")
         except StoreError:
             typer.echo("error: no store at x", err=True)
-            raise typer.Exit(2)
+            raise typer.Exit(2) from None
 
     with pytest.raises(typer.Exit):
         cmd()

@@ -62,8 +62,19 @@ def test_missing_chunk_never_reads_as_zeros_through_the_typed_helpers(episode_st
 def test_embedding_store_reads_are_checked(tmp_path):
     from cache_schemas.embeddings import EmbeddingSpec, EmbeddingStore
 
-    spec = EmbeddingSpec(vlm="t", hub_id="", revision="", dtype="float32", prompt="none", prompts=("",),
-                         prompt_position="after", pooling="mean_image", layers=(-1,), image_size=16, dim=4)
+    spec = EmbeddingSpec(
+        vlm="t",
+        hub_id="",
+        revision="",
+        dtype="float32",
+        prompt="none",
+        prompts=("",),
+        prompt_position="after",
+        pooling="mean_image",
+        layers=(-1,),
+        image_size=16,
+        dim=4,
+    )
     es = EmbeddingStore.create(tmp_path / "emb", spec, parent_fingerprint="p" * 64, n_frames=10, chunk_frames=4)
     for c in range(es.n_chunks):
         lo, hi = es.chunk_range(c)
@@ -75,7 +86,7 @@ def test_embedding_store_reads_are_checked(tmp_path):
         again.emb[:]
     (tmp_path / "emb" / "std" / "c" / "0").unlink()
     with pytest.raises(ChunkError, match="'std' chunk 0 is missing"):
-        again.std
+        _ = again.std
 
 
 def test_a_dataloader_worker_error_keeps_its_one_line(episode_store_factory):

@@ -21,17 +21,62 @@ from pathlib import Path
 
 import pytest
 
-from embed_helpers import twins  # noqa: F401  (one twin build per session)
-
 ROOT = Path(__file__).resolve().parents[2]
 TASKS = "reach-v3,button-press-topdown-v3"
 # `vlm-lam collect` options of the suite's episode store (the demo preset, cut down)
-COLLECT = ["--preset", "demo", "--tasks", TASKS, "--episodes-per-task", "2", "--resolution", "32",
-           "--quality", "fast", "--max-steps", "14", "--chunk-frames", "8", "--workers", "1"]
+COLLECT = [
+    "--preset",
+    "demo",
+    "--tasks",
+    TASKS,
+    "--episodes-per-task",
+    "2",
+    "--resolution",
+    "32",
+    "--quality",
+    "fast",
+    "--max-steps",
+    "14",
+    "--chunk-frames",
+    "8",
+    "--workers",
+    "1",
+]
 EMBED = ["--vlm", "tiny-qwen25-vl", "--prompt", "ignore_distractors", "--batch-size", "4", "--workers", "0"]
-LAM = ["--latent-dim", "8", "--steps", "30", "--batch-size", "16", "--img-size", "16", "--accelerator", "cpu", "--quiet"]
-EVAL = ["--labelled", "1", "--heldout", "1", "--rollouts", "1", "--max-steps", "5", "--policy-steps", "10", "--decoder-steps", "10",
-        "--batch-size", "16", "--gifs", "0", "--workers", "1", "--quiet"]
+LAM = [
+    "--latent-dim",
+    "8",
+    "--steps",
+    "30",
+    "--batch-size",
+    "16",
+    "--img-size",
+    "16",
+    "--accelerator",
+    "cpu",
+    "--quiet",
+]
+EVAL = [
+    "--labelled",
+    "1",
+    "--heldout",
+    "1",
+    "--rollouts",
+    "1",
+    "--max-steps",
+    "5",
+    "--policy-steps",
+    "10",
+    "--decoder-steps",
+    "10",
+    "--batch-size",
+    "16",
+    "--gifs",
+    "0",
+    "--workers",
+    "1",
+    "--quiet",
+]
 TALLY_ENV = "VLMLAM_FAULT_TALLY"
 
 
@@ -42,7 +87,9 @@ class Tally:
     recovered: int = 0
 
     def line(self) -> str:
-        return f"faults injected {self.injected}, recovered {self.recovered}, data lost {self.injected - self.recovered}"
+        return (
+            f"faults injected {self.injected}, recovered {self.recovered}, data lost {self.injected - self.recovered}"
+        )
 
 
 @dataclass
@@ -92,8 +139,16 @@ def pytest_sessionfinish(session, exitstatus):
 
 # -- running the CLI -----------------------------------------------------------------------------
 def cli_env(twins_dir: Path, **extra: str) -> dict[str, str]:
-    env = dict(os.environ, VLMLAM_TWINS=str(twins_dir), OMP_NUM_THREADS="1", MKL_NUM_THREADS="1",
-               PYTHONPATH=str(ROOT), HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false", MUJOCO_GL="egl")
+    env = dict(
+        os.environ,
+        VLMLAM_TWINS=str(twins_dir),
+        OMP_NUM_THREADS="1",
+        MKL_NUM_THREADS="1",
+        PYTHONPATH=str(ROOT),
+        HF_HUB_OFFLINE="1",
+        TOKENIZERS_PARALLELISM="false",
+        MUJOCO_GL="egl",
+    )
     env.pop("VLMLAM_KILL_AT", None)
     env.update(extra)
     return env
@@ -101,13 +156,23 @@ def cli_env(twins_dir: Path, **extra: str) -> dict[str, str]:
 
 def vlm_lam(args: list[str], env: dict[str, str], timeout: float = 600) -> subprocess.CompletedProcess:
     """`vlm-lam ARGS` in a fresh process (a real exit status, a real kill -9)."""
-    return subprocess.run([sys.executable, "-m", "pipeline.cli", *map(str, args)], env=env, capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", *map(str, args)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def start(args: list[str], env: dict[str, str]) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "pipeline.cli", *map(str, args)], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "pipeline.cli", *map(str, args)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def ok(proc: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
@@ -178,7 +243,7 @@ class World:
     run: Path  # a finished run (target state)
     env: dict
 
-    def copy(self, dst: Path, repoint: bool = True) -> "World":
+    def copy(self, dst: Path, repoint: bool = True) -> World:
         """A private copy (cache and runs). `repoint`: its run folders record the copy's store paths
         (as if trained there); else they still name the original's (a cache copied elsewhere)."""
         shutil.copytree(self.cache, dst / "cache", ignore=shutil.ignore_patterns("twins"))
@@ -187,14 +252,18 @@ class World:
             for run in (dst / "runs").iterdir():
                 if (run / "config.json").exists():
                     repoint_run(run, self.cache, dst / "cache")
-        return World(dst / "cache", dst / "runs", dst / "cache" / self.episodes.relative_to(self.cache),
-                     dst / "cache" / self.embeddings.relative_to(self.cache), dst / "runs" / self.run.name,
-                     cli_env(Path(self.env["VLMLAM_TWINS"]), VLMLAM_CACHE=str(dst / "cache"),
-                             VLMLAM_RUNS=str(dst / "runs")))
+        return World(
+            dst / "cache",
+            dst / "runs",
+            dst / "cache" / self.episodes.relative_to(self.cache),
+            dst / "cache" / self.embeddings.relative_to(self.cache),
+            dst / "runs" / self.run.name,
+            cli_env(Path(self.env["VLMLAM_TWINS"]), VLMLAM_CACHE=str(dst / "cache"), VLMLAM_RUNS=str(dst / "runs")),
+        )
 
 
 @pytest.fixture(scope="session")
-def world(twins, tmp_path_factory) -> World:  # noqa: F811
+def world(twins, tmp_path_factory) -> World:
     root = tmp_path_factory.mktemp("fault-world")
     cache, runs = root / "cache", root / "runs"
     env = cli_env(twins, VLMLAM_CACHE=str(cache), VLMLAM_RUNS=str(runs))

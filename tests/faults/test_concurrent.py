@@ -7,7 +7,6 @@ from __future__ import annotations
 import shutil
 
 import pytest
-
 from conftest import COLLECT, EMBED, EVAL, LAM, cli_env, eval_results, ok, run_files, start, stores_under, tree, vlm_lam
 
 pytestmark = pytest.mark.slow
@@ -63,7 +62,7 @@ def test_two_sweeps(world, tmp_path, faults):
     args = ["sweep", "--episodes", world.episodes, "--target", "state", "--grid", "seed=0,1", *LAM]
     ok(vlm_lam(args, env(tmp_path / "ref")))
     _both(args, env(tmp_path / "runs"), faults, "sweeps")
-    read = lambda root: {p.name: run_files(p) for p in sorted(root.iterdir()) if p.is_dir()}  # noqa: E731
+    read = lambda root: {p.name: run_files(p) for p in sorted(root.iterdir()) if p.is_dir()}
     assert len(read(tmp_path / "runs")) == 2 and read(tmp_path / "runs") == read(tmp_path / "ref")
     faults.recovered()
 

@@ -7,9 +7,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from typer.testing import CliRunner
-
 from conftest import COLLECT, DAMAGES, EVAL, LAM, chunk_file, damage, one_line_error, tree
+from typer.testing import CliRunner
 
 # (array damaged, row chunk, command reading it); {ep}, {emb}, {run} are filled in per case.
 EPISODE_READERS = [

@@ -10,9 +10,20 @@ import shutil
 import subprocess
 
 import pytest
-
-from conftest import (COLLECT, EMBED, EVAL, LAM, cli_env, eval_results, ok, one_line_error, run_files, stores_under,
-                      tree, vlm_lam)
+from conftest import (
+    COLLECT,
+    EMBED,
+    EVAL,
+    LAM,
+    cli_env,
+    eval_results,
+    ok,
+    one_line_error,
+    run_files,
+    stores_under,
+    tree,
+    vlm_lam,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -65,12 +76,21 @@ def test_embed(world, small_disk, tmp_path, faults):
     ok(vlm_lam(["embed", "--episodes", episodes, *EMBED], cli_env(world.env["VLMLAM_TWINS"], VLMLAM_CACHE=str(ref))))
     fill(40_000)  # the store takes ~76 KB
     faults.inject("disk full during embed")
-    _full(vlm_lam(["embed", "--episodes", episodes, *EMBED],
-                  cli_env(world.env["VLMLAM_TWINS"], VLMLAM_CACHE=str(mnt / "cache"))), mnt)
+    _full(
+        vlm_lam(
+            ["embed", "--episodes", episodes, *EMBED],
+            cli_env(world.env["VLMLAM_TWINS"], VLMLAM_CACHE=str(mnt / "cache")),
+        ),
+        mnt,
+    )
     roomy = tmp_path / "roomy"
     shutil.copytree(mnt / "cache", roomy / "cache")
-    ok(vlm_lam(["embed", "--episodes", episodes, *EMBED],
-               cli_env(world.env["VLMLAM_TWINS"], VLMLAM_CACHE=str(roomy / "cache"))))
+    ok(
+        vlm_lam(
+            ["embed", "--episodes", episodes, *EMBED],
+            cli_env(world.env["VLMLAM_TWINS"], VLMLAM_CACHE=str(roomy / "cache")),
+        )
+    )
     assert stores_under(roomy / "cache" / "embeddings") == stores_under(ref / "embeddings")
     faults.recovered()
 
@@ -99,7 +119,11 @@ def test_eval(world, small_disk, tmp_path, faults):
     _full(vlm_lam(["eval", on_disk.run, *EVAL], on_disk.env), mnt)
     roomy = tmp_path / "roomy"
     shutil.copytree(mnt / "w", roomy)
-    ok(vlm_lam(["eval", roomy / "runs" / world.run.name, *EVAL],
-               cli_env(world.env["VLMLAM_TWINS"], VLMLAM_CACHE=str(roomy / "cache"), VLMLAM_RUNS=str(roomy / "runs"))))
+    ok(
+        vlm_lam(
+            ["eval", roomy / "runs" / world.run.name, *EVAL],
+            cli_env(world.env["VLMLAM_TWINS"], VLMLAM_CACHE=str(roomy / "cache"), VLMLAM_RUNS=str(roomy / "runs")),
+        )
+    )
     assert eval_results(roomy / "runs" / world.run.name) == eval_results(ref.run)
     faults.recovered()

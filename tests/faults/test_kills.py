@@ -12,21 +12,43 @@ import signal
 import time
 
 import pytest
-
-from conftest import (COLLECT, EMBED, EVAL, LAM, cli_env, eval_results, killed, ok, run_files, start, stores_under,
-                      tree, vlm_lam)
+from conftest import (
+    COLLECT,
+    EMBED,
+    EVAL,
+    LAM,
+    cli_env,
+    eval_results,
+    killed,
+    ok,
+    run_files,
+    start,
+    stores_under,
+    tree,
+    vlm_lam,
+)
 
 pytestmark = pytest.mark.slow
 
 COLLECT_POINTS = ["collect.plan:2", "store.created:1", "collect.created:1", "collect.chunk:2", "collect.chunk:7"]
 EMBED_POINTS = ["store.created:1", "embed.chunk:1", "embed.chunk:4", "embed.chunk:7", "embed.finalize:1"]
 # train-lam's atomic writes, in order: config.json, checkpoint, metrics, latents, probe, done
-TRAIN_POINTS = ["atomic.before_rename:1", "train.fit:1", "atomic.before_rename:2", "atomic.before_rename:4",
-                "atomic.before_rename:6"]
+TRAIN_POINTS = [
+    "atomic.before_rename:1",
+    "train.fit:1",
+    "atomic.before_rename:2",
+    "atomic.before_rename:4",
+    "atomic.before_rename:6",
+]
 # a sweep of two shape groups x two seeds: group 1 writes 2 configs, then 5 files per member (3..12)
 SWEEP_GRID = "seed=0,1 latent_dim=8,12"
-SWEEP_POINTS = ["train.fit:1", "atomic.before_rename:5", "atomic.before_rename:12", "train.fit:2",
-                "atomic.before_rename:19"]
+SWEEP_POINTS = [
+    "train.fit:1",
+    "atomic.before_rename:5",
+    "atomic.before_rename:12",
+    "train.fit:2",
+    "atomic.before_rename:19",
+]
 
 
 def _kill_then_resume(args, env, point, faults, what):

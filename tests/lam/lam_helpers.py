@@ -7,8 +7,17 @@ def tiny_config(**kw):
     """A LAM small enough to train in about a second on the factory's 16 px frames."""
     from lam.config import LAMConfig
 
-    base = dict(target="state", latent_dim=8, steps=20, batch_size=16, img_size=16, channels=(8, 16), hidden=32,
-                pixel_target_size=8, log_every=5)
+    base = dict(
+        target="state",
+        latent_dim=8,
+        steps=20,
+        batch_size=16,
+        img_size=16,
+        channels=(8, 16),
+        hidden=32,
+        pixel_target_size=8,
+        log_every=5,
+    )
     base.update(kw)
     return LAMConfig(**base)
 
@@ -16,4 +25,6 @@ def tiny_config(**kw):
 def quiet_opts(tmp_path, **kw):
     from lam.train import TrainOptions
 
-    return TrainOptions(runs=str(tmp_path / "runs"), cache=str(tmp_path / "cache"), progress=False, accelerator="cpu", **kw)
+    return TrainOptions(
+        runs=str(tmp_path / "runs"), cache=str(tmp_path / "cache"), progress=False, accelerator="cpu", **kw
+    )

@@ -10,9 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from factories import fill_store
 
 from cache_schemas import DistractorSpec, EpisodeSpec, EpisodeStore, TaskInfo
-from factories import fill_store
 
 TASKS = (TaskInfo("reach-v3", "reach a goal", "goal"), TaskInfo("push-v3", "push the puck", "puck"))
 
@@ -28,9 +28,14 @@ def make_synthetic_store(
     name: str = "synthetic",
 ) -> EpisodeStore:
     rng = np.random.default_rng(seed)
-    spec = EpisodeSpec(tasks=tuple(t.name for t in TASKS), episodes_per_task=episodes_per_task,
-                       resolution=resolution, seed=seed, chunk_frames=64,
-                       distractors=DistractorSpec(kinds=("video",) if background else (), opacity=background))
+    spec = EpisodeSpec(
+        tasks=tuple(t.name for t in TASKS),
+        episodes_per_task=episodes_per_task,
+        resolution=resolution,
+        seed=seed,
+        chunk_frames=64,
+        distractors=DistractorSpec(kinds=("video",) if background else (), opacity=background),
+    )
     n_ep = spec.n_episodes
     lengths = np.full(n_ep, length, np.int64)
     n = int(lengths.sum())
@@ -41,7 +46,7 @@ def make_synthetic_store(
     frames = np.empty((n, resolution, resolution, 3), np.uint8)
     clean = np.empty_like(frames)
     starts = np.arange(n_ep) * length
-    for e, s in enumerate(starts):
+    for s in starts:
         x, y, r, b = rng.uniform(0.3, 0.7), rng.uniform(0.3, 0.7), 0.1, 0.5
         phase = rng.uniform(0, 2 * np.pi, size=2)
         freq = rng.uniform(2, 5, size=2) * 2 * np.pi
@@ -63,5 +68,3 @@ def make_synthetic_store(
             r, b = np.clip(r + 0.02 * a[2], 0.05, 0.2), np.clip(b + 0.25 * a[3], 0.0, 1.0)
             phase = phase + rng.uniform(-1.5, 1.5, size=2)  # the background drifts unpredictably
     return fill_store(store, frames, clean, actions, states, lengths, episodes_per_task)
-
-

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from lam_helpers import quiet_opts
+
 from lam.config import LAMConfig
 from lam.rundir import load_latents
 from lam.train import train_configs
@@ -27,8 +27,15 @@ def run_cli(args: list[str], timeout: float) -> tuple[int, str, str]:
     other rank is a child of rank 0) is killed, so a stuck collective cannot hang the session."""
     env = {k: v for k, v in os.environ.items() if k not in LAUNCH_VARS}
     env.update(OMP_NUM_THREADS="1", PYTHONPATH=os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]))
-    proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", *args], cwd=REPO, env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pipeline.cli", *args],
+        cwd=REPO,
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
     try:
         out, err = proc.communicate(timeout=timeout)  # EOF only once every rank has closed the pipes
     except subprocess.TimeoutExpired:
@@ -47,10 +54,34 @@ def losses(run: Path) -> dict[int, float]:
 def test_two_ddp_ranks_on_cpu_write_one_complete_run_folder(episode_store_factory, tmp_path):
     store = episode_store_factory()
     cfg = LAMConfig(target="state", latent_dim=8, steps=12, batch_size=16, img_size=16)
-    args = ["train-lam", "--target", "state", "--latent-dim", "8", "--steps", "12", "--batch-size", "16",
-            "--img-size", "16", "--episodes", str(store.path), "--runs", str(tmp_path / "runs"),
-            "--cache", str(tmp_path / "cache"), "--run", "ddp", "--quiet",
-            "--accelerator", "cpu", "--devices", "2", "--strategy", "ddp"]
+    args = [
+        "train-lam",
+        "--target",
+        "state",
+        "--latent-dim",
+        "8",
+        "--steps",
+        "12",
+        "--batch-size",
+        "16",
+        "--img-size",
+        "16",
+        "--episodes",
+        str(store.path),
+        "--runs",
+        str(tmp_path / "runs"),
+        "--cache",
+        str(tmp_path / "cache"),
+        "--run",
+        "ddp",
+        "--quiet",
+        "--accelerator",
+        "cpu",
+        "--devices",
+        "2",
+        "--strategy",
+        "ddp",
+    ]
     rc, out, err = run_cli(args, TIMEOUT_S)
     assert rc == 0, f"stdout:\n{out[-2000:]}\nstderr:\n{err[-4000:]}"
     # two ranks really ran (Lightning's own banner, e.g. the backend line, is dropped by --quiet)

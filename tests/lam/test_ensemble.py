@@ -2,8 +2,8 @@
 
 import numpy as np
 import torch
-
 from lam_helpers import quiet_opts, tiny_config
+
 from lam.ensemble import MemberAdam, looped, member_state, stack_members, vmapped
 from lam.model import build_lam
 from lam.rundir import load_latents
@@ -48,8 +48,11 @@ def test_vmapped_forward_equals_each_model():
 
 def test_ensemble_member_equals_the_same_config_trained_alone(episode_store_factory, tmp_path):
     store = episode_store_factory()
-    cfgs = [tiny_config(seed=0, lr=1e-3), tiny_config(seed=1, lr=3e-3, k=2, augment=True),
-            tiny_config(seed=2, lr=2e-3, augment=True)]
+    cfgs = [
+        tiny_config(seed=0, lr=1e-3),
+        tiny_config(seed=1, lr=3e-3, k=2, augment=True),
+        tiny_config(seed=2, lr=2e-3, augment=True),
+    ]
     cfgs = [c.with_(augment=True) for c in cfgs]  # same shape: only seed, lr, k differ
     ens = train_configs(cfgs, store, quiet_opts(tmp_path / "ens", ensemble="vmap"), echo=lambda s: None)
     alone = train_configs([cfgs[1]], store, quiet_opts(tmp_path / "alone", ensemble="vmap"), echo=lambda s: None)

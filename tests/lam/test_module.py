@@ -6,8 +6,8 @@ import csv
 import numpy as np
 import pytest
 import torch
-
 from lam_helpers import quiet_opts, tiny_config
+
 from lam.data import read_frames, stack_index, transition_rows
 from lam.module import BatchSampler, Placement, TrainingData, plan_placement
 from lam.rundir import load_latents
@@ -28,14 +28,22 @@ def test_placement_keeps_data_on_the_device_only_within_the_budget():
 def sampler_data(store, configs):
     table = store.episodes()
     rows, counts = TrainingData.member_rows([transition_rows(table, c.k) for c in configs])
-    return TrainingData(read_frames(store, "frames", configs[0].img_size), load_target("state", store).values,
-                        torch.from_numpy(stack_index(table, configs[0].frame_stack)), rows, counts)
+    return TrainingData(
+        read_frames(store, "frames", configs[0].img_size),
+        load_target("state", store).values,
+        torch.from_numpy(stack_index(table, configs[0].frame_stack)),
+        rows,
+        counts,
+    )
 
 
 @pytest.mark.parametrize("augment", [False, True])
 def test_host_ram_fallback_draws_the_same_batches(episode_store_factory, augment):
     store = episode_store_factory()
-    configs = [tiny_config(k=1, frame_stack=2, augment=augment), tiny_config(k=3, seed=5, frame_stack=2, augment=augment)]
+    configs = [
+        tiny_config(k=1, frame_stack=2, augment=augment),
+        tiny_config(k=3, seed=5, frame_stack=2, augment=augment),
+    ]
     data = sampler_data(store, configs)
     cpu = torch.device("cpu")
     resident = BatchSampler(data, configs, cpu, plan_placement(data.nbytes(), cpu))

@@ -6,9 +6,9 @@ import json
 import shutil
 
 import pytest
+from lam_helpers import quiet_opts, tiny_config
 from typer.testing import CliRunner
 
-from lam_helpers import quiet_opts, tiny_config
 from lam.rundir import RunConflict, RunDamaged, RunDir, comparable, load_latents, read_verified
 from lam.train import train_configs
 from pipeline.cli import app
@@ -36,8 +36,13 @@ def test_a_moved_store_is_the_same_run(episode_store_factory, tmp_path):
 def test_done_records_every_files_digest_and_readers_check_it(episode_store_factory, tmp_path):
     res = _train(episode_store_factory(), tmp_path)
     done = json.loads((res.path / "done").read_text())
-    assert set(done["sha256"]) == {"config.json", "checkpoint.safetensors", "metrics.csv", "latents.safetensors",
-                                   "probe.json"}
+    assert set(done["sha256"]) == {
+        "config.json",
+        "checkpoint.safetensors",
+        "metrics.csv",
+        "latents.safetensors",
+        "probe.json",
+    }
     assert read_verified(res.path, "probe.json") == (res.path / "probe.json").read_bytes()
     probe = json.loads((res.path / "probe.json").read_text())
     probe["r2"] = probe["r2"] + 0.5  # a plausible value, still valid JSON: only the digest can tell
@@ -71,9 +76,31 @@ def test_a_full_disk_while_writing_the_checkpoint_is_one_line(episode_store_fact
         return real(path, *a, **kw)
 
     monkeypatch.setattr(rundir, "save_safetensors", full)
-    r = CliRunner().invoke(app, ["train-lam", "--episodes", str(store.path), "--target", "state", "--run", "r",
-                                 "--runs", str(tmp_path / "runs"), "--steps", "3", "--latent-dim", "8",
-                                 "--batch-size", "8", "--img-size", "16", "--accelerator", "cpu", "--quiet"])
+    r = CliRunner().invoke(
+        app,
+        [
+            "train-lam",
+            "--episodes",
+            str(store.path),
+            "--target",
+            "state",
+            "--run",
+            "r",
+            "--runs",
+            str(tmp_path / "runs"),
+            "--steps",
+            "3",
+            "--latent-dim",
+            "8",
+            "--batch-size",
+            "8",
+            "--img-size",
+            "16",
+            "--accelerator",
+            "cpu",
+            "--quiet",
+        ],
+    )
     assert r.exit_code == 2, r.output
     err = [line for line in r.output.splitlines() if line.startswith("error:")]
     assert err == [next(line for line in r.output.splitlines() if "disk full" in line)]

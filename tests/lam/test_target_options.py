@@ -4,10 +4,10 @@ train-lam, sweep and science train on them; --target wins; with neither, the def
 import json
 
 import pytest
+from lam_helpers import make_embeddings
 from typer.testing import CliRunner
 
 from cache_schemas.embeddings import EmbeddingSpec, embedding_store_path
-from lam_helpers import make_embeddings
 from lam.targets import TargetError, choose_targets, embedding_targets
 from pipeline.cli import app
 from pipeline.embed.pooling import default_pooling, parse_layers
@@ -30,17 +30,32 @@ def test_embedding_targets_mirror_the_embed_options():
     assert custom == "emb:molmo." + parse_prompts("custom:Look at the {object}, not the wall.")[0].name
 
 
-@pytest.mark.parametrize("vlm,prompt,pooling,layer", [
-    ("molmo", "ignore_distractors", None, None), ("qwen2.5-vl-7b", "none", None, "-1,-8"),
-    (None, "task", "mean_text", "-3"), ("clip", None, None, None),
-])
+@pytest.mark.parametrize(
+    "vlm,prompt,pooling,layer",
+    [
+        ("molmo", "ignore_distractors", None, None),
+        ("qwen2.5-vl-7b", "none", None, "-1,-8"),
+        (None, "task", "mean_text", "-3"),
+        ("clip", None, None, None),
+    ],
+)
 def test_each_alias_names_the_folder_embed_writes(vlm, prompt, pooling, layer, tmp_path):
     """The alias is the leading dotted parts of the store folder `embed` names for the same options."""
     [target] = embedding_targets(vlm, prompt, pooling, layer)
     prompt = prompt or "none"
-    spec = EmbeddingSpec(vlm=get_backbone(vlm or TWIN).name, hub_id="x", revision="0", dtype="float32",
-                         prompt=parse_prompts(prompt)[0].name, prompts=("p",), prompt_position="after",
-                         pooling=pooling or default_pooling(prompt), layers=parse_layers(layer or "-1"), image_size=16, dim=4)
+    spec = EmbeddingSpec(
+        vlm=get_backbone(vlm or TWIN).name,
+        hub_id="x",
+        revision="0",
+        dtype="float32",
+        prompt=parse_prompts(prompt)[0].name,
+        prompts=("p",),
+        prompt_position="after",
+        pooling=pooling or default_pooling(prompt),
+        layers=parse_layers(layer or "-1"),
+        image_size=16,
+        dim=4,
+    )
     parts = target.removeprefix("emb:").split(".")
     assert embedding_store_path(spec, "f" * 64, tmp_path).name.split(".")[: len(parts)] == parts
 
@@ -78,7 +93,17 @@ def embedded(episode_store_factory, tmp_path):
 
 
 def _args(store, cache, runs):
-    return ["--episodes", str(store.path), "--runs", str(runs), "--cache", str(cache), "--quiet", "--accelerator", "cpu"]
+    return [
+        "--episodes",
+        str(store.path),
+        "--runs",
+        str(runs),
+        "--cache",
+        str(cache),
+        "--quiet",
+        "--accelerator",
+        "cpu",
+    ]
 
 
 SMALL = ["--steps", "2", "--batch-size", "8", "--img-size", "16", "--latent-dim", "4"]
@@ -131,8 +156,9 @@ def test_sweep_takes_a_prompt_list_as_a_grid_axis(embedded, tmp_path):
 def test_science_adds_the_embedding_row(embedded, tmp_path):
     store, cache = embedded
     runs = tmp_path / "runs"
-    r = CliRunner().invoke(app, ["science", "--seeds", "0", "--steps", "2", "--vlm", TWIN, "--prompt", "task",
-                                 *_args(store, cache, runs)])
+    r = CliRunner().invoke(
+        app, ["science", "--seeds", "0", "--steps", "2", "--vlm", TWIN, "--prompt", "task", *_args(store, cache, runs)]
+    )
     assert r.exit_code in (0, 1), r.output  # 1: the check failed (two steps learn nothing); the rows are what matter
     table = r.output.split("science check on")[-1]
     for row in ("pixels ", "pixels-clean", "state", f"emb:{TWIN}.task"):

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
-
 from lam_helpers import make_embeddings
+
 from lam.targets import TargetError, load_target, normalise
 
 

@@ -4,9 +4,9 @@ import json
 
 import numpy as np
 import pytest
+from lam_helpers import quiet_opts, tiny_config
 from typer.testing import CliRunner
 
-from lam_helpers import quiet_opts, tiny_config
 from lam.config import ConfigError, LAMConfig
 from lam.rundir import RunConflict, load_latents
 from lam.sweep import expand, parse_grid
@@ -18,7 +18,14 @@ def test_run_folder_holds_what_eval_needs(episode_store_factory, tmp_path):
     store = episode_store_factory()
     (res,) = train_configs([tiny_config(k=2)], store, quiet_opts(tmp_path), echo=lambda s: None)
     files = {p.name for p in res.path.iterdir()}
-    assert {"config.json", "checkpoint.safetensors", "metrics.csv", "latents.safetensors", "probe.json", "done"} <= files
+    assert {
+        "config.json",
+        "checkpoint.safetensors",
+        "metrics.csv",
+        "latents.safetensors",
+        "probe.json",
+        "done",
+    } <= files
     cfg = json.loads((res.path / "config.json").read_text())
     assert cfg["episodes"]["fingerprint"] == store.fingerprint and cfg["config"]["k"] == 2
     lat = load_latents(res.path)
@@ -55,12 +62,12 @@ def test_the_fdm_relies_on_the_latent_action(tmp_path):
     """After training, the FDM's prediction of frame t+1 needs this transition's z: swapping in
     the z of other transitions makes it much worse (z carries what happened, not noise)."""
     import torch
+    from lam_synthetic import make_synthetic_store
     from safetensors.torch import load_file
 
     from lam.data import read_frames, transition_rows
     from lam.model import build_lam
     from lam.targets import load_target
-    from lam_synthetic import make_synthetic_store
 
     store = make_synthetic_store(tmp_path, episodes_per_task=4, length=16, resolution=16)
     cfg = tiny_config(target="state", batch_size=32, lr=3e-3, steps=120)
@@ -73,8 +80,14 @@ def test_the_fdm_relies_on_the_latent_action(tmp_path):
     with torch.no_grad():
         z = model.idm(frames[rows], frames[rows + 1])
         own = (model.fdm(frames[rows], z) - target[rows + 1]).pow(2).mean()
-        swapped = (model.fdm(frames[rows], z[torch.randperm(len(z), generator=torch.Generator().manual_seed(0))])
-                   - target[rows + 1]).pow(2).mean()
+        swapped = (
+            (
+                model.fdm(frames[rows], z[torch.randperm(len(z), generator=torch.Generator().manual_seed(0))])
+                - target[rows + 1]
+            )
+            .pow(2)
+            .mean()
+        )
     assert own < 0.5 * swapped, (own, swapped)
     assert res.final_loss < 0.5 * float(json_first_loss(res.path))
 
@@ -98,7 +111,15 @@ def test_bad_input_gives_clear_errors():
 def test_cli_reports_bad_input_and_missing_stores(episode_store_factory, tmp_path):
     store = episode_store_factory()
     runner = CliRunner()
-    base = ["--episodes", str(store.path), "--runs", str(tmp_path / "runs"), "--cache", str(tmp_path / "cache"), "--quiet"]
+    base = [
+        "--episodes",
+        str(store.path),
+        "--runs",
+        str(tmp_path / "runs"),
+        "--cache",
+        str(tmp_path / "cache"),
+        "--quiet",
+    ]
     r = runner.invoke(app, ["train-lam", "--target", "emb:molmo.ignore_distractors", *base])
     assert r.exit_code == 2 and "no embedding store matches alias 'molmo.ignore_distractors'" in r.output
     r = runner.invoke(app, ["train-lam", "--latent-dim", "-3", *base])
@@ -112,8 +133,26 @@ def test_cli_reports_bad_input_and_missing_stores(episode_store_factory, tmp_pat
 def test_cli_sweep_trains_same_shape_configs_together(episode_store_factory, tmp_path):
     store = episode_store_factory()
     runs = tmp_path / "runs"
-    args = ["sweep", "--grid", "latent_dim=4,8 seed=0,1", "--target", "state", "--steps", "3", "--batch-size", "8",
-            "--img-size", "16", "--episodes", str(store.path), "--runs", str(runs), "--quiet", "--accelerator", "cpu"]
+    args = [
+        "sweep",
+        "--grid",
+        "latent_dim=4,8 seed=0,1",
+        "--target",
+        "state",
+        "--steps",
+        "3",
+        "--batch-size",
+        "8",
+        "--img-size",
+        "16",
+        "--episodes",
+        str(store.path),
+        "--runs",
+        str(runs),
+        "--quiet",
+        "--accelerator",
+        "cpu",
+    ]
     r = CliRunner().invoke(app, args)
     assert r.exit_code == 0, r.output
     assert r.output.count("training 2 model(s) together") == 2  # one ensemble per latent size

@@ -107,9 +107,16 @@ def test_a_script_that_collects_at_its_top_level_fails_fast_and_says_why(tmp_pat
         "from pipeline.collect.collect import CollectOptions, build_spec, collect\n"
         "spec = build_spec('demo', tasks='reach', episodes_per_task=2, resolution=16, max_steps=5, chunk_frames=4,"
         " quality='fast')\n"
-        f"collect(spec, CollectOptions(out=Path({str(tmp_path / 'store')!r}), workers=2, progress=False))\n")
-    r = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=180,
-                       env=dict(os.environ, PYTHONPATH=str(root)))
+        f"collect(spec, CollectOptions(out=Path({str(tmp_path / 'store')!r}), workers=2, progress=False))\n"
+    )
+    r = subprocess.run(
+        [sys.executable, str(script)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env=dict(os.environ, PYTHONPATH=str(root)),
+    )
     assert r.returncode != 0
     assert "is importing your script" in r.stderr  # the worker's own error
     assert 'if my_sweep.py calls vlm-lam at its top level, put that call under `if __name__ == "__main__":`' in r.stderr

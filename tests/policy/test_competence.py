@@ -15,13 +15,19 @@ from cache_schemas import DistractorSpec, EpisodeSpec, EpisodeStore
 from pipeline.collect.collect import CollectOptions, collect
 from policy.config import EvalConfig
 from policy.evaluate import rollout_jobs
-from policy.nets import PolicyNet
 from policy.rollout import run_job
 from policy.training import Split, train_method
 
 TASK = "door-open-v3"
-SPEC = EpisodeSpec(tasks=(TASK,), episodes_per_task=22, resolution=64, quality="fast", max_steps=110,
-                   chunk_frames=256, distractors=DistractorSpec(kinds=("video", "correlated")))
+SPEC = EpisodeSpec(
+    tasks=(TASK,),
+    episodes_per_task=22,
+    resolution=64,
+    quality="fast",
+    max_steps=110,
+    chunk_frames=256,
+    distractors=DistractorSpec(kinds=("video", "correlated")),
+)
 CFG = EvalConfig(labelled=2, heldout=2, rollouts=6, methods=("bc-all",), policy_steps=1500, batch_size=64, gifs=0)
 
 

@@ -27,8 +27,18 @@ SPEC = EpisodeSpec(
     chunk_frames=16,
     distractors=DistractorSpec(kinds=("video", "correlated")),
 )
-FAST = EvalConfig(labelled=1, heldout=1, rollouts=2, max_steps=6, policy_steps=10, decoder_steps=10, batch_size=16,
-                  hidden=16, gifs=1, net=PolicyNet(img_size=16, space_to_depth=1, channels=(8, 16), hidden=32))
+FAST = EvalConfig(
+    labelled=1,
+    heldout=1,
+    rollouts=2,
+    max_steps=6,
+    policy_steps=10,
+    decoder_steps=10,
+    batch_size=16,
+    hidden=16,
+    gifs=1,
+    net=PolicyNet(img_size=16, space_to_depth=1, channels=(8, 16), hidden=32),
+)
 
 
 @pytest.fixture(scope="module")
@@ -56,15 +66,22 @@ def test_wilson_interval():
 
 def test_rollout_success_is_metaworlds_flag():
     """An open-loop replay of the expert's actions succeeds when and only when MetaWorld says so."""
+    from cache_schemas.fingerprint import canonical_json
     from pipeline.sim.env import make_env, make_expert, simulate
     from policy.rollout import RolloutJob, run_job
-    from cache_schemas.fingerprint import canonical_json
 
     task, seed = "button-press-topdown-v3", 7
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        rec = simulate(make_env(task), make_expert(task), seed, np.random.default_rng(0), action_noise=0.0,
-                       max_steps=200, success_margin=0)
+        rec = simulate(
+            make_env(task),
+            make_expert(task),
+            seed,
+            np.random.default_rng(0),
+            action_noise=0.0,
+            max_steps=200,
+            success_margin=0,
+        )
     assert not [w for w in caught if "may be too high" in str(w.message)]  # the expert's per-step noise
     first = int(np.argmax(rec.success))
     assert rec.success[first] and not rec.success[:first].any()
@@ -97,7 +114,7 @@ def test_eval_end_to_end_resume_and_refusals(trained_run):
     runs = str(root / "runs")
     res = evaluate(run, FAST, runs=runs, progress=False, echo=lambda s: None)
     assert set(res["methods"]) == {"latent", "bc-labelled", "bc-all"}
-    for m, r in res["methods"].items():
+    for r in res["methods"].values():
         assert r["overall"]["episodes"] == 4 and set(r["per_task"]) == set(SPEC.tasks)
         assert 0.0 <= r["overall"]["success_rate"] <= 1.0
     assert json.loads((run / "eval" / "results.json").read_text()) == res
@@ -112,7 +129,7 @@ def test_eval_end_to_end_resume_and_refusals(trained_run):
     assert held["decoder_on_idm"]["n"] == held["decoder_on_policy"]["n"] > 0
     assert res["methods"]["latent"]["diagnostics"] == latent
     assert res["methods"]["bc-all"]["diagnostics"]["heldout"]["bc"]["r2"] is not None
-    for m, r in res["methods"].items():
+    for r in res["methods"].values():
         assert sum(r["overall"]["phases"].values()) == 4
         assert r["overall"]["phases"]["success"] == r["overall"]["successes"]
     episodes = json.loads((run / "eval" / "tasks" / "latent.reach-v3.json").read_text())
@@ -205,7 +222,9 @@ def test_eval_refuses_a_distractor_folder_with_other_content(tmp_path):
     for i in range(3):
         (videos / f"clip{i}").mkdir(parents=True)
         (videos / f"clip{i}" / "00000.png").write_bytes(b"x" * (i + 1))
-    spec = SimpleNamespace(distractors=replace(DistractorSpec(), video_source="dir", video_digest=folder_digest(videos)))
+    spec = SimpleNamespace(
+        distractors=replace(DistractorSpec(), video_source="dir", video_digest=folder_digest(videos))
+    )
     store = SimpleNamespace(spec=spec, path=tmp_path / "ep", store=SimpleNamespace(info={"video_dir": str(videos)}))
     assert distractor_dir(store, None) == str(videos)
     (videos / "clip0" / "00000.png").write_bytes(b"changed")

@@ -11,8 +11,17 @@ from lam.rundir import RUN_SCHEMA
 from pipeline.cli import app
 from policy.config import EvalConfig
 from policy.evaluate import EvalError
-from policy.pending import (EVALUATED, EVALUATED_BEFORE, FAILED, OTHER_CONFIG, UNTRAINED, evaluate_pending,
-                            evaluated_runs, run_folders, summary_table)
+from policy.pending import (
+    EVALUATED,
+    EVALUATED_BEFORE,
+    FAILED,
+    OTHER_CONFIG,
+    UNTRAINED,
+    evaluate_pending,
+    evaluated_runs,
+    run_folders,
+    summary_table,
+)
 
 CFG = EvalConfig(rollouts=2).to_dict()
 
@@ -20,8 +29,9 @@ CFG = EvalConfig(rollouts=2).to_dict()
 def make_run(root, name, *, done=True, target="state"):
     run = root / name
     run.mkdir(parents=True)
-    (run / "config.json").write_text(json.dumps({"schema": RUN_SCHEMA, "config": {"target": target, "latent_dim": 8},
-                                                 "target": {"kind": target}}))
+    (run / "config.json").write_text(
+        json.dumps({"schema": RUN_SCHEMA, "config": {"target": target, "latent_dim": 8}, "target": {"kind": target}})
+    )
     (run / "probe.json").write_text(json.dumps({"r2": 0.25, "per_task": {}}))
     if done:
         (run / "done").write_text("")
@@ -33,7 +43,9 @@ def write_eval(run, cfg=CFG, success=0.5):
     (run / "eval").mkdir(exist_ok=True)
     (run / "eval" / "config.json").write_text(json.dumps({"schema": "lam-eval/1", "eval": cfg}))
     overall = {"success_rate": success, "successes": 1, "episodes": 2, "ci95": [0.1, 0.9]}
-    (run / "eval" / "results.json").write_text(json.dumps({"methods": {"latent": {"overall": overall, "per_task": {}}}}))
+    (run / "eval" / "results.json").write_text(
+        json.dumps({"methods": {"latent": {"overall": overall, "per_task": {}}}})
+    )
 
 
 @pytest.fixture
@@ -55,20 +67,32 @@ def fake_evaluate(calls):
     def one(run):
         calls.append(run.name)
         if run.name == "f-broken":
-            raise EvalError(f"the episode store this run was trained on is missing: /gone\nmore detail")
+            raise EvalError("the episode store this run was trained on is missing: /gone\nmore detail")
         write_eval(run)
+
     return one
 
 
 def test_only_runs_without_a_finished_eval_are_evaluated_in_name_order(runs_root):
-    assert [p.name for p in run_folders(runs_root)] == ["a-pending", "b-pending", "c-evaluated", "d-other-options",
-                                                        "e-untrained", "f-broken"]
+    assert [p.name for p in run_folders(runs_root)] == [
+        "a-pending",
+        "b-pending",
+        "c-evaluated",
+        "d-other-options",
+        "e-untrained",
+        "f-broken",
+    ]
     calls, lines = [], []
     outcomes = evaluate_pending(runs_root, CFG, fake_evaluate(calls), echo=lines.append)
     assert calls == ["a-pending", "b-pending", "f-broken"]  # a failure does not stop the loop
     assert {o.run.name: o.status for o in outcomes} == {
-        "a-pending": EVALUATED, "b-pending": EVALUATED, "c-evaluated": EVALUATED_BEFORE,
-        "d-other-options": OTHER_CONFIG, "e-untrained": UNTRAINED, "f-broken": FAILED}
+        "a-pending": EVALUATED,
+        "b-pending": EVALUATED,
+        "c-evaluated": EVALUATED_BEFORE,
+        "d-other-options": OTHER_CONFIG,
+        "e-untrained": UNTRAINED,
+        "f-broken": FAILED,
+    }
     assert lines[0] == f"6 run(s) under {runs_root}: 3 to evaluate" and "[3/3]" in lines[3]
     assert "error: " in lines[-1] and "missing: /gone" in lines[-1]
 

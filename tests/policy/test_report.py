@@ -14,25 +14,49 @@ def fake_run(root, name, target, r2, success, per_task, emb=None, store="fp-a", 
     run.mkdir(parents=True)
     tgt = {"kind": "emb", "vlm": emb[0], "prompt": emb[1], "path": "x"} if emb else {"kind": target}
     (run / "config.json").write_text(json.dumps({"config": {"target": target, "latent_dim": 32}, "target": tgt}))
-    (run / "probe.json").write_text(json.dumps({"r2": r2, "per_task": {t: {"r2": r2, "mse": 0.1, "n": 5} for t in per_task}}))
+    (run / "probe.json").write_text(
+        json.dumps({"r2": r2, "per_task": {t: {"r2": r2, "mse": 0.1, "n": 5} for t in per_task}})
+    )
     if not evaluated:
         return run
     (run / "eval").mkdir()
-    phases = {"success": 1, "moved the object, not finished": 1, "reached the object, did not move it": 1,
-              "never reached the object": 1}
+    phases = {
+        "success": 1,
+        "moved the object, not finished": 1,
+        "reached the object, did not move it": 1,
+        "never reached the object": 1,
+    }
     bc_all = 0.9 if store == "fp-a" else 0.3
     methods = {
-        "latent": {"overall": {"success_rate": success, "successes": 1, "episodes": 4, "ci95": [0.05, 0.7],
-                               "first_success_mean": 80.0, "phases": phases},
-                   "per_task": {t: {"success_rate": v} for t, v in per_task.items()},
-                   "diagnostics": {"curves": {"policy": CURVE, "decoder": CURVE},
-                                   "heldout": {"decoder_on_policy": {"r2": 0.41}, "decoder_on_idm": {"r2": 0.77},
-                                               "policy_latent_r2": 0.5}}},
-        "bc-all": {"overall": {"success_rate": bc_all, "successes": 9, "episodes": 10, "ci95": [0.6, 0.98]},
-                   "per_task": {}, "diagnostics": {"curves": {"policy": CURVE}, "heldout": {"bc": {"r2": 0.8}}}},
+        "latent": {
+            "overall": {
+                "success_rate": success,
+                "successes": 1,
+                "episodes": 4,
+                "ci95": [0.05, 0.7],
+                "first_success_mean": 80.0,
+                "phases": phases,
+            },
+            "per_task": {t: {"success_rate": v} for t, v in per_task.items()},
+            "diagnostics": {
+                "curves": {"policy": CURVE, "decoder": CURVE},
+                "heldout": {"decoder_on_policy": {"r2": 0.41}, "decoder_on_idm": {"r2": 0.77}, "policy_latent_r2": 0.5},
+            },
+        },
+        "bc-all": {
+            "overall": {"success_rate": bc_all, "successes": 9, "episodes": 10, "ci95": [0.6, 0.98]},
+            "per_task": {},
+            "diagnostics": {"curves": {"policy": CURVE}, "heldout": {"bc": {"r2": 0.8}}},
+        },
     }
-    body = {"methods": methods, "split": split, "horizon": 150, "rollouts_per_task": 10, "labelled": 2,
-            "episodes": {"path": "p", "fingerprint": store}}
+    body = {
+        "methods": methods,
+        "split": split,
+        "horizon": 150,
+        "rollouts_per_task": 10,
+        "labelled": 2,
+        "episodes": {"path": "p", "fingerprint": store},
+    }
     (run / "eval" / "results.json").write_text(json.dumps(body))
     (run / "eval" / "config.json").write_text(json.dumps({"eval": {"rollouts": 10, "split": split}}))
     return run
@@ -42,8 +66,15 @@ def test_report_tables_and_plots(tmp_path):
     runs = [
         fake_run(tmp_path, "a", "pixels", 0.05, 0.25, {"reach-v3": 0.5, "push-v3": 0.0}),
         fake_run(tmp_path, "b", "state", 0.61, 0.75, {"reach-v3": 1.0, "push-v3": 0.5}),
-        fake_run(tmp_path, "c", "emb:tiny-qwen2_5_vl.task", 0.33, 0.5, {"reach-v3": 1.0, "push-v3": 0.0},
-                 emb=("tiny-qwen2_5_vl", "task")),
+        fake_run(
+            tmp_path,
+            "c",
+            "emb:tiny-qwen2_5_vl.task",
+            0.33,
+            0.5,
+            {"reach-v3": 1.0, "push-v3": 0.0},
+            emb=("tiny-qwen2_5_vl", "task"),
+        ),
     ]
     page = build_report(runs, tmp_path / "rep", title="t")
     text = page.read_text()
@@ -61,8 +92,10 @@ def test_report_tables_and_plots(tmp_path):
 
 
 def test_a_run_without_eval_is_not_evaluated_never_zero(tmp_path):
-    runs = [fake_run(tmp_path, "done", "state", 0.6, 0.5, {"reach-v3": 0.5}),
-            fake_run(tmp_path, "pending", "pixels", 0.1, None, {"reach-v3": 0.0}, evaluated=False)]
+    runs = [
+        fake_run(tmp_path, "done", "state", 0.6, 0.5, {"reach-v3": 0.5}),
+        fake_run(tmp_path, "pending", "pixels", 0.1, None, {"reach-v3": 0.0}, evaluated=False),
+    ]
     text = build_report(runs, tmp_path / "rep").read_text()
     assert "| pending | pixels | - | - | 32 | 0.100 | not evaluated | - |" in text
     assert "| pixels | 1 | 0.100 | not evaluated |" in text
@@ -72,8 +105,10 @@ def test_a_run_without_eval_is_not_evaluated_never_zero(tmp_path):
 
 
 def test_baselines_are_never_shown_beside_another_stores_runs(tmp_path):
-    runs = [fake_run(tmp_path, "a", "state", 0.6, 0.5, {"reach-v3": 0.5}, store="fp-a"),
-            fake_run(tmp_path, "b", "pixels", 0.1, 0.2, {"reach-v3": 0.0}, store="fp-b", split="train")]
+    runs = [
+        fake_run(tmp_path, "a", "state", 0.6, 0.5, {"reach-v3": 0.5}, store="fp-a"),
+        fake_run(tmp_path, "b", "pixels", 0.1, 0.2, {"reach-v3": 0.0}, store="fp-b", split="train"),
+    ]
     text = build_report(runs, tmp_path / "rep").read_text()
     assert "## Baselines of eval group G1 (runs a)" in text or "## Baselines of eval group G2 (runs a)" in text
     assert "(runs b)" in text and text.count("BC (all actions, upper bound) | ") == 2

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from cache_schemas import DistractorSpec, EpisodeSpec, EpisodeStore
-from pipeline.collect.collect import CollectOptions, collect, PRESETS, simulate_episode
+from pipeline.collect.collect import PRESETS, CollectOptions, collect, simulate_episode
 
 TINY = EpisodeSpec(
     tasks=("reach-v3", "button-press-topdown-v3"),
@@ -60,10 +60,32 @@ def test_same_seed_gives_identical_bytes_and_workers_do_not_matter(tiny_store, t
 def test_resume_after_kill_9_is_byte_identical(tiny_store, tmp_path):
     out = tmp_path / "killed"
     cmd = [
-        sys.executable, "-m", "pipeline.cli", "collect", "--preset", "demo",
-        "--tasks", "reach,button-press-topdown", "--episodes-per-task", "2", "--resolution", "32",
-        "--quality", "fast", "--max-steps", "14", "--chunk-frames", "8", "--seed", "0",
-        "--distractors", "video,correlated", "--workers", "1", "--out", str(out),
+        sys.executable,
+        "-m",
+        "pipeline.cli",
+        "collect",
+        "--preset",
+        "demo",
+        "--tasks",
+        "reach,button-press-topdown",
+        "--episodes-per-task",
+        "2",
+        "--resolution",
+        "32",
+        "--quality",
+        "fast",
+        "--max-steps",
+        "14",
+        "--chunk-frames",
+        "8",
+        "--seed",
+        "0",
+        "--distractors",
+        "video,correlated",
+        "--workers",
+        "1",
+        "--out",
+        str(out),
     ]
     env = {**os.environ, "VLMLAM_TEST_KILL_AFTER_CHUNKS": "3"}
     first = subprocess.run(cmd, env=env, capture_output=True, text=True)
@@ -169,8 +191,9 @@ def test_restored_state_renders_exactly_like_the_stepped_one():
     from pipeline.sim.resources import scene_for
 
     env, scene = scene_for("push-v3", 32, False, TINY.camera, TINY.camera_pullback)
-    rec = simulate(env, make_expert("push-v3"), 5, np.random.default_rng(0), action_noise=0.1, max_steps=30,
-                   success_margin=0)
+    rec = simulate(
+        env, make_expert("push-v3"), 5, np.random.default_rng(0), action_noise=0.1, max_steps=30, success_margin=0
+    )
     # (t = 0 is left out: MetaWorld's reset leaves kinematics one substep stale until mj_forward)
     stepped = {t: scene.render(env.data) for t in replay(env, 5, rec.actions, rec.states, 30) if t in (1, 13, 29)}
     for t, (rgb, bg) in stepped.items():
@@ -182,7 +205,7 @@ def test_restored_state_renders_exactly_like_the_stepped_one():
 
 
 def test_resume_refuses_a_store_whose_episodes_no_longer_reproduce(tmp_path):
-    from pipeline.collect.collect import check_plan, assemble
+    from pipeline.collect.collect import assemble, check_plan
 
     spec = replace(TINY, tasks=("reach-v3",), episodes_per_task=1, max_steps=6)
     out = tmp_path / "s"

@@ -8,8 +8,22 @@ from typer.testing import CliRunner
 from pipeline.cli import app
 
 runner = CliRunner()
-TINY = ["--tasks", "reach", "--episodes-per-task", "1", "--resolution", "16", "--max-steps", "5",
-        "--chunk-frames", "4", "--quality", "fast", "--workers", "1"]
+TINY = [
+    "--tasks",
+    "reach",
+    "--episodes-per-task",
+    "1",
+    "--resolution",
+    "16",
+    "--max-steps",
+    "5",
+    "--chunk-frames",
+    "4",
+    "--quality",
+    "fast",
+    "--workers",
+    "1",
+]
 
 
 def run(*args):

@@ -6,21 +6,32 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from factories import fill_store
 from typer.testing import CliRunner
 
 from cache_schemas import DistractorSpec, EpisodeSpec, EpisodeStore, TaskInfo
-from factories import fill_store
 from pipeline.cli import app
 
 ROOT = Path(__file__).resolve().parents[3]
 
 
 def demo_store(cache: Path, seed: int) -> EpisodeStore:
-    spec = EpisodeSpec(tasks=("reach-v3",), episodes_per_task=2, resolution=8, seed=seed, chunk_frames=4,
-                       distractors=DistractorSpec(kinds=()))
+    spec = EpisodeSpec(
+        tasks=("reach-v3",),
+        episodes_per_task=2,
+        resolution=8,
+        seed=seed,
+        chunk_frames=4,
+        distractors=DistractorSpec(kinds=()),
+    )
     lengths = np.full(2, 5)
-    store = EpisodeStore.create(cache / "episodes" / f"demo.{spec.fingerprint()[:12]}", spec, lengths,
-                                [TaskInfo("reach-v3", "reach", "goal")], extra_info={"preset": "demo", "summary": "tiny"})
+    store = EpisodeStore.create(
+        cache / "episodes" / f"demo.{spec.fingerprint()[:12]}",
+        spec,
+        lengths,
+        [TaskInfo("reach-v3", "reach", "goal")],
+        extra_info={"preset": "demo", "summary": "tiny"},
+    )
     n = int(lengths.sum())
     frames = np.zeros((n, 8, 8, 3), np.uint8)
     return fill_store(store, frames, frames, np.zeros((n, 4), np.float32), np.zeros((n, 39), np.float32), lengths, 2)
@@ -53,8 +64,12 @@ def test_it_collects_when_the_cache_has_none_or_the_spec_is_given(tmp_path, monk
 
 
 def make_n(*args: str) -> str:
-    return subprocess.run(["make", "-n", "--no-print-directory", "-C", str(ROOT), "-o", ".venv/.installed", *args],
-                          capture_output=True, text=True, check=True).stdout
+    return subprocess.run(
+        ["make", "-n", "--no-print-directory", "-C", str(ROOT), "-o", ".venv/.installed", *args],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
 
 
 @pytest.mark.parametrize("target", ["embed", "train-lam", "sweep", "science", "eval"])

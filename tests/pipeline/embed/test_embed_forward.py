@@ -3,8 +3,7 @@
 import numpy as np
 import pytest
 import torch
-
-from embed_helpers import ENCODER_TWINS, VLM_TWINS, frames, load, reference, twins  # noqa: F401
+from embed_helpers import ENCODER_TWINS, VLM_TWINS, frames, load, reference
 
 TEXTS = [("Focus on the robot arm and the goal.", "Focus on the puck."), ("Describe the scene.", "open the drawer")]
 TASKS = np.array([0, 1, 0])
@@ -13,8 +12,15 @@ TASKS = np.array([0, 1, 0])
 def make(name, *, layers=(2, -1), pooling="last", position="after", prompts=TEXTS, share=True):
     from pipeline.embed.embedder import Embedder
 
-    return Embedder(load(name), layers=layers, pooling=pooling, position=position, prompts=prompts,
-                    device=torch.device("cpu"), share_prefix=share)
+    return Embedder(
+        load(name),
+        layers=layers,
+        pooling=pooling,
+        position=position,
+        prompts=prompts,
+        device=torch.device("cpu"),
+        share_prefix=share,
+    )
 
 
 @pytest.mark.parametrize("family", VLM_TWINS)
@@ -29,14 +35,17 @@ def test_vlm_matches_hidden_states_reference(twins, family):
         assert emb.depth == 4 and emb.layers == (2, 4)  # -1 is the final (normed) output
         inputs = emb.preprocessor()(x, TASKS)
         poolings = ("mean_image", "mean_all", "last", "mean_text")
-        refs = [reference(name, x, TASKS, TEXTS[p], layers=(2, 4), pooling=poolings, position=position) for p in range(2)]
+        refs = [
+            reference(name, x, TASKS, TEXTS[p], layers=(2, 4), pooling=poolings, position=position) for p in range(2)
+        ]
         for pooling in poolings:
             emb.pooling = pooling
             out = emb(inputs, TASKS)
             assert out.shape == (2, 3, emb.dim) and emb.dim == 2 * emb.hidden
             for p in range(2):
-                np.testing.assert_allclose(out[p], refs[p][pooling], rtol=1e-4, atol=1e-5,
-                                           err_msg=f"{position} {pooling} prompt {p}")
+                np.testing.assert_allclose(
+                    out[p], refs[p][pooling], rtol=1e-4, atol=1e-5, err_msg=f"{position} {pooling} prompt {p}"
+                )
 
 
 def test_truncation_stops_at_deepest_layer(twins):
@@ -63,10 +72,18 @@ def test_encoder_matches_hidden_states_reference(twins, family):
     np.testing.assert_allclose(out[0], ref, rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize("position,pooling,promptable", [
-    ("after", "mean_image", False), ("after", "last", True), ("after", "mean_all", True), ("after", "mean_text", True),
-    ("before", "mean_image", True), ("before", "last", True), ("before", "mean_text", True),
-])
+@pytest.mark.parametrize(
+    "position,pooling,promptable",
+    [
+        ("after", "mean_image", False),
+        ("after", "last", True),
+        ("after", "mean_all", True),
+        ("after", "mean_text", True),
+        ("before", "mean_image", True),
+        ("before", "last", True),
+        ("before", "mean_text", True),
+    ],
+)
 def test_promptable_poolings_change_with_prompt(twins, position, pooling, promptable):
     from pipeline.embed.pooling import promptable as rule
 

@@ -7,8 +7,6 @@ import warnings
 import pytest
 import torch
 
-from embed_helpers import twins  # noqa: F401
-
 SWEEP = dict(vlm="tiny-qwen25-vl", prompt="task,ignore_distractors", pooling="mean_text", num_workers=0, progress=False)
 
 
@@ -39,8 +37,14 @@ def test_loading_builds_only_the_blocks_the_layers_need(twins, capfd):
     full = load_backbone(get_backbone("tiny-qwen25-vl"), layers=(2, -1))
     assert (text_stack(full.model.model).depth, full.full_depth) == (4, None)
     with pytest.raises(ValueError, match=r"layer 9 out of range for a model with 4 blocks \(valid: -5..4\)"):
-        Embedder(load_backbone(get_backbone("tiny-qwen25-vl"), layers=(9,)), layers=(9,), pooling="last",
-                 position="after", prompts=[["x"]], device=torch.device("cpu"))
+        Embedder(
+            load_backbone(get_backbone("tiny-qwen25-vl"), layers=(9,)),
+            layers=(9,),
+            pooling="last",
+            position="after",
+            prompts=[["x"]],
+            device=torch.device("cpu"),
+        )
 
 
 def test_a_device_map_split_over_cpu_and_disk_gives_the_plain_vectors(twins, tmp_path, episode_store_factory):
@@ -82,15 +86,34 @@ def test_placement_options_are_checked_before_any_weights_load(tmp_path, episode
     from pipeline.cli import app
     from pipeline.embed.embed import EmbedConfig, EmbedError, parse_max_memory, plan, run_embed
 
-    assert parse_max_memory("0=20GiB, 1=18GB ,cpu=64GiB,disk=1000") == {0: "20GiB", 1: "18GB", "cpu": "64GiB", "disk": 1000}
+    assert parse_max_memory("0=20GiB, 1=18GB ,cpu=64GiB,disk=1000") == {
+        0: "20GiB",
+        1: "18GB",
+        "cpu": "64GiB",
+        "disk": 1000,
+    }
     for bad, msg in (("0:20GiB", "DEVICE=SIZE"), ("gpu0=1GiB", "valid: a GPU index"), ("cpu=lots", "not a size")):
         with pytest.raises(EmbedError, match=msg):
             plan(EmbedConfig(vlm="tiny-clip", pooling="mean_all", max_memory=bad))
     with pytest.raises(EmbedError, match="valid: auto, balanced, balanced_low_0, sequential"):
         plan(EmbedConfig(vlm="tiny-clip", pooling="mean_all", device_map="everywhere"))
     eps = episode_store_factory(episodes_per_task=1, length=4, chunk_frames=4)
-    r = CliRunner().invoke(app, ["embed", "--vlm", "tiny-clip", "--pooling", "mean_all", "--episodes", str(eps.path),
-                                 "--cache", str(tmp_path), "--max-memory", "cpu=lots"])
+    r = CliRunner().invoke(
+        app,
+        [
+            "embed",
+            "--vlm",
+            "tiny-clip",
+            "--pooling",
+            "mean_all",
+            "--episodes",
+            str(eps.path),
+            "--cache",
+            str(tmp_path),
+            "--max-memory",
+            "cpu=lots",
+        ],
+    )
     assert r.exit_code == 2 and "not a size" in r.output and "Traceback" not in r.output
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")  # two ranks on this machine would each map every GPU
     with pytest.raises(EmbedError, match="one process per machine"):
@@ -132,14 +155,18 @@ def test_out_of_memory_halves_the_batch_once_and_changes_no_byte(twins, tmp_path
     assert _run(eps, tmp_path / "b3", layers=(2, -1), batch_size=3) == unbroken
     passes = []
     real = embed_mod.batches_for
-    monkeypatch.setattr(embed_mod, "batches_for", lambda chunks, rng, b: passes.append((list(chunks), b)) or real(chunks, rng, b))
+    monkeypatch.setattr(
+        embed_mod, "batches_for", lambda chunks, rng, b: passes.append((list(chunks), b)) or real(chunks, rng, b)
+    )
     loader, seen = _oom_above(4)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         broken = _run(eps, tmp_path / "oom", loader, layers=(2, -1), batch_size=8)
     notes = [str(w.message) for w in caught if "out of memory" in str(w.message)]
-    assert notes == ["embed: out of memory at batch 8; batch 4 from chunk 1 on, for the rest of this run "
-                     "(same bytes; --batch-size 4 starts there)"]
+    assert notes == [
+        "embed: out of memory at batch 8; batch 4 from chunk 1 on, for the rest of this run "
+        "(same bytes; --batch-size 4 starts there)"
+    ]
     assert passes == [([0, 1, 2], 8), ([1, 2], 4)]
     assert seen == [8, 8, 4, 4, 4, 4]
     assert broken == unbroken

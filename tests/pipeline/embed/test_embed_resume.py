@@ -10,21 +10,42 @@ from pathlib import Path
 
 import pytest
 
-from embed_helpers import twins  # noqa: F401
-
 ROOT = Path(__file__).resolve().parents[3]
 BIN = Path(sys.executable).parent
 LAUNCH_TIMEOUT_S = 240
 
 
 def _env(twins_dir):
-    return dict(os.environ, VLMLAM_TWINS=str(twins_dir), OMP_NUM_THREADS="1", MKL_NUM_THREADS="1",
-                PYTHONPATH=str(ROOT), HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+    return dict(
+        os.environ,
+        VLMLAM_TWINS=str(twins_dir),
+        OMP_NUM_THREADS="1",
+        MKL_NUM_THREADS="1",
+        PYTHONPATH=str(ROOT),
+        HF_HUB_OFFLINE="1",
+        TOKENIZERS_PARALLELISM="false",
+    )
 
 
 def _embed(eps, cache, *extra):
-    return ["embed", "--vlm", "tiny-qwen25-vl", "--prompt", "task,ignore_distractors", "--pooling", "mean_text",
-            "--layer", "2,-1", "--episodes", str(eps), "--cache", str(cache), "--workers", "0", *extra]
+    return [
+        "embed",
+        "--vlm",
+        "tiny-qwen25-vl",
+        "--prompt",
+        "task,ignore_distractors",
+        "--pooling",
+        "mean_text",
+        "--layer",
+        "2,-1",
+        "--episodes",
+        str(eps),
+        "--cache",
+        str(cache),
+        "--workers",
+        "0",
+        *extra,
+    ]
 
 
 def _files(store: Path) -> dict[str, bytes]:
@@ -47,8 +68,15 @@ def _pids_with(marker: str) -> list[int]:
     return pids
 
 
-CFG = dict(vlm="tiny-qwen25-vl", prompt="task,ignore_distractors", pooling="mean_text", layers=(2, -1), batch_size=3,
-           num_workers=0, progress=False)
+CFG = dict(
+    vlm="tiny-qwen25-vl",
+    prompt="task,ignore_distractors",
+    pooling="mean_text",
+    layers=(2, -1),
+    batch_size=3,
+    num_workers=0,
+    progress=False,
+)
 
 
 @pytest.fixture(scope="module")
@@ -71,10 +99,29 @@ def test_two_ranks_through_accelerate_launch_equal_one_process(twins, tmp_path, 
     (`--multi_gpu`: accelerate's torchrun path, which runs CPU ranks too; its `--cpu` starts one)."""
     eps, ref = reference_run
     cache = tmp_path / "ranks"
-    launch = [str(BIN / "accelerate"), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-              "--main_process_port", "0", "--mixed_precision", "no", "--dynamo_backend", "no", str(BIN / "vlm-lam")]
-    r = subprocess.run([*launch, *_embed(eps.path, cache, "--batch-size", "3", "--quiet")], env=_env(twins),
-                       capture_output=True, text=True, timeout=LAUNCH_TIMEOUT_S)
+    launch = [
+        str(BIN / "accelerate"),
+        "launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--main_process_port",
+        "0",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        str(BIN / "vlm-lam"),
+    ]
+    r = subprocess.run(
+        [*launch, *_embed(eps.path, cache, "--batch-size", "3", "--quiet")],
+        env=_env(twins),
+        capture_output=True,
+        text=True,
+        timeout=LAUNCH_TIMEOUT_S,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     for rank in (0, 1):  # each rank embedded its half (20 chunks of 4 frames) and says so in one line
         assert f"embed rank {rank}/2: 40 frames in " in r.stderr, r.stderr[-3000:]
@@ -94,16 +141,27 @@ def test_a_failing_rank_stops_the_other_with_its_message(twins, tmp_path, refere
     blocker.mkdir(parents=True)
     (blocker / "notes.txt").write_text("not a store")
     start = time.monotonic()
-    r = subprocess.run([sys.executable, "-m", "pipeline.cli", *_embed(eps.path, cache, "--batch-size", "3", "--rank-timeout",
-                                                                      "600", "--num-processes", "2")],
-                       env=_env(twins), capture_output=True, text=True, timeout=LAUNCH_TIMEOUT_S)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pipeline.cli",
+            *_embed(eps.path, cache, "--batch-size", "3", "--rank-timeout", "600", "--num-processes", "2"),
+        ],
+        env=_env(twins),
+        capture_output=True,
+        text=True,
+        timeout=LAUNCH_TIMEOUT_S,
+    )
     assert time.monotonic() - start < 180
     assert r.returncode == 2, r.stderr[-3000:]
     errors = [line for line in r.stderr.splitlines() if line.startswith("error: ")]
     stopped = [e for e in errors if e.startswith("error: rank ")]
     assert any("is not a store" in e for e in errors if e not in stopped), errors  # rank 0's own
-    assert all(e.startswith("error: rank 1 stopped because rank 0 failed: StoreError") and "is not a store" in e
-               for e in stopped), errors
+    assert all(
+        e.startswith("error: rank 1 stopped because rank 0 failed: StoreError") and "is not a store" in e
+        for e in stopped
+    ), errors
     assert "Traceback" not in r.stderr
     assert sorted(p.name for p in blocker.iterdir()) == ["notes.txt"]  # left alone
     assert not list(cache.glob("embeddings/*/.progress/*"))  # no rank embedded anything
@@ -114,9 +172,22 @@ def test_kill_9_of_the_launcher_then_rerun_gives_identical_bytes(twins, tmp_path
     lose the store it hosted and stop by themselves; a rerun embeds only what is missing."""
     eps, ref = reference_run
     cache = tmp_path / "killed"
-    launcher = subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-                                 "-m", "pipeline.cli", *_embed(eps.path, cache, "--batch-size", "1")],
-                                env=_env(twins), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    launcher = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc-per-node",
+            "2",
+            "-m",
+            "pipeline.cli",
+            *_embed(eps.path, cache, "--batch-size", "1"),
+        ],
+        env=_env(twins),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.time() + LAUNCH_TIMEOUT_S
     while time.time() < deadline and launcher.poll() is None:
         if len(list(cache.glob("embeddings/*/.progress/*"))) >= 6:  # a few chunks in both stores
@@ -135,7 +206,9 @@ def test_kill_9_of_the_launcher_then_rerun_gives_identical_bytes(twins, tmp_path
     from cache_schemas.embeddings import EmbeddingStore
     from cache_schemas.store import Store
 
-    stores = [EmbeddingStore(Store.open(p)) for p in sorted((cache / "embeddings").iterdir()) if p.is_dir()]  # a killed run leaves its .lock beside
+    stores = [
+        EmbeddingStore(Store.open(p)) for p in sorted((cache / "embeddings").iterdir()) if p.is_dir()
+    ]  # a killed run leaves its .lock beside
     done_before = [s.done_chunks() for s in stores]
     assert all(not s.store.complete for s in stores) and any(done_before)
     # rerun in-process and record which chunks it computes

@@ -5,9 +5,8 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from embed_helpers import ENCODER_TWINS, VLM_TWINS, reference
 from typer.testing import CliRunner
-
-from embed_helpers import ENCODER_TWINS, VLM_TWINS, reference, twins  # noqa: F401
 
 
 def cfg(vlm, tmp_path, **kw):
@@ -26,8 +25,14 @@ def test_every_twin_family_end_to_end(twins, tmp_path, episode_store_factory, fa
 
     eps = episode_store_factory(episodes_per_task=1, length=6, chunk_frames=4)
     vlm = family in VLM_TWINS
-    c = cfg(f"tiny-{family}", tmp_path, prompt="ignore_distractors" if vlm else "none",
-            pooling="last" if vlm else "mean_all", layers=(2,), batch_size=3)
+    c = cfg(
+        f"tiny-{family}",
+        tmp_path,
+        prompt="ignore_distractors" if vlm else "none",
+        pooling="last" if vlm else "mean_all",
+        layers=(2,),
+        batch_size=3,
+    )
     (path,) = run_embed(eps.path, c)
     st = EmbeddingStore.open(path)
     assert st.n_frames == eps.n_frames == 12 and st.emb.shape == (12, st.dim) and st.chunk_frames == 4
@@ -37,8 +42,10 @@ def test_every_twin_family_end_to_end(twins, tmp_path, episode_store_factory, fa
     task = eps.frame_task()
     texts = get_prompt(c.prompt).render_all(eps.tasks)
     if vlm:
-        assert st.store.spec["prompts"] == ["Do not describe background features. Focus on the robot arm and the goal.",
-                                            "Do not describe background features. Focus on the robot arm and the puck."]
+        assert st.store.spec["prompts"] == [
+            "Do not describe background features. Focus on the robot arm and the goal.",
+            "Do not describe background features. Focus on the robot arm and the puck.",
+        ]
     ref = reference(f"tiny-{family}", frames, task, texts, layers=(2,), pooling=c.pooling, position="after")
     np.testing.assert_allclose(st.emb[:].astype(np.float32), ref, rtol=2e-3, atol=2e-3)
     np.testing.assert_allclose(st.mean, st.emb[:].astype(np.float64).mean(0), rtol=1e-4, atol=1e-5)
@@ -51,10 +58,14 @@ def test_prompt_sweep_writes_one_store_per_prompt(twins, tmp_path, episode_store
     from pipeline.embed.embed import run_embed
 
     eps = episode_store_factory(episodes_per_task=1, length=5, chunk_frames=4)
-    paths = run_embed(eps.path, cfg("tiny-qwen25-vl", tmp_path, prompt="task,ignore_distractors,none", pooling="mean_text"))
+    paths = run_embed(
+        eps.path, cfg("tiny-qwen25-vl", tmp_path, prompt="task,ignore_distractors,none", pooling="mean_text")
+    )
     assert [p.name.split(".")[1] for p in paths] == ["task", "ignore_distractors", "none"]
-    singles = [run_embed(eps.path, cfg("tiny-qwen25-vl", tmp_path / "s", prompt=p, pooling="mean_text"))[0]
-               for p in ("task", "ignore_distractors", "none")]
+    singles = [
+        run_embed(eps.path, cfg("tiny-qwen25-vl", tmp_path / "s", prompt=p, pooling="mean_text"))[0]
+        for p in ("task", "ignore_distractors", "none")
+    ]
     for a, b in zip(paths, singles):
         assert a.name == b.name  # same fingerprint
         np.testing.assert_allclose(EmbeddingStore.open(a).emb[:], EmbeddingStore.open(b).emb[:], atol=2e-3)
@@ -111,8 +122,22 @@ def test_offline_weights_error_names_hub_id_and_model_path(tmp_path, episode_sto
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     eps = episode_store_factory(episodes_per_task=1, length=4, chunk_frames=4)
-    r = CliRunner().invoke(app, ["embed", "--vlm", "qwen25-vl-3b", "--prompt", "task", "--pooling", "last",
-                                 "--episodes", str(eps.path), "--cache", str(tmp_path)])
+    r = CliRunner().invoke(
+        app,
+        [
+            "embed",
+            "--vlm",
+            "qwen25-vl-3b",
+            "--prompt",
+            "task",
+            "--pooling",
+            "last",
+            "--episodes",
+            str(eps.path),
+            "--cache",
+            str(tmp_path),
+        ],
+    )
     assert r.exit_code == 2, r.output
     assert "Qwen/Qwen2.5-VL-3B-Instruct" in r.output and "--model-path" in r.output
     assert "Traceback" not in r.output
@@ -157,7 +182,9 @@ def test_dataloader_workers_give_the_same_bytes_and_cache_ls_shows_it(twins, tmp
 
     eps = episode_store_factory(episodes_per_task=1, length=10, chunk_frames=4)
     (a,) = run_embed(eps.path, cfg("tiny-qwen25-vl", tmp_path / "w0", prompt="task", pooling="last", batch_size=3))
-    (b,) = run_embed(eps.path, cfg("tiny-qwen25-vl", tmp_path / "w2", prompt="task", pooling="last", batch_size=3, num_workers=2))
+    (b,) = run_embed(
+        eps.path, cfg("tiny-qwen25-vl", tmp_path / "w2", prompt="task", pooling="last", batch_size=3, num_workers=2)
+    )
     np.testing.assert_array_equal(EmbeddingStore.open(a).emb[:], EmbeddingStore.open(b).emb[:])
     r = CliRunner().invoke(app, ["cache", "ls", "--json", "--cache", str(tmp_path / "w2" / "cache")])
     (row,) = json.loads(r.output)
@@ -185,15 +212,24 @@ def test_image_kw_low_resolution_option_changes_tokens_and_fingerprint(twins, tm
 
     eps = episode_store_factory(episodes_per_task=1, length=4, chunk_frames=4)
     (a,) = run_embed(eps.path, cfg("tiny-molmo2", tmp_path, prompt="task", pooling="last"))
-    (b,) = run_embed(eps.path, cfg("tiny-molmo2", tmp_path, prompt="task", pooling="last", image_kw='{"pooling_size": [4, 4]}'))
+    (b,) = run_embed(
+        eps.path, cfg("tiny-molmo2", tmp_path, prompt="task", pooling="last", image_kw='{"pooling_size": [4, 4]}')
+    )
     assert a != b and EmbeddingStore.open(b).store.spec["processor_kw"] == '{"pooling_size":[4,4]}'
     assert np.abs(EmbeddingStore.open(a).emb[:].astype(np.float32) - EmbeddingStore.open(b).emb[:]).max() > 1e-3
     from embed_helpers import load
 
     proc = load("tiny-molmo2").processor
     f = eps.array("frames")[:1]
-    n = [int((Preprocessor(proc, "vlm", head="<|image|>", image_kw=kw)(f, np.zeros(1, int))[0]["input_ids"]
-              == proc.image_token_ids[0]).sum()) for kw in ({}, {"pooling_size": [4, 4]})]
+    n = [
+        int(
+            (
+                Preprocessor(proc, "vlm", head="<|image|>", image_kw=kw)(f, np.zeros(1, int))[0]["input_ids"]
+                == proc.image_token_ids[0]
+            ).sum()
+        )
+        for kw in ({}, {"pooling_size": [4, 4]})
+    ]
     assert n[1] < n[0]
     with pytest.raises(EmbedError, match="JSON object"):
         run_embed(eps.path, cfg("tiny-molmo2", tmp_path, image_kw="pooling=3"))

@@ -64,12 +64,20 @@ def png(img: np.ndarray) -> bytes:
 
 
 def _features(cameras: dict[str, str], h: int, w: int) -> dict:
-    feats = {k: {"dtype": dtype, "shape": [h, w, 3], "names": ["height", "width", "channels"]} for k, dtype in cameras.items()}
+    feats = {
+        k: {"dtype": dtype, "shape": [h, w, 3], "names": ["height", "width", "channels"]}
+        for k, dtype in cameras.items()
+    }
     feats["action"] = {"dtype": "float32", "shape": [2], "names": ["a0", "a1"]}
     feats["observation.state"] = {"dtype": "float32", "shape": [3], "names": ["s0", "s1", "s2"]}
     feats["next.reward"] = {"dtype": "float32", "shape": [1], "names": None}
-    for name, dtype in (("timestamp", "float32"), ("frame_index", "int64"), ("episode_index", "int64"),
-                        ("index", "int64"), ("task_index", "int64")):
+    for name, dtype in (
+        ("timestamp", "float32"),
+        ("frame_index", "int64"),
+        ("episode_index", "int64"),
+        ("index", "int64"),
+        ("task_index", "int64"),
+    ):
         feats[name] = {"dtype": dtype, "shape": [1], "names": None}
     return feats
 
@@ -82,7 +90,11 @@ def _rows(lengths: list[int], task_of: list[int], fixed: bool, image_cols: dict[
 
     def lists(values, d):
         flat = pa.array(np.asarray(values, np.float32).ravel())
-        return pa.FixedSizeListArray.from_arrays(flat, d) if fixed else pa.array([list(map(float, v)) for v in values], pa.list_(pa.float32()))
+        return (
+            pa.FixedSizeListArray.from_arrays(flat, d)
+            if fixed
+            else pa.array([list(map(float, v)) for v in values], pa.list_(pa.float32()))
+        )
 
     cols = {
         "action": lists([action_of(e, s) for e, s in zip(ep, t)], 2),
@@ -95,13 +107,21 @@ def _rows(lengths: list[int], task_of: list[int], fixed: bool, image_cols: dict[
         "task_index": pa.array(np.repeat(task_of, lengths).astype(np.int64)),
     }
     for key, images in (image_cols or {}).items():
-        cols[key] = pa.array([{"bytes": b, "path": None} for b in images],
-                             pa.struct([("bytes", pa.binary()), ("path", pa.string())]))
+        cols[key] = pa.array(
+            [{"bytes": b, "path": None} for b in images], pa.struct([("bytes", pa.binary()), ("path", pa.string())])
+        )
     return pa.table(cols)
 
 
-def write_v30(root: Path, lengths: list[int], tasks: list[str], task_of: list[int], files: list[list[int]],
-              cameras: tuple[str, ...] = ("observation.images.top",), image: bool = False) -> dict[int, np.ndarray]:
+def write_v30(
+    root: Path,
+    lengths: list[int],
+    tasks: list[str],
+    task_of: list[int],
+    files: list[list[int]],
+    cameras: tuple[str, ...] = ("observation.images.top",),
+    image: bool = False,
+) -> dict[int, np.ndarray]:
     """A v3.0 dataset: all rows in one data file, episodes grouped into mp4 files by `files`
     (several episodes per file), or PNG images in the parquet when `image`. Returns each
     episode's original frames (of the first camera; later cameras are those frames inverted)."""
@@ -115,7 +135,11 @@ def write_v30(root: Path, lengths: list[int], tasks: list[str], task_of: list[in
     def cam_frames(ci: int, e: int) -> np.ndarray:
         return originals[e] if ci == 0 else 255 - originals[e]
 
-    images = {c: [png(f) for e in range(len(lengths)) for f in cam_frames(ci, e)] for ci, c in enumerate(cameras)} if image else None
+    images = (
+        {c: [png(f) for e in range(len(lengths)) for f in cam_frames(ci, e)] for ci, c in enumerate(cameras)}
+        if image
+        else None
+    )
     (root / "data/chunk-000").mkdir(parents=True)
     pq.write_table(_rows(lengths, task_of, fixed=True, image_cols=images), root / "data/chunk-000/file-000.parquet")
 
@@ -147,10 +171,17 @@ def write_v30(root: Path, lengths: list[int], tasks: list[str], task_of: list[in
             ep_cols[f"videos/{cam}/to_timestamp"] = [place[cam, e][2] for e in range(len(lengths))]
     (root / "meta/episodes/chunk-000").mkdir(parents=True)
     pq.write_table(pa.table(ep_cols), root / "meta/episodes/chunk-000/file-000.parquet")
-    pq.write_table(pa.table({"task_index": list(range(len(tasks))), "__index_level_0__": tasks}), root / "meta/tasks.parquet")
+    pq.write_table(
+        pa.table({"task_index": list(range(len(tasks))), "__index_level_0__": tasks}), root / "meta/tasks.parquet"
+    )
     info = {
-        "codebase_version": "v3.0", "robot_type": "test-arm", "fps": FPS, "chunks_size": 1000,
-        "total_episodes": len(lengths), "total_frames": int(sum(lengths)), "total_tasks": len(tasks),
+        "codebase_version": "v3.0",
+        "robot_type": "test-arm",
+        "fps": FPS,
+        "chunks_size": 1000,
+        "total_episodes": len(lengths),
+        "total_frames": int(sum(lengths)),
+        "total_tasks": len(tasks),
         "data_path": "data/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet",
         "video_path": None if image else "videos/{video_key}/chunk-{chunk_index:03d}/file-{file_index:03d}.mp4",
         "features": _features(cams, H, W),
@@ -159,8 +190,9 @@ def write_v30(root: Path, lengths: list[int], tasks: list[str], task_of: list[in
     return originals
 
 
-def write_v21(root: Path, lengths: list[int], tasks: list[str], task_of: list[int],
-              camera: str = "observation.images.top") -> dict[int, np.ndarray]:
+def write_v21(
+    root: Path, lengths: list[int], tasks: list[str], task_of: list[int], camera: str = "observation.images.top"
+) -> dict[int, np.ndarray]:
     """A v2.1 dataset: one parquet (variable-length list columns) and one mp4 per episode."""
     import pyarrow.parquet as pq
 
@@ -174,12 +206,23 @@ def write_v21(root: Path, lengths: list[int], tasks: list[str], task_of: list[in
         pq.write_table(table.take(sel), root / f"data/chunk-000/episode_{e:06d}.parquet")
         encode_mp4(root / f"videos/chunk-000/{camera}/episode_{e:06d}.mp4", originals[e])
     (root / "meta").mkdir(parents=True)
-    (root / "meta/episodes.jsonl").write_text("".join(
-        json.dumps({"episode_index": e, "tasks": [tasks[task_of[e]]], "length": n}) + "\n" for e, n in enumerate(lengths)))
-    (root / "meta/tasks.jsonl").write_text("".join(json.dumps({"task_index": i, "task": t}) + "\n" for i, t in enumerate(tasks)))
+    (root / "meta/episodes.jsonl").write_text(
+        "".join(
+            json.dumps({"episode_index": e, "tasks": [tasks[task_of[e]]], "length": n}) + "\n"
+            for e, n in enumerate(lengths)
+        )
+    )
+    (root / "meta/tasks.jsonl").write_text(
+        "".join(json.dumps({"task_index": i, "task": t}) + "\n" for i, t in enumerate(tasks))
+    )
     info = {
-        "codebase_version": "v2.1", "robot_type": "test-arm", "fps": FPS, "chunks_size": 1000,
-        "total_episodes": len(lengths), "total_frames": int(sum(lengths)), "total_tasks": len(tasks),
+        "codebase_version": "v2.1",
+        "robot_type": "test-arm",
+        "fps": FPS,
+        "chunks_size": 1000,
+        "total_episodes": len(lengths),
+        "total_frames": int(sum(lengths)),
+        "total_tasks": len(tasks),
         "data_path": "data/chunk-{episode_chunk:03d}/episode_{episode_index:06d}.parquet",
         "video_path": "videos/chunk-{episode_chunk:03d}/{video_key}/episode_{episode_index:06d}.mp4",
         "features": _features({camera: "video"}, H, W),

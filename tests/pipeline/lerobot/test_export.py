@@ -40,14 +40,27 @@ def test_layout_tables_stats_and_card(store, tmp_path):
     assert (info["total_episodes"], info["total_frames"], info["total_tasks"]) == (4, 40, 2)
     assert info["video_path"] == "videos/{video_key}/chunk-{chunk_index:03d}/file-{file_index:03d}.mp4"
     feats = info["features"]
-    assert list(feats) == [DISTRACTED, CLEAN, "observation.state", "action", "next.reward", "next.success",
-                           "timestamp", "frame_index", "episode_index", "index", "task_index"]
+    assert list(feats) == [
+        DISTRACTED,
+        CLEAN,
+        "observation.state",
+        "action",
+        "next.reward",
+        "next.success",
+        "timestamp",
+        "frame_index",
+        "episode_index",
+        "index",
+        "task_index",
+    ]
     assert feats[DISTRACTED]["shape"] == [16, 16, 3] and feats[DISTRACTED]["info"]["video.codec"] == "av1"
     assert len(feats["observation.state"]["names"]) == 39 and feats["action"]["names"][3] == "gripper"
 
     data = read(root / "data/chunk-000/file-000.parquet")
     assert data.column_names == list(feats)[2:]  # every non-video feature, in order
-    np.testing.assert_array_equal(np.stack(data.column("action").to_numpy(zero_copy_only=False)), store.array("actions")[:])
+    np.testing.assert_array_equal(
+        np.stack(data.column("action").to_numpy(zero_copy_only=False)), store.array("actions")[:]
+    )
     np.testing.assert_array_equal(data.column("next.success").to_numpy(), store.array("success")[:])
     np.testing.assert_allclose(data.column("timestamp").to_numpy()[:3], [0, 1 / 80, 2 / 80], rtol=1e-6)
 
@@ -70,8 +83,15 @@ def test_layout_tables_stats_and_card(store, tmp_path):
     assert np.shape(stats[CLEAN]["mean"]) == (3, 1, 1) and stats[CLEAN]["count"] == [40]
 
     card = (root / "README.md").read_text()
-    for needle in (store.fingerprint, "vlm-lam 0.1.0", "seed 0", "Distractors: none",
-                   "vlm-lam collect --tasks reach-v3,push-v3", "libsvtav1", "| `observation.images.clean` | 40 |"):
+    for needle in (
+        store.fingerprint,
+        "vlm-lam 0.1.0",
+        "seed 0",
+        "Distractors: none",
+        "vlm-lam collect --tasks reach-v3,push-v3",
+        "libsvtav1",
+        "| `observation.images.clean` | 40 |",
+    ):
         assert needle in card, needle
     assert not (tmp_path / "ds.partial").exists()
 
@@ -82,11 +102,18 @@ def test_round_trip_gives_back_actions_and_states_exactly_and_frames_within_the_
     for name in ("actions", "states", "rewards", "success", "step"):
         np.testing.assert_array_equal(back.array(name)[:], store.array(name)[:], err_msg=name)
     np.testing.assert_array_equal(back.episodes().length, store.episodes().length)
-    assert [back.tasks[t].description for t in back.episodes().task] == [store.tasks[t].description for t in store.episodes().task]
+    assert [back.tasks[t].description for t in back.episodes().task] == [
+        store.tasks[t].description for t in store.episodes().task
+    ]
     assert back.fps == 80 and back.spec.source.camera == DISTRACTED
     for key, name in ((DISTRACTED, "frames"), (CLEAN, "frames_clean")):
-        got = back.array("frames")[:] if key == DISTRACTED else EpisodeStore.open(
-            ingest(res.path, IngestOptions(out=tmp_path / "clean", camera=CLEAN, progress=False))).array("frames")[:]
+        got = (
+            back.array("frames")[:]
+            if key == DISTRACTED
+            else EpisodeStore.open(
+                ingest(res.path, IngestOptions(out=tmp_path / "clean", camera=CLEAN, progress=False))
+            ).array("frames")[:]
+        )
         err = np.abs(got.astype(np.int16) - store.array(name)[:].astype(np.int16))
         measured = res.roundtrip[key]
         # ingest decodes exactly what export measured after writing...
@@ -100,7 +127,9 @@ def test_many_files_and_h264(store, tmp_path):
     opts = ExportOptions(codec="h264", video_file_mb=1e-6, data_file_mb=1e-6, progress=False)
     res = export(store.path, tmp_path / "ds", opts)
     assert res.videos == {DISTRACTED: 4, CLEAN: 4}
-    assert sorted(p.name for p in (res.path / "data/chunk-000").iterdir()) == [f"file-{i:03d}.parquet" for i in range(4)]
+    assert sorted(p.name for p in (res.path / "data/chunk-000").iterdir()) == [
+        f"file-{i:03d}.parquet" for i in range(4)
+    ]
     eps = read(res.path / "meta/episodes/chunk-000/file-000.parquet").to_pydict()
     assert eps["data/file_index"] == [0, 1, 2, 3] and eps[f"videos/{DISTRACTED}/from_timestamp"] == [0.0] * 4
     assert json.loads((res.path / "meta/info.json").read_text())["features"][CLEAN]["info"]["video.codec"] == "h264"
@@ -153,10 +182,19 @@ def test_card_says_which_distractors_and_split():
     from cache_schemas import DistractorSpec
     from pipeline.lerobot.card import distractor_text
 
-    text = distractor_text(DistractorSpec(kinds=("video", "correlated"), split="eval", video_source="dir", video_digest="ab12"))
-    for needle in ("Distractors: video, correlated", "split `eval`", "a video folder (content digest `ab12`)", "gain 1.0"):
+    text = distractor_text(
+        DistractorSpec(kinds=("video", "correlated"), split="eval", video_source="dir", video_digest="ab12")
+    )
+    for needle in (
+        "Distractors: video, correlated",
+        "split `eval`",
+        "a video folder (content digest `ab12`)",
+        "gain 1.0",
+    ):
         assert needle in text, needle
-    assert "procedural" in distractor_text(DistractorSpec(kinds=("video",))) and "blob" not in distractor_text(DistractorSpec(kinds=("video",)))
+    assert "procedural" in distractor_text(DistractorSpec(kinds=("video",))) and "blob" not in distractor_text(
+        DistractorSpec(kinds=("video",))
+    )
 
 
 ABORT_SCRIPT = """
@@ -189,8 +227,13 @@ def test_a_failed_write_ends_every_encoder_and_the_process_exits(store, tmp_path
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[3]
-    r = subprocess.run([sys.executable, "-c", ABORT_SCRIPT, str(store.path), str(tmp_path / "ds")], cwd=root,
-                       capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [sys.executable, "-c", ABORT_SCRIPT, str(store.path), str(tmp_path / "ds")],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 0 and "raised: muxer refused a packet" in r.stdout, r.stderr
     assert "without sending EOS" not in r.stderr, r.stderr
     assert not (tmp_path / "ds").exists() and not (tmp_path / "ds.partial").exists()

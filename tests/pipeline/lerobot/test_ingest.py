@@ -8,11 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from lerobot_data import FPS, action_of, centre, identify, state_of, write_v21, write_v30
 from typer.testing import CliRunner
 
 from cache_schemas import EpisodeStore
 from cache_schemas.episodes import INGESTED_FRAMES_LEVEL
-from lerobot_data import FPS, centre, identify, state_of, action_of, write_v21, write_v30
 from pipeline.cli import app
 from pipeline.lerobot.format import LeRobotError
 from pipeline.lerobot.ingest import IngestOptions, ingest
@@ -60,11 +60,20 @@ def test_v30_two_episodes_in_one_video_file(v30, tmp_path):
     table = store.episodes()
     np.testing.assert_array_equal(table.length, LENGTHS)
     np.testing.assert_array_equal(table.seed, [0, 1, 2])  # the source episode index
-    assert [t.description for t in store.tasks] == TASKS and [t.name for t in store.tasks] == ["pick-up-the-red-cube", "place-it-in-the-bin"]
+    assert [t.description for t in store.tasks] == TASKS and [t.name for t in store.tasks] == [
+        "pick-up-the-red-cube",
+        "place-it-in-the-bin",
+    ]
     np.testing.assert_array_equal(table.task, TASK_OF)
     np.testing.assert_array_equal(store.array("rewards")[4:6], [1.0, 0.0])  # next.reward read, not invented
     src = store.spec.source
-    assert (src.format, src.codebase_version, src.camera, src.episodes, src.fps) == ("lerobot", "v3.0", "observation.images.top", "0:3", FPS)
+    assert (src.format, src.codebase_version, src.camera, src.episodes, src.fps) == (
+        "lerobot",
+        "v3.0",
+        "observation.images.top",
+        "0:3",
+        FPS,
+    )
     assert store.spec.resolution == 32 and store.spec.action_dim == 2 and store.spec.state_dim == 3
     # the schema says there is no clean twin, and no simulator
     assert not store.has_clean_twin and "frames_clean" not in store.store.layout["arrays"]
@@ -100,14 +109,18 @@ def test_image_features_in_the_parquet(tmp_path):
 
 def test_camera_choice_resolution_and_unknown_camera(tmp_path):
     root = tmp_path / "two"
-    originals = write_v30(root, [6, 6], TASKS, [0, 1], files=[[0, 1]], cameras=("observation.images.top", "observation.images.wrist"))
+    originals = write_v30(
+        root, [6, 6], TASKS, [0, 1], files=[[0, 1]], cameras=("observation.images.top", "observation.images.wrist")
+    )
     wrist = EpisodeStore.open(ingest(root, opts(tmp_path / "w", camera="observation.images.wrist", resolution=16)))
     assert wrist.spec.source.camera == "observation.images.wrist" and wrist.array("frames").shape == (12, 16, 16, 3)
     # the wrist camera holds the inverted frames: its 16 px frames are the top camera's inverted, area-averaged
     top16 = EpisodeStore.open(ingest(root, opts(tmp_path / "t", resolution=16))).array("frames")[:].astype(int)
     assert np.abs((255 - top16) - wrist.array("frames")[:]).mean() < 4
     assert originals[0].shape[1:3] == (32, 48)
-    with pytest.raises(LeRobotError, match=r"no camera feature 'cam'; valid: observation.images.top, observation.images.wrist"):
+    with pytest.raises(
+        LeRobotError, match=r"no camera feature 'cam'; valid: observation.images.top, observation.images.wrist"
+    ):
         ingest(root, opts(tmp_path / "x", camera="cam"))
 
 
@@ -117,7 +130,9 @@ def test_same_request_reuses_the_store_and_the_spec_names_the_source(v30, tmp_pa
     a = ingest(root, IngestOptions(cache=cache, progress=False))
     assert a.parent == cache / "episodes" and a.name.startswith("cubes.")
     mtime = (a / "zarr.json").stat().st_mtime_ns
-    assert ingest(root, IngestOptions(cache=cache, progress=False)) == a and (a / "zarr.json").stat().st_mtime_ns == mtime
+    assert (
+        ingest(root, IngestOptions(cache=cache, progress=False)) == a and (a / "zarr.json").stat().st_mtime_ns == mtime
+    )
     b = ingest(root, IngestOptions(cache=cache, progress=False, object="cube"))
     c = ingest(root, IngestOptions(cache=cache, progress=False, name="mine", episodes="0:2"))
     assert len({a.name.split(".")[-1], b.name.split(".")[-1], c.name.split(".")[-1]}) == 3
@@ -129,9 +144,14 @@ def test_collected_store_fingerprints_are_unchanged():
     existing stores stay what they were (the demo preset of that time, pinned before this change)."""
     from cache_schemas import DistractorSpec, EpisodeSpec
 
-    old_demo = EpisodeSpec(tasks=("reach-v3", "push-v3", "drawer-open-v3", "button-press-topdown-v3"),
-                           episodes_per_task=15, resolution=64, quality="fast", max_steps=100,
-                           distractors=DistractorSpec(kinds=("video", "correlated")))
+    old_demo = EpisodeSpec(
+        tasks=("reach-v3", "push-v3", "drawer-open-v3", "button-press-topdown-v3"),
+        episodes_per_task=15,
+        resolution=64,
+        quality="fast",
+        max_steps=100,
+        distractors=DistractorSpec(kinds=("video", "correlated")),
+    )
     assert old_demo.fingerprint() == "7084e8550ad12d2d28f5961e86b7467ae6f623ede306486709961565a94c81eb"
 
 
@@ -141,11 +161,26 @@ def test_resume_after_kill_9_is_byte_identical_and_workers_do_not_matter(v30, tm
     out = tmp_path / "killed"
 
     def cmd(workers: int) -> list[str]:
-        return [sys.executable, "-m", "pipeline.cli", "ingest", "lerobot", str(root), "--chunk-frames", "1",
-                "--workers", str(workers), "--out", str(out), "--quiet"]
+        return [
+            sys.executable,
+            "-m",
+            "pipeline.cli",
+            "ingest",
+            "lerobot",
+            str(root),
+            "--chunk-frames",
+            "1",
+            "--workers",
+            str(workers),
+            "--out",
+            str(out),
+            "--quiet",
+        ]
 
     # 16 chunks of 1 frame, tasks of 8 chunks: killed once the first task is recorded
-    first = subprocess.run(cmd(1), env={**os.environ, "VLMLAM_TEST_KILL_AFTER_CHUNKS": "1"}, capture_output=True, text=True)
+    first = subprocess.run(
+        cmd(1), env={**os.environ, "VLMLAM_TEST_KILL_AFTER_CHUNKS": "1"}, capture_output=True, text=True
+    )
     assert first.returncode == -9, first.stderr[-2000:]
     partial = EpisodeStore.open(out, require_complete=False)
     assert partial.store.done == set(range(8)) and not partial.store.complete
@@ -196,8 +231,12 @@ def test_timestamp_outside_its_file(v30, tmp_path):
     col = "videos/observation.images.top/from_timestamp"
     shifted = pa.array([0.0, 0.9, 0.0])  # episode 1 (7 frames) would end at 1.5 s in a 1.2 s file
     pq.write_table(t.set_column(t.column_names.index(col), col, shifted), meta)
-    _cli_fails(["ingest", "lerobot", str(root), "--out", str(tmp_path / "s")],
-               "episode 1", "outside video file", "file-000.mp4")
+    _cli_fails(
+        ["ingest", "lerobot", str(root), "--out", str(tmp_path / "s")],
+        "episode 1",
+        "outside video file",
+        "file-000.mp4",
+    )
     assert not (tmp_path / "s").exists()
 
 
@@ -207,7 +246,9 @@ def test_unsupported_version_and_not_a_dataset(v30, tmp_path):
     root = _copy(v30[0], tmp_path / "d")
     info = json.loads((root / "meta/info.json").read_text())
     (root / "meta/info.json").write_text(json.dumps({**info, "codebase_version": "v1.6"}))
-    _cli_fails(["ingest", "lerobot", str(root)], "info.json", "unsupported LeRobot codebase_version 'v1.6'", "v3.0, v2.1")
+    _cli_fails(
+        ["ingest", "lerobot", str(root)], "info.json", "unsupported LeRobot codebase_version 'v1.6'", "v3.0, v2.1"
+    )
     _cli_fails(["ingest", "lerobot", str(tmp_path)], "meta/info.json is missing")
     _cli_fails(["ingest", "lerobot", str(v30[0]), "--episodes", "7"], "episode 7 is not in the dataset")
     _cli_fails(["ingest", "lerobot", str(v30[0]), "--episodes", "a:b"], "--episodes takes")

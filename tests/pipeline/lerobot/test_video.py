@@ -2,8 +2,8 @@
 
 import numpy as np
 import pytest
-
 from lerobot_data import FPS, centre, encode_mp4, episode_frames, identify
+
 from pipeline.lerobot.format import LeRobotError
 from pipeline.lerobot.video import CODECS, PtsOrder, SquareFit, VideoReader, VideoWriter, get_codec
 

@@ -10,7 +10,6 @@ import functools
 import numpy as np
 import pytest
 import torch
-from embed_helpers import twins  # noqa: F401
 
 TEXTS = [("Focus on the robot arm and the goal.", "Focus on the puck."), ("Describe the scene.", "open the drawer")]
 TASKS = np.array([0, 1, 0])
@@ -61,8 +60,13 @@ def reference(x, texts_per_task, tasks, layers):
         sid = proc.tokenizer(texts_per_task[t] + tail, add_special_tokens=False)["input_ids"]
         ids = torch.cat([x1["input_ids"].long(), torch.tensor(sid)])[None]
         with torch.no_grad():
-            hs = model(input_ids=ids, images=x1["images"][None], image_masks=x1["image_masks"][None],
-                       image_input_idx=x1["image_input_idx"][None].long(), output_hidden_states=True).hidden_states
+            hs = model(
+                input_ids=ids,
+                images=x1["images"][None],
+                image_masks=x1["image_masks"][None],
+                image_input_idx=x1["image_input_idx"][None].long(),
+                output_hidden_states=True,
+            ).hidden_states
         valid = torch.ones_like(ids, dtype=torch.bool)
         image = ids == patch
         masks = TokenMasks(valid, image, valid & ~image)
@@ -96,12 +100,14 @@ def test_processor_batches_process_outputs(twins):
     small, wide = frames(1, 16, 16)[0], frames(1, 20, 60, seed=1)[0]
     batch = ld.processor(images=[[small], [wide]], text=[" User:", " User: a longer head"])
     _, proc = raw(folder())
-    singles = [proc.process(images=[im], text=t, message_format="none", always_start_with_space=False)
-               for im, t in ((small, " User:"), (wide, " User: a longer head"))]
+    singles = [
+        proc.process(images=[im], text=t, message_format="none", always_start_with_space=False)
+        for im, t in ((small, " User:"), (wide, " User: a longer head"))
+    ]
     n = [len(s["input_ids"]) for s in singles]
     c = [s["images"].shape[0] for s in singles]
     assert c[0] < c[1] and batch["images"].shape[1] == max(c) and batch["input_ids"].shape[1] == max(n)
-    assert (batch["images"][0, c[0]:] == -1).all() and (batch["image_input_idx"][0, c[0]:] == -1).all()
+    assert (batch["images"][0, c[0] :] == -1).all() and (batch["image_input_idx"][0, c[0] :] == -1).all()
     assert batch["attention_mask"].sum(1).tolist() == n
     flat = ld.processor(images=[small], text=[" User:"])  # one image per text, not nested
     assert all(torch.equal(flat[k][0], batch[k][0, : flat[k].shape[1]]) for k in ("input_ids", "images"))
@@ -125,8 +131,15 @@ def test_pooling_matches_remote_hidden_states(twins, share):
     prefix whose KV cache (Molmo's list of (k, v)) serves each prompt's suffix."""
     from pipeline.embed.embedder import Embedder
 
-    emb = Embedder(load_via_model_path(), layers=(2, -1), pooling="last", position="after", prompts=TEXTS,
-                   device=torch.device("cpu"), share_prefix=share)
+    emb = Embedder(
+        load_via_model_path(),
+        layers=(2, -1),
+        pooling="last",
+        position="after",
+        prompts=TEXTS,
+        device=torch.device("cpu"),
+        share_prefix=share,
+    )
     assert emb.depth == 4 and emb.layers == (2, 4) and emb.share_prefix == share
     x = frames()
     inputs = emb.preprocessor()(x, TASKS)
@@ -145,8 +158,15 @@ def test_forward_stops_at_deepest_layer_and_never_makes_logits(twins):
 
     ld = load_via_model_path()
     vocab = ld.model.config.embedding_size
-    emb = Embedder(ld, layers=(1, 2), pooling="mean_all", position="after", prompts=TEXTS,
-                   device=torch.device("cpu"), share_prefix=True)
+    emb = Embedder(
+        ld,
+        layers=(1, 2),
+        pooling="mean_all",
+        position="after",
+        prompts=TEXTS,
+        device=torch.device("cpu"),
+        share_prefix=True,
+    )
     blocks = ld.model.model.molmo.transformer.blocks
     assert len(blocks) == 2  # 2 of 4 blocks kept
     ran, widths = [], []
@@ -173,9 +193,17 @@ def test_embed_end_to_end(twins, tmp_path, episode_store_factory, how):
     eps = episode_store_factory(episodes_per_task=1, length=6, chunk_frames=4)
     vlm, model_path = ("tiny-molmo-v1", None) if how == "twin" else ("molmo-v1", folder())
     # the model-path run preprocesses in a DataLoader worker: the remote processor must pickle
-    c = EmbedConfig(vlm=vlm, model_path=model_path, cache=str(tmp_path / "cache"), prompt="ignore_distractors",
-                    pooling="mean_text", layers=(2,), batch_size=3, num_workers=0 if how == "twin" else 1,
-                    progress=False)
+    c = EmbedConfig(
+        vlm=vlm,
+        model_path=model_path,
+        cache=str(tmp_path / "cache"),
+        prompt="ignore_distractors",
+        pooling="mean_text",
+        layers=(2,),
+        batch_size=3,
+        num_workers=0 if how == "twin" else 1,
+        progress=False,
+    )
     (path,) = run_embed(eps.path, c)
     st = EmbeddingStore.open(path)
     assert st.n_frames == eps.n_frames == 12 and st.emb.shape == (12, 64)

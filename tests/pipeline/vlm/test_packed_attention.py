@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-
-from embed_helpers import frames, load, qwen_tower, twins  # noqa: F401
+from embed_helpers import frames, load, qwen_tower
 
 # grid (t, h, w) in patches. The Qwen2.5-VL twin's windows are 2x2 merged tokens (window_size 56,
 # patch 14, merge 2): an 8x8 grid has 4 equal windows of 16 tokens, 6x10 and 4x6 grids unequal ones.
@@ -15,13 +14,14 @@ EQUAL = [[1, 8, 8]] * 3
 MIXED = [[1, 8, 8], [1, 6, 10], [1, 4, 6]]
 
 
-
-
 def pixels(vis, grids):
     c = vis.config
     g = torch.tensor(grids)
-    x = torch.randn(int(g.prod(-1).sum()), c.in_channels * c.temporal_patch_size * c.patch_size ** 2,
-                    generator=torch.Generator().manual_seed(1))
+    x = torch.randn(
+        int(g.prod(-1).sum()),
+        c.in_channels * c.temporal_patch_size * c.patch_size**2,
+        generator=torch.Generator().manual_seed(1),
+    )
     return x, g
 
 
@@ -58,8 +58,9 @@ def test_tower_matches_stock(twins, family, grids, impl):
 def test_sdpa_calls_and_host_reads_per_forward(twins, monkeypatch):
     """A 4-block Qwen2.5-VL tower (2 windowed, 2 full): one SDPA call per block, and the segment
     lengths read from the device once per cu_seqlens tensor (windowed, full) per forward."""
-    import pipeline.vlm.packed_attention as pa
     from transformers.models.qwen2_5_vl.modeling_qwen2_5_vl import Qwen2_5_VisionTransformerPretrainedModel
+
+    import pipeline.vlm.packed_attention as pa
 
     cfg = qwen_tower("qwen25-vl").config
     cfg.depth, cfg.fullatt_block_indexes = 4, [1, 3]
@@ -116,8 +117,15 @@ def test_embedder_matches_stock(twins, family):
     from pipeline.embed.embedder import Embedder
 
     def make(packed):
-        return Embedder(load(f"tiny-{family}"), layers=(2, -1), pooling="mean_image", position="after",
-                        prompts=[["Focus on the puck."]], device=torch.device("cpu"), packed_attention=packed)
+        return Embedder(
+            load(f"tiny-{family}"),
+            layers=(2, -1),
+            pooling="mean_image",
+            position="after",
+            prompts=[["Focus on the puck."]],
+            device=torch.device("cpu"),
+            packed_attention=packed,
+        )
 
     packed, stock = make(True), make(False)
     assert packed.packed_modules == 2 and stock.packed_modules == 0
@@ -142,8 +150,14 @@ def test_option_is_not_in_the_spec(twins, tmp_path, episode_store_factory):
     eps = episode_store_factory(episodes_per_task=1, length=3, chunk_frames=3, resolution=112)
     paths = []
     for packed in (True, False):
-        cfg = EmbedConfig(vlm="tiny-qwen25-vl", cache=str(tmp_path / f"c{packed}"), num_workers=0, progress=False,
-                          batch_size=3, packed_attention=packed)
+        cfg = EmbedConfig(
+            vlm="tiny-qwen25-vl",
+            cache=str(tmp_path / f"c{packed}"),
+            num_workers=0,
+            progress=False,
+            batch_size=3,
+            packed_attention=packed,
+        )
         (path,) = run_embed(eps.path, cfg)
         paths.append(path)
     assert paths[0].name == paths[1].name

@@ -3,11 +3,9 @@ rank asks first, and transformers writes a model's files on torch.distributed ra
 
 import pytest
 
-from embed_helpers import twins  # noqa: F401
-
 
 @pytest.mark.parametrize("family", ["qwen25-vl", "molmo-v1"])  # the two save sites: built here, remote code
-def test_a_twin_built_on_rank_1_is_whole_and_the_same(tmp_path, monkeypatch, twins, family):  # noqa: F811
+def test_a_twin_built_on_rank_1_is_whole_and_the_same(tmp_path, monkeypatch, twins, family):
     import transformers.distributed.mixin as mixin
 
     from pipeline.vlm.twins import build_twin

@@ -6,8 +6,7 @@ import pickle
 import numpy as np
 import pytest
 import torch
-
-from embed_helpers import frames, load, qwen_tower, twins  # noqa: F401
+from embed_helpers import frames, load, qwen_tower
 
 # grids (t, h, w) in patches; with the Qwen2.5-VL twin's 2x2-token windows an 8x8 grid makes 4
 # equal windows, 6x10 and 4x6 unequal ones
@@ -20,11 +19,11 @@ HELPERS = {
     "get_vision_window_index": ("window_index", "cu_window_seqlens"),
     "get_vision_interpolation_indices_and_weights": ("interp_indices", "interp_weights"),
 }
-MODULES = {"qwen2-vl": "transformers.models.qwen2_vl.modeling_qwen2_vl",
-           "qwen25-vl": "transformers.models.qwen2_5_vl.modeling_qwen2_5_vl",
-           "qwen3-vl": "transformers.models.qwen3_vl.modeling_qwen3_vl"}
-
-
+MODULES = {
+    "qwen2-vl": "transformers.models.qwen2_vl.modeling_qwen2_vl",
+    "qwen25-vl": "transformers.models.qwen2_5_vl.modeling_qwen2_5_vl",
+    "qwen3-vl": "transformers.models.qwen3_vl.modeling_qwen3_vl",
+}
 
 
 def spy(monkeypatch, family: str) -> list[tuple[str, dict, tuple]]:
@@ -64,7 +63,7 @@ def test_precomputed_equals_the_towers_own(twins, monkeypatch, family, grids):
     assert spec is not None and pickle.loads(pickle.dumps(spec)) == spec
     c = vis.config
     g = torch.tensor(grids)
-    x = torch.randn(int(g.prod(-1).sum()), c.in_channels * c.temporal_patch_size * c.patch_size ** 2)
+    x = torch.randn(int(g.prod(-1).sum()), c.in_channels * c.temporal_patch_size * c.patch_size**2)
     calls = spy(monkeypatch, family)
     with torch.inference_mode():
         vis(x, grid_thw=g)
@@ -87,8 +86,14 @@ def test_embedder_uses_them_and_matches(twins, monkeypatch, family, mode):
     from pipeline.vlm.vision_precompute import KEYS
 
     prompts = [["Focus on the puck."]] if mode == "one" else [["Focus on the puck."], ["Describe the scene."]]
-    emb = Embedder(load(f"tiny-{family}"), layers=(2, -1), pooling="mean_image", prompts=prompts,
-                   position="before" if mode == "before" else "after", device=torch.device("cpu"))
+    emb = Embedder(
+        load(f"tiny-{family}"),
+        layers=(2, -1),
+        pooling="mean_image",
+        prompts=prompts,
+        position="before" if mode == "before" else "after",
+        device=torch.device("cpu"),
+    )
     assert emb.vision is not None and emb.share_prefix == (mode == "sweep")
     x, tasks = frames(3, res=112), np.zeros(3, dtype=int)
 
@@ -106,7 +111,7 @@ def test_embedder_uses_them_and_matches(twins, monkeypatch, family, mode):
     assert len(calls) == len(inputs) * 3  # one tower forward per group, 3 helpers each
     for name, given, returned in calls:
         assert set(given) == set(HELPERS[name]), name  # popped, not computed
-        assert all(id(r) in made for r in returned[:len(given)]), name
+        assert all(id(r) in made for r in returned[: len(given)]), name
 
     ref, ref_inputs, ref_calls = run(None)
     assert not any(KEYS & set(x_) for x_ in ref_inputs) and not any(given for _, given, _ in ref_calls)
@@ -152,7 +157,9 @@ def test_store_and_vectors_unchanged(twins, tmp_path, monkeypatch, episode_store
     for on in (True, False):
         if not on:
             monkeypatch.setattr(embedder, "vision_spec", lambda model: None)
-        cfg = EmbedConfig(vlm="tiny-qwen25-vl", cache=str(tmp_path / f"c{on}"), num_workers=0, progress=False, batch_size=3)
+        cfg = EmbedConfig(
+            vlm="tiny-qwen25-vl", cache=str(tmp_path / f"c{on}"), num_workers=0, progress=False, batch_size=3
+        )
         (path,) = run_embed(eps.path, cfg)
         paths.append(path)
     assert paths[0].name == paths[1].name

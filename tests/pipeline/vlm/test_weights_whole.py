@@ -7,8 +7,6 @@ import shutil
 import pytest
 from safetensors.torch import load_file, save_file
 
-from embed_helpers import twins  # noqa: F401
-
 
 def edited_twin(tmp_path, family: str, edit) -> str:
     from pipeline.vlm.twins import build_twin
@@ -33,10 +31,15 @@ def first(tensors, fragment: str) -> str:
     return next(k for k in sorted(tensors) if fragment in k and not k.startswith("lm_head"))
 
 
-@pytest.mark.parametrize("name,family,fragment", [("tiny-qwen25-vl", "qwen25-vl", "layers.0.mlp"),
-                                                  ("tiny-clip", "clip", "layers.0.mlp"),
-                                                  ("tiny-molmo-v1", "molmo-v1", "blocks.0.")])
-def test_a_deleted_and_a_renamed_tensor_stop_the_load(tmp_path, twins, name, family, fragment):  # noqa: F811
+@pytest.mark.parametrize(
+    "name,family,fragment",
+    [
+        ("tiny-qwen25-vl", "qwen25-vl", "layers.0.mlp"),
+        ("tiny-clip", "clip", "layers.0.mlp"),
+        ("tiny-molmo-v1", "molmo-v1", "blocks.0."),
+    ],
+)
+def test_a_deleted_and_a_renamed_tensor_stop_the_load(tmp_path, twins, name, family, fragment):
     from pipeline.vlm.load import BackboneUnavailable, WeightsMismatch
 
     gone = {}
@@ -54,17 +57,17 @@ def test_a_deleted_and_a_renamed_tensor_stop_the_load(tmp_path, twins, name, fam
     assert isinstance(info.value, BackboneUnavailable)  # embed's CLI reports it in one line
     assert "missing 2" in msg and "unexpected 1" in msg and "renamed_" in msg and path in msg
     # the model's own names for the two tensors it did not get
-    leaf = lambda k: k.split(fragment, 1)[1]  # noqa: E731
+    leaf = lambda k: k.split(fragment, 1)[1]
     assert leaf(gone["deleted"]) in msg and leaf(gone["renamed"]) in msg
 
 
-def test_a_family_may_lack_what_it_drops_on_purpose(tmp_path, twins):  # noqa: F811
+def test_a_family_may_lack_what_it_drops_on_purpose(tmp_path, twins):
     path = edited_twin(tmp_path, "qwen25-vl", lambda t: t.pop("lm_head.weight"))
     loaded = _load("tiny-qwen25-vl", path)  # the vocabulary head never runs: no error
     assert loaded.model is not None
 
 
-def test_every_untouched_twin_loads_whole(twins):  # noqa: F811
+def test_every_untouched_twin_loads_whole(twins):
     from pipeline.vlm.backbones import get_backbone
     from pipeline.vlm.load import load_backbone
 
@@ -72,7 +75,7 @@ def test_every_untouched_twin_loads_whole(twins):  # noqa: F811
         assert load_backbone(get_backbone(name)).model is not None
 
 
-def test_a_pickled_checkpoint_is_never_loaded(tmp_path, twins):  # noqa: F811
+def test_a_pickled_checkpoint_is_never_loaded(tmp_path, twins):
     """Weights only as pytorch_model.bin (a pickle): refused, not unpickled."""
     import torch
 
