@@ -154,6 +154,8 @@ The flow, as a researcher types it (each step reuses what the one before left in
               eval with >= 50 rollouts per method, reports/study/ (index.md, study.json). Killed, rerun.
               TASKS EPISODES EMB LAM_STEPS POLICY_STEPS ROLLOUTS WORKERS CACHE RUNS
   make test   install into $(VENV) and run the test suite (without the slow fault cases)
+  make lint   ruff check and ruff format --check, as CI runs them before the tests
+  make lock   rewrite constraints.txt, the exact versions every install uses (CONSTRAINTS= opts out)
   make faults the fault suite: kills, damaged stores, full disks, moved caches, concurrent writers
   make bench  benchmark tables and one verdict per goal; the libraries' output goes to a log
               BENCHES="bench/eval.py ..." (default: every CPU bench) BENCH_LOG=<file>
@@ -165,23 +167,43 @@ Every variable is a CLI option: `vlm-lam <command> --help` lists them with their
 endef
 export HELP
 
-.PHONY: help install test faults collect embed train-lam sweep science eval report demo study bench clean
+.PHONY: FORCE help install test lint lock faults collect embed train-lam sweep science eval report demo study bench clean
 help:
 	@echo "$$HELP"
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
 
-# Torch first, chosen for this machine (never a CUDA build where there is no GPU), then the rest.
-$(VENV)/.installed: pyproject.toml tools/install-torch | $(VENV)/bin/python
+# The lock: every package but torch at the version CI last passed on (`make lock` rewrites it).
+# CONSTRAINTS= installs the newest releases instead (in a fresh VENV: pip upgrades nothing in place).
+CONSTRAINTS ?= constraints.txt
+
+# Torch first, chosen for this machine (never a CUDA build where there is no GPU), then the rest,
+# held to the lock. A changed lock, or another CONSTRAINTS than the venv's ($(VENV)/.constraints), reinstalls.
+ifneq ($(wildcard $(VENV)/.constraints),)
+ifneq ($(shell cat $(VENV)/.constraints),$(strip $(CONSTRAINTS)))
+$(VENV)/.installed: FORCE
+endif
+endif
+$(VENV)/.installed: pyproject.toml tools/install-torch $(CONSTRAINTS) | $(VENV)/bin/python
 	PYTHON=$(BIN)/python tools/install-torch
-	$(BIN)/python -m pip install -q -e '.[test]'
+	$(BIN)/python -m pip install -q $(if $(strip $(CONSTRAINTS)),-c $(strip $(CONSTRAINTS))) -e '.[test]'
+	echo '$(strip $(CONSTRAINTS))' > $(VENV)/.constraints
 	touch $@
 
 install: $(VENV)/.installed
 
 test: install
 	$(BIN)/python -m pytest -m "not slow"
+
+# ruff's lint rules and formatting ([tool.ruff] in pyproject.toml); both run, either fails it.
+lint: install
+	$(BIN)/ruff check . ; status=$$?; $(BIN)/ruff format --check . && exit $$status
+
+# Rewrites the lock from a fresh resolve: a temporary venv, torch by tools/install-torch, the
+# package with every extra and no constraints; the versions it got, torch's family left out.
+lock:
+	$(PYTHON) tools/lock.py --out $(or $(strip $(CONSTRAINTS)),constraints.txt)
 
 # Every fault case (the slow ones too); ends with `faults injected N, recovered N, data lost 0`.
 faults: install
