@@ -145,8 +145,8 @@ def test_the_checks_fail_on_a_broken_lock():
 
 
 def test_this_environment_is_the_locked_one():
-    """Fails when the venv drifted from the lock (`make install` puts it back) or the lock lacks a
-    package the install now pulls in (`make lock`)."""
+    """Fails when the venv drifted from the lock (`rm .venv/.installed && make install` puts it
+    back) or the lock lacks a package the install now pulls in (`make lock`)."""
     stamp = Path(sys.prefix) / ".constraints"
     if stamp.exists() and stamp.read_text().strip() != "constraints.txt":
         pytest.skip(f"this environment was installed with CONSTRAINTS={stamp.read_text().strip()}")
@@ -156,7 +156,7 @@ def test_this_environment_is_the_locked_one():
     assert missing == [], "the install's requirements are not all installed here"
     needed = {n for n in needed if not in_torch_family(n) and not lock.unpinned(n) and n != lock.PROJECT}
     versions = {n: d.version for n, d in dists.items()}
-    assert drift(pins, versions, needed) == []
+    assert drift(pins, versions, needed) == [], "rm .venv/.installed && make install; or make lock"
 
 
 def test_the_drift_check_fails_on_a_drifted_environment():
