@@ -180,8 +180,8 @@ class EmbeddingStore(TypedStore):
     # -- writing (multi-writer safe: disjoint chunks + marker files) -----------------------------
     @cached_property
     def _emb_writer(self):
-        # One handle for every chunk write: reopening the array costs ~1 ms of metadata reads a
-        # chunk (its shape and codecs are fixed at creation).
+        # One handle for every chunk write: reopening the array would read its metadata again for
+        # every chunk (its shape and codecs are fixed at creation).
         return self.emb
 
     @property

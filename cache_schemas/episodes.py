@@ -31,9 +31,8 @@ ACTION_DIM = 4
 GENERATOR_VERSION = 1
 INGEST_VERSION = 2  # the same, for ingested stores (2: resized frames through planar RGB, full colour)
 # Ingested frames were decoded from lossy video: zstd shrinks them less than renders, and its
-# time is ingest's one cost beside decoding. Its fast mode (-1) keeps 97% of level 1's gain on
-# MetaWorld frames through AV1 (1.95x vs 2.02x; 2.36x at level 3) and gives up at once on frames
-# it cannot shrink (the bench's gradients: 1.00x vs 1.09x at 3.5x the speed).
+# time is ingest's one cost beside decoding. Its fast mode (-1) keeps most of level 1's gain on
+# such frames and gives up at once on frames it cannot shrink (docs/performance.md, "Ingest").
 INGESTED_FRAMES_LEVEL = -1
 METAWORLD_FPS = 80.0  # MetaWorld's control rate: frame_skip 5 x 2.5 ms timestep (its `render_fps`)
 

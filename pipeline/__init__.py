@@ -12,6 +12,6 @@ else:
     _os.environ["MUJOCO_GL"] = "egl"
 _os.environ.setdefault("PYOPENGL_PLATFORM", _os.environ["MUJOCO_GL"])
 # Mesa's llvmpipe: rasterising in the calling thread (0 = no rasteriser threads) renders the same
-# bytes ~23% faster than one rasteriser thread at 64 px here (no hand-off per draw), and leaves the
-# other cores to the other collect workers.
+# bytes faster than a rasteriser thread at small frame sizes (no hand-off per draw), and leaves the
+# other cores to the other collect workers (docs/performance.md, "Collect and rendering").
 _os.environ.setdefault("LP_NUM_THREADS", "0")

@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 # Our tasks are seconds of CPU-bound work on every core: the monitoring dask does by default
-# (a stack sampler every 10 ms in each worker, 20 ms loop ticks, 100 ms memory polls) took ~7% of
-# a core in the driver alone on 2 cores. Workers fork from a preloaded server (see
+# (a stack sampler every 10 ms in each worker, 20 ms loop ticks, 100 ms memory polls) takes a
+# noticeable share of a core from them (docs/performance.md). Workers fork from a preloaded server (see
 # `_preload_forkserver`). Only a cluster we start ourselves is tuned this way.
 QUIET_LOCAL_CLUSTER = {
     "distributed.worker.multiprocessing-method": "forkserver",
@@ -168,7 +168,7 @@ def _script_hint() -> str:
 
 
 def _preload_forkserver(modules: tuple[str, ...]) -> None:
-    """Workers fork from one server that has imported `modules` (~2 s of imports for the
+    """Workers fork from one server that has imported `modules` (seconds of imports for the
     simulator stack) instead of each spawning a fresh interpreter and importing them again.
     dask sets its own preload list the first time it builds the context; ours extends it."""
     from distributed.utils import get_mp_context

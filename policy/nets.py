@@ -3,8 +3,8 @@
 The policy's input is its own choice, not the LAM's: `PolicyNet` says at what size it sees the
 frames, how many it stacks, and how wide it is, so a LAM trained at 32 px can still be judged by
 a policy that sees 64 px. Space-to-depth (`PixelUnshuffle`) lets the convs run at half the
-resolution while keeping every pixel, about 3x cheaper than convolving the full frame on a CPU
-at the same held-out error (see README, "What makes the upper bound work").
+resolution while keeping every pixel: cheaper than convolving the full frame, at the same
+held-out error (docs/study.md, "What makes the upper bound work"; docs/performance.md, "eval").
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """`collect`: Distracting MetaWorld episodes into a chunked, resumable episode store.
 
 Two phases, both deterministic:
-1. plan: every episode is simulated without rendering (physics is ~1 ms/step, a render ~5-40):
+1. plan: every episode is simulated without rendering (physics costs a fraction of a render):
    its length, actions, states, rewards and success are known, so the store's layout is fixed
    and the low-dimensional arrays are written once by the driver.
 2. render: work units are whole frame chunks. A worker restores each recorded MuJoCo state of
@@ -34,8 +34,8 @@ QUALITIES = ("standard", "fast")
 DIE_AFTER_ENV = "VLMLAM_TEST_KILL_AFTER_CHUNKS"
 
 _DEMO_DISTRACTORS = DistractorSpec(kinds=("video", "correlated"))
-# One MT10 task per object family whose object a 64 px policy can see (README, "Which MT10 tasks a
-# policy can see"), up to 150 steps at 64 px, the demo's distractors.
+# One MT10 task per object family whose object a 64 px policy can see (docs/study.md, "Which MT10
+# tasks a policy can see"), up to 150 steps at 64 px, the demo's distractors.
 _STUDY = EpisodeSpec(
     tasks=("button-press-topdown-v3", "door-open-v3", "drawer-open-v3", "window-close-v3"),
     episodes_per_task=80,
@@ -48,7 +48,7 @@ PRESETS: dict[str, EpisodeSpec] = {
     # The whole flow on 2 CPU cores in minutes: the study's tasks, 20 episodes each.
     "demo": replace(_STUDY, episodes_per_task=20),
     # `vlm-lam study`: 80 episodes per task, what BC with every action labelled needs to solve
-    # them from pixels (README, "What makes the upper bound work").
+    # them from pixels (docs/study.md, "What makes the upper bound work").
     "study": _STUDY,
     "small": EpisodeSpec(tasks=MT10, episodes_per_task=20, resolution=64, max_steps=200, distractors=_DEMO_DISTRACTORS),
     # The paper's scale: MT10, 5000 trajectories in all, at a VLM-friendly resolution.

@@ -251,11 +251,11 @@ def decode_frames(segments: list[Segment], size: int, fps: float, threads: int =
 
 def reuse_freed_memory(limit_mb: int = 256) -> bool:
     """Let this process's heap keep freed buffers of up to `limit_mb` (glibc's malloc; elsewhere a
-    no-op returning False). Each chunk written makes zstd and zarr allocate ~40 MB buffers, which
-    glibc otherwise maps fresh and unmaps again, and every page of a fresh map faults when first
-    touched: ~120k faults and ~0.5 s of kernel time per 3,000 frames at 224 px, on cores the
-    decoder needs. It holds for the rest of the process (freed memory up to twice `limit_mb` stays
-    with it), so it is set where frames are decoded: ingest's workers."""
+    no-op returning False). Each chunk written makes zstd and zarr allocate chunk-sized buffers,
+    which glibc otherwise maps fresh and unmaps again, and every page of a fresh map faults when
+    first touched: kernel time on cores the decoder needs (docs/performance.md, "Ingest"). It
+    holds for the rest of the process (freed memory up to twice `limit_mb` stays with it), so it
+    is set where frames are decoded: ingest's workers."""
     import ctypes
     import ctypes.util
     import sys

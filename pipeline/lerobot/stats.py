@@ -18,8 +18,8 @@ def image_stats(frames: np.ndarray) -> dict[str, np.ndarray]:
     """Per-channel statistics of uint8 (n, H, W, 3) frames scaled to [0, 1], shaped (3, 1, 1).
 
     From each channel's 256-bin histogram, not a float64 copy of every pixel: the same figures
-    (to rounding) in 1/30 of the time (the copy took 0.4-0.8 s an episode of 75 frames at
-    224 px, more than encoding it)."""
+    (to rounding) in a fraction of the time; the copy took longer than encoding the episode
+    (docs/performance.md, "Export")."""
     flat = np.ascontiguousarray(frames, np.uint8).reshape(-1, frames.shape[-1])
     hist = np.stack([np.bincount(flat[:, c], minlength=256) for c in range(flat.shape[1])]).astype(np.float64)
     value, n = np.arange(256) / 255.0, hist.sum(1)

@@ -28,12 +28,11 @@ class SquareFit:
     One ffmpeg filter graph per input geometry: the crop costs nothing, so swscale converts only
     the square. A resize goes out as planar RGB (gbrp), then is packed to rgb24: swscale's
     resize straight to packed rgb24 is a plain C loop that also halves the colour's horizontal
-    resolution; through gbrp it is 0.22 vs 0.32 ms a 640x480 frame and nearer an exact area
-    average of the full-resolution RGB frame (mean error 1.15 vs 1.81 of 255). RGB input (images
-    from parquet) keeps its full colour too (`full_chroma_inp`; without it swscale halves the
-    colour's width on the way in: mean error 12 on 3x3 colour blocks). The graph runs on
-    the calling thread: the decoder's threads already fill the cores, and slice threads of its
-    own made ingest take ~20% longer on 2 cores."""
+    resolution, so the gbrp path is both faster and nearer an exact area average of the
+    full-resolution frame. RGB input (images from parquet) keeps its full colour too
+    (`full_chroma_inp`; without it swscale halves the colour's width on the way in). The graph
+    runs on the calling thread: the decoder's threads already fill the cores, and slice threads
+    of its own would compete with them. Figures: docs/performance.md, "Ingest"."""
 
     def __init__(self, size: int):
         self.size = size
@@ -117,7 +116,7 @@ class VideoReader:
             self._stream = self._container.streams.video[0]
         except Exception as exc:
             raise _av_error(self.path, exc) from None
-        self._stream.thread_type = "AUTO"  # frame + slice threads: ~3x on AV1 (dav1d) here
+        self._stream.thread_type = "AUTO"  # frame + slice threads (docs/performance.md, "Ingest")
         if threads:
             self._stream.thread_count = threads  # several worker processes share the cores
         self._frames = self._container.decode(self._stream)
@@ -188,9 +187,8 @@ class Codec:
 
 CODECS: dict[str, Codec] = {
     # LeRobot's default: AV1 through SVT-AV1 (decoded by dav1d). lp=1, SVT's lowest level of
-    # parallelism: with its default (~86 threads) SVT-AV1 4.1 now and then stalls for ever or hands
-    # out a packet early. Measured on 2 cores, exports of 1,518 frames at 224 px: 5 of 38 failed so
-    # with the default, 0 of 40 with lp=1, at 0.55x the encode speed; the bytes are the same.
+    # parallelism: with its default threading SVT-AV1 4.1 now and then stalls for ever or hands
+    # out a packet early; lp=1 writes the same bytes, slower (docs/performance.md, "Export").
     "av1": Codec(
         "av1", "libsvtav1", "libdav1d", crf=30, options=(("preset", "8"), ("svtav1-params", "lp=1")), in_pts_order=True
     ),
@@ -201,7 +199,7 @@ CODECS: dict[str, Codec] = {
 class PtsOrder:
     """Encoded packets put back in pts order before the muxer sees them.
 
-    SVT-AV1 with its default threads now and then hands out a packet ~80 frames early (see
+    SVT-AV1 with its default threads now and then hands out a packet many frames early (see
     CODECS; also LeRobot's issue #2163), which mp4 refuses; at lp=1 it has not, and this keeps a
     file right if it does. Frames go in with pts 0, 1, 2, ... and are not reordered (dts == pts),
     so holding an early packet until its predecessors are out gives the stream the encoder meant."""

@@ -122,7 +122,7 @@ def sim_state(env) -> np.ndarray:
 
 def restore(env, state: np.ndarray) -> None:
     """Put the scene back to a recorded `sim_state` (kinematics via mj_forward, no stepping):
-    ~20x cheaper than MetaWorld's step, and exactly the pose the step left behind."""
+    much cheaper than MetaWorld's step, and exactly the pose the step left behind."""
     import mujoco
 
     m, d = env.model, env.data

@@ -4,7 +4,8 @@ Why not gymnasium's `env.render()`: it cannot hand back depth from the same draw
 not make its own GL context current. We own one GL context per renderer, draw once, read RGB
 and depth together, and call a pixel background where its depth equals a per-scene
 "background plate" (depth drawn once with the robot, table top and task objects hidden).
-That costs about nothing over the plain render (ENVIRONMENT.md measured 1.00-1.03x).
+That costs about nothing over the plain render, where a segmentation pass or a second renderer
+for the clean twin would not (docs/performance.md, "Collect and rendering").
 """
 
 from __future__ import annotations
@@ -105,9 +106,9 @@ class SceneRenderer:
         if size > self.gl.max_size:
             raise ValueError(f"frame size {size} exceeds the GL session's {self.gl.max_size}")
         self.model, self.size = model, size
-        model.light_castshadow[:] = 0  # the shadow pass is ~70% of render time
+        model.light_castshadow[:] = 0  # the shadow pass is most of the render time
         # An offscreen buffer of exactly the frame size: MetaWorld's 640x480 default is cleared
-        # on every draw, ~14% of a 64 px frame here, for pixels nobody reads (same frame bytes).
+        # on every draw, for pixels nobody reads (same frame bytes).
         model.vis.global_.offwidth = model.vis.global_.offheight = size
         if fast:
             model.vis.quality.offsamples = 0  # no anti-aliasing; must precede the context

@@ -1,6 +1,6 @@
 """Per-process simulation resources: one MetaWorld env, GL scene and distractor set per key.
 
-Building an env (~0.1 s) or a GL scene per work unit would dominate small units, so each
+Building an env or a GL scene per work unit would dominate small units, so each
 process (the driver, or a dask worker) keeps them here. These caches hold resources, never
 results: outputs stay a pure function of the inputs.
 """

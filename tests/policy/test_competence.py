@@ -2,7 +2,7 @@
 
 This is the assertion `0 <= success <= 1` could never make: it fails when the policy's inputs or
 outputs are wrong. `VLMLAM_TEST_SABOTAGE=flip` feeds the rollout policy upside-down frames and
-`=invert` inverts the action normalisation; either must make this test fail (README, "Tests").
+`=invert` inverts the action normalisation; either must make this test fail (docs/testing.md, "Tests").
 """
 
 import os

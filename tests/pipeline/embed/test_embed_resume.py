@@ -95,7 +95,7 @@ def reference_run(twins, tmp_path_factory):
 
 
 def test_two_ranks_through_accelerate_launch_equal_one_process(twins, tmp_path, reference_run):
-    """What the README tells a user to type: `accelerate launch ... $(command -v vlm-lam) embed`
+    """What docs/embed.md tells a user to type: `accelerate launch ... $(command -v vlm-lam) embed`
     (`--multi_gpu`: accelerate's torchrun path, which runs CPU ranks too; its `--cpu` starts one)."""
     eps, ref = reference_run
     cache = tmp_path / "ranks"
