@@ -1,7 +1,7 @@
 """On-disk contracts: typed, versioned, fingerprinted Zarr stores (nothing else touches Zarr)."""
 
 from .episodes import DistractorSpec, EpisodeSpec, EpisodeStore, EpisodeTable, IngestSpec, SourceSpec, TaskInfo
-from .errors import ChunkError, StoreError, StoreMismatch
+from .errors import ChunkError, HalfCreated, StoreError, StoreMismatch, UserError
 from .fingerprint import canonical_json, fingerprint, spec_diff
 from .store import ArraySpec, Store, StoreLayout, VerifyReport
 
@@ -12,6 +12,7 @@ __all__ = [
     "EpisodeSpec",
     "EpisodeStore",
     "EpisodeTable",
+    "HalfCreated",
     "IngestSpec",
     "SourceSpec",
     "Store",
@@ -19,6 +20,7 @@ __all__ = [
     "StoreLayout",
     "StoreMismatch",
     "TaskInfo",
+    "UserError",
     "VerifyReport",
     "canonical_json",
     "fingerprint",

@@ -225,6 +225,13 @@ class EpisodeStore(TypedStore):
         )
         return cls(store)
 
+    @classmethod
+    def resume(cls, path: Path | str, spec: EpisodeSpec | IngestSpec) -> EpisodeStore | None:
+        """The store at `path` if it was made from `spec` (to finish it; its writer calls this),
+        None when there is none yet. A store of another spec raises StoreMismatch."""
+        store = Store.resume(path, schema=SCHEMA, fingerprint=spec.fingerprint(), spec=spec)
+        return cls(store) if store is not None else None
+
     # -- facts -----------------------------------------------------------------------------
     @property
     def n_episodes(self) -> int:

@@ -1,6 +1,11 @@
 """Errors every command reports the same way: one line, exit status 2, no traceback.
 
+- `UserError`: the one type for a request the tool refuses (an unknown name, a bad option, a
+  missing or foreign store, a run folder that holds another config). It is raised where the
+  problem is found, with a message that says what is wrong and what to do; each package's own
+  errors (`TargetError`, `EvalError`, `LeRobotError`, ...) are subclasses of it.
 - `StoreError` / `StoreMismatch`: a store cannot be used as asked (missing, other spec).
+  `HalfCreated`: a folder whose store a kill interrupted while it was being created.
 - `ChunkError`: a read met a chunk that is missing or fails its checksum; it names the store,
   the array and the chunk, and points at `vlm-lam cache verify`. Never zeros, never a bare
   codec message.
@@ -27,8 +32,21 @@ DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
 OUTPUT_ARGS = ("out", "cache", "runs", "run", "run_path", "path")
 
 
-class StoreError(RuntimeError):
+class UserError(Exception):
+    """A request the tool refuses, with what is wrong and what to do instead. `cli_guard` prints
+    its message after `error: ` and exits with status 2; nothing else reports user errors.
+
+    Subclasses may also derive from the builtin they used to be (ValueError, RuntimeError) so that
+    library callers that catch those keep working."""
+
+
+class StoreError(UserError, RuntimeError):
     """A store cannot be used as requested (missing, wrong schema, other spec, damaged)."""
+
+
+class HalfCreated(StoreError):
+    """A folder holds a store whose creation a kill interrupted (its attrs were never written):
+    nothing in it is worth keeping, so its writer may delete it and start again."""
 
 
 class StoreMismatch(StoreError):
@@ -155,8 +173,8 @@ def _output_roots(kwargs: dict[str, Any]) -> list[Path]:
 
 
 def cli_guard(fn: Callable) -> Callable:
-    """Wrap a CLI command: a full disk or a store error that reaches it (also from inside another
-    exception) becomes `error: <one line>` on stderr and exit status 2, never a traceback."""
+    """Wrap a CLI command: a full disk or a `UserError` that reaches it (also from inside another
+    exception) becomes `error: <message>` on stderr and exit status 2, never a traceback."""
     if getattr(fn, "_cli_guarded", False):
         return fn
 
@@ -183,14 +201,14 @@ def cli_guard(fn: Callable) -> Callable:
 
 
 def cli_message(exc: BaseException, where: Iterable[Path | str] = ()) -> str | None:
-    """The one line a command prints for `exc`, or None when it is not an expected failure
-    (a bug keeps its traceback). Click's and typer's own exits (typer.Exit) are not errors."""
+    """The line a command prints for `exc` (a `StoreMismatch` adds one line per differing field),
+    or None when it is not an expected failure (a bug keeps its traceback). Click's and typer's own exits (typer.Exit) are not errors."""
     if type(exc).__module__.split(".")[0] in ("click", "typer"):
         return None
     full = disk_full(exc)
     if full is not None:
         return disk_full_message(full, where)
-    store = next((e for e in chain(exc) if isinstance(e, StoreError)), None)
-    if store is not None:
-        return str(store).splitlines()[0] if isinstance(store, ChunkError) else str(store)
+    user = next((e for e in chain(exc) if isinstance(e, UserError)), None)
+    if user is not None:
+        return str(user).splitlines()[0] if isinstance(user, ChunkError) else str(user)
     return None

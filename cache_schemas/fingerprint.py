@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+from collections.abc import Callable
 from typing import Any
 
 
@@ -49,3 +50,22 @@ def spec_diff(old: Any, new: Any, prefix: str = "") -> list[str]:
     if old != new:
         return [f"{prefix or '<root>'}: store has {old!r}, requested {new!r}"]
     return []
+
+
+def identity_diff(recorded: Any, requested: Any) -> list[str]:
+    """[] when two identities are the same (equal canonical JSON); else one line per field that
+    differs, naming both values (`spec_diff`)."""
+    if canonical_json(recorded) == canonical_json(requested):
+        return []
+    return spec_diff(recorded, requested) or [
+        f"<root>: store has {canonical_json(recorded)}, requested {canonical_json(requested)}"
+    ]
+
+
+def refuse_unless_same(recorded: Any, requested: Any, refuse: Callable[[list[str]], BaseException]) -> None:
+    """The one check that what is on disk is what was asked for (a store's spec, a run folder's
+    config, an eval folder's settings): returns when `recorded` and `requested` are the same
+    identity, else raises `refuse(lines)`, one line per field that differs."""
+    diffs = identity_diff(recorded, requested)
+    if diffs:
+        raise refuse(diffs)

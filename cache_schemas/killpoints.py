@@ -7,7 +7,7 @@ passes; child processes inherit what is left.
 
 Points: `atomic.before_rename` (a temporary file is written, not yet renamed), `store.created`
 (a new store's arrays and attrs exist, nothing else), `collect.plan` (an episode simulated), `collect.chunk`
-(the ledger records a rendered chunk), `collect.created` (store allocated, nothing written),
+(the ledger records a rendered chunk), `ingest.chunk` (the ledger records a run of decoded chunks), `collect.created` (store allocated, nothing written),
 `embed.chunk` (a chunk and its marker are written), `embed.finalize` (statistics written, ledger
 not yet complete), `train.log` (a training log step), `train.fit` (data loaded, about to train).
 """

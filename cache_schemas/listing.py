@@ -1,8 +1,10 @@
-"""Finding stores under a cache root (for `cache ls` and for aliases such as `molmo.task`)."""
+"""Finding stores under a cache root: every store (`cache ls`), the newest complete store of a
+preset or alias (what `embed`, `train-lam`, `collect --if-missing` start from), a store by
+fingerprint wherever the cache now is (what run folders go through)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from .store import Store, StoreError
@@ -23,6 +25,45 @@ def find_stores(root: Path, schema_prefix: str = "") -> Iterator[Store]:
             continue
         if store.schema.startswith(schema_prefix):
             yield store
+
+
+def newest(stores: Iterable[Store]) -> Store | None:
+    """The most recently finished of `stores` (its `zarr.json`, rewritten when the ledger
+    completes, was written last), or None."""
+    stores = list(stores)
+    return max(stores, key=lambda s: (s.path / "zarr.json").stat().st_mtime) if stores else None
+
+
+def newest_store(
+    kind: str, cache=None, *, preset: str | None = None, where: Callable[[Store], bool] | None = None
+) -> Store | None:
+    """The newest complete store under `<cache>/<kind>/` that was made with `preset` (the
+    `--preset` or `--name` its maker recorded in `info.preset`, not its folder name) and passes
+    `where`. Incomplete stores and folders that are not stores never count."""
+    from .paths import cache_root
+
+    found = [
+        s
+        for s in find_stores(cache_root(cache) / kind, kind + "/")
+        if s.complete and (preset is None or s.info.get("preset") == preset) and (where is None or where(s))
+    ]
+    return newest(found)
+
+
+def episode_store_for(preset: str, cache=None) -> Store:
+    """The newest complete episode store of `preset`; a StoreError says what the cache holds and
+    how to make one when there is none."""
+    from .paths import episodes_dir
+
+    store = newest_store("episodes", cache, preset=preset)
+    if store is None:
+        root = episodes_dir(cache)
+        have = sorted(p.name for p in root.iterdir()) if root.is_dir() else []
+        raise StoreError(
+            f"no complete episode store for preset {preset!r} under {root} (found: {', '.join(have) or 'none'}); "
+            f"run `vlm-lam collect --preset {preset}` (make does it for you) or pass --episodes PATH"
+        )
+    return store
 
 
 def human_size(n: int) -> str:

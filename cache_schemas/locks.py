@@ -28,10 +28,12 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from .errors import UserError
+
 LOCK_SUFFIX = ".lock"
 
 
-class LockTimeout(TimeoutError):
+class LockTimeout(UserError, TimeoutError):
     """Waited `timeout_s` for another writer; the message names it."""
 
 
@@ -142,7 +144,7 @@ class WriterLock:
 
     def acquire(self) -> WriterLock:
         if importing_main():
-            raise RuntimeError(
+            raise UserError(
                 f"a worker process started for {self.what} is importing your script, and the script starts "
                 "that work again at import time (it would wait for its own parent's lock forever): put the "
                 'call under `if __name__ == "__main__":`'

@@ -22,8 +22,8 @@ import zarr.codecs
 
 from . import killpoints
 from .atomic import clean_partials
-from .errors import ChunkError, StoreError, StoreMismatch
-from .fingerprint import spec_diff, to_jsonable
+from .errors import ChunkError, HalfCreated, StoreError, StoreMismatch
+from .fingerprint import refuse_unless_same, to_jsonable
 from .reads import CheckedArray, CheckedLocalStore
 
 __all__ = [
@@ -63,6 +63,11 @@ class StoreLayout:
     arrays: tuple[ArraySpec, ...]
     rows: dict[str, int]
     chunk_rows: dict[str, int]
+
+    def describe(self) -> dict[str, Any]:
+        """What `info.layout` records: row counts, chunk sizes and each array's dtype, tail and axis."""
+        arrays = {a.name: {"dtype": a.dtype, "tail": list(a.tail), "axis": a.axis} for a in self.arrays}
+        return {"rows": dict(self.rows), "chunk_rows": dict(self.chunk_rows), "arrays": arrays}
 
     def chunks_along(self, axis: str) -> int:
         return math.ceil(self.rows[axis] / self.chunk_rows[axis]) if self.rows[axis] else 0
@@ -115,60 +120,63 @@ class Store:
         versions: Iterable[str] = (),
         force: bool = False,
     ) -> Store:
-        """Create the store, or return the existing one if it has the same schema and fingerprint
-        (that is how an interrupted run resumes). Another spec at `path` raises StoreMismatch
-        unless `force`, which deletes it first."""
+        """Create the store, or return the existing one if it has the same identity (that is how an
+        interrupted run resumes: `resume`). Another spec at `path` raises StoreMismatch unless
+        `force`, which deletes it first."""
         path = Path(path)
-        if (path / "zarr.json").exists():
-            if force:
-                shutil.rmtree(path)
-            else:
-                existing = cls.open(path)
-                if existing.schema != schema:
-                    raise StoreMismatch(path, [f"schema: store has {existing.schema!r}, requested {schema!r}"])
-                if existing.fingerprint != fingerprint:
-                    diffs = spec_diff(existing.spec, spec) or [
-                        f"fingerprint: store has {existing.fingerprint[:12]}, requested {fingerprint[:12]}"
-                    ]
-                    if existing.parent != parent:
-                        diffs.append(f"parent: store has {existing.parent}, requested {parent}")
-                    raise StoreMismatch(path, diffs)
-                clean_partials(path)  # leftovers of writes a kill interrupted: the resuming writer's job
-                return existing
-        elif path.exists() and any(path.iterdir()):
-            if not force:
-                raise StoreError(f"{path} exists and is not a store; refusing to write into it (--force replaces it)")
+        if force and path.exists():
             shutil.rmtree(path)
+        existing = cls.resume(path, schema=schema, fingerprint=fingerprint, spec=spec, parent=parent)
+        if existing is not None:
+            return existing
+        if path.exists() and any(path.iterdir()):
+            raise StoreError(f"{path} exists and is not a store; refusing to write into it (--force replaces it)")
         path.parent.mkdir(parents=True, exist_ok=True)
         group = zarr.open_group(store=CheckedLocalStore(path), mode="w", zarr_format=3)
         for arr in layout.arrays:
-            rows = layout.rows[arr.axis]
             chunk = max(1, layout.chunk_rows[arr.axis])
             group.create_array(
                 arr.name,
-                shape=(rows, *arr.tail),
-                chunks=(chunk, *arr.tail) if arr.tail else (chunk,),
+                shape=(layout.rows[arr.axis], *arr.tail),
+                chunks=(chunk, *arr.tail),
                 dtype=arr.dtype,
                 compressors=arr.codecs(),
                 fill_value=0,
             )
-        attrs = {
-            "schema": schema,
-            "fingerprint": fingerprint,
-            "parent": parent,
-            "spec": to_jsonable(spec),
-            "versions": library_versions(versions),
-            "info": to_jsonable(info or {}),
-            "ledger": {"done": [], "complete": False},
-        }
-        attrs["info"]["layout"] = {
-            "rows": dict(layout.rows),
-            "chunk_rows": dict(layout.chunk_rows),
-            "arrays": {a.name: {"dtype": a.dtype, "tail": list(a.tail), "axis": a.axis} for a in layout.arrays},
-        }
-        group.attrs.update(attrs)
+        info = {**to_jsonable(info or {}), "layout": layout.describe()}
+        ledger = {"done": [], "complete": False}
+        versions = library_versions(versions)
+        group.attrs.update(
+            {"schema": schema, "fingerprint": fingerprint, "parent": parent, "spec": to_jsonable(spec)}
+            | {"versions": versions, "info": info, "ledger": ledger}
+        )
         killpoints.reached("store.created")
         return cls(path, group)
+
+    @classmethod
+    def resume(cls, path: Path | str, *, schema: str, fingerprint: str, spec: Any, parent: str | None = None):
+        """The store at `path` if it has this identity (schema, spec, parent, fingerprint), to
+        resume writing it: leftovers of writes a kill interrupted are removed (call it as the single
+        writer). None when there is no store, or only what a kill left of one being created (that
+        is removed too). Another identity raises StoreMismatch naming each field that differs."""
+        path = Path(path)
+        if not (path / "zarr.json").exists():
+            return None
+        try:
+            existing = cls.open(path)
+        except HalfCreated:
+            shutil.rmtree(path)
+            return None
+
+        def refuse(diffs: list[str]) -> StoreMismatch:
+            return StoreMismatch(path, diffs)
+
+        refuse_unless_same({"schema": existing.schema}, {"schema": schema}, refuse)
+        recorded = {"parent": existing.parent, "spec": existing.spec}
+        refuse_unless_same(recorded, {"parent": parent, "spec": to_jsonable(spec)}, refuse)
+        refuse_unless_same({"fingerprint": existing.fingerprint}, {"fingerprint": fingerprint}, refuse)
+        clean_partials(path)
+        return existing
 
     @classmethod
     def open(
@@ -186,7 +194,7 @@ class Store:
         store = cls(path, group)
         missing = [k for k in ATTR_KEYS if k not in group.attrs]
         if missing:
-            raise StoreError(f"{path} is not a vlm-lam store (attrs lack {', '.join(missing)})")
+            raise HalfCreated(f"{path} is not a vlm-lam store (attrs lack {', '.join(missing)})")
         if schema is not None and store.schema != schema:
             raise StoreMismatch(path, [f"schema: store has {store.schema!r}, requested {schema!r}"])
         if fingerprint is not None and store.fingerprint != fingerprint:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from cache_schemas.errors import UserError
 from cache_schemas.locks import LockTimeout, WriterLock, lock_path_for, read_holder
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -112,6 +113,6 @@ def test_no_lock_is_taken_while_a_worker_imports_the_parents_script(tmp_path, mo
     assert not importing_main()
     monkeypatch.setattr(multiprocessing.current_process(), "_inheriting", True, raising=False)
     assert importing_main()
-    with pytest.raises(RuntimeError, match='is importing your script.*if __name__ == "__main__"'):
+    with pytest.raises(UserError, match='is importing your script.*if __name__ == "__main__"'):
         WriterLock(tmp_path / "s.lock", what="store s").acquire()
     assert not (tmp_path / "s.lock").exists()
