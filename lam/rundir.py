@@ -29,7 +29,8 @@ from typing import Any
 import numpy as np
 
 from cache_schemas.atomic import clean_partials, is_partial, save_safetensors, write_json, write_text
-from cache_schemas.fingerprint import canonical_json, fingerprint, spec_diff
+from cache_schemas.errors import UserError
+from cache_schemas.fingerprint import canonical_json, fingerprint, refuse_unless_same
 from cache_schemas.locks import WriterLock, lock_path_for
 from cache_schemas.paths import run_path
 
@@ -42,7 +43,7 @@ DONE_SCHEMA = "lam-run-done/1"
 VERIFIED = ("config.json", "checkpoint.safetensors", "metrics.csv", "latents.safetensors", "probe.json")
 
 
-class RunConflict(RuntimeError):
+class RunConflict(UserError, RuntimeError):
     """A run folder exists with another identity."""
 
 
@@ -101,14 +102,15 @@ class RunDir:
         path = run_path(run_id, runs)
         cfg_file = path / "config.json"
         if cfg_file.exists():
-            old = read_json(path, "config.json")
-            old_ident = comparable(old, ident)
-            if canonical_json(old_ident) != canonical_json(comparable(ident)):
-                diffs = "\n  ".join(spec_diff(old_ident, comparable(ident)))
-                raise RunConflict(
-                    f"run folder {path} holds another config; refusing to overwrite it.\n  {diffs}\n"
+
+            def refuse(diffs: list[str]) -> RunConflict:
+                lines = "\n  ".join(diffs)
+                return RunConflict(
+                    f"run folder {path} holds another config; refusing to overwrite it.\n  {lines}\n"
                     f"Choose another --run id, or delete the folder."
                 )
+
+            refuse_unless_same(comparable(read_json(path, "config.json"), ident), comparable(ident), refuse)
         elif (path / "done").exists():
             raise RunDamaged(cfg_file, "is missing")
         elif path.exists() and any(not is_partial(p.name) for p in path.iterdir()):  # a kill's leftovers don't count
@@ -169,6 +171,81 @@ class RunDir:
         """Every file `done` lists is there and unchanged (raises RunDamaged)."""
         for name in VERIFIED:
             read_verified(self.path, name)
+
+
+# -- reading: every reader of a run folder goes through what follows -------------------------
+class NotARun(UserError):
+    """A path that is not a `train-lam` run folder."""
+
+    def __init__(self, path: Path):
+        super().__init__(f"{path} is not a run folder (no config.json); train one with `vlm-lam train-lam`")
+
+
+def is_run(path: Path | str) -> bool:
+    """A `train-lam` run folder, by its config.json's schema (not the shared `baselines/` folder, a
+    report or a stray file). A cheap look for listings: reading one goes through `Run.open`."""
+    cfg = Path(path) / "config.json"
+    if not cfg.is_file():
+        return False
+    try:
+        return json.loads(cfg.read_text()).get("schema") == RUN_SCHEMA
+    except (ValueError, AttributeError):
+        return False
+
+
+def run_folders(root: Path | str) -> list[Path]:
+    """Every run folder directly under `root`, in name order."""
+    root = Path(root)
+    return sorted(p for p in root.iterdir() if p.is_dir() and is_run(p)) if root.is_dir() else []
+
+
+@dataclass(frozen=True)
+class Run:
+    """A run folder as its readers see it (eval, report, study, the eval loop). Files of a finished
+    run are checked against the digests `done` recorded: a damaged one raises RunDamaged."""
+
+    path: Path
+    config: dict[str, Any]  # config.json: the identity (`config`, `episodes`, `target`) and facts
+
+    @classmethod
+    def open(cls, path: Path | str) -> Run:
+        path = Path(path)
+        if not (path / "config.json").exists() and not (path / "done").exists():
+            raise NotARun(path)
+        return cls(path, read_json(path, "config.json"))
+
+    @property
+    def run_id(self) -> str:
+        return self.path.name
+
+    @property
+    def finished(self) -> bool:
+        """Training ended and every file was written (`done` exists)."""
+        return (self.path / "done").exists()
+
+    @property
+    def lam(self) -> dict[str, Any]:
+        """The LAMConfig the run trained with, as a dict."""
+        return self.config["config"]
+
+    @property
+    def episodes(self) -> dict[str, Any]:
+        """The episode store it trained on: `fingerprint` (its identity) and `path` (a hint)."""
+        return self.config["episodes"]
+
+    @property
+    def target(self) -> dict[str, Any]:
+        """The resolved target: `kind`, and for `emb` the store's fingerprint, vlm, prompt, ..."""
+        return self.config.get("target", {})
+
+    def probe(self) -> dict[str, Any] | None:
+        """probe.json of a finished run (None before training wrote it)."""
+        if not self.finished and not (self.path / "probe.json").exists():
+            return None
+        return read_json(self.path, "probe.json")
+
+    def latents(self) -> dict[str, np.ndarray]:
+        return load_latents(self.path)
 
 
 def file_digest(file: Path) -> str:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
+
+from cache_schemas.errors import UserError
 
 from .nets import PolicyNet
 
@@ -12,7 +15,7 @@ METHODS = ("latent", "bc-labelled", "bc-all")
 BASELINE_METHODS = ("bc-labelled", "bc-all")
 
 
-class EvalConfigError(ValueError):
+class EvalConfigError(UserError, ValueError):
     """An eval config that cannot run (the message names the valid choices)."""
 
 
@@ -87,3 +90,20 @@ class EvalConfig:
             "seed",
         )
         return {k: v for k, v in self.to_dict().items() if k in keep}
+
+
+def config_from_options(options: Mapping[str, Any]) -> EvalConfig:
+    """An EvalConfig from command-line options named like its fields and PolicyNet's (other keys
+    are ignored); `methods` and `channels` may be comma lists."""
+    net_keys = {f.name for f in fields(PolicyNet)} - {"hidden"}
+    cfg_keys = {f.name for f in fields(EvalConfig)} - {"net"}
+    o = dict(options)
+    if isinstance(o.get("methods"), str):
+        o["methods"] = tuple(m.strip() for m in o["methods"].split(",") if m.strip())
+    if isinstance(o.get("channels"), str):
+        try:
+            o["channels"] = tuple(int(c) for c in o["channels"].split(",") if c.strip())
+        except ValueError:
+            raise EvalConfigError(f"--channels takes integers separated by commas, got {o['channels']!r}") from None
+    net = PolicyNet(**{k: v for k, v in o.items() if k in net_keys})
+    return EvalConfig(net=net, **{k: v for k, v in o.items() if k in cfg_keys and v is not None})

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from cache_schemas.atomic import save_safetensors, write_json
+from cache_schemas.errors import UserError
 
 from .fit import Standardiser
 from .nets import MLP, ImagePolicy, PolicyNet
@@ -75,9 +76,7 @@ class Controller:
 
         meta = json.loads(stem.with_suffix(".json").read_text())
         if meta.get("schema") != CONTROLLER_SCHEMA:
-            raise ValueError(
-                f"{stem}.json is not a controller ({meta.get('schema')!r}, expected {CONTROLLER_SCHEMA!r})"
-            )
+            raise UserError(f"{stem}.json is not a controller ({meta.get('schema')!r}, expected {CONTROLLER_SCHEMA!r})")
         net = PolicyNet.from_dict(meta["net"])
         tensors = load_file(str(stem.with_suffix(".safetensors")))
         policy = ImagePolicy(net, meta["out_dim"])

@@ -1,123 +1,69 @@
 """`eval`: do a run's latent actions make a good policy? Latent BC + action decoder, with BC
 baselines on the same labelled budget, rolled out in Distracting MetaWorld on held-out videos.
 
-Layout: `runs/<id>/eval/` holds `config.json`, `results.json`, per-task rollouts under
-`tasks/<method>.<task>.json` (written as each task finishes: an interrupted eval resumes
-without redoing them), trained controllers under `models/` (safetensors + JSON), each method's
-loss curves and held-out scores under `diagnostics/`, and GIFs under `gifs/`. Every file is
-written atomically (a file that exists is whole), and one writer at a time holds the folder.
+Results go to the run's eval folder (`runs/<id>/eval/`, whose format `policy.evalfolder` owns).
 Baselines do not depend on the LAM, so they live once per (episode store, eval config) in
-`runs/baselines/<store>.<fp>/` with the same layout and are shared by every run on that store.
+`runs/baselines/<store>.<fp>/`, an eval folder of the same layout shared by every run on that
+store.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
-import shutil
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from cache_schemas import EpisodeStore, StoreError
 from cache_schemas.atomic import write_json
-from cache_schemas.fingerprint import canonical_json, fingerprint, spec_diff
-from cache_schemas.locks import WriterLock, lock_path_for
+from cache_schemas.errors import UserError
+from cache_schemas.fingerprint import canonical_json, fingerprint
 from cache_schemas.paths import runs_root
+from lam.rundir import Run
 
 from .config import BASELINE_METHODS, EvalConfig
 from .controller import Controller
+from .evalfolder import EVAL_SCHEMA, EvalFolder
 from .progress import phase_counts
 from .rollout import EVAL_EPISODE_BASE, RolloutJob, rollout_spec, run_job
 from .stats import summarise
 from .training import Split, SplitError, train_method
 
-EVAL_SCHEMA = "lam-eval/2"
 
-
-class EvalError(RuntimeError):
+class EvalError(UserError, RuntimeError):
     """The eval cannot run as asked (missing run or store, budget too large, other config)."""
 
 
-@dataclass(frozen=True)
-class RunInfo:
-    """What eval needs from a finished `train-lam` run folder."""
-
-    path: Path
-    config: dict
-    lam: dict
-
-    @classmethod
-    def load(cls, path: Path) -> RunInfo:
-        path = Path(path)
-        cfg_file = path / "config.json"
-        if not cfg_file.exists() and not (path / "done").exists():
-            raise EvalError(f"{path} is not a run folder (no config.json); train one with `vlm-lam train-lam`")
-        if not (path / "done").exists():
-            raise EvalError(f"run {path} did not finish training; rerun its train-lam command first")
-        from lam.rundir import read_json
-
-        config = read_json(path, "config.json")  # checked against the digest `done` recorded
-        run = cls(path, config, config["config"])
-        if int(run.lam.get("k", 1)) != 1:
-            raise EvalError(
-                f"run {path} was trained with --k {run.lam['k']}: its latent z(t -> t+{run.lam['k']}) spans "
-                f"{run.lam['k']} steps while its FDM predicts frame t+1, and eval's decoder maps z to one "
-                f"step's action; evaluate a run trained with --k 1 (the probe in probe.json still scores this one)"
-            )
-        return run
-
-    def episodes(self, cache: str | None = None) -> EpisodeStore:
-        """The run's episode store, found by its fingerprint: at the recorded path, or anywhere under
-        the cache root (a moved or copied cache keeps every run folder valid)."""
-        from cache_schemas.episodes import SCHEMA
-        from cache_schemas.listing import locate_store
-
-        ep = self.config["episodes"]
-        try:
-            return EpisodeStore(locate_store(ep["fingerprint"], SCHEMA, recorded=ep["path"], cache=cache))
-        except StoreError as exc:
-            raise EvalError(
-                f"the episode store this run was trained on (fingerprint {ep['fingerprint'][:12]}) "
-                f"is not at {ep['path']} nor anywhere under the cache: {exc}"
-            ) from exc
+def open_run(path: Path) -> Run:
+    """A finished `train-lam` run whose latents a one-step decoder can use."""
+    run = Run.open(path)
+    if not run.finished:
+        raise EvalError(f"run {path} did not finish training; rerun its train-lam command first")
+    k = int(run.lam.get("k", 1))
+    if k != 1:
+        raise EvalError(
+            f"run {path} was trained with --k {k}: its latent z(t -> t+{k}) spans {k} steps while its FDM "
+            f"predicts frame t+1, and eval's decoder maps z to one step's action; evaluate a run trained "
+            f"with --k 1 (the probe in probe.json still scores this one)"
+        )
+    return run
 
 
-@dataclass(frozen=True)
-class EvalFolder:
-    """One eval's folder: a config that must match, per-task results, models, diagnostics, GIFs."""
+def episode_store_of(run: Run, cache: str | None = None) -> EpisodeStore:
+    """The run's episode store, found by its fingerprint: at the recorded path, or anywhere under
+    the cache root (a moved or copied cache keeps every run folder valid)."""
+    from cache_schemas.episodes import SCHEMA
+    from cache_schemas.listing import locate_store
 
-    path: Path
-
-    def claim(self, identity: dict, force: bool) -> None:
-        cfg = self.path / "config.json"
-        if cfg.exists():
-            old = json.loads(cfg.read_text())
-            if canonical_json(old) != canonical_json(identity):
-                if not force:
-                    diffs = "\n  ".join(spec_diff(old, identity))
-                    raise EvalError(
-                        f"{self.path} holds an eval with another config:\n  {diffs}\nUse --force to redo it."
-                    )
-                shutil.rmtree(self.path)
-        for sub in ("tasks", "models", "diagnostics", "gifs"):
-            (self.path / sub).mkdir(parents=True, exist_ok=True)
-        if not cfg.exists():
-            write_json(cfg, identity, sort_keys=True)
-
-    def lock(self) -> WriterLock:
-        return WriterLock(lock_path_for(self.path), what=f"eval folder {self.path}")
-
-    def task_file(self, method: str, task: str) -> Path:
-        return self.path / "tasks" / f"{method}.{task}.json"
-
-    def model_stem(self, method: str) -> Path:
-        return self.path / "models" / method
-
-    def diagnostics_file(self, method: str) -> Path:
-        return self.path / "diagnostics" / f"{method}.json"
+    ep = run.episodes
+    try:
+        return EpisodeStore(locate_store(ep["fingerprint"], SCHEMA, recorded=ep["path"], cache=cache))
+    except StoreError as exc:
+        raise EvalError(
+            f"the episode store this run was trained on (fingerprint {ep['fingerprint'][:12]}) "
+            f"is not at {ep['path']} nor anywhere under the cache: {exc}"
+        ) from exc
 
 
 # --------------------------------------------------------------------------- orchestration
@@ -162,7 +108,7 @@ def distractor_dir(store: EpisodeStore, video_dir: Path | None) -> str | None:
         raise EvalError(f"{store.path} was collected with a distractor video folder; pass it with --distractor-videos")
     try:
         digest = folder_digest(Path(vdir))
-    except (OSError, ValueError) as exc:
+    except (OSError, UserError) as exc:
         raise EvalError(f"distractor video folder {vdir}: {exc}") from exc
     if digest != dist.video_digest:
         raise EvalError(
@@ -200,8 +146,8 @@ def evaluate(
     echo: Callable[[str], None] = print,
 ) -> dict:
     """Train what each method needs, roll out every task, write and return results.json's body."""
-    run = RunInfo.load(run_path)
-    store = run.episodes(cache)
+    run = open_run(run_path)
+    store = episode_store_of(run, cache)
     try:
         store.require_simulator("eval (policy rollouts)")
         Split.of(store, cfg.labelled, cfg.heldout)  # fail before any training
@@ -209,7 +155,7 @@ def evaluate(
         raise EvalError(str(exc)) from exc
     vdir = distractor_dir(store, video_dir)
     methods = list(cfg.methods)
-    own = EvalFolder(run.path / "eval")
+    own = EvalFolder.of_run(run.path)
     base = baseline_folder(store, cfg, runs)
     folder_of = {m: (base if m in BASELINE_METHODS else own) for m in methods}
     folders = [own] + ([base] if any(m in BASELINE_METHODS for m in methods) else [])
@@ -217,12 +163,12 @@ def evaluate(
         for f in folders:  # always own, then base: two evals never wait on each other in a cycle
             f.path.parent.mkdir(parents=True, exist_ok=True)
             held.enter_context(f.lock())
-        own.claim({"schema": EVAL_SCHEMA, "eval": cfg.to_dict(), "episodes": run.config["episodes"]}, force)
+        own.claim({"schema": EVAL_SCHEMA, "eval": cfg.to_dict(), "episodes": run.episodes}, force)
         if base in folders:
             base.claim(baseline_identity(store, cfg), force=False)
         _train_and_roll_out(run, store, cfg, methods, folder_of, vdir, workers, scheduler, progress, echo)
         results = collect_results(store, methods, folder_of, cfg)
-        write_json(own.path / "results.json", results)
+        own.write_results(results)
     for m in methods:
         r = results["methods"][m]["overall"]
         echo(
@@ -233,7 +179,7 @@ def evaluate(
 
 
 def _train_and_roll_out(
-    run: RunInfo,
+    run: Run,
     store: EpisodeStore,
     cfg: EvalConfig,
     methods: list[str],
@@ -268,9 +214,7 @@ def _train_and_roll_out(
             echo(f"{m}: training")
             latents = None
             if m == "latent":
-                from lam.rundir import load_latents
-
-                latents = load_latents(run.path)
+                latents = run.latents()
             trained = train_method(m, store, frames, Split.of(store, cfg.labelled, cfg.heldout), cfg, latents, progress)
             write_json(folder.diagnostics_file(m), trained.diagnostics())
             trained.controller.save(stem)  # the weights last: their presence marks the method trained
@@ -317,15 +261,13 @@ def collect_results(store: EpisodeStore, methods: list[str], folder_of: dict, cf
     for m in methods:
         per_task, everything = {}, []
         for task in store.spec.tasks:
-            eps = json.loads(folder_of[m].task_file(m, task).read_text())
+            eps = folder_of[m].rollouts(m, task)
             per_task[task] = method_summary(eps)
             everything += eps
-        diag_file = folder_of[m].diagnostics_file(m)
-        diagnostics = json.loads(diag_file.read_text()) if diag_file.exists() else None
         out["methods"][m] = {
             "overall": method_summary(everything),
             "per_task": per_task,
-            "diagnostics": diagnostics,
+            "diagnostics": folder_of[m].diagnostics(m),
             "folder": str(folder_of[m].path),
         }
     return out

@@ -1,21 +1,24 @@
 """Which runs under a runs root are trained, evaluated, or still waiting for an eval; and
 `vlm-lam eval` with no run: evaluate every waiting one, in name order, then one table.
 
-It knows a run only by its files (`config.json` of a `train-lam` run, `done`, and
-`eval/config.json` + `eval/results.json`), so it never depends on how `evaluate` works inside:
-the caller passes the function that evaluates one run. Each run's eval resumes on its own; an
+It knows a run only through the readers of the run folder (`lam.rundir`) and of its eval
+folder (`policy.evalfolder`), so it never depends on how `evaluate` works inside: the caller
+passes the function that evaluates one run. Each run's eval resumes on its own; an
 interrupted loop, started again, skips what finished and resumes the run it was in.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cache_schemas.errors import UserError
 from cache_schemas.fingerprint import canonical_json
+from lam.rundir import Run, run_folders
+
+from .evalfolder import EvalFolder
 
 # What the loop found or did for one run.
 UNTRAINED = "training not finished"
@@ -25,42 +28,22 @@ OTHER_CONFIG = "evaluated with other options (--force redoes it)"
 FAILED = "failed"
 
 
-def is_run(path: Path) -> bool:
-    """A `train-lam` run folder (not the shared `baselines/` folder, not a report or a stray file)."""
-    from lam.rundir import RUN_SCHEMA
-
-    cfg = path / "config.json"
-    if not cfg.is_file():
-        return False
-    try:
-        return json.loads(cfg.read_text()).get("schema") == RUN_SCHEMA
-    except (ValueError, AttributeError):
-        return False
-
-
-def run_folders(root: Path) -> list[Path]:
-    """Every run folder directly under `root`, in name order."""
-    return sorted(p for p in Path(root).iterdir() if p.is_dir() and is_run(p)) if Path(root).is_dir() else []
-
-
-def has_results(run: Path) -> bool:
-    return (run / "eval" / "results.json").is_file()
-
-
 def evaluated_runs(root: Path) -> list[Path]:
     """The run folders under `root` that hold a finished eval, in name order."""
-    return [p for p in run_folders(root) if has_results(p)]
+    return [p for p in run_folders(root) if EvalFolder.of_run(p).finished]
 
 
 def eval_state(run: Path, eval_config: dict[str, Any]) -> str | None:
     """None when `run` waits for an eval with these options; else why it does not."""
-    if not (run / "done").exists():
-        return UNTRAINED
-    if not has_results(run):
+    try:
+        if not Run.open(run).finished:
+            return UNTRAINED
+    except UserError:  # a damaged run folder: evaluating it says what is wrong, in the loop's table
         return None
-    cfg_file = run / "eval" / "config.json"
-    old = json.loads(cfg_file.read_text()).get("eval") if cfg_file.is_file() else None
-    return EVALUATED_BEFORE if canonical_json(old) == canonical_json(eval_config) else OTHER_CONFIG
+    folder = EvalFolder.of_run(run)
+    if not folder.finished:
+        return None
+    return EVALUATED_BEFORE if canonical_json(folder.settings()) == canonical_json(eval_config) else OTHER_CONFIG
 
 
 @dataclass(frozen=True)
@@ -76,7 +59,7 @@ def evaluate_pending(
     evaluate_one: Callable[[Path], Any],
     *,
     force: bool = False,
-    errors: tuple[type[BaseException], ...] = (ValueError, RuntimeError),
+    errors: tuple[type[BaseException], ...] = (UserError, ValueError, RuntimeError),
     echo: Callable[[str], None] = print,
 ) -> list[Outcome]:
     """Evaluate every run under `root` without a finished eval for `eval_config` (with `force`, also

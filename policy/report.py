@@ -1,11 +1,12 @@
 """`report`: many runs side by side, the way the paper's figures show them, with what explains
 each number next to it.
 
-Reads only what runs wrote (config.json, probe.json, eval/results.json) and writes a Markdown
-page with tables plus PNG plots into one folder. Three rules keep it honest: a run without an
-eval is "not evaluated" (never a 0% bar); baselines are shown only beside runs evaluated on the
-same episode store with the same eval settings (one group per such pair); the header says which
-distractor split and horizon the rollouts used.
+Reads runs only through the run folder's reader (`lam.rundir.Run`) and the eval folder's
+(`policy.evalfolder`), and writes a Markdown page with tables plus PNG plots into one folder.
+Three rules keep it honest: a run without an eval is "not evaluated" (never a 0% bar);
+baselines are shown only beside runs evaluated on the same episode store with the same eval
+settings (one group per such pair); the header says which distractor split and horizon the
+rollouts used.
 """
 
 from __future__ import annotations
@@ -14,6 +15,10 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cache_schemas.errors import UserError
+from lam.rundir import Run
+
+from .evalfolder import EvalFolder
 from .plots import plot_curves, plot_heatmap, plot_scatter, plot_success
 
 BASELINE_LABELS = {"bc-labelled": "BC (labelled only)", "bc-all": "BC (all actions, upper bound)"}
@@ -53,38 +58,31 @@ def target_label(target: dict, lam_target: str) -> tuple[str, str, str]:
     return lam_target, "-", "-"
 
 
-def eval_group(path: Path, results: dict) -> str:
+def eval_group(folder: EvalFolder, results: dict) -> str:
     """Runs evaluated on one episode store with equal settings share baselines: this is that key."""
     from cache_schemas.fingerprint import canonical_json, fingerprint
 
-    cfg_file = path / "eval" / "config.json"
-    cfg = json.loads(cfg_file.read_text()).get("eval", {}) if cfg_file.exists() else {}
-    cfg = {k: v for k, v in cfg.items() if k != "methods"}
+    cfg = {k: v for k, v in (folder.settings() or {}).items() if k != "methods"}
     store = results.get("episodes", {}).get("fingerprint", "")
     return fingerprint({"store": store, "eval": json.loads(canonical_json(cfg))}, "report-group")[:8]
 
 
 def load_run(path: Path) -> RunRow:
-    path = Path(path)
-    cfg_file = path / "config.json"
-    if not cfg_file.exists():
-        raise ValueError(f"{path} is not a run folder (no config.json)")
-    config = json.loads(cfg_file.read_text())
-    label, backbone, prompt = target_label(config.get("target", {}), config["config"]["target"])
-    row = RunRow(path.name, label, backbone, prompt, int(config["config"]["latent_dim"]), None)
-    if (path / "probe.json").exists() or (path / "done").exists():
-        from lam.rundir import read_json
-
-        probe = read_json(path, "probe.json")  # checked against the digest `done` recorded (missing: an error)
+    """A run as the report shows it, read through the run folder's and the eval folder's readers."""
+    run = Run.open(path)
+    label, backbone, prompt = target_label(run.target, run.lam["target"])
+    row = RunRow(run.run_id, label, backbone, prompt, int(run.lam["latent_dim"]), None)
+    probe = run.probe()  # checked against the digests `done` recorded
+    if probe is not None:
         row.probe_r2 = float(probe["r2"])
         row.probe_per_task = {t: float(v["r2"]) for t, v in probe.get("per_task", {}).items()}
-    results = path / "eval" / "results.json"
-    if results.exists():
-        body = json.loads(results.read_text())
+    folder = EvalFolder.of_run(run.path)
+    if folder.finished:
+        body = folder.results()
         res = body["methods"]
         row.methods = res
         row.rollouts = {k: body.get(k) for k in ("split", "horizon", "rollouts_per_task", "labelled")}
-        row.group = eval_group(path, body)
+        row.group = eval_group(folder, body)
         if "latent" in res:
             overall = res["latent"]["overall"]
             row.success, row.ci95, row.n = overall["success_rate"], tuple(overall["ci95"]), overall["episodes"]
@@ -219,7 +217,7 @@ def build_report(
     """Write `<out>/index.md` and its PNGs (with `preamble` lines after the header); returns the
     Markdown path."""
     if not run_paths:
-        raise ValueError("no runs given")
+        raise UserError("no runs given")
     rows = [load_run(p) for p in run_paths]
     out.mkdir(parents=True, exist_ok=True)
     tasks = sorted({t for r in rows for t in (*r.success_per_task, *r.probe_per_task)})

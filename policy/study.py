@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+
+from lam.rundir import Run
 
 from .config import EvalConfig
 from .nets import PolicyNet
@@ -133,6 +136,21 @@ def run_id(target: str, store_fp: str) -> str:
     return f"study.{store_fp[:8]}.{re.sub(r'[^A-Za-z0-9_.-]+', '-', target)}"
 
 
+class Stopwatch:
+    """Seconds per named stage: `with watch("collect"): ...`."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, stage: str) -> Iterator[None]:
+        t = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[stage] = time.perf_counter() - t
+
+
 def run_study(
     plan: StudyPlan,
     *,
@@ -146,70 +164,41 @@ def run_study(
 ) -> dict:
     """Collect, train, evaluate, report; returns study.json's body."""
     from cache_schemas import EpisodeStore
-    from cache_schemas.atomic import write_json
     from cache_schemas.paths import DEFAULT_REPORTS
     from lam.train import TrainOptions, train_configs
     from pipeline.collect.collect import CollectOptions, collect
 
     from .evaluate import evaluate
-    from .report import build_report
 
-    t0 = time.perf_counter()
-    stages: dict[str, float] = {}
-
+    t0, watch = time.perf_counter(), Stopwatch()
+    spec = plan.spec
     echo(
-        f"study {name}: {len(plan.spec.tasks)} tasks x {plan.spec.episodes_per_task} episodes, "
-        f"targets {', '.join(plan.targets)}"
+        f"study {name}: {len(spec.tasks)} tasks x {spec.episodes_per_task} episodes, targets {', '.join(plan.targets)}"
     )
-    t = time.perf_counter()
-    store = EpisodeStore.open(
-        collect(
-            plan.spec,
-            CollectOptions(cache=Path(cache) if cache else None, preset=name, workers=workers, progress=progress),
-        )
-    )
-    stages["collect"] = time.perf_counter() - t
-
-    t = time.perf_counter()
-    opts = TrainOptions(cache=cache, runs=runs, progress=progress, accelerator="auto")
-    configs = plan.lam_configs()
-    results = train_configs(
-        configs, store, opts, run_ids=[run_id(c.target, store.fingerprint) for c in configs], echo=echo
-    )
-    stages["train-lam"] = time.perf_counter() - t
-
-    t = time.perf_counter()
-    cfg = plan.eval_config()
-    evals = {}
-    for res in results:
-        echo(f"eval {res.path.name}")
-        evals[res.config.target] = evaluate(res.path, cfg, runs=runs, workers=workers, progress=progress, echo=echo)
-    stages["eval"] = time.perf_counter() - t
-
-    first = next(iter(evals.values()))["methods"]
-    methods = {m: method_entry(first[m]["overall"]) for m in ("bc-all", "bc-labelled") if m in first}
-    for res in results:
-        label = f"latent:{res.config.target}"
-        note = None
-        if res.config.target.startswith("emb:"):
-            tgt = json.loads((res.path / "config.json").read_text()).get("target", {})
-            vlm = tgt.get("vlm", "")
-            label = f"latent:emb:{vlm}.{tgt.get('prompt', '?')}" if vlm else label
-            if vlm.startswith("tiny-"):
-                note = "random-weight offline twin: a pipeline check, says nothing about VLM targets"
-        methods[label] = method_entry(
-            evals[res.config.target]["methods"]["latent"]["overall"], float(res.probe["r2"]), note
-        )
+    with watch("collect"):
+        options = CollectOptions(cache=Path(cache) if cache else None, preset=name, workers=workers, progress=progress)
+        store = EpisodeStore.open(collect(spec, options))
+    with watch("train-lam"):
+        configs = plan.lam_configs()
+        ids = [run_id(c.target, store.fingerprint) for c in configs]
+        opts = TrainOptions(cache=cache, runs=runs, progress=progress, accelerator="auto")
+        results = train_configs(configs, store, opts, run_ids=ids, echo=echo)
+    with watch("eval"):
+        cfg, evals = plan.eval_config(), {}
+        for res in results:
+            echo(f"eval {res.path.name}")
+            evals[res.config.target] = evaluate(res.path, cfg, runs=runs, workers=workers, progress=progress, echo=echo)
+    methods = study_methods(results, evals)
     checks = goals(methods)
     body = {
         "methods": methods,
-        "tasks": list(plan.spec.tasks),
+        "tasks": list(spec.tasks),
         "seconds": round(time.perf_counter() - t0, 1),
-        "stage_seconds": {k: round(v, 1) for k, v in stages.items()},
+        "stage_seconds": {k: round(v, 1) for k, v in watch.seconds.items()},
         "episodes": {
             "path": str(store.path),
             "fingerprint": store.fingerprint,
-            "episodes_per_task": plan.spec.episodes_per_task,
+            "episodes_per_task": spec.episodes_per_task,
         },
         "eval": cfg.to_dict(),
         "lam": configs[0].to_dict() | {"target": None},
@@ -217,13 +206,40 @@ def run_study(
     }
     body = json.loads(json.dumps(body))  # as study.json holds it (tuples become lists)
     out = Path(reports) if reports else Path(DEFAULT_REPORTS) / name
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "study.json", body)
-    build_report([r.path for r in results], out, title=f"vlm-lam study: {name}", preamble=study_section(body))
+    write_study(out, body, [r.path for r in results], name)
     for g in checks:
         echo(g.line())
     echo(f"study: {out / 'index.md'} ({body['seconds'] / 60:.1f} min)")
     return body
+
+
+def study_methods(results: list, evals: dict[str, dict]) -> dict[str, dict]:
+    """study.json's `methods`: the BC baselines (shared by every run's eval), then one latent
+    policy per LAM, named by its target (an embedding target by its backbone and prompt)."""
+    first = next(iter(evals.values()))["methods"]
+    methods = {m: method_entry(first[m]["overall"]) for m in ("bc-all", "bc-labelled") if m in first}
+    for res in results:
+        label, note = f"latent:{res.config.target}", None
+        if res.config.target.startswith("emb:"):
+            tgt = Run.open(res.path).target
+            vlm = tgt.get("vlm", "")
+            label = f"latent:emb:{vlm}.{tgt.get('prompt', '?')}" if vlm else label
+            if vlm.startswith("tiny-"):
+                note = "random-weight offline twin: a pipeline check, says nothing about VLM targets"
+        overall = evals[res.config.target]["methods"]["latent"]["overall"]
+        methods[label] = method_entry(overall, float(res.probe["r2"]), note)
+    return methods
+
+
+def write_study(out: Path, body: dict, run_paths: list[Path], name: str) -> None:
+    """`<out>/study.json` and the standard report of the study's runs with the study on top."""
+    from cache_schemas.atomic import write_json
+
+    from .report import build_report
+
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "study.json", body)
+    build_report(run_paths, out, title=f"vlm-lam study: {name}", preamble=study_section(body))
 
 
 def study_section(body: dict) -> list[str]:

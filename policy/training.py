@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from cache_schemas import EpisodeStore
+from cache_schemas.errors import UserError
 from lam.probe import r2
 
 from .config import EvalConfig
@@ -24,7 +25,7 @@ from .nets import MLP, ImagePolicy, seeded
 from .observe import Observations
 
 
-class SplitError(ValueError):
+class SplitError(UserError, ValueError):
     """The store has too few episodes per task for the labelled and held-out budgets."""
 
 

@@ -13,6 +13,7 @@ import torch
 from cache_schemas import DistractorSpec, EpisodeSpec, EpisodeStore
 from pipeline.collect.collect import CollectOptions, collect
 from policy.config import EvalConfig, EvalConfigError
+from policy.evalfolder import EvalConflict
 from policy.evaluate import EvalError, distractor_dir, evaluate
 from policy.nets import PolicyNet
 from policy.stats import wilson_interval
@@ -149,7 +150,7 @@ def test_eval_end_to_end_resume_and_refusals(trained_run):
     assert (kept.stat().st_mtime_ns, model.stat().st_mtime_ns) == before[:2]
 
     # another config on the same folder is refused unless forced
-    with pytest.raises(EvalError, match="another config"):
+    with pytest.raises(EvalConflict, match="another config"):
         evaluate(run, replace(FAST, rollouts=3), runs=runs, progress=False, echo=lambda s: None)
     with pytest.raises(EvalError, match="more than the store has"):
         evaluate(run, replace(FAST, labelled=4), runs=runs, progress=False, echo=lambda s: None)

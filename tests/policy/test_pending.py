@@ -7,7 +7,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from lam.rundir import RUN_SCHEMA
+from lam.rundir import RUN_SCHEMA, run_folders
 from pipeline.cli import app
 from policy.config import EvalConfig
 from policy.evaluate import EvalError
@@ -19,7 +19,6 @@ from policy.pending import (
     UNTRAINED,
     evaluate_pending,
     evaluated_runs,
-    run_folders,
     summary_table,
 )
 

@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from cache_schemas.errors import UserError
 from policy.report import build_report
 
 CURVE = {"step": [0, 50, 99], "train": [1.0, 0.4, 0.2], "heldout": [1.0, None, 0.5], "seconds": 1.0}
@@ -119,7 +120,7 @@ def test_baselines_are_never_shown_beside_another_stores_runs(tmp_path):
 
 def test_report_rejects_non_runs(tmp_path):
     (tmp_path / "x").mkdir()
-    with pytest.raises(ValueError, match="not a run folder"):
+    with pytest.raises(UserError, match="not a run folder"):
         build_report([tmp_path / "x"], tmp_path / "rep")
-    with pytest.raises(ValueError, match="no runs"):
+    with pytest.raises(UserError, match="no runs"):
         build_report([], tmp_path / "rep")
