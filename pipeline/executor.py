@@ -9,6 +9,8 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from cache_schemas.errors import UserError
+
 # Our tasks are seconds of CPU-bound work on every core: the monitoring dask does by default
 # (a stack sampler every 10 ms in each worker, 20 ms loop ticks, 100 ms memory polls) takes a
 # noticeable share of a core from them (docs/performance.md). Workers fork from a preloaded server (see
@@ -93,9 +95,7 @@ class Executor:
                 yield fn(*pending.popleft())
         self._ready.wait()
         if self._error is not None:
-            raise RuntimeError(
-                f"could not start the local dask cluster: {self._error}{_script_hint()}"
-            ) from self._error
+            raise UserError(f"could not start the local dask cluster: {self._error}{_script_hint()}") from self._error
         if self.client is None:
             while pending:
                 yield fn(*pending.popleft())

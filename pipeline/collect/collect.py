@@ -13,7 +13,6 @@ what the store recorded), and the store ends byte-identical to an uninterrupted 
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -23,7 +22,9 @@ import numpy as np
 
 from cache_schemas import DistractorSpec, EpisodeSpec, EpisodeStore, EpisodeTable, killpoints
 from cache_schemas.episodes import write_frame_rows
+from cache_schemas.errors import UserError
 from cache_schemas.paths import episode_store_path
+from pipeline.chunks import fill_chunks, progress_bar
 from pipeline.executor import Executor
 from pipeline.sim.env import episode_rng, reset, restore, simulate
 from pipeline.sim.resources import distractors_for, env_and_expert, scene_for
@@ -31,7 +32,6 @@ from pipeline.sim.tasks import MT10, resolve_tasks, task_info
 
 STREAM_ENV, STREAM_NOISE = 11, 12
 QUALITIES = ("standard", "fast")
-DIE_AFTER_ENV = "VLMLAM_TEST_KILL_AFTER_CHUNKS"
 
 _DEMO_DISTRACTORS = DistractorSpec(kinds=("video", "correlated"))
 # One MT10 task per object family whose object a 64 px policy can see (docs/study.md, "Which MT10
@@ -72,23 +72,31 @@ class CollectOptions:
 
 def preset_spec(name: str) -> EpisodeSpec:
     if name not in PRESETS:
-        raise ValueError(f"unknown preset {name!r}; valid presets: {', '.join(PRESETS)}")
+        raise UserError(f"unknown preset {name!r}; valid presets: {', '.join(PRESETS)}")
     return PRESETS[name]
 
 
 def build_spec(
-    preset: str, *, tasks: str | None = None, distractors: str | None = None, **overrides: Any
+    preset: str,
+    *,
+    tasks: str | None = None,
+    distractors: str | None = None,
+    split: str | None = None,
+    opacity: float | None = None,
+    distractor_videos: Path | None = None,
+    **overrides: Any,
 ) -> EpisodeSpec:
-    """A preset with explicit options on top; validates every name it is given."""
+    """A preset with explicit options on top (None keeps the preset's); validates every name it is
+    given. A distractor video folder is recorded by its content digest."""
     from pipeline.sim.distractors import parse_kinds
 
     spec = preset_spec(preset)
     changes: dict[str, Any] = {k: v for k, v in overrides.items() if v is not None}
     if tasks:
         changes["tasks"] = resolve_tasks(tasks)
-    if distractors is not None:
-        changes["distractors"] = replace(spec.distractors, kinds=parse_kinds(distractors))
-    spec = replace(spec, **changes)
+    dist: dict[str, Any] = {"kinds": parse_kinds(distractors)} if distractors is not None else {}
+    dist |= {k: v for k, v in (("split", split), ("opacity", opacity)) if v is not None}
+    spec = with_video_dir(replace(spec, **changes, distractors=replace(spec.distractors, **dist)), distractor_videos)
     validate_spec(spec)
     return spec
 
@@ -99,14 +107,14 @@ def validate_spec(spec: EpisodeSpec) -> None:
     resolve_tasks(spec.tasks)
     parse_kinds(spec.distractors.kinds)
     if spec.quality not in QUALITIES:
-        raise ValueError(f"unknown render quality {spec.quality!r}; valid: {', '.join(QUALITIES)}")
+        raise UserError(f"unknown render quality {spec.quality!r}; valid: {', '.join(QUALITIES)}")
     if spec.distractors.split not in SPLITS:
-        raise ValueError(f"unknown split {spec.distractors.split!r}; valid: {', '.join(SPLITS)}")
+        raise UserError(f"unknown split {spec.distractors.split!r}; valid: {', '.join(SPLITS)}")
     for name in ("episodes_per_task", "resolution", "max_steps", "chunk_frames"):
         if getattr(spec, name) <= 0:
-            raise ValueError(f"{name} must be positive, got {getattr(spec, name)}")
+            raise UserError(f"{name} must be positive, got {getattr(spec, name)}")
     if not 0.0 <= spec.distractors.opacity <= 1.0:
-        raise ValueError(f"opacity must be in [0, 1], got {spec.distractors.opacity}")
+        raise UserError(f"opacity must be in [0, 1], got {spec.distractors.opacity}")
 
 
 def with_video_dir(spec: EpisodeSpec, video_dir: Path | None) -> EpisodeSpec:
@@ -117,15 +125,6 @@ def with_video_dir(spec: EpisodeSpec, video_dir: Path | None) -> EpisodeSpec:
 
     dist = replace(spec.distractors, video_source="dir", video_digest=folder_digest(Path(video_dir)))
     return replace(spec, distractors=dist)
-
-
-def newest_store(preset: str, cache: Path | str | None = None) -> Path | None:
-    """The newest complete episode store collected with `--preset preset` (None if there is none)."""
-    from cache_schemas.listing import find_stores
-    from cache_schemas.paths import episodes_dir
-
-    found = [s for s in find_stores(episodes_dir(cache), "episodes/") if s.info.get("preset") == preset and s.complete]
-    return max(found, key=lambda s: (s.path / "zarr.json").stat().st_mtime).path if found else None
 
 
 def store_path_for(spec: EpisodeSpec, options: CollectOptions) -> Path:
@@ -243,23 +242,17 @@ def render_slices(
 
 def render_chunk(
     store_path: str, spec_json: str, chunk: int, lo: int, slices: list[EpisodeSlice], video_dir: str | None
-) -> int:
-    """Worker task: render and write one whole chunk."""
+) -> list[int]:
+    """Worker task: render and write one whole chunk; returns [chunk]."""
     import json
 
     spec = EpisodeSpec.from_dict(json.loads(spec_json))
     frames, clean = render_slices(spec, slices, video_dir)
     write_frame_rows(store_path, lo, frames, clean)
-    return chunk
+    return [chunk]
 
 
 # --------------------------------------------------------------------------- driver
-def _progress(total: int, desc: str, enabled: bool):
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=desc, unit="ep" if "plan" in desc else "chunk", disable=not enabled, leave=False)
-
-
 def collect(spec: EpisodeSpec, options: CollectOptions) -> Path:
     """Create (or resume) the episode store for `spec`; returns its path. One writer per store:
     a second collect of the same store waits for the first (a lock beside the store names its
@@ -273,84 +266,70 @@ def collect(spec: EpisodeSpec, options: CollectOptions) -> Path:
 
 
 def _collect(spec: EpisodeSpec, options: CollectOptions, path: Path) -> Path:
-    tasks = [task_info(t) for t in spec.tasks]
-    video_dir = str(options.video_dir) if options.video_dir else None
-    if spec.distractors.video_source == "dir" and "video" in spec.distractors.kinds and not video_dir:
-        raise ValueError("this spec uses a video folder: pass --distractor-videos DIR")
-    if "video" in spec.distractors.kinds:  # fail early on an unreadable folder
-        from pipeline.sim.distractors import DistractorContext, build_distractors
-
-        build_distractors(DistractorContext(spec.distractors, spec.resolution, spec.seed, options.video_dir))
-
-    existing = None
-    if (path / "zarr.json").exists() and not options.force:
-        from cache_schemas import Store, StoreError, StoreMismatch, spec_diff
-
-        try:
-            store = Store.open(path)
-        except StoreError as exc:
-            if "attrs lack" not in str(exc):
-                raise
-            store = None  # killed while the store was being created: nothing in it to keep
-        if store is None:
-            import shutil
-
-            shutil.rmtree(path)
-        elif store.fingerprint != spec.fingerprint():
-            raise StoreMismatch(path, spec_diff(store.spec, spec))
-        else:
-            existing = EpisodeStore(store)
-            if existing.store.complete:
-                return path
-            from cache_schemas.atomic import clean_partials
-
-            clean_partials(path)  # chunk writes a kill interrupted (zarr's *.partial files)
-
-    spec_json = _spec_json(spec)
+    video_dir = check_video_dir(spec, options.video_dir)
+    existing = None if options.force else EpisodeStore.resume(path, spec)
+    if existing is not None and existing.store.complete:
+        return path
     ex = Executor(options.workers, options.scheduler, preload=(__name__, "metaworld"))
     try:
-        records: list[dict[str, np.ndarray] | None] = [None] * spec.n_episodes
-        bar = _progress(spec.n_episodes, "collect: plan", options.progress)
-        plan = [(spec, e) for e in range(spec.n_episodes)]
-        for e, rec in ex.map_unordered(_simulate_indexed, plan, driver_helps=True):
-            records[e] = rec
-            bar.update(1)
-            killpoints.reached("collect.plan")
-        bar.close()
-        table, lowdim = assemble(spec, records)  # type: ignore[arg-type]
+        table, lowdim = plan_episodes(spec, ex, options.progress)
         if existing is not None and existing.store.info.get("planned"):
             store = existing
             check_plan(store, table, lowdim)
         else:
-            extra = {"preset": options.preset, "planned": False, "summary": summary(spec, int(table.length.sum()))}
-            if video_dir:
-                extra["video_dir"] = str(Path(video_dir).resolve())
-            store = EpisodeStore.create(path, spec, table.length, tasks, extra_info=extra, force=options.force)
-            store.write_episode_table(table)
-            store.write_lowdim(lowdim)
-            store.store.update_info(planned=True)
-            killpoints.reached("collect.created")
+            store = create_store(path, spec, options, table, lowdim)
+        spec_json = _spec_json(spec)
 
-        done = store.store.done
-        todo = [c for c in range(store.n_chunks) if c not in done]
-        args = []
-        for c in todo:
-            lo, hi = store.chunk_range(c)
-            args.append((str(path), spec_json, c, lo, chunk_slices(table, lowdim, lo, hi), video_dir))
-        bar = _progress(store.n_chunks, "collect: render", options.progress)
-        bar.update(store.n_chunks - len(todo))
-        die_after = int(os.environ.get(DIE_AFTER_ENV, "0"))  # tests: a real kill -9 mid-run
-        for n, c in enumerate(ex.map_unordered(render_chunk, args, spans=True), start=1):
-            store.store.mark_done([c])
-            killpoints.reached("collect.chunk")
-            bar.update(1)
-            if die_after and n >= die_after:
-                os.kill(os.getpid(), 9)
-        bar.close()
-        store.store.mark_complete()
+        def args_for(chunks: list[int]) -> tuple:
+            lo, hi = store.chunk_range(chunks[0])
+            return (str(path), spec_json, chunks[0], lo, chunk_slices(table, lowdim, lo, hi), video_dir)
+
+        fill_chunks(
+            store, ex, render_chunk, args_for, name="collect", desc="collect: render", progress=options.progress
+        )
     finally:
         ex.close()
     return path
+
+
+def check_video_dir(spec: EpisodeSpec, video_dir: Path | None) -> str | None:
+    """The distractor video folder as a string; refused early when the spec needs one and none is
+    given, or when it cannot be read."""
+    if spec.distractors.video_source == "dir" and "video" in spec.distractors.kinds and not video_dir:
+        raise UserError("this spec uses a video folder: pass --distractor-videos DIR")
+    if "video" in spec.distractors.kinds:
+        from pipeline.sim.distractors import DistractorContext, build_distractors
+
+        build_distractors(DistractorContext(spec.distractors, spec.resolution, spec.seed, video_dir))
+    return str(video_dir) if video_dir else None
+
+
+def plan_episodes(spec: EpisodeSpec, ex: Executor, progress: bool) -> tuple[EpisodeTable, dict[str, np.ndarray]]:
+    """Phase 1: every episode simulated without rendering (the driver helps while the cluster starts)."""
+    records: list[dict[str, np.ndarray] | None] = [None] * spec.n_episodes
+    bar = progress_bar(spec.n_episodes, "collect: plan", progress, unit="ep")
+    for e, rec in ex.map_unordered(_simulate_indexed, [(spec, e) for e in range(spec.n_episodes)], driver_helps=True):
+        records[e] = rec
+        bar.update(1)
+        killpoints.reached("collect.plan")
+    bar.close()
+    return assemble(spec, records)  # type: ignore[arg-type]
+
+
+def create_store(
+    path: Path, spec: EpisodeSpec, options: CollectOptions, table: EpisodeTable, lowdim: dict[str, np.ndarray]
+) -> EpisodeStore:
+    """Allocate the store and write what the plan knows: the episode table and low-dim arrays."""
+    extra = {"preset": options.preset, "planned": False, "summary": summary(spec, int(table.length.sum()))}
+    if options.video_dir:
+        extra["video_dir"] = str(Path(options.video_dir).resolve())
+    tasks = [task_info(t) for t in spec.tasks]
+    store = EpisodeStore.create(path, spec, table.length, tasks, extra_info=extra, force=options.force)
+    store.write_episode_table(table)
+    store.write_lowdim(lowdim)
+    store.store.update_info(planned=True)
+    killpoints.reached("collect.created")
+    return store
 
 
 def check_plan(store: EpisodeStore, table: EpisodeTable, lowdim: dict[str, np.ndarray]) -> None:
@@ -360,7 +339,7 @@ def check_plan(store: EpisodeStore, table: EpisodeTable, lowdim: dict[str, np.nd
         np.array_equal(store.array(k)[:], lowdim[k]) for k in ("actions", "states")
     )
     if not same:
-        raise RuntimeError(
+        raise UserError(
             f"{store.path}: a fresh simulation no longer reproduces the recorded episodes (a changed "
             "MetaWorld/MuJoCo version?); finish it where it was started, or recollect with --force"
         )

@@ -9,12 +9,13 @@ from pathlib import Path
 import numpy as np
 
 from cache_schemas import EpisodeStore
+from cache_schemas.errors import UserError
 
 
 def episode_frames(store: EpisodeStore, episode: int) -> tuple[np.ndarray, np.ndarray | None]:
     table = store.episodes()
     if not 0 <= episode < len(table):
-        raise ValueError(f"episode {episode} out of range; the store has {len(table)} episodes (0-{len(table) - 1})")
+        raise UserError(f"episode {episode} out of range; the store has {len(table)} episodes (0-{len(table) - 1})")
     lo = int(table.start[episode])
     hi = lo + int(table.length[episode])
     clean = store.array("frames_clean")[lo:hi] if store.has_clean_twin else None
@@ -36,5 +37,5 @@ def write_episode_image(store: EpisodeStore, episode: int, out: Path, every: int
         strip = np.concatenate([np.concatenate(list(r[idx]), 1) for r in rows], 0)
         iio.imwrite(out, strip)
     else:
-        raise ValueError(f"unsupported output {out.name}: use .png (strip) or .gif")
+        raise UserError(f"unsupported output {out.name}: use .png (strip) or .gif")
     return out

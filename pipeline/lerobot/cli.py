@@ -13,19 +13,6 @@ ingest_app = typer.Typer(help="Read a dataset of another format into an episode 
 export_app = typer.Typer(help="Write an episode store as a dataset of another format.", no_args_is_help=True)
 
 
-def _guarded(fn):
-    """Expected failures -> one line on stderr and exit status 2."""
-    from cache_schemas import StoreError
-
-    try:
-        return fn()
-    except ImportError as exc:
-        typer.echo(f"error: {exc}; LeRobot datasets need PyAV and pyarrow: pip install 'vlm-lam[lerobot]'", err=True)
-    except (ValueError, StoreError) as exc:  # LeRobotError is a ValueError
-        typer.echo(f"error: {exc}", err=True)
-    raise typer.Exit(2)
-
-
 @ingest_app.command("lerobot")
 def ingest_lerobot(
     path: Path = typer.Argument(..., help="A LeRobot dataset folder (codebase v3.0 or v2.1)."),
@@ -49,30 +36,26 @@ def ingest_lerobot(
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
     """Read a LeRobot dataset into an episode store (no clean twin): resumable, parallel."""
+    from cache_schemas import EpisodeStore
 
-    def go():
-        from cache_schemas import EpisodeStore
+    from .ingest import IngestOptions, ingest
 
-        from .ingest import IngestOptions, ingest
-
-        opts = IngestOptions(
-            camera=camera,
-            episodes=episodes,
-            resolution=resolution,
-            object=object_,
-            chunk_frames=chunk_frames,
-            name=name,
-            out=out,
-            cache=cache,
-            workers=workers or max(1, (os.cpu_count() or 1) // 4),
-            scheduler=scheduler,
-            force=force,
-            progress=not quiet,
-        )
-        store_path = ingest(path, opts)
-        typer.echo(f"{store_path}  ({EpisodeStore.open(store_path).info['summary']})")
-
-    _guarded(go)
+    opts = IngestOptions(
+        camera=camera,
+        episodes=episodes,
+        resolution=resolution,
+        object=object_,
+        chunk_frames=chunk_frames,
+        name=name,
+        out=out,
+        cache=cache,
+        workers=workers or max(1, (os.cpu_count() or 1) // 4),
+        scheduler=scheduler,
+        force=force,
+        progress=not quiet,
+    )
+    store_path = ingest(path, opts)
+    typer.echo(f"{store_path}  ({EpisodeStore.open(store_path).info['summary']})")
 
 
 @export_app.command("lerobot")
@@ -90,28 +73,24 @@ def export_lerobot(
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
     """Write an episode store as a LeRobot v3.0 dataset (distracted + clean videos, card)."""
+    from .export import ExportOptions, export
 
-    def go():
-        from .export import ExportOptions, export
-
-        opts = ExportOptions(
-            codec=codec,
-            crf=crf,
-            gop=gop,
-            video_file_mb=video_file_mb,
-            data_file_mb=data_file_mb,
-            force=force,
-            progress=not quiet,
+    opts = ExportOptions(
+        codec=codec,
+        crf=crf,
+        gop=gop,
+        video_file_mb=video_file_mb,
+        data_file_mb=data_file_mb,
+        force=force,
+        progress=not quiet,
+    )
+    res = export(store, out, opts)
+    typer.echo(f"{res.path}  ({res.episodes} episodes, {res.frames} frames)")
+    for key, r in res.roundtrip.items():
+        typer.echo(
+            f"  {key}: {res.videos[key]} mp4 file(s); decoded back: mean |diff| {r['mean_abs']:.2f}/255, "
+            f"99th percentile {r['p99_abs']}, max {r['max_abs']}"
         )
-        res = export(store, out, opts)
-        typer.echo(f"{res.path}  ({res.episodes} episodes, {res.frames} frames)")
-        for key, r in res.roundtrip.items():
-            typer.echo(
-                f"  {key}: {res.videos[key]} mp4 file(s); decoded back: mean |diff| {r['mean_abs']:.2f}/255, "
-                f"99th percentile {r['p99_abs']}, max {r['max_abs']}"
-            )
-
-    _guarded(go)
 
 
 def register(app: typer.Typer) -> None:

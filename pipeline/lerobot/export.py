@@ -33,6 +33,7 @@ from .format import (
     LeRobotError,
     chunk_of,
     plain_number,
+    require_libraries,
 )
 from .video import Codec, VideoWriter, get_codec
 
@@ -135,6 +136,7 @@ def camera_arrays(store: EpisodeStore) -> dict[str, str]:
 
 def export(store_path: Path | str, out: Path | str, options: ExportOptions = ExportOptions()) -> ExportResult:
     """Write the store as a LeRobot v3.0 dataset at `out` (refused if it exists, unless force)."""
+    require_libraries()
     store = EpisodeStore.open(store_path)
     codec = get_codec(options.codec)
     if store.spec.resolution % 2:

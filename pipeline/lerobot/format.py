@@ -11,6 +11,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from cache_schemas.errors import UserError
+
 V30, V21 = "v3.0", "v2.1"
 SUPPORTED = (V30, V21)
 
@@ -29,8 +31,21 @@ INDEX_FEATURES = ("timestamp", "frame_index", "episode_index", "index", "task_in
 CAMERA_DTYPES = ("video", "image")
 
 
-class LeRobotError(ValueError):
+class LeRobotError(UserError, ValueError):
     """A dataset cannot be read or written as asked; the message names the file at fault."""
+
+
+def require_libraries() -> None:
+    """LeRobot datasets are read and written with PyAV and pyarrow (the `lerobot` extra): say how to
+    install them before any work starts, instead of failing half-way on an import."""
+    import importlib.util
+
+    missing = [m for m in ("av", "pyarrow") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise LeRobotError(
+            f"{' and '.join(missing)} not installed; LeRobot datasets need PyAV and pyarrow: "
+            "pip install 'vlm-lam[lerobot]'"
+        )
 
 
 def read_info(root: Path) -> dict[str, Any]:

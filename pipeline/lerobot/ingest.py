@@ -19,11 +19,11 @@ from pathlib import Path
 
 import numpy as np
 
-from cache_schemas import EpisodeStore, EpisodeTable, IngestSpec, SourceSpec, StoreError, TaskInfo
+from cache_schemas import EpisodeStore, EpisodeTable, IngestSpec, SourceSpec, TaskInfo
 from cache_schemas.episodes import write_frame_rows
 from cache_schemas.paths import episode_store_path
 
-from .format import LeRobotError
+from .format import LeRobotError, require_libraries
 from .reader import STATE, EpisodeRef, EpisodeRows, LeRobotDataset, dataset_digest, open_dataset
 from .video import TOLERANCE_FPS, SquareFit, VideoReader, image_to_square, video_duration
 
@@ -301,67 +301,44 @@ def store_path_for(plan: Plan, options: IngestOptions) -> Path:
 
 def ingest(root: Path | str, options: IngestOptions) -> Path:
     """Create (or resume) the episode store of a LeRobot dataset; returns its path."""
-    from pipeline.collect.collect import DIE_AFTER_ENV, _progress
+    from pipeline.chunks import fill_chunks
     from pipeline.executor import Executor
 
+    require_libraries()
     plan = plan_ingest(root, options)
     path = store_path_for(plan, options)
-    if not options.force and _finished(path, plan.spec.fingerprint()):
+    store = None if options.force else EpisodeStore.resume(path, plan.spec)
+    if store is not None and store.store.complete:
         return path
     check_frames(plan)  # before anything is written
-    store = _open_or_create(path, plan, options)
+    store = store or create_store(path, plan, options)
     starts = np.concatenate([[0], np.cumsum(plan.lengths)[:-1]]).astype(np.int64)
     if not store.store.info.get("planned"):
-        store.write_episode_table(
-            EpisodeTable(
-                start=starts,
-                length=plan.lengths.astype(np.int32),
-                task=plan.ep_task,
-                seed=np.array([e.index for e in plan.episodes], np.int64),
-                success=np.array([bool(r.success.any()) for r in plan.rows]),
-            )
-        )
-        store.write_lowdim(lowdim_arrays(plan))
-        store.store.update_info(planned=True)
-
-    done = store.store.done
-    todo = [
-        (c, store.chunk_range(c)[0], segments_for(plan, starts, *store.chunk_range(c)))
-        for c in range(store.n_chunks)
-        if c not in done
-    ]
-    runs = [todo[i : i + options.run_chunks] for i in range(0, len(todo), options.run_chunks)]
+        write_plan(store, plan, starts)
     threads = 0 if options.workers <= 1 or options.scheduler else max(1, (os.cpu_count() or 1) // options.workers)
-    args = [(str(path), run, plan.spec.resolution, plan.dataset.fps, threads) for run in runs]
+
+    def args_for(chunks: list[int]) -> tuple:
+        run = [(c, store.chunk_range(c)[0], segments_for(plan, starts, *store.chunk_range(c))) for c in chunks]
+        return (str(path), run, plan.spec.resolution, plan.dataset.fps, threads)
+
     ex = Executor(options.workers, options.scheduler, preload=("pipeline.lerobot.ingest", "av"))
-    bar = _progress(store.n_chunks, "ingest", options.progress)
-    bar.update(store.n_chunks - len(todo))
-    die_after = int(os.environ.get(DIE_AFTER_ENV, "0"))  # tests: a real kill -9 mid-run
     try:
-        for n, chunks in enumerate(ex.map_unordered(decode_run, args, spans=True), start=1):
-            store.store.mark_done(chunks)
-            bar.update(len(chunks))
-            if die_after and n >= die_after:
-                os.kill(os.getpid(), 9)
-        store.store.mark_complete()
+        fill_chunks(
+            store,
+            ex,
+            decode_run,
+            args_for,
+            name="ingest",
+            chunks_per_task=options.run_chunks,
+            progress=options.progress,
+        )
     finally:
-        bar.close()
         ex.close()
         close_cached()
     return path
 
 
-def _finished(path: Path, fingerprint: str) -> bool:
-    from cache_schemas import Store
-
-    try:
-        store = Store.open(path, mode="r")
-    except StoreError:
-        return False
-    return store.fingerprint == fingerprint and store.complete
-
-
-def _open_or_create(path: Path, plan: Plan, options: IngestOptions) -> EpisodeStore:
+def create_store(path: Path, plan: Plan, options: IngestOptions) -> EpisodeStore:
     extra = {
         "preset": options.name or plan.dataset.root.resolve().name,  # what `--preset NAME` finds it by
         "source_path": str(plan.dataset.root.resolve()),
@@ -372,15 +349,22 @@ def _open_or_create(path: Path, plan: Plan, options: IngestOptions) -> EpisodeSt
         "summary": summary(plan),
         "planned": False,
     }
-    try:
-        return EpisodeStore.create(path, plan.spec, plan.lengths, plan.tasks, extra_info=extra, force=options.force)
-    except StoreError as exc:
-        if "attrs lack" not in str(exc):
-            raise
-        import shutil  # killed while the store was being created: nothing in it to keep
+    return EpisodeStore.create(path, plan.spec, plan.lengths, plan.tasks, extra_info=extra, force=options.force)
 
-        shutil.rmtree(path)
-        return EpisodeStore.create(path, plan.spec, plan.lengths, plan.tasks, extra_info=extra)
+
+def write_plan(store: EpisodeStore, plan: Plan, starts: np.ndarray) -> None:
+    """The episode table and the low-dimensional arrays, written once by the driver."""
+    store.write_episode_table(
+        EpisodeTable(
+            start=starts,
+            length=plan.lengths.astype(np.int32),
+            task=plan.ep_task,
+            seed=np.array([e.index for e in plan.episodes], np.int64),
+            success=np.array([bool(r.success.any()) for r in plan.rows]),
+        )
+    )
+    store.write_lowdim(lowdim_arrays(plan))
+    store.store.update_info(planned=True)
 
 
 def lowdim_arrays(plan: Plan) -> dict[str, np.ndarray]:

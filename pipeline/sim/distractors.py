@@ -22,6 +22,7 @@ from typing import Protocol
 import numpy as np
 
 from cache_schemas import DistractorSpec
+from cache_schemas.errors import UserError
 
 from .env import episode_rng
 
@@ -138,7 +139,7 @@ def list_videos(folder: Path) -> list[Path]:
     """Video files, and folders of images (one sequence each, e.g. DAVIS JPEGImages/480p/<seq>)."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise FileNotFoundError(f"distractor video folder {folder} does not exist or is not a folder")
+        raise UserError(f"distractor video folder {folder} does not exist or is not a folder")
     found: list[Path] = []
     for p in sorted(folder.rglob("*")):
         if p.is_file() and p.suffix.lower() in VIDEO_EXTS:
@@ -146,7 +147,7 @@ def list_videos(folder: Path) -> list[Path]:
         elif p.is_dir() and any(q.suffix.lower() in IMAGE_EXTS for q in p.iterdir() if q.is_file()):
             found.append(p)
     if not found:
-        raise ValueError(
+        raise UserError(
             f"no videos in {folder}: expected files ending in {', '.join(VIDEO_EXTS)} "
             f"or sub-folders of images ({', '.join(IMAGE_EXTS)})"
         )
@@ -166,7 +167,7 @@ def folder_digest(folder: Path) -> str:
 def split_videos(videos: list[Path], split: str) -> list[Path]:
     """Disjoint splits: every 5th video (and always at least one) is held out for eval."""
     if len(videos) < 2:
-        raise ValueError("a video folder needs at least 2 videos to give disjoint train/eval splits")
+        raise UserError("a video folder needs at least 2 videos to give disjoint train/eval splits")
     eval_idx = set(range(4, len(videos), 5)) or {len(videos) - 1}
     chosen = [v for i, v in enumerate(videos) if (i in eval_idx) == (split == "eval")]
     return chosen
@@ -186,9 +187,9 @@ def load_clip(path: str, resolution: int) -> np.ndarray:
             frames = list(iio.imiter(p))
     except Exception as exc:
         hint = "" if p.is_dir() or p.suffix.lower() == ".gif" else " (video files need `pip install vlm-lam[videos]`)"
-        raise ValueError(f"cannot read distractor video {p}: {exc}{hint}") from exc
+        raise UserError(f"cannot read distractor video {p}: {exc}{hint}") from exc
     if not frames:
-        raise ValueError(f"distractor video {p} has no frames")
+        raise UserError(f"distractor video {p} has no frames")
     out = np.empty((len(frames), resolution, resolution, 3), np.uint8)
     for i, f in enumerate(frames):
         img = Image.fromarray(np.asarray(f)[..., :3] if np.asarray(f).ndim == 3 else np.asarray(f)).convert("RGB")
@@ -216,15 +217,15 @@ class VideoDistractor:
         self.ctx = ctx
         spec = ctx.spec
         if spec.split not in SPLITS:
-            raise ValueError(f"unknown video split {spec.split!r}; valid: {', '.join(SPLITS)}")
+            raise UserError(f"unknown video split {spec.split!r}; valid: {', '.join(SPLITS)}")
         if spec.video_source == "procedural":
             self.videos = None
         elif spec.video_source == "dir":
             if ctx.video_dir is None:
-                raise ValueError("video_source 'dir' needs a video folder (--distractor-videos DIR)")
+                raise UserError("video_source 'dir' needs a video folder (--distractor-videos DIR)")
             self.videos = split_videos(list_videos(ctx.video_dir), spec.split)
         else:
-            raise ValueError(f"unknown video source {spec.video_source!r}; valid: procedural, dir")
+            raise UserError(f"unknown video source {spec.video_source!r}; valid: procedural, dir")
 
     def for_episode(self, episode: int, states: np.ndarray) -> VideoLayer:
         rng = episode_rng(self.ctx.seed, episode, STREAM_VIDEO)
@@ -344,7 +345,7 @@ def parse_kinds(text: str | tuple[str, ...] | list[str]) -> tuple[str, ...]:
         return ()
     for n in names:
         if n not in DISTRACTORS:
-            raise ValueError(f"unknown distractor {n!r}; valid: {', '.join([*DISTRACTORS, 'none'])}")
+            raise UserError(f"unknown distractor {n!r}; valid: {', '.join([*DISTRACTORS, 'none'])}")
     return tuple(names)
 
 

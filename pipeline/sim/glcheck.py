@@ -10,6 +10,8 @@ import subprocess
 import sys
 from collections.abc import Callable
 
+from cache_schemas.errors import UserError
+
 CANDIDATES = ("egl", "osmesa")
 PROBE = "import mujoco; c = mujoco.GLContext(8, 8); c.make_current(); c.free()"
 
@@ -37,7 +39,7 @@ def choose_gl_backend(probe: Callable[[str], bool] = probe_backend, mujoco_loade
             os.environ["MUJOCO_GL"] = os.environ["PYOPENGL_PLATFORM"] = backend
             os.environ["VLMLAM_GL_CHOSEN"] = backend
             return backend
-    raise RuntimeError(
+    raise UserError(
         "no headless OpenGL backend works here: tried EGL and OSMesa. Install EGL (libegl1) or "
         "OSMesa (e.g. `apt-get install libosmesa6`), or set MUJOCO_GL yourself."
     )

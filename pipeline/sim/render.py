@@ -17,6 +17,8 @@ from dataclasses import dataclass
 import mujoco
 import numpy as np
 
+from cache_schemas.errors import UserError
+
 # Background = the parts distractors may replace. Everything else (robot, table top, objects)
 # is foreground and must stay pixel-identical to the clean twin.
 BACKGROUND_BODIES = ("world", "RetainingWall")
@@ -60,7 +62,7 @@ def configure_camera(model: mujoco.MjModel, setup: CameraSetup) -> int:
     cam = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_CAMERA, setup.name)
     if cam < 0:
         names = [model.camera(i).name for i in range(model.ncam)]
-        raise ValueError(f"unknown camera {setup.name!r}; this scene has {names}")
+        raise UserError(f"unknown camera {setup.name!r}; this scene has {names}")
     rot = np.zeros(9)
     mujoco.mju_quat2Mat(rot, model.cam_quat[cam])
     # A MuJoCo camera looks along its -z axis, so +z points backwards.
@@ -104,7 +106,7 @@ class SceneRenderer:
     ):
         self.gl = gl or GLSession(max(size, 64))
         if size > self.gl.max_size:
-            raise ValueError(f"frame size {size} exceeds the GL session's {self.gl.max_size}")
+            raise UserError(f"frame size {size} exceeds the GL session's {self.gl.max_size}")
         self.model, self.size = model, size
         model.light_castshadow[:] = 0  # the shadow pass is most of the render time
         # An offscreen buffer of exactly the frame size: MetaWorld's 640x480 default is cleared

@@ -7,6 +7,7 @@ works, MT10 tasks carry hand-written descriptions and objects, others a derived 
 from __future__ import annotations
 
 from cache_schemas import TaskInfo
+from cache_schemas.errors import UserError
 
 MT10 = (
     "reach-v3",
@@ -47,7 +48,7 @@ def resolve_task(name: str) -> str:
     full = name if name.endswith("-v3") else f"{name}-v3"
     valid = all_task_names()
     if full not in valid:
-        raise ValueError(f"unknown task {name!r}; valid tasks: {', '.join(v[:-3] for v in valid)}")
+        raise UserError(f"unknown task {name!r}; valid tasks: {', '.join(v[:-3] for v in valid)}")
     return full
 
 
@@ -59,9 +60,9 @@ def resolve_tasks(names: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
     for n in names:
         out.extend(MT10 if n.upper() == "MT10" else [resolve_task(n)])
     if not out:
-        raise ValueError("no tasks given")
+        raise UserError("no tasks given")
     if len(set(out)) != len(out):
-        raise ValueError(f"duplicate tasks in {out}")
+        raise UserError(f"duplicate tasks in {out}")
     return tuple(out)
 
 

@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+from cache_schemas.errors import UserError
 from pipeline.executor import Executor
 
 
@@ -46,7 +47,7 @@ def test_a_cluster_that_cannot_start_is_reported(monkeypatch):
     monkeypatch.setattr(distributed, "LocalCluster", broken)
     ex = Executor(2, None)
     try:
-        with pytest.raises(RuntimeError, match="could not start the local dask cluster: no ports left"):
+        with pytest.raises(UserError, match="could not start the local dask cluster: no ports left"):
             list(ex.map_unordered(_square, [(1,)]))
     finally:
         ex.close()

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from cache_schemas import DistractorSpec, EpisodeSpec, EpisodeStore
+from cache_schemas.errors import UserError
 from pipeline.collect.collect import PRESETS, CollectOptions, collect, simulate_episode
 
 TINY = EpisodeSpec(
@@ -87,7 +88,7 @@ def test_resume_after_kill_9_is_byte_identical(tiny_store, tmp_path):
         "--out",
         str(out),
     ]
-    env = {**os.environ, "VLMLAM_TEST_KILL_AFTER_CHUNKS": "3"}
+    env = {**os.environ, "VLMLAM_KILL_AT": "collect.chunk:3"}
     first = subprocess.run(cmd, env=env, capture_output=True, text=True)
     assert first.returncode == -9, first.stderr[-2000:]
     partial = EpisodeStore.open(out, require_complete=False)
@@ -181,7 +182,7 @@ def test_show_writes_png_strip_and_gif(tiny_store, tmp_path):
     assert strip.shape[0] == 64 and strip.shape[1] % 32 == 0  # distracted row over clean row
     gif = write_episode_image(tiny_store, 1, tmp_path / "e.gif")
     assert iio.imread(gif, index=None).shape[1:3] == (32, 64)
-    with pytest.raises(ValueError, match="out of range"):
+    with pytest.raises(UserError, match="out of range"):
         write_episode_image(tiny_store, 99, tmp_path / "x.png")
 
 
@@ -213,7 +214,7 @@ def test_resume_refuses_a_store_whose_episodes_no_longer_reproduce(tmp_path):
     table, lowdim = assemble(spec, [simulate_episode(spec, 0)])
     check_plan(store, table, lowdim)  # reproduces
     lowdim["actions"] = lowdim["actions"] + 1e-3
-    with pytest.raises(RuntimeError, match="no longer reproduces"):
+    with pytest.raises(UserError, match="no longer reproduces"):
         check_plan(store, table, lowdim)
 
 

@@ -5,6 +5,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
+from cache_schemas.errors import UserError
 from pipeline.cli import app
 
 runner = CliRunner()
@@ -106,7 +107,7 @@ def test_gl_backend_falls_back_to_osmesa(monkeypatch):
 
     assert os.environ["MUJOCO_GL"] == "osmesa" and os.environ["VLMLAM_GL_CHOSEN"] == "osmesa"
     monkeypatch.delenv("VLMLAM_GL_CHOSEN")
-    with pytest.raises(RuntimeError, match="tried EGL and OSMesa"):
+    with pytest.raises(UserError, match="tried EGL and OSMesa"):
         glcheck.choose_gl_backend(lambda b: False, mujoco_loaded=False)
 
 

@@ -9,7 +9,7 @@ import pytest
 from factories import fill_store
 from typer.testing import CliRunner
 
-from cache_schemas import DistractorSpec, EpisodeSpec, EpisodeStore, TaskInfo
+from cache_schemas import DistractorSpec, EpisodeSpec, EpisodeStore, TaskInfo, UserError
 from pipeline.cli import app
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -56,7 +56,7 @@ def test_it_collects_when_the_cache_has_none_or_the_spec_is_given(tmp_path, monk
         demo_store(tmp_path, 0)  # a store exists, but options name a spec: that exact store is collected
 
     def fake(spec, options):
-        raise ValueError(f"collect called for {spec.tasks}")
+        raise UserError(f"collect called for {spec.tasks}")
 
     monkeypatch.setattr(collect_mod, "collect", fake)
     r = CliRunner().invoke(app, ["collect", "--preset", "demo", "--if-missing", "--cache", str(tmp_path), *extra])

@@ -12,6 +12,7 @@ from lerobot_data import write_v30
 from typer.testing import CliRunner
 
 from cache_schemas import EpisodeStore
+from cache_schemas.errors import UserError
 from lam.config import LAMConfig
 from lam.train import train_configs
 from pipeline.cli import app
@@ -79,7 +80,7 @@ def test_every_episode_its_own_instruction_still_gets_a_probe(tmp_path):
     one = EpisodeStore.open(
         ingest(root, IngestOptions(out=tmp_path / "one", resolution=16, episodes="0:1", progress=False))
     )
-    with pytest.raises(ValueError, match="has 1 episode\\(s\\): the probe needs one held out and one to fit on"):
+    with pytest.raises(UserError, match="has 1 episode\\(s\\): the probe needs one held out and one to fit on"):
         train_configs(
             [LAMConfig(target="state", **{**SMALL, "latent_dim": 4})],
             one,

@@ -179,7 +179,7 @@ def test_resume_after_kill_9_is_byte_identical_and_workers_do_not_matter(v30, tm
 
     # 16 chunks of 1 frame, tasks of 8 chunks: killed once the first task is recorded
     first = subprocess.run(
-        cmd(1), env={**os.environ, "VLMLAM_TEST_KILL_AFTER_CHUNKS": "1"}, capture_output=True, text=True
+        cmd(1), env={**os.environ, "VLMLAM_KILL_AT": "ingest.chunk:1"}, capture_output=True, text=True
     )
     assert first.returncode == -9, first.stderr[-2000:]
     partial = EpisodeStore.open(out, require_complete=False)
