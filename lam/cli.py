@@ -57,11 +57,6 @@ O_ENSEMBLE = typer.Option(
 )
 
 
-def _fail(msg: str) -> None:
-    typer.echo(f"error: {msg}", err=True)
-    raise typer.Exit(2)
-
-
 def _targets(
     target: Optional[str], vlm: Optional[str], prompt: Optional[str], pooling: Optional[str], layer: Optional[str]
 ) -> list[str]:
@@ -77,20 +72,6 @@ def _targets(
 
 def _devices(text: str):
     return int(text) if text.isdigit() else text
-
-
-def _guarded(fn):
-    """Turn the package's expected errors into one clear line and exit status 2."""
-    from cache_schemas import StoreError
-
-    from .config import ConfigError
-    from .rundir import RunConflict
-    from .targets import TargetError
-
-    try:
-        return fn()
-    except (ConfigError, TargetError, StoreError, RunConflict, ValueError) as exc:
-        _fail(str(exc))
 
 
 def train_lam_cmd(
@@ -124,46 +105,43 @@ def train_lam_cmd(
     """Train one LAM from the cache (one per prompt of a --prompt list); write runs/<id>/ and print
     its linear-probe score."""
 
-    def go():
-        from .config import ConfigError, LAMConfig
-        from .train import TrainOptions, is_rank_zero, resolve_episodes, train_configs
+    from .config import ConfigError, LAMConfig
+    from .train import TrainOptions, is_rank_zero, resolve_episodes, train_configs
 
-        targets = _targets(target, vlm, prompt, pooling, layer)
-        if run and len(targets) > 1:
-            raise ConfigError(f"--run names one run folder, but {len(targets)} targets were asked for; drop --run")
-        configs = [
-            LAMConfig(
-                target=t,
-                latent_dim=latent_dim,
-                lr=lr,
-                steps=steps,
-                k=k,
-                seed=seed,
-                batch_size=batch_size,
-                img_size=img_size,
-                frame_stack=frame_stack,
-                loss=loss,
-                augment=augment,
-            )
-            for t in targets
-        ]
-        store = resolve_episodes(episodes, preset, _s(cache))
-        opts = TrainOptions(
-            cache=_s(cache),
-            runs=_s(runs),
-            accelerator=accelerator,
-            devices=_devices(devices),
-            strategy=strategy,
-            precision=precision,
-            progress=not quiet,
-            retrain=retrain,
+    targets = _targets(target, vlm, prompt, pooling, layer)
+    if run and len(targets) > 1:
+        raise ConfigError(f"--run names one run folder, but {len(targets)} targets were asked for; drop --run")
+    configs = [
+        LAMConfig(
+            target=t,
+            latent_dim=latent_dim,
+            lr=lr,
+            steps=steps,
+            k=k,
+            seed=seed,
+            batch_size=batch_size,
+            img_size=img_size,
+            frame_stack=frame_stack,
+            loss=loss,
+            augment=augment,
         )
-        results = train_configs(configs, store, opts, run_ids=[run] * len(configs), echo=typer.echo)
-        if is_rank_zero():  # DDP ranks other than 0 return no results: rank 0 reports
-            for r in results:
-                typer.echo(f"run folder: {r.path}")
-
-    _guarded(go)
+        for t in targets
+    ]
+    store = resolve_episodes(episodes, preset, _s(cache))
+    opts = TrainOptions(
+        cache=_s(cache),
+        runs=_s(runs),
+        accelerator=accelerator,
+        devices=_devices(devices),
+        strategy=strategy,
+        precision=precision,
+        progress=not quiet,
+        retrain=retrain,
+    )
+    results = train_configs(configs, store, opts, run_ids=[run] * len(configs), echo=typer.echo)
+    if is_rank_zero():  # DDP ranks other than 0 return no results: rank 0 reports
+        for r in results:
+            typer.echo(f"run folder: {r.path}")
 
 
 def sweep_cmd(
@@ -200,50 +178,47 @@ def sweep_cmd(
     """Train every config of a grid from one loaded cache: same-shape configs as one vmapped ensemble.
     A --prompt list adds the prompts as one more grid axis."""
 
-    def go():
-        from .config import ConfigError, LAMConfig
-        from .sweep import expand, parse_grid
-        from .train import TrainOptions, is_rank_zero, resolve_episodes, train_configs
+    from .config import ConfigError, LAMConfig
+    from .sweep import expand, parse_grid
+    from .train import TrainOptions, is_rank_zero, resolve_episodes, train_configs
 
-        targets, axes = _targets(target, vlm, prompt, pooling, layer), parse_grid(grid)
-        if "target" in axes and (target or vlm or prompt):
-            raise ConfigError("the grid sets target; drop --target/--vlm/--prompt, or target= from the grid")
-        base = LAMConfig(
-            target=targets[0],
-            latent_dim=latent_dim,
-            lr=lr,
-            steps=steps,
-            k=k,
-            seed=seed,
-            batch_size=batch_size,
-            img_size=img_size,
-            frame_stack=frame_stack,
-            loss=loss,
-            augment=augment,
-        )
-        configs = expand(base, axes if len(targets) == 1 else {"target": targets, **axes})
-        store = resolve_episodes(episodes, preset, _s(cache))
-        opts = TrainOptions(
-            cache=_s(cache),
-            runs=_s(runs),
-            accelerator=accelerator,
-            devices=_devices(devices),
-            strategy=strategy,
-            precision=precision,
-            progress=not quiet,
-            retrain=retrain,
-            ensemble=ensemble,
-        )
-        if is_rank_zero():
-            typer.echo(f"sweep: {len(configs)} configs on {store.path}")
-        results = train_configs(configs, store, opts, echo=typer.echo)
-        if not is_rank_zero():  # DDP ranks other than 0: rank 0 writes and reports
-            return
-        typer.echo(f"\n{'run':<60}{'probe R²':>10}{'MSE':>9}")
-        for r in sorted(results, key=lambda r: -r.probe["r2"]):
-            typer.echo(f"{r.run_id:<60}{r.probe['r2']:>10.3f}{r.probe['mse']:>9.4f}")
-
-    _guarded(go)
+    targets, axes = _targets(target, vlm, prompt, pooling, layer), parse_grid(grid)
+    if "target" in axes and (target or vlm or prompt):
+        raise ConfigError("the grid sets target; drop --target/--vlm/--prompt, or target= from the grid")
+    base = LAMConfig(
+        target=targets[0],
+        latent_dim=latent_dim,
+        lr=lr,
+        steps=steps,
+        k=k,
+        seed=seed,
+        batch_size=batch_size,
+        img_size=img_size,
+        frame_stack=frame_stack,
+        loss=loss,
+        augment=augment,
+    )
+    configs = expand(base, axes if len(targets) == 1 else {"target": targets, **axes})
+    store = resolve_episodes(episodes, preset, _s(cache))
+    opts = TrainOptions(
+        cache=_s(cache),
+        runs=_s(runs),
+        accelerator=accelerator,
+        devices=_devices(devices),
+        strategy=strategy,
+        precision=precision,
+        progress=not quiet,
+        retrain=retrain,
+        ensemble=ensemble,
+    )
+    if is_rank_zero():
+        typer.echo(f"sweep: {len(configs)} configs on {store.path}")
+    results = train_configs(configs, store, opts, echo=typer.echo)
+    if not is_rank_zero():  # DDP ranks other than 0: rank 0 writes and reports
+        return
+    typer.echo(f"\n{'run':<60}{'probe R²':>10}{'MSE':>9}")
+    for r in sorted(results, key=lambda r: -r.probe["r2"]):
+        typer.echo(f"{r.run_id:<60}{r.probe['r2']:>10.3f}{r.probe['mse']:>9.4f}")
 
 
 def science_cmd(
@@ -269,44 +244,37 @@ def science_cmd(
 ) -> None:
     """Probe R² of LAMs on pixels vs pixels-clean vs state: the distractor phenomenon, as a table;
     --vlm/--prompt (or --target) add the embedding row(s) beside them."""
-    state = {}
+    from cache_schemas.atomic import write_text
+    from cache_schemas.paths import science_report_path
 
-    def go():
-        from cache_schemas.paths import science_report_path
+    from .science import TARGETS, run_science
+    from .train import TrainOptions, resolve_episodes
 
-        from .science import TARGETS, run_science
-        from .train import TrainOptions, resolve_episodes
-
-        store = resolve_episodes(episodes, preset, _s(cache))
-        opts = TrainOptions(
-            cache=_s(cache),
-            runs=_s(runs),
-            accelerator=accelerator,
-            progress=not quiet,
-            retrain=retrain,
-            ensemble=ensemble,
-        )
-        seed_list = [int(s) for s in seeds.split(",") if s.strip()]
-        extra = [t for t in _targets(target, vlm, prompt, pooling, layer) if t not in TARGETS]
-        result = run_science(
-            store,
-            seed_list,
-            opts,
-            margin=margin,
-            echo=typer.echo,
-            targets=TARGETS + tuple(extra),
-            steps=steps,
-            latent_dim=latent_dim,
-        )
-        typer.echo(f"\nscience check on {store.path}\n{result.table()}")
-        from cache_schemas.atomic import write_text
-
-        write_text(science_report_path(_s(runs)), result.to_json())
-        state["ok"] = result.ok
-
-    _guarded(go)
-    if not state.get("ok"):
-        raise typer.Exit(1)
+    store = resolve_episodes(episodes, preset, _s(cache))
+    opts = TrainOptions(
+        cache=_s(cache),
+        runs=_s(runs),
+        accelerator=accelerator,
+        progress=not quiet,
+        retrain=retrain,
+        ensemble=ensemble,
+    )
+    seed_list = [int(s) for s in seeds.split(",") if s.strip()]
+    extra = [t for t in _targets(target, vlm, prompt, pooling, layer) if t not in TARGETS]
+    result = run_science(
+        store,
+        seed_list,
+        opts,
+        margin=margin,
+        echo=typer.echo,
+        targets=TARGETS + tuple(extra),
+        steps=steps,
+        latent_dim=latent_dim,
+    )
+    typer.echo(f"\nscience check on {store.path}\n{result.table()}")
+    write_text(science_report_path(_s(runs)), result.to_json())
+    if not result.ok:
+        raise typer.Exit(1)  # a result, not an error: the table above says which check failed
 
 
 def _s(p: Optional[Path]) -> Optional[str]:

@@ -11,11 +11,13 @@ import dataclasses
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
+from cache_schemas.errors import UserError
+
 LOSSES = ("mse", "cosine")
 BASE_TARGETS = ("pixels", "pixels-clean", "state")
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A config asks for something that cannot exist (the message names the valid choices)."""
 
 

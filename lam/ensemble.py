@@ -13,6 +13,8 @@ import torch
 from torch import nn
 from torch.func import functional_call, stack_module_state
 
+from cache_schemas.errors import UserError
+
 SEP = "__"  # ParameterDict keys cannot contain '.'
 
 
@@ -63,7 +65,7 @@ def pick_mode(mode: str, device: torch.device, members: int = 2) -> str:
     if mode == "auto":
         return "loop" if device.type == "cpu" or members == 1 else "vmap"
     if mode not in MODES:
-        raise ValueError(f"unknown ensemble mode {mode!r}; valid: auto, {', '.join(MODES)}")
+        raise UserError(f"unknown ensemble mode {mode!r}; valid: auto, {', '.join(MODES)}")
     return mode
 
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from cache_schemas.errors import UserError
+
 from .config import LAMConfig
 
 
@@ -77,4 +79,4 @@ def reconstruction_loss(pred: torch.Tensor, target: torch.Tensor, kind: str) -> 
         return (pred.float() - target).pow(2).mean()
     if kind == "cosine":
         return (1 - nn.functional.cosine_similarity(pred.float(), target, dim=-1)).mean()
-    raise ValueError(f"unknown loss {kind!r}; valid: mse, cosine")
+    raise UserError(f"unknown loss {kind!r}; valid: mse, cosine")

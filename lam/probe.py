@@ -11,6 +11,8 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from cache_schemas.errors import UserError
+
 
 @dataclass(frozen=True)
 class RidgeFit:
@@ -81,7 +83,7 @@ def probe(
     train = np.asarray(train, bool)
     test = ~train
     if train.sum() < 2 or test.sum() < 2:
-        raise ValueError(f"probe needs >= 2 train and >= 2 held-out transitions, got {train.sum()} / {test.sum()}")
+        raise UserError(f"probe needs >= 2 train and >= 2 held-out transitions, got {train.sum()} / {test.sum()}")
     fit = ridge_fit(z[train], actions[train], alpha)
     pred = fit.predict(z)
     per_task = {}

@@ -15,8 +15,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from cache_schemas import EpisodeStore, StoreError
+from cache_schemas import EpisodeStore
 from cache_schemas.embeddings import EmbeddingStore
+from cache_schemas.errors import UserError
+from cache_schemas.listing import find_stores, newest
 from cache_schemas.paths import embeddings_dir
 
 from .config import BASE_TARGETS
@@ -29,7 +31,7 @@ MIN_STD = 1e-6
 STATE_DYNAMIC = slice(0, 18)
 
 
-class TargetError(ValueError):
+class TargetError(UserError, ValueError):
     """The target cannot be resolved or does not belong to the episode store."""
 
 
@@ -74,42 +76,33 @@ def open_embeddings(path: Path | str) -> EmbeddingView:
     return EmbeddingView(Path(es.path), es.fingerprint, es.parent_fingerprint, es.emb, es.mean, es.std, dict(es.info))
 
 
-def _embedding_folders(cache: str | os.PathLike | None) -> list[Path]:
-    root = embeddings_dir(cache)
-    return sorted(p for p in root.iterdir() if (p / "zarr.json").exists()) if root.exists() else []
-
-
 def resolve_embedding(ref: str, episodes: EpisodeStore, cache: str | os.PathLike | None = None) -> tuple[Path, str]:
     """`ref` is a store path or an alias (leading dotted parts of a folder name, e.g.
-    `molmo.ignore_distractors`). Returns (path, note); the note says which store an alias chose."""
+    `molmo.ignore_distractors`): the newest complete store of that name computed from `episodes`.
+    Returns (path, note); the note says which store an alias chose."""
     if Path(ref).exists():
         return Path(ref), f"emb:{ref}"
     parts = ref.split(".")
-    matching = [p for p in _embedding_folders(cache) if p.name.split(".")[: len(parts)] == parts]
-    mine, others = [], []
-    for folder in matching:
-        try:
-            view = open_embeddings(folder)
-        except StoreError:
-            continue  # incomplete or foreign folders never satisfy an alias
-        (mine if view.parent_fingerprint == episodes.fingerprint else others).append(folder)
-    if not mine:
-        known = sorted({".".join(p.name.split(".")[:2]) for p in _embedding_folders(cache)})
-        hint = f"; {len(others)} matching store(s) belong to other episode stores" if others else ""
+    stores = [s for s in find_stores(embeddings_dir(cache), "embeddings/") if s.complete]
+    named = [s for s in stores if s.path.name.split(".")[: len(parts)] == parts]
+    mine = [s for s in named if s.parent == episodes.fingerprint]
+    chosen = newest(mine)
+    if chosen is None:
+        known = sorted({".".join(s.path.name.split(".")[:2]) for s in stores})
+        hint = f"; {len(named)} matching store(s) belong to other episode stores" if named else ""
+        make = (
+            f" To make it: vlm-lam embed --vlm {parts[0]} --prompt {parts[1]} (make embed VLM={parts[0]} "
+            f"PROMPT={parts[1]})."
+            if len(parts) >= 2
+            else ""
+        )
         raise TargetError(
             f"no embedding store matches alias {ref!r} for episode store {episodes.path} "
             f"({episodes.fingerprint[:12]}) under {embeddings_dir(cache)}{hint}. "
-            f"Known aliases: {', '.join(known) or 'none'}; or pass emb:<store path>."
-            + (
-                f" To make it: vlm-lam embed --vlm {parts[0]} --prompt {parts[1]} (make embed VLM={parts[0]} "
-                f"PROMPT={parts[1]})."
-                if len(parts) >= 2
-                else ""
-            )
+            f"Known aliases: {', '.join(known) or 'none'}; or pass emb:<store path>.{make}"
         )
-    newest = max(mine, key=lambda p: (p / "zarr.json").stat().st_mtime)
-    note = f"emb:{ref} -> {newest}" + (f" (newest of {len(mine)})" if len(mine) > 1 else "")
-    return newest, note
+    note = f"emb:{ref} -> {chosen.path}" + (f" (newest of {len(mine)})" if len(mine) > 1 else "")
+    return chosen.path, note
 
 
 def embedding_targets(

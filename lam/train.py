@@ -16,8 +16,9 @@ from typing import Any
 
 import torch
 
-from cache_schemas import EpisodeStore, StoreError, killpoints
-from cache_schemas.paths import episodes_dir
+from cache_schemas import EpisodeStore, killpoints
+from cache_schemas.errors import UserError
+from cache_schemas.listing import episode_store_for
 
 from .config import LAMConfig
 from .data import FrameCache, heldout_episodes, row_episode, stack_index, transition_rows
@@ -84,23 +85,8 @@ class TargetLoader:
 
 
 def resolve_episodes(path: str | os.PathLike | None, preset: str | None, cache: str | None) -> EpisodeStore:
-    """An explicit store path, else the newest complete episode store named `<preset>.*`."""
-    if path:
-        return EpisodeStore.open(path)
-    root = episodes_dir(cache)
-    found = []
-    for folder in sorted(root.glob(f"{preset}.*")) if root.exists() else []:
-        try:
-            found.append(EpisodeStore.open(folder))
-        except StoreError:
-            continue
-    if not found:
-        have = sorted(p.name for p in root.iterdir()) if root.exists() else []
-        raise StoreError(
-            f"no complete episode store for preset {preset!r} under {root} (found: {', '.join(have) or 'none'}); "
-            f"run `vlm-lam collect --preset {preset}` or pass --episodes PATH"
-        )
-    return max(found, key=lambda s: (s.path / "zarr.json").stat().st_mtime)
+    """An explicit store path, else the newest complete episode store of `preset`."""
+    return EpisodeStore.open(path) if path else EpisodeStore(episode_store_for(preset or "demo", cache))
 
 
 def uses_gpu(accelerator: str) -> bool:
@@ -221,10 +207,10 @@ def train_group(
     table = episodes.episodes()
     per_member = [transition_rows(table, j.cfg.k) for j in jobs]
     if any(len(r) == 0 for r in per_member):
-        raise ValueError(f"no transitions: every episode is shorter than k+1 ({[j.cfg.k for j in jobs]})")
+        raise UserError(f"no transitions: every episode is shorter than k+1 ({[j.cfg.k for j in jobs]})")
     held = heldout_episodes(table, cfg.holdout)  # the probe's split, after training
     if not held.any():
-        raise ValueError(f"{episodes.path} has {len(table)} episode(s): the probe needs one held out and one to fit on")
+        raise UserError(f"{episodes.path} has {len(table)} episode(s): the probe needs one held out and one to fit on")
     rows, counts = TrainingData.member_rows(per_member)
     data = TrainingData(
         obs=frames.frames(episodes, "frames", cfg.img_size),

@@ -14,15 +14,6 @@ from pipeline.vlm.backbones import DEFAULT_VLM
 from .prompts import DEFAULT_PROMPT
 
 
-def _parse_layers(text: str) -> tuple[int, ...]:
-    from .pooling import parse_layers
-
-    try:
-        return parse_layers(text)
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc)) from None
-
-
 def embed(
     vlm: str = typer.Option(DEFAULT_VLM, "--vlm", help="Backbone registry name (vlm-lam embed --list shows them)."),
     prompt: str = typer.Option(
@@ -86,63 +77,55 @@ def embed(
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
 ) -> None:
     """Embed every frame of an episode store with a (promptable) backbone into the cache."""
-    from pipeline.vlm.backbones import REGISTRY, UnknownName
-
     if list_names:
-        from .pooling import POOLINGS
-        from .prompts import PROMPTS
-
-        for b in REGISTRY.values():
-            typer.echo(f"{b.name:24s} {b.kind:8s} {b.hub_id or '-':45s} {b.note}")
-        typer.echo("prompts: " + ", ".join(sorted(PROMPTS)) + "   poolings: " + ", ".join(POOLINGS))
-        return
+        return _list_names()
     if num_processes > 1 and "WORLD_SIZE" not in os.environ:
         raise typer.Exit(_launch(num_processes, sys.argv[1:]))
-    from cache_schemas.store import StoreError
-    from pipeline.vlm.load import BackboneUnavailable
+    from cache_schemas.listing import episode_store_for
 
-    from .embed import EmbedConfig, EmbedError, find_episode_store, run_embed
-    from .ranks import PeerFailed
+    from .embed import EmbedConfig, run_embed
+    from .pooling import default_pooling, parse_layers
 
-    try:
-        if episodes is None:
-            episodes = find_episode_store(preset or "demo", cache)
-        if pooling is None:
-            from .pooling import default_pooling
-
-            pooling = default_pooling(prompt)
-        cfg = EmbedConfig(
-            vlm=vlm,
-            prompt=prompt,
-            pooling=pooling,
-            layers=_parse_layers(layer),
-            position=prompt_position,
-            batch_size=batch_size,
-            model_path=model_path,
-            cache=str(cache) if cache else None,
-            device=device,
-            dtype=dtype,
-            num_workers=workers,
-            share_prefix=not no_share_prefix,
-            allow_unpromptable=allow_unpromptable,
-            force=force,
-            image_kw=image_kw,
-            rank_timeout_s=rank_timeout,
-            packed_attention=not no_packed_attention,
-            device_map=device_map,
-            max_memory=max_memory,
-            progress=not quiet,
-        )
-        paths = run_embed(episodes, cfg)
-    except (UnknownName, EmbedError, PeerFailed, BackboneUnavailable, StoreError, ValueError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
+    cfg = EmbedConfig(
+        vlm=vlm,
+        prompt=prompt,
+        pooling=pooling or default_pooling(prompt),
+        layers=parse_layers(layer),
+        position=prompt_position,
+        batch_size=batch_size,
+        model_path=model_path,
+        cache=str(cache) if cache else None,
+        device=device,
+        dtype=dtype,
+        num_workers=workers,
+        share_prefix=not no_share_prefix,
+        allow_unpromptable=allow_unpromptable,
+        force=force,
+        image_kw=image_kw,
+        rank_timeout_s=rank_timeout,
+        packed_attention=not no_packed_attention,
+        device_map=device_map,
+        max_memory=max_memory,
+        progress=not quiet,
+    )
+    paths = run_embed(episodes or episode_store_for(preset or "demo", cache).path, cfg)
     if int(os.environ.get("RANK", 0)) == 0:  # accelerate's PartialState exported it
         for p in paths:
             typer.echo(str(p))
     from accelerate import PartialState
 
     PartialState().destroy_process_group()  # every rank is done (the last barrier); NCCL wants it explicit
+
+
+def _list_names() -> None:
+    from pipeline.vlm.backbones import REGISTRY
+
+    from .pooling import POOLINGS
+    from .prompts import PROMPTS
+
+    for b in REGISTRY.values():
+        typer.echo(f"{b.name:24s} {b.kind:8s} {b.hub_id or '-':45s} {b.note}")
+    typer.echo("prompts: " + ", ".join(sorted(PROMPTS)) + "   poolings: " + ", ".join(POOLINGS))
 
 
 def _launch(n: int, argv: list[str]) -> int:

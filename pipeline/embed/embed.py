@@ -28,12 +28,12 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from cache_schemas.embeddings import EmbeddingSpec, EmbeddingStore, embedding_store_path
 from cache_schemas.episodes import EpisodeStore
+from cache_schemas.errors import UserError
 from cache_schemas.fingerprint import canonical_json
 from cache_schemas.store import Store
 from pipeline.vlm.backbones import Backbone, UnknownName, get_backbone
@@ -44,7 +44,7 @@ from .prompts import Prompt, parse_prompts
 from .ranks import Ranks, process_state, single_cpu_launch_note
 
 
-class EmbedError(RuntimeError):
+class EmbedError(UserError, RuntimeError):
     """A request `embed` refuses, with the reason and what to do instead."""
 
 
@@ -642,18 +642,4 @@ def check_finite(out: np.ndarray, lo: int, hi: int) -> np.ndarray:
     return half
 
 
-def find_episode_store(preset: str, cache: Any = None) -> Path:
-    """The newest complete episode store whose info['preset'] is `preset`."""
-    from cache_schemas.listing import find_stores
-    from cache_schemas.paths import episodes_dir
-
-    found = [s for s in find_stores(episodes_dir(cache), "episodes/") if s.info.get("preset") == preset and s.complete]
-    if not found:
-        raise EmbedError(
-            f"no complete episode store for preset {preset!r} under {episodes_dir(cache)}; "
-            f"run `vlm-lam collect --preset {preset}` first (make embed does)"
-        )
-    return max(found, key=lambda s: (s.path / "zarr.json").stat().st_mtime).path
-
-
-__all__ = ["EmbedConfig", "EmbedError", "NonFiniteEmbedding", "UnknownName", "find_episode_store", "plan", "run_embed"]
+__all__ = ["EmbedConfig", "EmbedError", "NonFiniteEmbedding", "UnknownName", "plan", "run_embed"]

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import torch
 
+from cache_schemas.errors import UserError
 from pipeline.vlm.backbones import UnknownName
 
 POOLINGS = ("mean_image", "mean_all", "last", "mean_text")
@@ -39,9 +40,9 @@ def parse_layers(text: str) -> tuple[int, ...]:
     try:
         layers = tuple(int(x) for x in text.split(",") if x.strip())
     except ValueError:
-        raise ValueError(f"--layer takes integers separated by commas, got {text!r}") from None
+        raise UserError(f"--layer takes integers separated by commas, got {text!r}") from None
     if not layers:
-        raise ValueError("--layer needs at least one integer, e.g. -1")
+        raise UserError("--layer needs at least one integer, e.g. -1")
     return layers
 
 

@@ -16,8 +16,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
 
+from cache_schemas.errors import UserError
 
-class PeerFailed(RuntimeError):
+
+class PeerFailed(UserError, RuntimeError):
     """Another rank failed or vanished, so this one stopped too."""
 
 

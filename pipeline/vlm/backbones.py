@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from cache_schemas.errors import UserError
+
 
 @dataclass(frozen=True)
 class Backbone:
@@ -32,7 +34,7 @@ class Backbone:
 DEFAULT_VLM = "tiny-qwen25-vl"  # `embed --vlm` (and `train-lam --vlm`) when none is named: an offline twin
 
 
-class UnknownName(ValueError):
+class UnknownName(UserError, ValueError):
     """A registry name that does not exist; the message lists the valid ones."""
 
 

@@ -24,10 +24,12 @@ from typing import Any
 import torch
 from torch import nn
 
+from cache_schemas.errors import UserError
+
 from .backbones import UNPINNED, Backbone, is_pinned
 
 
-class BackboneUnavailable(RuntimeError):
+class BackboneUnavailable(UserError, RuntimeError):
     """Weights cannot be loaded (offline, no snapshot): one clear message, no traceback wall."""
 
 
@@ -300,7 +302,7 @@ def cut_config(config, kind: str, layers: tuple[int, ...]) -> int | None:
         return None
     try:
         keep = kept_blocks(normalize_layers(tuple(layers), full))
-    except ValueError:  # out of range: the embedder says which index, in its own words
+    except UserError:  # out of range: the embedder says which index, in its own words
         return None
     if keep >= full:
         return None
@@ -391,7 +393,7 @@ def normalize_layers(layers: tuple[int, ...], depth: int) -> tuple[int, ...]:
     for i in layers:
         j = depth + 1 + i if i < 0 else i
         if not 0 <= j <= depth:
-            raise ValueError(f"layer {i} out of range for a model with {depth} blocks (valid: {-depth - 1}..{depth})")
+            raise UserError(f"layer {i} out of range for a model with {depth} blocks (valid: {-depth - 1}..{depth})")
         out.append(j)
     return tuple(out)
 

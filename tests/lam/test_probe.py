@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 
+from cache_schemas.errors import UserError
 from lam.probe import probe, r2, ridge_fit
 
 
@@ -31,5 +32,5 @@ def test_probe_scores_held_out_rows_and_per_task():
 
 
 def test_probe_refuses_an_empty_split():
-    with pytest.raises(ValueError, match="held-out"):
+    with pytest.raises(UserError, match="held-out"):
         probe(np.zeros((5, 2)), np.zeros((5, 4)), np.ones(5, bool), np.zeros(5, int), ["a"])

@@ -8,6 +8,7 @@ from lam_helpers import make_embeddings
 from typer.testing import CliRunner
 
 from cache_schemas.embeddings import EmbeddingSpec, embedding_store_path
+from cache_schemas.errors import UserError
 from lam.targets import TargetError, choose_targets, embedding_targets
 from pipeline.cli import app
 from pipeline.embed.pooling import default_pooling, parse_layers
@@ -71,7 +72,7 @@ def test_bad_embedding_options_name_what_is_valid():
         embedding_targets("molmo", "task", pooling="max")
     with pytest.raises(UnknownName, match="unknown prompt 'bogus'"):
         embedding_targets("molmo", "bogus")
-    with pytest.raises(ValueError, match="--layer takes integers"):
+    with pytest.raises(UserError, match="--layer takes integers"):
         embedding_targets("molmo", "task", layer="last")
 
 

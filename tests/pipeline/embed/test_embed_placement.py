@@ -7,6 +7,8 @@ import warnings
 import pytest
 import torch
 
+from cache_schemas.errors import UserError
+
 SWEEP = dict(vlm="tiny-qwen25-vl", prompt="task,ignore_distractors", pooling="mean_text", num_workers=0, progress=False)
 
 
@@ -36,7 +38,7 @@ def test_loading_builds_only_the_blocks_the_layers_need(twins, capfd):
         Embedder(ld, layers=(-1,), pooling="last", position="after", prompts=[["x"]], device=torch.device("cpu"))
     full = load_backbone(get_backbone("tiny-qwen25-vl"), layers=(2, -1))
     assert (text_stack(full.model.model).depth, full.full_depth) == (4, None)
-    with pytest.raises(ValueError, match=r"layer 9 out of range for a model with 4 blocks \(valid: -5..4\)"):
+    with pytest.raises(UserError, match=r"layer 9 out of range for a model with 4 blocks \(valid: -5..4\)"):
         Embedder(
             load_backbone(get_backbone("tiny-qwen25-vl"), layers=(9,)),
             layers=(9,),

@@ -191,19 +191,6 @@ def test_dataloader_workers_give_the_same_bytes_and_cache_ls_shows_it(twins, tmp
     assert row["schema"] == "embeddings/1" and row["complete"] and "tiny-qwen25-vl" in row["summary"]
 
 
-def test_preset_resolves_to_newest_complete_episode_store(tmp_path, episode_store_factory):
-    from pipeline.embed.embed import EmbedError, find_episode_store
-
-    cache = tmp_path / "cache"
-    with pytest.raises(EmbedError, match="vlm-lam collect --preset demo"):
-        find_episode_store("demo", cache)
-    from factories import make_episode_store
-
-    eps = make_episode_store(cache / "episodes", name="demo.abc", episodes_per_task=1, length=4, chunk_frames=4)
-    eps.store.update_info(preset="demo")
-    assert find_episode_store("demo", cache) == eps.path
-
-
 def test_image_kw_low_resolution_option_changes_tokens_and_fingerprint(twins, tmp_path, episode_store_factory):
     """Molmo2 with 4x4 pooling: 1 token per view instead of 4 - a different, cheaper store."""
     from cache_schemas.embeddings import EmbeddingStore
