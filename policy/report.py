@@ -223,7 +223,6 @@ def build_report(
     tasks = sorted({t for r in rows for t in (*r.success_per_task, *r.probe_per_task)})
     groups = baseline_groups(rows)
     tag = {g: f"G{i + 1}" for i, g in enumerate(sorted({r.group for r in rows if r.evaluated}))}
-
     md = [
         f"# {title}",
         "",
@@ -233,85 +232,98 @@ def build_report(
         "",
         rollout_header(rows),
         "",
+        *(preamble or []),
+        *runs_section(rows, tag),
+        *baselines_section(rows, groups, tag),
+        *by_sections(rows),
+        *per_task_section(rows, tasks),
+        *diagnostics_section(rows),
+        *plots_section(rows, groups, tag, tasks, out),
     ]
-    md += list(preamble or [])
-    md += [
-        "## Runs",
-        "",
-        markdown_table(
-            ["run", "target", "backbone", "prompt", "z", "probe R²", "success", "95% CI"]
-            + (["eval group"] if len(tag) > 1 else []),
-            [
-                [
-                    r.run_id,
-                    r.target,
-                    r.backbone,
-                    r.prompt,
-                    str(r.latent_dim),
-                    _fmt(r.probe_r2, 3),
-                    _fmt(r.success) if r.evaluated else NOT_EVALUATED,
-                    "-" if r.ci95 is None else f"{r.ci95[0]:.2f}-{r.ci95[1]:.2f}",
-                ]
-                + ([tag.get(r.group, "-")] if len(tag) > 1 else [])
-                for r in rows
-            ],
-        ),
+    page = out / "index.md"
+    page.write_text("\n".join(md) + "\n")
+    return page
+
+
+def runs_section(rows: list[RunRow], tag: dict[str, str]) -> list[str]:
+    """One line per run: its target, probe and success (and its eval group when there are several)."""
+    groups = len(tag) > 1
+    header = ["run", "target", "backbone", "prompt", "z", "probe R²", "success", "95% CI"]
+    lines = [
+        [
+            r.run_id,
+            r.target,
+            r.backbone,
+            r.prompt,
+            str(r.latent_dim),
+            _fmt(r.probe_r2, 3),
+            _fmt(r.success) if r.evaluated else NOT_EVALUATED,
+            "-" if r.ci95 is None else f"{r.ci95[0]:.2f}-{r.ci95[1]:.2f}",
+        ]
+        + ([tag.get(r.group, "-")] if groups else [])
+        for r in rows
     ]
+    return ["## Runs", "", markdown_table(header + (["eval group"] if groups else []), lines)]
+
+
+def baselines_section(rows: list[RunRow], groups: dict[str, dict], tag: dict[str, str]) -> list[str]:
+    """The BC baselines of each eval group (runs on one store with equal eval settings)."""
+    md: list[str] = []
     for g, base in groups.items():
-        members = [r.run_id for r in rows if r.group == g]
         head = "## Baselines (same labelled budget, same episode store and eval settings)"
         if len(groups) > 1:
+            members = [r.run_id for r in rows if r.group == g]
             head = f"## Baselines of eval group {tag[g]} (runs {', '.join(members)})"
-        md += [
-            "",
-            head,
-            "",
-            markdown_table(
-                ["method", "success", "95% CI"],
-                [[BASELINE_LABELS[m], _fmt(b["overall"]["success_rate"]), _ci(b["overall"])] for m, b in base.items()],
-            ),
-        ]
+        lines = [[BASELINE_LABELS[m], _fmt(b["overall"]["success_rate"]), _ci(b["overall"])] for m, b in base.items()]
+        md += ["", head, "", markdown_table(["method", "success", "95% CI"], lines)]
+    return md
+
+
+def by_sections(rows: list[RunRow]) -> list[str]:
+    """Mean probe R² and success by target, backbone, prompt and latent size."""
+    md: list[str] = []
     for key, name in (
         ("target", "target"),
         ("backbone", "backbone"),
         ("prompt", "prompt"),
         ("latent_dim", "latent dim"),
     ):
-        md += [
-            "",
-            f"## By {name}",
-            "",
-            markdown_table([name, "runs", "mean probe R²", "mean success"], grouped_means(rows, key)),
-        ]
-    if tasks:
-        md += [
-            "",
-            "## Per task",
-            "",
-            markdown_table(
-                ["run", *[t.removesuffix("-v3") for t in tasks]],
-                [
-                    [
-                        r.run_id,
-                        *[
-                            f"{_fmt(r.probe_per_task.get(t), 2)} / "
-                            f"{_fmt(r.success_per_task.get(t)) if r.evaluated else NOT_EVALUATED}"
-                            for t in tasks
-                        ],
-                    ]
-                    for r in rows
-                ],
-            ),
-        ]
-        md += ["", "Cells: probe R² / success rate."]
+        table = markdown_table([name, "runs", "mean probe R²", "mean success"], grouped_means(rows, key))
+        md += ["", f"## By {name}", "", table]
+    return md
+
+
+def per_task_section(rows: list[RunRow], tasks: list[str]) -> list[str]:
+    """Probe R² and success of every run on every task."""
+    if not tasks:
+        return []
+
+    def cell(r: RunRow, t: str) -> str:
+        success = _fmt(r.success_per_task.get(t)) if r.evaluated else NOT_EVALUATED
+        return f"{_fmt(r.probe_per_task.get(t), 2)} / {success}"
+
+    table = markdown_table(
+        ["run", *[t.removesuffix("-v3") for t in tasks]], [[r.run_id, *[cell(r, t) for t in tasks]] for r in rows]
+    )
+    return ["", "## Per task", "", table, "", "Cells: probe R² / success rate."]
+
+
+def diagnostics_section(rows: list[RunRow]) -> list[str]:
+    """What explains each evaluated run's success: one table of its methods' diagnostics."""
     evaluated = [r for r in rows if r.evaluated]
-    if evaluated:
-        md += ["", "## Diagnostics per run", "", DIAG_NOTE]
-        for r in evaluated:
-            md += ["", f"### {r.run_id} ({r.target})", "", markdown_table(DIAG_HEADER, method_rows(r))]
+    if not evaluated:
+        return []
+    md = ["", "## Diagnostics per run", "", DIAG_NOTE]
+    for r in evaluated:
+        md += ["", f"### {r.run_id} ({r.target})", "", markdown_table(DIAG_HEADER, method_rows(r))]
+    return md
+
+
+def plots_section(rows: list[RunRow], groups: dict, tag: dict[str, str], tasks: list[str], out: Path) -> list[str]:
+    """Draw the PNGs into `out` and link them."""
     plot_success(rows, groups, tag, out / "success.png")
     plot_scatter(rows, out / "probe_vs_success.png")
-    md += ["", "## Plots", "", "![success by run](success.png)", "", "![probe vs success](probe_vs_success.png)"]
+    md = ["", "## Plots", "", "![success by run](success.png)", "", "![probe vs success](probe_vs_success.png)"]
     if tasks:
         plot_heatmap(rows, tasks, out / "per_task.png")
         md += ["", "![success per task](per_task.png)"]
@@ -322,6 +334,4 @@ def build_report(
             "",
             "![training curves](curves.png)",
         ]
-    page = out / "index.md"
-    page.write_text("\n".join(md) + "\n")
-    return page
+    return md
