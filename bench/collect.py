@@ -31,6 +31,7 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 warnings.filterwarnings("ignore")
 
 import numpy as np  # noqa: E402
+from plain import plain_env  # noqa: E402
 from quiet import say, verdict  # noqa: E402
 
 import pipeline  # noqa: E402,F401  (sets the GL backend before mujoco loads)
@@ -43,25 +44,12 @@ def plain_loop(spec: EpisodeSpec, lengths: dict[int, int], part: tuple[int, int]
     """The baseline: MetaWorld's own env + renderer, shadows off, the expert driving.
 
     part (k, n): only every n-th episode of each task, from the k-th (for the side-by-side row)."""
-    import gymnasium as gym
-    import metaworld  # noqa: F401  (registers the envs)
     from metaworld.policies import ENV_POLICY_MAP
 
     frames = 0
     t0 = time.perf_counter()
     for ti, task in enumerate(spec.tasks):
-        env = gym.make(
-            "Meta-World/MT1",
-            env_name=task,
-            seed=spec.seed,
-            render_mode="rgb_array",
-            camera_name=spec.camera,
-            width=spec.resolution,
-            height=spec.resolution,
-        )
-        env.unwrapped.model.light_castshadow[:] = 0
-        if spec.quality == "fast":
-            env.unwrapped.model.vis.quality.offsamples = 0
+        env = plain_env(task, spec, seed=spec.seed)
         policy = ENV_POLICY_MAP[task]()
         for e in range(part[0], spec.episodes_per_task, part[1]):
             obs, _ = env.reset(seed=spec.seed + e)

@@ -28,6 +28,7 @@ warnings.filterwarnings("ignore")
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from plain import plain_env  # noqa: E402
 from quiet import say, verdict  # noqa: E402
 
 import pipeline  # noqa: E402,F401  (sets the GL backend before mujoco loads)
@@ -47,23 +48,10 @@ from policy.rollout import RolloutJob, rollout_spec, run_job  # noqa: E402
 
 
 def plain_loop(spec: EpisodeSpec, rollouts: int, steps: int) -> tuple[int, float]:
-    import gymnasium as gym
-    import metaworld  # noqa: F401  (registers the envs)
-
+    """The baseline: rendering MetaWorld's own env for as many steps, no policy in the loop."""
     frames, t0 = 0, time.perf_counter()
     for task in spec.tasks:
-        env = gym.make(
-            "Meta-World/MT1",
-            env_name=task,
-            seed=0,
-            render_mode="rgb_array",
-            camera_name=spec.camera,
-            width=spec.resolution,
-            height=spec.resolution,
-        )
-        env.unwrapped.model.light_castshadow[:] = 0
-        if spec.quality == "fast":
-            env.unwrapped.model.vis.quality.offsamples = 0
+        env = plain_env(task, spec, seed=0)
         for r in range(rollouts):
             env.reset(seed=r)
             for _ in range(steps):

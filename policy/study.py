@@ -28,21 +28,9 @@ MIN_ROLLOUTS = 50  # per method, over all tasks
 
 def study_lam(**overrides):
     """The study's LAM: the science check's shape (32 px, z = 32), trained longer."""
-    from lam.config import LAMConfig
+    from lam.science import science_config
 
-    base = dict(
-        latent_dim=32,
-        steps=1500,
-        batch_size=64,
-        lr=1e-3,
-        img_size=32,
-        channels=(16, 32, 64),
-        hidden=128,
-        pixel_target_size=32,
-        log_every=100,
-    )
-    base.update(overrides)
-    return LAMConfig(**base)
+    return science_config(**{"steps": 1500, **overrides})
 
 
 def study_eval(n_tasks: int, **overrides) -> EvalConfig:
