@@ -19,7 +19,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from pipeline.vlm.load import Loaded, Tap, encoder_stack, normalize_layers, text_stack
+from pipeline.vlm.load import Loaded
+from pipeline.vlm.truncate import Tap, encoder_stack, normalize_layers, text_stack
 from pipeline.vlm.vision_precompute import KEYS as VISION_KEYS
 from pipeline.vlm.vision_precompute import VisionSpec, vision_kwargs, vision_spec
 

@@ -42,6 +42,9 @@ UNPINNED = "unpinned_revision"  # quirk: no commit hash found for this hub id; l
 
 
 def _entries() -> tuple[Backbone, ...]:
+    """Every registry entry: the real checkpoints (each pinned to the commit public code loads) and
+    the non-VLM targets, then a tiny offline twin per family. A registry written as a list, so
+    longer than 60 lines on purpose: adding a backbone is adding one entry here."""
     V, E = "vlm", "encoder"
     # Revisions: Hugging Face commit hashes of each hub repo, taken from public code that loads
     # that exact snapshot (a `models--<org>--<name>/snapshots/<hash>` path or a `revision=`
@@ -78,7 +81,7 @@ def _entries() -> tuple[Backbone, ...]:
             positions=("after",),
             quirks=("remote_code",),
             note="the paper's model; transformers' remote code (AutoModelForCausalLM + processor.process), "
-            "adapted in pipeline.vlm.load.MolmoV1; public reports say it needs transformers < 5",
+            "adapted in pipeline.vlm.molmo_v1.MolmoV1; public reports say it needs transformers < 5",
         ),
         # snapshot paths in public code (fine-tuning / eval scripts)
         Backbone(

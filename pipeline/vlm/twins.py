@@ -479,8 +479,16 @@ def _molmo_v1(folder: Path) -> None:
         shutil.copyfile(src / name, folder / name)
     tok = build_tokenizer(["<im_start>", "<im_end>", "<im_patch>", "<im_col>", "<|image|>"])
     tok.save_pretrained(folder)
+    (folder / "config.json").write_text(json.dumps(_molmo_v1_config(tok), indent=2))
+    _write_molmo_v1_processor(folder)
+    config = AutoConfig.from_pretrained(folder, trust_remote_code=True)
+    save_here(AutoModelForCausalLM.from_config(config, trust_remote_code=True), folder)
+
+
+def _molmo_v1_config(tok) -> dict:
+    """The twin's config.json: Molmo-7B-D's layout at toy sizes, `auto_map` to the copied code."""
     # 28 px crops of 7 px patches, 2x2 pooled: 4 image tokens per crop (the real model: 336 px, 14 px, 144)
-    cfg = dict(
+    return dict(
         architectures=["MolmoForCausalLM"],
         model_type="molmo",
         vocab_size=len(tok),
@@ -504,7 +512,12 @@ def _molmo_v1(folder: Path) -> None:
         pad_token_id=tok.pad_token_id,
         auto_map={"AutoConfig": "config_molmo.MolmoConfig", "AutoModelForCausalLM": "modeling_molmo.MolmoForCausalLM"},
     )
-    (folder / "config.json").write_text(json.dumps(cfg, indent=2))
+
+
+def _write_molmo_v1_processor(folder: Path) -> None:
+    """preprocessor_config.json and processor_config.json, `auto_map` to the copied processor code."""
+    import json
+
     auto = {
         "AutoImageProcessor": "image_preprocessing_molmo.MolmoImageProcessor",
         "AutoProcessor": "preprocessing_molmo.MolmoProcessor",
@@ -532,8 +545,6 @@ def _molmo_v1(folder: Path) -> None:
             {"auto_map": {"AutoProcessor": auto["AutoProcessor"]}, "processor_class": "MolmoProcessor"}, indent=2
         )
     )
-    config = AutoConfig.from_pretrained(folder, trust_remote_code=True)
-    save_here(AutoModelForCausalLM.from_config(config, trust_remote_code=True), folder)
 
 
 # Twins whose code is loaded with trust_remote_code: each writes a whole model folder.

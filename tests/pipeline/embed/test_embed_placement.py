@@ -26,7 +26,8 @@ def _run(eps, cache, loader=None, **kw):
 def test_loading_builds_only_the_blocks_the_layers_need(twins, capfd):
     from pipeline.embed.embedder import Embedder
     from pipeline.vlm.backbones import get_backbone
-    from pipeline.vlm.load import load_backbone, text_stack
+    from pipeline.vlm.load import load_backbone
+    from pipeline.vlm.truncate import text_stack
 
     ld = load_backbone(get_backbone("tiny-qwen25-vl"), layers=(2,))
     assert (text_stack(ld.model.model).depth, ld.full_depth) == (2, 4)  # 2 of the twin's 4 blocks built

@@ -49,7 +49,7 @@ def reference(x, texts_per_task, tasks, layers):
     image plus the template head from `process`, then the prompt + template tail ids."""
     from pipeline.embed.embedder import chat_parts
     from pipeline.embed.pooling import TokenMasks, pool
-    from pipeline.vlm.load import MolmoV1Processor
+    from pipeline.vlm.molmo_v1 import MolmoV1Processor
 
     model, proc = raw(folder())
     head, tail = chat_parts(MolmoV1Processor(proc), "after")
@@ -77,7 +77,7 @@ def reference(x, texts_per_task, tasks, layers):
 def test_twin_loads_through_remote_code_path(twins):
     """--model-path into the real entry: AutoModelForCausalLM / AutoProcessor with
     trust_remote_code run the folder's own code (a transformers_modules module, not ours)."""
-    from pipeline.vlm.load import MolmoV1, MolmoV1Processor, NoLogits
+    from pipeline.vlm.molmo_v1 import MolmoV1, MolmoV1Processor, NoLogits
 
     ld = load_via_model_path()
     assert isinstance(ld.model, MolmoV1) and isinstance(ld.processor, MolmoV1Processor)
