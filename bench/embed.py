@@ -30,37 +30,40 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "bench")]
 from quiet import say, verdict  # noqa: E402
 
 
+class ForwardTimer:
+    """The stage's timing hook (pipeline.embed.embed.EmbedTimer): seconds in `Embedder.forward` (on
+    the loop's thread), the loop's wall time, and both as they stood after the first forward."""
+
+    def __init__(self):
+        self.forward = self.loop = 0.0
+        self.first: list[float] = []  # end of the first forward, forward seconds by then
+
+    def loop_start(self) -> None:
+        self.t_loop = time.perf_counter()
+
+    def loop_end(self) -> None:
+        self.t_end = time.perf_counter()
+        self.loop = self.t_end - self.t_loop
+
+    def forward_start(self) -> None:
+        self.t_call = time.perf_counter()
+
+    def forward_end(self) -> None:
+        end = time.perf_counter()
+        self.forward += end - self.t_call
+        if not self.first:
+            self.first.extend([end, self.forward])
+
+
 def timed_embed(eps_path, cfg):
     """run_embed with the forward (`Embedder.forward`, on the loop's thread) timed; -> (loop s,
     forward s, loop s after the first batch, forward s after the first batch): the first batch
     carries worker start-up and warm-up. The loop time ends after the writer thread's last write."""
-    import pipeline.embed.embed as embed_mod
-    from pipeline.embed.embedder import Embedder
+    from pipeline.embed.embed import run_embed
 
-    fwd, loop, first = [0.0], [0.0], []
-    real_call, real_chunks = Embedder.forward, embed_mod._embed_chunks
-
-    def call(self, *a, **kw):
-        t = time.perf_counter()
-        out = real_call(self, *a, **kw)
-        end = time.perf_counter()
-        fwd[0] += end - t
-        if not first:
-            first.extend([end, fwd[0]])
-        return out
-
-    def chunks(*a, **kw):
-        t = time.perf_counter()
-        real_chunks(*a, **kw)
-        loop[0] = time.perf_counter() - t
-        loop.append(time.perf_counter())
-
-    Embedder.forward, embed_mod._embed_chunks = call, chunks
-    try:
-        embed_mod.run_embed(eps_path, cfg)
-    finally:
-        Embedder.forward, embed_mod._embed_chunks = real_call, real_chunks
-    return loop[0], fwd[0], loop[-1] - first[0], fwd[0] - first[1]
+    timer = ForwardTimer()
+    run_embed(eps_path, cfg, timer=timer)
+    return timer.loop, timer.forward, timer.t_end - timer.first[0], timer.forward - timer.first[1]
 
 
 def naive(eps, vlm: str, prompt_text: str, n: int, frames=None) -> float:

@@ -208,6 +208,34 @@ def flops_of(fn, fallback: float = float("nan")) -> float:
     return float(fc.get_total_flops())
 
 
+class DeviceTimer:
+    """The embed stage's timing hook (pipeline.embed.embed.EmbedTimer): the chunk loop's wall time
+    with the device synchronised at both ends (a forward call returns before the GPU is done), and
+    the (start, end) of each `Embedder.forward` call of the last loop, without an extra sync."""
+
+    def __init__(self, device):
+        self.device, self.calls, self.start, self.end = device, [], 0.0, 0.0
+
+    @property
+    def seconds(self) -> float:
+        return self.end - self.start
+
+    def loop_start(self) -> None:
+        self.calls.clear()
+        sync(self.device)
+        self.start = time.perf_counter()
+
+    def loop_end(self) -> None:
+        sync(self.device)
+        self.end = time.perf_counter()
+
+    def forward_start(self) -> None:
+        self.t_call = time.perf_counter()
+
+    def forward_end(self) -> None:
+        self.calls.append((self.t_call, time.perf_counter()))
+
+
 def path_breakdown(calls: list[tuple[float, float]], start: float, end: float, batch: int) -> dict[str, float]:
     """Where our path's wall time goes, from the forward calls' start/end times: start-up before
     the first forward (workers, first batch), time blocked inside forward calls (a GPU-bound loop
@@ -319,36 +347,12 @@ def bench_model(name: str, args, device, dtype, eps, tmp: Path) -> dict:
         dtype=str(dtype).replace("torch.", ""),
     )
     # warm-up pass on a copy of the store's first chunk happens inside: time two runs, keep the second
-    import pipeline.embed.embed as embed_mod
-
-    loop = [0.0, 0.0, 0.0]  # seconds, start, end
-    calls: list[tuple[float, float]] = []  # (start, end) of each Embedder.forward call (no extra sync)
-    real_chunks, real_forward = embed_mod._embed_chunks, Embedder.forward
-
-    def chunks(*a, **kw):
-        calls.clear()
-        sync(device)
-        loop[1] = time.perf_counter()
-        real_chunks(*a, **kw)
-        sync(device)
-        loop[2] = time.perf_counter()
-        loop[0] = loop[2] - loop[1]
-
-    def forward(self, *a, **kw):
-        t = time.perf_counter()
-        out = real_forward(self, *a, **kw)
-        calls.append((t, time.perf_counter()))
-        return out
-
-    embed_mod._embed_chunks, Embedder.forward = chunks, forward
-    try:
-        run_embed(eps.path, ecfg, loader=lambda *a, **k: loaded)  # warm (CUDA kernels, workers)
-        ecfg2 = EmbedConfig(**{**ecfg.__dict__, "cache": str(tmp / (name + "-2"))})
-        run_embed(eps.path, ecfg2, loader=lambda *a, **k: loaded)
-    finally:
-        embed_mod._embed_chunks, Embedder.forward = real_chunks, real_forward
-    ours_fps = eps.n_frames / loop[0]
-    breakdown = path_breakdown(calls, loop[1], loop[2], B)
+    timer = DeviceTimer(device)
+    run_embed(eps.path, ecfg, loader=lambda *a, **k: loaded, timer=timer)  # warm (CUDA kernels, workers)
+    ecfg2 = EmbedConfig(**{**ecfg.__dict__, "cache": str(tmp / (name + "-2"))})
+    run_embed(eps.path, ecfg2, loader=lambda *a, **k: loaded, timer=timer)
+    ours_fps = eps.n_frames / timer.seconds
+    breakdown = path_breakdown(timer.calls, timer.start, timer.end, B)
     print(
         f"[{name}] our embed path: {ours_fps:.1f} frames/s over {eps.n_frames} frames; "
         + ", ".join(f"{k} {v:.2f}" for k, v in breakdown.items()),
@@ -356,18 +360,9 @@ def bench_model(name: str, args, device, dtype, eps, tmp: Path) -> dict:
     )
     lowres_fps = None
     if name.startswith("molmo") and args.lowres:  # the speed option: 3x3 pooled image tokens
-        embed_mod._embed_chunks = chunks
-        try:
-            run_embed(
-                eps.path,
-                EmbedConfig(
-                    **{**ecfg.__dict__, "cache": str(tmp / (name + "-lr")), "image_kw": '{"pooling_size": [3, 3]}'}
-                ),
-                loader=lambda *a, **k: loaded,
-            )
-        finally:
-            embed_mod._embed_chunks = real_chunks
-        lowres_fps = eps.n_frames / loop[0]
+        lowres = {**ecfg.__dict__, "cache": str(tmp / (name + "-lr")), "image_kw": '{"pooling_size": [3, 3]}'}
+        run_embed(eps.path, EmbedConfig(**lowres), loader=lambda *a, **k: loaded, timer=timer)
+        lowres_fps = eps.n_frames / timer.seconds
         print(f"[{name}] our embed path, --image-kw pooling_size [3,3]: {lowres_fps:.1f} frames/s", flush=True)
 
     # -- prompt sweep: 4 prompts sharing the image prefix vs 4 full passes --------------------

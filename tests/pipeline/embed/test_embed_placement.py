@@ -87,7 +87,8 @@ def test_placement_options_are_checked_before_any_weights_load(tmp_path, episode
     from typer.testing import CliRunner
 
     from pipeline.cli import app
-    from pipeline.embed.embed import EmbedConfig, EmbedError, parse_max_memory, plan, run_embed
+    from pipeline.embed.embed import EmbedConfig, EmbedError, plan, run_embed
+    from pipeline.embed.options import parse_max_memory
 
     assert parse_max_memory("0=20GiB, 1=18GB ,cpu=64GiB,disk=1000") == {
         0: "20GiB",

@@ -237,3 +237,40 @@ def test_rerun_over_finished_stores_loads_no_weights(twins, tmp_path, episode_st
     assert run_embed(eps.path, c) == paths
     with pytest.raises(AssertionError, match="weights loaded"):  # a new spec does load them
         run_embed(eps.path, cfg("tiny-qwen25-vl", tmp_path, prompt="none", pooling="last"))
+
+
+def test_the_timing_hook_sees_the_chunk_loop_and_each_forward(twins, tmp_path, episode_store_factory):
+    """`run_embed(timer=)` calls loop_start, forward_start/forward_end around every batch's forward,
+    then loop_end (what bench/embed.py and bench/embed_gpu.py time); the stores it writes are those
+    of a run without a timer, and a rerun over finished stores never reaches the loop."""
+    from cache_schemas.embeddings import EmbeddingStore
+    from pipeline.embed.embed import EmbedTimer, run_embed
+
+    class Recorder(EmbedTimer):
+        def __init__(self):
+            self.calls = []
+
+        def loop_start(self):
+            self.calls.append("loop_start")
+
+        def loop_end(self):
+            self.calls.append("loop_end")
+
+        def forward_start(self):
+            self.calls.append("forward_start")
+
+        def forward_end(self):
+            self.calls.append("forward_end")
+
+    eps = episode_store_factory(episodes_per_task=1, length=5, chunk_frames=4)  # 10 frames: chunks of 4, 4, 2
+    timer = Recorder()
+    c = cfg("tiny-qwen25-vl", tmp_path, prompt="task", pooling="last", batch_size=3)
+    (path,) = run_embed(eps.path, c, timer=timer)
+    # batches never cross a chunk: 3+1, 3+1, 2 frames
+    assert timer.calls == ["loop_start", *["forward_start", "forward_end"] * 5, "loop_end"]
+    (plain,) = run_embed(eps.path, cfg("tiny-qwen25-vl", tmp_path / "plain", prompt="task", pooling="last"))
+    assert plain.name == path.name
+    np.testing.assert_array_equal(EmbeddingStore.open(plain).emb[:], EmbeddingStore.open(path).emb[:])
+    timer.calls.clear()
+    assert run_embed(eps.path, c, timer=timer) == [path]
+    assert timer.calls == []
