@@ -7,7 +7,8 @@
 Modules: `config` (LAMConfig), `data` (frames and transition rows from an episode store),
 `targets` (what the FDM predicts), `model` (IDM, FDM), `ensemble` (stacked members, vmap,
 per-member Adam), `module` (the LightningModule), `probe` (ridge z -> actions), `rundir` (run
-folders), `train` (orchestration), `sweep` (grids), `science` (the distractor check).
+folders), `train` (orchestration), `lightning_logs` (Lightning's loggers and log filter),
+`sweep` (grids), `science` (the distractor check).
 Eval reads a run through `rundir.load_latents` and `config.json` (episode store path and
 fingerprint, k, target).
 """

@@ -74,7 +74,39 @@ def _devices(text: str):
     return int(text) if text.isdigit() else text
 
 
+O_RUN = typer.Option(None, help="Run id (folder under runs/); default derived from the config.")
+O_GRID = typer.Option(..., help="Space-separated key=v1,v2 entries, e.g. 'latent_dim=32,128 lr=1e-3,3e-4 seed=0,1'.")
+# The options that are LAMConfig fields of the same name (the target comes from _targets).
+CONFIG_OPTIONS = ("latent_dim", "lr", "steps", "k", "seed", "batch_size", "img_size", "frame_stack", "loss", "augment")
+
+
+def _config(params: dict, target: str):
+    """The LAMConfig of a command's options (`ctx.params`) for one target."""
+    from .config import LAMConfig
+
+    return LAMConfig(target=target, **{k: params[k] for k in CONFIG_OPTIONS})
+
+
+def _train_options(params: dict):
+    """TrainOptions from a command's options (`ctx.params`); those it lacks keep their defaults."""
+    from .train import TrainOptions
+
+    given = {k: params[k] for k in ("accelerator", "strategy", "precision", "retrain", "ensemble") if k in params}
+    if "devices" in params:
+        given["devices"] = _devices(params["devices"])
+    return TrainOptions(cache=_s(params["cache"]), runs=_s(params["runs"]), progress=not params["quiet"], **given)
+
+
+def _episode_store(path: Optional[Path], preset: str, cache: Optional[Path]):
+    """--episodes, else the newest complete episode store of --preset."""
+    from cache_schemas import EpisodeStore
+    from cache_schemas.listing import episode_store_for
+
+    return EpisodeStore.open(path) if path else EpisodeStore(episode_store_for(preset or "demo", _s(cache)))
+
+
 def train_lam_cmd(
+    ctx: typer.Context,
     target: Optional[str] = O_TARGET,
     vlm: Optional[str] = O_VLM,
     prompt: Optional[str] = O_PROMPT,
@@ -94,7 +126,7 @@ def train_lam_cmd(
     preset: str = O_PRESET,
     cache: Optional[Path] = O_CACHE,
     runs: Optional[Path] = O_RUNS,
-    run: Optional[str] = typer.Option(None, help="Run id (folder under runs/); default derived from the config."),
+    run: Optional[str] = O_RUN,
     accelerator: str = O_ACCEL,
     devices: str = O_DEVICES,
     strategy: str = O_STRATEGY,
@@ -105,39 +137,15 @@ def train_lam_cmd(
     """Train one LAM from the cache (one per prompt of a --prompt list); write runs/<id>/ and print
     its linear-probe score."""
 
-    from .config import ConfigError, LAMConfig
-    from .train import TrainOptions, is_rank_zero, resolve_episodes, train_configs
+    from .config import ConfigError
+    from .train import is_rank_zero, train_configs
 
     targets = _targets(target, vlm, prompt, pooling, layer)
     if run and len(targets) > 1:
         raise ConfigError(f"--run names one run folder, but {len(targets)} targets were asked for; drop --run")
-    configs = [
-        LAMConfig(
-            target=t,
-            latent_dim=latent_dim,
-            lr=lr,
-            steps=steps,
-            k=k,
-            seed=seed,
-            batch_size=batch_size,
-            img_size=img_size,
-            frame_stack=frame_stack,
-            loss=loss,
-            augment=augment,
-        )
-        for t in targets
-    ]
-    store = resolve_episodes(episodes, preset, _s(cache))
-    opts = TrainOptions(
-        cache=_s(cache),
-        runs=_s(runs),
-        accelerator=accelerator,
-        devices=_devices(devices),
-        strategy=strategy,
-        precision=precision,
-        progress=not quiet,
-        retrain=retrain,
-    )
+    configs = [_config(ctx.params, t) for t in targets]
+    store = _episode_store(episodes, preset, cache)
+    opts = _train_options(ctx.params)
     results = train_configs(configs, store, opts, run_ids=[run] * len(configs), echo=typer.echo)
     if is_rank_zero():  # DDP ranks other than 0 return no results: rank 0 reports
         for r in results:
@@ -145,9 +153,8 @@ def train_lam_cmd(
 
 
 def sweep_cmd(
-    grid: str = typer.Option(
-        ..., help="Space-separated key=v1,v2 entries, e.g. 'latent_dim=32,128 lr=1e-3,3e-4 seed=0,1'."
-    ),
+    ctx: typer.Context,
+    grid: str = O_GRID,
     target: Optional[str] = O_TARGET,
     vlm: Optional[str] = O_VLM,
     prompt: Optional[str] = O_PROMPT,
@@ -178,50 +185,33 @@ def sweep_cmd(
     """Train every config of a grid from one loaded cache: same-shape configs as one vmapped ensemble.
     A --prompt list adds the prompts as one more grid axis."""
 
-    from .config import ConfigError, LAMConfig
+    from .config import ConfigError
     from .sweep import expand, parse_grid
-    from .train import TrainOptions, is_rank_zero, resolve_episodes, train_configs
+    from .train import is_rank_zero, train_configs
 
     targets, axes = _targets(target, vlm, prompt, pooling, layer), parse_grid(grid)
     if "target" in axes and (target or vlm or prompt):
         raise ConfigError("the grid sets target; drop --target/--vlm/--prompt, or target= from the grid")
-    base = LAMConfig(
-        target=targets[0],
-        latent_dim=latent_dim,
-        lr=lr,
-        steps=steps,
-        k=k,
-        seed=seed,
-        batch_size=batch_size,
-        img_size=img_size,
-        frame_stack=frame_stack,
-        loss=loss,
-        augment=augment,
-    )
+    base = _config(ctx.params, targets[0])
     configs = expand(base, axes if len(targets) == 1 else {"target": targets, **axes})
-    store = resolve_episodes(episodes, preset, _s(cache))
-    opts = TrainOptions(
-        cache=_s(cache),
-        runs=_s(runs),
-        accelerator=accelerator,
-        devices=_devices(devices),
-        strategy=strategy,
-        precision=precision,
-        progress=not quiet,
-        retrain=retrain,
-        ensemble=ensemble,
-    )
+    store = _episode_store(episodes, preset, cache)
+    opts = _train_options(ctx.params)
     if is_rank_zero():
         typer.echo(f"sweep: {len(configs)} configs on {store.path}")
     results = train_configs(configs, store, opts, echo=typer.echo)
-    if not is_rank_zero():  # DDP ranks other than 0: rank 0 writes and reports
-        return
+    if is_rank_zero():  # DDP ranks other than 0: rank 0 writes and reports
+        _print_sweep(results)
+
+
+def _print_sweep(results) -> None:
+    """The sweep's runs, best probe R² first."""
     typer.echo(f"\n{'run':<60}{'probe R²':>10}{'MSE':>9}")
     for r in sorted(results, key=lambda r: -r.probe["r2"]):
         typer.echo(f"{r.run_id:<60}{r.probe['r2']:>10.3f}{r.probe['mse']:>9.4f}")
 
 
 def science_cmd(
+    ctx: typer.Context,
     seeds: str = typer.Option("0,1,2,3", help="Comma list of seeds (one LAM per target and seed)."),
     steps: int = typer.Option(400, help="Optimizer steps per LAM."),
     latent_dim: int = typer.Option(32, "--latent-dim", help="Size of z."),
@@ -248,17 +238,9 @@ def science_cmd(
     from cache_schemas.paths import science_report_path
 
     from .science import TARGETS, run_science
-    from .train import TrainOptions, resolve_episodes
 
-    store = resolve_episodes(episodes, preset, _s(cache))
-    opts = TrainOptions(
-        cache=_s(cache),
-        runs=_s(runs),
-        accelerator=accelerator,
-        progress=not quiet,
-        retrain=retrain,
-        ensemble=ensemble,
-    )
+    store = _episode_store(episodes, preset, cache)
+    opts = _train_options(ctx.params)
     seed_list = [int(s) for s in seeds.split(",") if s.strip()]
     extra = [t for t in _targets(target, vlm, prompt, pooling, layer) if t not in TARGETS]
     result = run_science(

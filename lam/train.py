@@ -3,25 +3,23 @@ of same-shape configs as one ensemble, then write checkpoints, latents and probe
 
 from __future__ import annotations
 
-import importlib.util
-import logging
 import os
-import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from cache_schemas import EpisodeStore, killpoints
 from cache_schemas.errors import UserError
-from cache_schemas.listing import episode_store_for
 
 from .config import LAMConfig
 from .data import FrameCache, heldout_episodes, row_episode, stack_index, transition_rows
+from .lightning_logs import lightning_loggers, lightning_quiet
 from .probe import probe
 from .rundir import RunDir, default_run_id, identity
 from .targets import Target, load_target
@@ -84,11 +82,6 @@ class TargetLoader:
         return self._memo[key]
 
 
-def resolve_episodes(path: str | os.PathLike | None, preset: str | None, cache: str | None) -> EpisodeStore:
-    """An explicit store path, else the newest complete episode store of `preset`."""
-    return EpisodeStore.open(path) if path else EpisodeStore(episode_store_for(preset or "demo", cache))
-
-
 def uses_gpu(accelerator: str) -> bool:
     return accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
 
@@ -120,59 +113,85 @@ def train_configs(
     the results of skipped (already trained) configs only. Every rank decides the same groups: a
     group's folders lose `done` before its fit starts, and ranks > 0 start (and decide) while rank 0
     waits for them inside its first fit."""
-    run_ids = run_ids or [None] * len(configs)
     writer = is_rank_zero()
     if not writer:
         echo = _silent
     frames = FrameCache(progress=opts.progress and writer)
     targets = TargetLoader(episodes, opts.cache, frames, echo)
-    ep_ident = {"path": str(Path(episodes.path).resolve()), "fingerprint": episodes.fingerprint}
-
     # Claim every folder first: a conflict should stop the sweep before any training.
+    jobs = claim_jobs(configs, run_ids or [None] * len(configs), episodes, targets, opts.runs, writer)
+    results: dict[int, RunResult] = {}
+    for members in shape_groups(jobs):
+        results.update(_train_or_skip(members, jobs, episodes, frames, opts, echo, writer))
+    return [results[i] for i in range(len(jobs)) if i in results]
+
+
+def claim_jobs(
+    configs: list[LAMConfig],
+    run_ids: list[str | None],
+    episodes: EpisodeStore,
+    targets: TargetLoader,
+    runs: str | None,
+    writer: bool,
+) -> list[Job]:
+    """A job per config: its target (loaded once per kind) and its run folder, claimed for this
+    identity (created by the writer only; a folder of another identity stops the sweep here)."""
+    ep_ident = {"path": str(Path(episodes.path).resolve()), "fingerprint": episodes.fingerprint}
     jobs: list[Job] = []
     for cfg, rid in zip(configs, run_ids):
         tgt = targets(cfg)
         ident = identity(cfg, ep_ident, tgt.source)
-        jobs.append(Job(cfg, RunDir.claim(ident, rid or default_run_id(cfg, ident), opts.runs, create=writer), tgt))
+        jobs.append(Job(cfg, RunDir.claim(ident, rid or default_run_id(cfg, ident), runs, create=writer), tgt))
+    return jobs
 
-    results: dict[int, RunResult] = {}
+
+def shape_groups(jobs: list[Job]) -> list[list[int]]:
+    """Indices of the jobs that train together as one ensemble (same shape key), in first-seen order."""
     groups: OrderedDict[tuple, list[int]] = OrderedDict()
     for i, job in enumerate(jobs):
         groups.setdefault(job.cfg.shape_key(), []).append(i)
+    return list(groups.values())
+
+
+def _train_or_skip(
+    members: list[int],
+    jobs: list[Job],
+    episodes: EpisodeStore,
+    frames: FrameCache,
+    opts: TrainOptions,
+    echo: Callable[[str], None],
+    writer: bool,
+) -> dict[int, RunResult]:
+    """One shape group -> the results of its members (none on a non-zero DDP rank, which only
+    trains): a finished group is read back, else its folders are locked and it trains whole."""
 
     def finished(i: int) -> bool:
         return jobs[i].run.done and not opts.retrain
 
-    for members in groups.values():
-        if all(finished(i) for i in members):
+    if all(finished(i) for i in members):
+        return {i: skipped(jobs[i], echo) for i in members}
+    results: dict[int, RunResult] = {}
+    with ExitStack() as held:
+        if writer:  # one writer per run folder: a second sweep waits here, then finds them done
+            for i in sorted(members, key=lambda i: str(jobs[i].run.path)):
+                held.enter_context(jobs[i].run.lock())
+        # A group trains whole, as an uninterrupted run would: members finished earlier (a sweep
+        # killed between two members' files) train again beside the others but are not rewritten,
+        # so the others' numbers are exactly those of one uninterrupted run.
+        keep = {i for i in members if finished(i)}
+        for i in sorted(keep):
+            results[i] = skipped(jobs[i], echo)
+        if len(keep) == len(members):  # another writer finished them while we waited
+            return results
+        if writer:
             for i in members:
-                results[i] = skipped(jobs[i], echo)
-            continue
-        with ExitStack() as held:
-            if writer:  # one writer per run folder: a second sweep waits here, then finds them done
-                for i in sorted(members, key=lambda i: str(jobs[i].run.path)):
-                    held.enter_context(jobs[i].run.lock())
-            # A group trains whole, as an uninterrupted run would: members finished earlier (a sweep
-            # killed between two members' files) train again beside the others but are not rewritten,
-            # so the others' numbers are exactly those of one uninterrupted run.
-            keep = {i for i in members if finished(i)}
-            for i in sorted(keep):
-                results[i] = skipped(jobs[i], echo)
-            if len(keep) == len(members):  # another writer finished them while we waited
-                continue
-            if writer:
-                for i in members:
-                    if i not in keep:
-                        jobs[i].run.clean()
-            trained = train_group(
-                [jobs[i] for i in members], episodes, frames, opts, echo, writer, write=[i not in keep for i in members]
-            )
-        if trained is None:  # a non-zero DDP rank: rank 0 writes the run folders
-            continue
-        for i, res in zip(members, trained):
-            if i not in keep:
-                results[i] = res
-    return [results[i] for i in range(len(jobs)) if i in results]
+                if i not in keep:
+                    jobs[i].run.clean()
+        write = [i not in keep for i in members]
+        trained = train_group([jobs[i] for i in members], episodes, frames, opts, echo, writer, write=write)
+    if trained is not None:  # None: a non-zero DDP rank; rank 0 writes the run folders
+        results.update((i, res) for i, res in zip(members, trained) if i not in keep)
+    return results
 
 
 def skipped(job: Job, echo: Callable[[str], None]) -> RunResult:
@@ -198,27 +217,13 @@ def train_group(
     """One ensemble for configs of one shape; rank 0 (`writer`) writes each member's run folder
     (only those whose `write` flag is set: the others train alongside, untouched)."""
     write = write or [True] * len(jobs)
-    import lightning as L
-
     from .ensemble import pick_mode
-    from .module import LAMEnsemble, LossBar, TrainingData, step_loader
+    from .module import LAMEnsemble
 
     cfg = jobs[0].cfg
     table = episodes.episodes()
-    per_member = [transition_rows(table, j.cfg.k) for j in jobs]
-    if any(len(r) == 0 for r in per_member):
-        raise UserError(f"no transitions: every episode is shorter than k+1 ({[j.cfg.k for j in jobs]})")
-    held = heldout_episodes(table, cfg.holdout)  # the probe's split, after training
-    if not held.any():
-        raise UserError(f"{episodes.path} has {len(table)} episode(s): the probe needs one held out and one to fit on")
-    rows, counts = TrainingData.member_rows(per_member)
-    data = TrainingData(
-        obs=frames.frames(episodes, "frames", cfg.img_size),
-        target=jobs[0].target.values,
-        stack=torch.from_numpy(stack_index(table, cfg.frame_stack)),
-        rows=rows,
-        counts=counts,
-    )
+    per_member, heldout = _split(jobs, table, episodes.path)
+    data = _training_data(jobs, episodes, frames, table, per_member)
     mode = pick_mode(opts.ensemble, torch.device("cuda" if uses_gpu(opts.accelerator) else "cpu"), len(jobs))
     module = LAMEnsemble([j.cfg for j in jobs], data, mode=mode, memory_budget=opts.data_budget, echo=echo)
     if writer:
@@ -233,6 +238,47 @@ def train_group(
                 )
     names = ", ".join(j.run.path.name for j in jobs)
     echo(f"training {len(jobs)} model(s) together for {cfg.steps} steps: {names}")
+    logs = next(j for j, w in zip(jobs, write) if w).run.path if writer else None
+    if not _fit(module, cfg, opts, logs) or not writer:
+        return None
+    return _write_results(module, jobs, write, per_member, heldout, table, episodes, echo)
+
+
+def _split(jobs: list[Job], table, path) -> tuple[list[np.ndarray], np.ndarray]:
+    """(per member, the transition rows it trains on; per episode, whether the probe holds it out),
+    or an error when either side would be empty."""
+    per_member = [transition_rows(table, j.cfg.k) for j in jobs]
+    if any(len(r) == 0 for r in per_member):
+        raise UserError(f"no transitions: every episode is shorter than k+1 ({[j.cfg.k for j in jobs]})")
+    heldout = heldout_episodes(table, jobs[0].cfg.holdout)  # the probe's split, after training
+    if not heldout.any():
+        raise UserError(f"{path} has {len(table)} episode(s): the probe needs one held out and one to fit on")
+    return per_member, heldout
+
+
+def _training_data(jobs: list[Job], episodes: EpisodeStore, frames: FrameCache, table, per_member):
+    """What every member of the ensemble trains from: the frames at the configs' size, the target,
+    the frame-stack index and each member's rows."""
+    from .module import TrainingData
+
+    cfg = jobs[0].cfg
+    rows, counts = TrainingData.member_rows(per_member)
+    return TrainingData(
+        obs=frames.frames(episodes, "frames", cfg.img_size),
+        target=jobs[0].target.values,
+        stack=torch.from_numpy(stack_index(table, cfg.frame_stack)),
+        rows=rows,
+        counts=counts,
+    )
+
+
+def _fit(module, cfg: LAMConfig, opts: TrainOptions, logs: Path | None) -> bool:
+    """Lightning fits the ensemble for `cfg.steps` steps, its curves logged under the run folder
+    `logs` (None: no logger, a rank that writes nothing). -> whether this is the global rank 0."""
+    import lightning as L
+
+    from .module import LossBar, step_loader
+
     with lightning_quiet(not opts.progress):
         trainer = L.Trainer(
             max_steps=cfg.steps,
@@ -240,7 +286,7 @@ def train_group(
             devices=opts.devices,
             strategy=opts.strategy,
             precision=opts.precision or default_precision(opts.accelerator),
-            logger=lightning_loggers(next(j for j, w in zip(jobs, write) if w).run.path) if writer else False,
+            logger=lightning_loggers(logs) if logs is not None else False,
             enable_checkpointing=False,
             enable_progress_bar=opts.progress,
             callbacks=[LossBar(refresh_rate=10)] if opts.progress else [],
@@ -250,9 +296,12 @@ def train_group(
         )
         killpoints.reached("train.fit")
         trainer.fit(module, train_dataloaders=step_loader())
-    if not trainer.is_global_zero or not writer:
-        return None
+    return trainer.is_global_zero
 
+
+def _write_results(module, jobs, write, per_member, heldout, table, episodes, echo) -> list[RunResult | None]:
+    """Each member whose `write` flag is set: checkpoint, loss curve, latents and probe into its run
+    folder, then `done`; -> its result (None for a member left untouched)."""
     latents = module.encode(per_member)
     actions = episodes.array("actions")[:]
     ep_of_row = row_episode(table)
@@ -267,7 +316,7 @@ def train_group(
         j.run.write_metrics([(s, losses[m]) for s, losses in module.history])
         j.run.write_latents(latents[m], r, j.cfg.k)
         res = probe(
-            latents[m], actions[r], ~held[ep_of_row[r]], table.task[ep_of_row[r]], task_names, j.cfg.probe_alpha
+            latents[m], actions[r], ~heldout[ep_of_row[r]], table.task[ep_of_row[r]], task_names, j.cfg.probe_alpha
         )
         j.run.write_probe(res.to_dict())
         j.run.mark_done()
@@ -275,44 +324,3 @@ def train_group(
         echo(f"{j.run.path.name}: loss {final:.4f}  {res.summary()}")
         out.append(RunResult(j.run.path.name, j.run.path, j.cfg, res.to_dict(), final_loss=final))
     return out
-
-
-def tensorboard_available() -> bool:
-    """Lightning's TensorBoard logger writes through `tensorboard` or `tensorboardX`."""
-    return any(importlib.util.find_spec(m) is not None for m in ("tensorboard", "tensorboardX"))
-
-
-def lightning_loggers(folder: Path, tensorboard: bool | None = None) -> list:
-    """Live training curves while a run trains (our metrics.csv is written at the end): TensorBoard
-    under `<run>/tb/` when it is installed, else Lightning's CSV logger under `<run>/csv/`.
-    Lightning writes them from rank 0 only."""
-    from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
-
-    if tensorboard_available() if tensorboard is None else tensorboard:
-        return [TensorBoardLogger(save_dir=str(folder), name="tb", version="")]
-    return [CSVLogger(save_dir=str(folder), name="csv", version="")]
-
-
-def _not_a_tip(record: logging.LogRecord) -> bool:
-    return not record.getMessage().startswith("\U0001f4a1 Tip")
-
-
-@contextmanager
-def lightning_quiet(on: bool):
-    """Lightning's advertising tip is always dropped; with --quiet also its banner lines (GPU/TPU
-    available, "max_steps reached") and a torch deprecation it triggers. Its warnings and errors
-    still reach the user."""
-    tips = logging.getLogger("lightning.pytorch.utilities.rank_zero")
-    log = logging.getLogger("lightning.pytorch")
-    level = log.level
-    tips.addFilter(_not_a_tip)
-    if on:
-        log.setLevel(logging.WARNING)
-    try:
-        with warnings.catch_warnings():
-            if on:
-                warnings.filterwarnings("ignore", r".*isinstance\(treespec, LeafSpec\).*")
-            yield
-    finally:
-        log.setLevel(level)
-        tips.removeFilter(_not_a_tip)

@@ -9,10 +9,11 @@ import torch
 from lam_helpers import quiet_opts, tiny_config
 
 from lam.data import read_frames, stack_index, transition_rows
+from lam.lightning_logs import lightning_loggers, tensorboard_available
 from lam.module import BatchSampler, Placement, TrainingData, plan_placement
 from lam.rundir import load_latents
 from lam.targets import load_target
-from lam.train import TrainOptions, lightning_loggers, tensorboard_available, train_configs
+from lam.train import TrainOptions, train_configs
 
 
 def test_placement_keeps_data_on_the_device_only_within_the_budget():
@@ -117,7 +118,7 @@ def test_tensorboard_logger_is_used_when_installed(tmp_path):
 def test_the_csv_logger_gets_the_recorded_losses(episode_store_factory, tmp_path, monkeypatch):
     """What Lightning's logger receives are the losses of metrics.csv, at the same steps (per member
     too), not stale values; the progress bar path runs as well."""
-    monkeypatch.setattr("lam.train.tensorboard_available", lambda: False)
+    monkeypatch.setattr("lam.lightning_logs.tensorboard_available", lambda: False)
     store = episode_store_factory()
     cfgs = [tiny_config(seed=0), tiny_config(seed=1)]
     opts = TrainOptions(runs=str(tmp_path / "runs"), cache=str(tmp_path / "cache"), accelerator="cpu", progress=True)

@@ -165,7 +165,7 @@ def test_quiet_training_drops_lightnings_banner_but_not_its_warnings(episode_sto
     import logging
     import warnings
 
-    from lam.train import lightning_quiet
+    from lam.lightning_logs import lightning_quiet
 
     seen: list[str] = []
 
