@@ -91,26 +91,11 @@ def qwen25_vl(smoke: bool):
 
 
 def molmo2(smoke: bool):
-    from transformers import Molmo2Config, Molmo2ForConditionalGeneration, Molmo2Processor
+    from transformers import Molmo2ForConditionalGeneration, Molmo2Processor
 
-    from pipeline.vlm.twins import _no_video, build_tokenizer
+    from pipeline.vlm.twins import MOLMO2_MARKS, _no_video, build_tokenizer, molmo2_config
 
-    marks = [
-        "<im_patch>",
-        "<im_col>",
-        "<im_start>",
-        "<low_res_im_start>",
-        "<frame_start>",
-        "<im_end>",
-        "<frame_end>",
-        "<im_low>",
-        "<|image|>",
-        "<|video|>",
-        "<|im_start|>",
-        "<|im_end|>",
-    ]
-    tok = build_tokenizer(marks)
-    ids = tok.convert_tokens_to_ids
+    tok = build_tokenizer([*MOLMO2_MARKS, "<|im_start|>", "<|im_end|>"])
     if smoke:
         text = dict(
             hidden_size=64,
@@ -152,17 +137,7 @@ def molmo2(smoke: bool):
         adapter = dict(text_hidden_size=4096, intermediate_size=12288)
         ipkw = dict()
     text.update(vocab_size=151936, additional_vocab_size=128)
-    cfg = Molmo2Config(
-        text_config=text,
-        vision_config=vision,
-        adapter_config=adapter,
-        image_start_token_id=ids("<im_start>"),
-        low_res_image_start_token_id=ids("<low_res_im_start>"),
-        image_end_token_id=ids("<im_end>"),
-        image_patch_id=ids("<im_patch>"),
-        frame_start_token_id=ids("<frame_start>"),
-        frame_end_token_id=ids("<frame_end>"),
-    )
+    cfg = molmo2_config(tok, text, vision, adapter)
     ip = _image_processor("molmo2", "Molmo2ImageProcessor", **ipkw)
     proc = _no_video(Molmo2Processor)(image_processor=ip, tokenizer=tok, chat_template=MOLMO_TEMPLATE)
     return Molmo2ForConditionalGeneration, cfg, proc

@@ -184,26 +184,46 @@ def _idefics3_like(smol: bool):
     return model, proc
 
 
+MOLMO2_MARKS = (
+    "<im_patch>",
+    "<im_col>",
+    "<im_start>",
+    "<low_res_im_start>",
+    "<frame_start>",
+    "<im_end>",
+    "<frame_end>",
+    "<im_low>",
+    "<|image|>",
+    "<|video|>",
+)
+
+
+def molmo2_config(tok, text: dict, vision: dict, adapter: dict):
+    """A Molmo2Config of these sizes wired to `tok`'s special tokens (the twin's, and the GPU
+    bench's 8B shape)."""
+    from transformers import Molmo2Config
+
+    ids = tok.convert_tokens_to_ids
+    return Molmo2Config(
+        text_config=text,
+        vision_config=vision,
+        adapter_config=adapter,
+        image_start_token_id=ids("<im_start>"),
+        low_res_image_start_token_id=ids("<low_res_im_start>"),
+        image_end_token_id=ids("<im_end>"),
+        image_patch_id=ids("<im_patch>"),
+        frame_start_token_id=ids("<frame_start>"),
+        frame_end_token_id=ids("<frame_end>"),
+    )
+
+
 def _molmo2():
-    from transformers import Molmo2Config, Molmo2ForConditionalGeneration, Molmo2Processor
+    from transformers import Molmo2ForConditionalGeneration, Molmo2Processor
     from transformers.models.molmo2.image_processing_molmo2 import Molmo2ImageProcessor
 
     from .torch_image import torch_only
 
-    marks = [
-        "<im_patch>",
-        "<im_col>",
-        "<im_start>",
-        "<low_res_im_start>",
-        "<frame_start>",
-        "<im_end>",
-        "<frame_end>",
-        "<im_low>",
-        "<|image|>",
-        "<|video|>",
-    ]
-    tok = build_tokenizer(marks)
-    ids = tok.convert_tokens_to_ids
+    tok = build_tokenizer(list(MOLMO2_MARKS))
     text = _text_cfg(tok, additional_vocab_size=0, head_dim=16)
     vision = dict(
         hidden_size=32,
@@ -224,18 +244,7 @@ def _molmo2():
         intermediate_size=64,
         text_hidden_size=64,
     )
-    cfg = Molmo2Config(
-        text_config=text,
-        vision_config=vision,
-        adapter_config=adapter,
-        image_start_token_id=ids("<im_start>"),
-        low_res_image_start_token_id=ids("<low_res_im_start>"),
-        image_end_token_id=ids("<im_end>"),
-        image_patch_id=ids("<im_patch>"),
-        frame_start_token_id=ids("<frame_start>"),
-        frame_end_token_id=ids("<frame_end>"),
-    )
-    model = Molmo2ForConditionalGeneration(cfg)
+    model = Molmo2ForConditionalGeneration(molmo2_config(tok, text, vision, adapter))
     # one 56 px global view plus one 56 px crop, 2x2 pooled: 4 image tokens each
     ip = torch_only(
         Molmo2ImageProcessor(
