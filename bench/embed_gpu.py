@@ -45,12 +45,11 @@ MOLMO_TEMPLATE = (
 def qwen25_vl(smoke: bool):
     from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLProcessor
 
-    from pipeline.vlm.twins import _no_video, build_tokenizer
+    from pipeline.vlm.twins import _no_video, build_tokenizer, qwen_vl_config
 
     tok = build_tokenizer(
         ["<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>", "<|im_start|>", "<|im_end|>"]
     )
-    ids = tok.convert_tokens_to_ids
     rope = {"rope_type": "default", "rope_theta": 1e6, "mrope_section": [16, 24, 24]}
     if smoke:
         text = dict(
@@ -77,14 +76,7 @@ def qwen25_vl(smoke: bool):
         )
     text.update(vocab_size=152064, rope_parameters=rope, max_position_embeddings=32768, pad_token_id=tok.pad_token_id)
     vision.update(patch_size=14, spatial_merge_size=2, temporal_patch_size=2, window_size=112)
-    cfg = Qwen2_5_VLConfig(
-        text_config=text,
-        vision_config=vision,
-        image_token_id=ids("<|image_pad|>"),
-        video_token_id=ids("<|video_pad|>"),
-        vision_start_token_id=ids("<|vision_start|>"),
-        vision_end_token_id=ids("<|vision_end|>"),
-    )
+    cfg = qwen_vl_config(Qwen2_5_VLConfig, tok, text, vision)
     ip = _image_processor("qwen2_vl", "Qwen2VLImageProcessor", patch_size=14, merge_size=2, temporal_patch_size=2)
     proc = _no_video(Qwen2_5_VLProcessor)(image_processor=ip, tokenizer=tok, chat_template=QWEN_TEMPLATE)
     return Qwen2_5_VLForConditionalGeneration, cfg, proc

@@ -111,7 +111,6 @@ def _qwen25_vl():
     from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
     tok = build_tokenizer(["<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>"])
-    ids = tok.convert_tokens_to_ids
     # mrope needs head_dim 128 (= 2 * sum(mrope_section)) even in a tiny model.
     text = _text_cfg(
         tok,
@@ -132,14 +131,7 @@ def _qwen25_vl():
         window_size=56,
         fullatt_block_indexes=[1],
     )
-    cfg = Qwen2_5_VLConfig(
-        text_config=text,
-        vision_config=vision,
-        image_token_id=ids("<|image_pad|>"),
-        video_token_id=ids("<|video_pad|>"),
-        vision_start_token_id=ids("<|vision_start|>"),
-        vision_end_token_id=ids("<|vision_end|>"),
-    )
+    cfg = qwen_vl_config(Qwen2_5_VLConfig, tok, text, vision)
     model = Qwen2_5_VLForConditionalGeneration(cfg)
     ip = Qwen2VLImageProcessorPil(
         min_pixels=56 * 56, max_pixels=112 * 112, patch_size=14, merge_size=2, temporal_patch_size=2
@@ -182,6 +174,20 @@ def _idefics3_like(smol: bool):
     kw = dict(image_seq_len=4, chat_template=_template("<image>"))
     proc = Proc(image_processor=ip, tokenizer=tok, **kw)
     return model, proc
+
+
+def qwen_vl_config(config_cls, tok, text: dict, vision: dict):
+    """A Qwen2.5-VL / Qwen3-VL config of these sizes wired to `tok`'s vision tokens (the twins', and
+    the GPU bench's 7B shape)."""
+    ids = tok.convert_tokens_to_ids
+    return config_cls(
+        text_config=text,
+        vision_config=vision,
+        image_token_id=ids("<|image_pad|>"),
+        video_token_id=ids("<|video_pad|>"),
+        vision_start_token_id=ids("<|vision_start|>"),
+        vision_end_token_id=ids("<|vision_end|>"),
+    )
 
 
 MOLMO2_MARKS = (
@@ -260,7 +266,6 @@ def _qwen3_vl():
     from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
     tok = build_tokenizer(["<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>"])
-    ids = tok.convert_tokens_to_ids
     text = _text_cfg(
         tok,
         hidden_size=128,
@@ -286,14 +291,7 @@ def _qwen3_vl():
         num_position_embeddings=16,
         deepstack_visual_indexes=[0],
     )
-    cfg = Qwen3VLConfig(
-        text_config=text,
-        vision_config=vision,
-        image_token_id=ids("<|image_pad|>"),
-        video_token_id=ids("<|video_pad|>"),
-        vision_start_token_id=ids("<|vision_start|>"),
-        vision_end_token_id=ids("<|vision_end|>"),
-    )
+    cfg = qwen_vl_config(Qwen3VLConfig, tok, text, vision)
     model = Qwen3VLForConditionalGeneration(cfg)
     ip = Qwen2VLImageProcessorPil(
         min_pixels=64 * 64, max_pixels=128 * 128, patch_size=16, merge_size=2, temporal_patch_size=2
