@@ -85,7 +85,14 @@ def qwen25_vl(smoke: bool):
 def molmo2(smoke: bool):
     from transformers import Molmo2ForConditionalGeneration, Molmo2Processor
 
-    from pipeline.vlm.twins import MOLMO2_MARKS, _no_video, build_tokenizer, molmo2_config
+    from pipeline.vlm.twins import (
+        MOLMO2_MARKS,
+        MOLMO2_TINY_ADAPTER,
+        MOLMO2_TINY_VISION,
+        _no_video,
+        build_tokenizer,
+        molmo2_config,
+    )
 
     tok = build_tokenizer([*MOLMO2_MARKS, "<|im_start|>", "<|im_end|>"])
     if smoke:
@@ -97,24 +104,7 @@ def molmo2(smoke: bool):
             num_key_value_heads=2,
             head_dim=16,
         )
-        vision = dict(
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=3,
-            num_attention_heads=2,
-            num_key_value_heads=2,
-            head_dim=16,
-            image_default_input_size=[56, 56],
-        )
-        adapter = dict(
-            vit_layers=[-1, -2],
-            hidden_size=32,
-            num_attention_heads=2,
-            num_key_value_heads=2,
-            head_dim=16,
-            intermediate_size=64,
-            text_hidden_size=64,
-        )
+        vision, adapter = dict(MOLMO2_TINY_VISION), dict(MOLMO2_TINY_ADAPTER)
         ipkw = dict(size={"height": 56, "width": 56}, max_crops=1, overlap_margins=[0, 0])
     else:  # Molmo2-8B: Qwen3-8B decoder, SigLIP-so400m vision tower at 378 px
         text = dict(

@@ -154,7 +154,9 @@ class Store:
         return cls(path, group)
 
     @classmethod
-    def resume(cls, path: Path | str, *, schema: str, fingerprint: str, spec: Any, parent: str | None = None):
+    def resume(
+        cls, path: Path | str, *, schema: str, fingerprint: str, spec: Any, parent: str | None = None
+    ) -> Store | None:
         """The store at `path` if it has this identity (schema, spec, parent, fingerprint), to
         resume writing it: leftovers of writes a kill interrupted are removed (call it as the single
         writer). None when there is no store, or only what a kill left of one being created (that

@@ -204,6 +204,28 @@ MOLMO2_MARKS = (
 )
 
 
+# The tiny Molmo2's vision tower and adapter (the twin's, and the GPU bench's --smoke shape).
+MOLMO2_TINY_VISION = dict(
+    hidden_size=32,
+    intermediate_size=64,
+    num_hidden_layers=3,
+    num_attention_heads=2,
+    num_key_value_heads=2,
+    head_dim=16,
+    image_default_input_size=[56, 56],
+    image_patch_size=14,
+)
+MOLMO2_TINY_ADAPTER = dict(
+    vit_layers=[-1, -2],
+    hidden_size=32,
+    num_attention_heads=2,
+    num_key_value_heads=2,
+    head_dim=16,
+    intermediate_size=64,
+    text_hidden_size=64,
+)
+
+
 def molmo2_config(tok, text: dict, vision: dict, adapter: dict):
     """A Molmo2Config of these sizes wired to `tok`'s special tokens (the twin's, and the GPU
     bench's 8B shape)."""
@@ -231,25 +253,7 @@ def _molmo2():
 
     tok = build_tokenizer(list(MOLMO2_MARKS))
     text = _text_cfg(tok, additional_vocab_size=0, head_dim=16)
-    vision = dict(
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=3,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-        head_dim=16,
-        image_default_input_size=[56, 56],
-        image_patch_size=14,
-    )
-    adapter = dict(
-        vit_layers=[-1, -2],
-        hidden_size=32,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-        head_dim=16,
-        intermediate_size=64,
-        text_hidden_size=64,
-    )
+    vision, adapter = dict(MOLMO2_TINY_VISION), dict(MOLMO2_TINY_ADAPTER)
     model = Molmo2ForConditionalGeneration(molmo2_config(tok, text, vision, adapter))
     # one 56 px global view plus one 56 px crop, 2x2 pooled: 4 image tokens each
     ip = torch_only(
