@@ -268,7 +268,8 @@ LAM_STEPS ?=
 study: install
 	$(VLMLAM) study $(CACHE_OPT) $(call opt,--runs,$(RUNS)) $(call opt,--tasks,$(TASKS)) \
 	  $(call opt,--episodes,$(EPISODES)) $(call opt,--emb,$(EMB)) $(call opt,--lam-steps,$(LAM_STEPS)) \
-	  $(call opt,--policy-steps,$(POLICY_STEPS)) $(call opt,--rollouts,$(ROLLOUTS)) $(call opt,--workers,$(WORKERS))
+	  $(call opt,--policy-steps,$(POLICY_STEPS)) $(call opt,--rollouts,$(ROLLOUTS)) $(call opt,--workers,$(WORKERS)) \
+	  $(call opt,--seed,$(SEED))
 
 # Each bench's table and one verdict line per goal; everything else the libraries print goes to
 # a log file whose path is printed at the end.

@@ -18,7 +18,10 @@ O_LABELLED = typer.Option(2, help="Labelled trajectories per task for the action
 O_HELDOUT = typer.Option(2, help="Episodes per task kept out of all training (open-loop diagnostics).")
 O_ROLLOUTS = typer.Option(10, help="Rollouts per task and method.")
 O_HORIZON = typer.Option(0, help="Rollout horizon (0 = the episode store's max_steps).")
-O_METHODS = typer.Option("latent,bc-labelled,bc-all", help="Comma list of latent, bc-labelled, bc-all.")
+O_METHODS = typer.Option(
+    "latent,bc-labelled,bc-all,control",
+    help="Comma list of latent, bc-labelled, bc-all, control (bc-all and control give normalised success).",
+)
 O_POLICY_STEPS = typer.Option(3000, help="Training steps of the latent policy and BC policies.")
 O_DECODER_STEPS = typer.Option(1500, help="Training steps of the action decoder.")
 O_BATCH = typer.Option(128, help="Minibatch size of every network's training.")
@@ -153,7 +156,8 @@ def study_cmd(
     lam_steps: Optional[int] = typer.Option(None, help="LAM training steps (default: the study's)."),
     policy_steps: Optional[int] = typer.Option(None, help="Policy training steps (default: the study's)."),
     rollouts: Optional[int] = typer.Option(None, help="Rollouts per task and method (default: >= 50 per method)."),
-    name: str = typer.Option("study", help="Report name: reports/<name>/index.md and study.json."),
+    seed: int = typer.Option(0, help="Seed of scenes, distractor videos, labelled subsets, networks and rollouts."),
+    name: Optional[str] = typer.Option(None, help="Report name: reports/<name>/ (default study, or study-seed<N>)."),
     workers: int = O_WORKERS,
     cache: Optional[Path] = O_CACHE,
     runs: Optional[Path] = O_RUNS,
@@ -168,7 +172,9 @@ def study_cmd(
     from .study import plan_from, run_study
 
     choose_gl_backend()
-    plan = plan_from(preset_spec(preset), tasks, episodes, [e.strip() for e in (emb or "").split(",") if e.strip()])
+    embs = [e.strip() for e in (emb or "").split(",") if e.strip()]
+    plan = plan_from(preset_spec(preset), tasks, episodes, embs, seed)
+    name = name or ("study" if seed == 0 else f"study-seed{seed}")
     plan.lam_overrides.update({"steps": lam_steps} if lam_steps else {})
     plan.eval_overrides.update({k: v for k, v in (("policy_steps", policy_steps), ("rollouts", rollouts)) if v})
     cache_arg, runs_arg = (str(cache) if cache else None), (str(runs) if runs else None)

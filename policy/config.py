@@ -10,9 +10,9 @@ from cache_schemas.errors import UserError
 
 from .nets import PolicyNet
 
-METHODS = ("latent", "bc-labelled", "bc-all")
+METHODS = ("latent", "bc-labelled", "bc-all", "control")
 # The baselines do not depend on the LAM: they are computed once per (episode store, config).
-BASELINE_METHODS = ("bc-labelled", "bc-all")
+BASELINE_METHODS = ("bc-labelled", "bc-all", "control")
 
 
 class EvalConfigError(UserError, ValueError):
@@ -27,6 +27,7 @@ class EvalConfig:
                  `labelled` trajectories per task; acts with decoder(pi(o)).
     bc-labelled: o -> a on the same labelled trajectories alone (no latent pretraining).
     bc-all:      o -> a on every training episode's true actions (the upper bound).
+    control:     the best image-blind action per task (policy.controls): the chance level.
     The last `heldout` episodes of every task are trained on by nothing: open-loop scores
     (action R², the decoder's gap) are measured on them."""
 

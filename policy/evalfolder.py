@@ -22,7 +22,7 @@ from cache_schemas.errors import UserError
 from cache_schemas.fingerprint import identity_diff
 from cache_schemas.locks import WriterLock, lock_path_for
 
-EVAL_SCHEMA = "lam-eval/2"
+EVAL_SCHEMA = "lam-eval/3"
 
 
 class EvalConflict(UserError, RuntimeError):

@@ -24,11 +24,13 @@ from lam.rundir import Run
 
 from .config import BASELINE_METHODS, EvalConfig
 from .controller import Controller
+from .controls import ControlChoice, choose_controls
 from .evalfolder import EVAL_SCHEMA, EvalFolder
+from .normalise import MIN_GAP, normalised_success
 from .progress import phase_counts
 from .rollout import EVAL_EPISODE_BASE, RolloutJob, rollout_spec, run_job
 from .stats import summarise
-from .training import Split, SplitError, train_method
+from .training import Split, SplitError, episode_rows, train_method
 
 
 class EvalError(UserError, RuntimeError):
@@ -169,13 +171,32 @@ def evaluate(
         _train_and_roll_out(run, store, cfg, methods, folder_of, vdir, workers, scheduler, progress, echo)
         results = collect_results(store, methods, folder_of, cfg)
         own.write_results(results)
-    for m in methods:
-        r = results["methods"][m]["overall"]
-        echo(
-            f"{m:>12}: success {r['success_rate']:.2f} ({r['successes']}/{r['episodes']}, "
-            f"95% CI {r['ci95'][0]:.2f}-{r['ci95'][1]:.2f})"
-        )
+    for line in result_lines(results):
+        echo(line)
     return results
+
+
+def result_lines(results: dict) -> list[str]:
+    """What the eval prints: each method's success (and normalised success), and the tasks that
+    do not discriminate."""
+    norm = results["normalised"].get("methods", {})
+    lines = []
+    for m, res in results["methods"].items():
+        r, n = res["overall"], norm.get(m, {})
+        line = f"{m:>12}: success {r['success_rate']:.2f} ({r['successes']}/{r['episodes']}, 95% CI {r['ci95'][0]:.2f}-{r['ci95'][1]:.2f})"
+        if n.get("normalised") is not None:
+            line += f"; normalised {n['normalised']:.2f} (95% CI {n['ci_low']:.2f}-{n['ci_high']:.2f})"
+        lines.append(line)
+    flat = [
+        f"{t.removesuffix('-v3')} (upper bound {v['upper']:.2f}, chance {v['chance']:.2f})"
+        for t, v in results["normalised"].get("tasks", {}).items()
+        if not v["discriminates"]
+    ]
+    if flat:
+        lines.append(f"does not discriminate, left out of normalised success: {', '.join(flat)}")
+    if "skipped" in results["normalised"]:
+        lines.append(f"normalised success: skipped, {results['normalised']['skipped']}")
+    return lines
 
 
 def _train_and_roll_out(
@@ -190,52 +211,85 @@ def _train_and_roll_out(
     progress: bool,
     echo: Callable[[str], None],
 ) -> None:
-    from lam.data import read_frames
     from pipeline.executor import Executor
 
-    frames = None
-    pending: list[tuple[RolloutJob, Controller]] = []
-    for m in methods:
-        folder = folder_of[m]
-        jobs = [
-            j
-            for j in rollout_jobs(m, store, cfg, vdir, record=2 if cfg.gifs else 0)
-            if not folder.task_file(m, j.task).exists()
-        ]
-        stem = folder.model_stem(m)
-        if Controller.exists(stem) and folder.diagnostics_file(m).exists():
-            if not jobs:
+    executor: list[Executor] = []  # started on first use: an eval that resumes finished work needs none
+
+    def run_all(fn, args):
+        args = list(args)
+        if not executor:
+            executor.append(Executor(min(workers, len(store.spec.tasks) * len(methods)), scheduler))
+        return executor[0].map_unordered(fn, args)
+
+    frames: list = []  # read once, for the first method that trains on frames
+    pending: list[tuple[RolloutJob, object]] = []
+    try:
+        for m in methods:
+            folder = folder_of[m]
+            jobs = [
+                j
+                for j in rollout_jobs(m, store, cfg, vdir, record=2 if cfg.gifs else 0)
+                if not folder.task_file(m, j.task).exists()
+            ]
+            if not jobs and folder.diagnostics_file(m).exists():
                 echo(f"{m}: every task already rolled out")
                 continue
-            controller = Controller.load(stem)
-        else:
-            if frames is None:
-                frames = read_frames(store, "frames", cfg.net.img_size, progress)
-            echo(f"{m}: training")
-            latents = None
-            if m == "latent":
-                latents = run.latents()
-            trained = train_method(m, store, frames, Split.of(store, cfg.labelled, cfg.heldout), cfg, latents, progress)
-            write_json(folder.diagnostics_file(m), trained.diagnostics())
-            trained.controller.save(stem)  # the weights last: their presence marks the method trained
-            controller = trained.controller
-        pending += [(j, controller) for j in jobs]
-    if not pending:
-        return
+            if m == "control":
+                choice = _control_choice(store, cfg, folder, run_all, echo)
+                pending += [(j, choice.controller(j.task)) for j in jobs]
+            else:
+                controller = _controller(m, run, store, cfg, folder, frames, progress, echo)
+                pending += [(j, controller) for j in jobs]
+        if pending:
+            _roll_out(pending, folder_of, cfg, run_all, progress)
+    finally:
+        for ex in executor:
+            ex.close()
+
+
+def _controller(m, run: Run, store: EpisodeStore, cfg: EvalConfig, folder: EvalFolder, frames: list, progress, echo):
+    """The method's trained controller: loaded when a previous eval trained it, else trained."""
+    from lam.data import read_frames
+
+    stem = folder.model_stem(m)
+    if Controller.exists(stem) and folder.diagnostics_file(m).exists():
+        return Controller.load(stem)
+    if not frames:
+        frames.append(read_frames(store, "frames", cfg.net.img_size, progress))
+    echo(f"{m}: training")
+    latents = run.latents() if m == "latent" else None
+    trained = train_method(m, store, frames[0], Split.of(store, cfg.labelled, cfg.heldout), cfg, latents, progress)
+    write_json(folder.diagnostics_file(m), trained.diagnostics())
+    trained.controller.save(stem)  # the weights last: their presence marks the method trained
+    return trained.controller
+
+
+def _control_choice(store: EpisodeStore, cfg: EvalConfig, folder: EvalFolder, run_all, echo) -> ControlChoice:
+    """Each task's control: loaded when chosen before, else chosen on selection rollouts."""
+    file = folder.model_stem("control").with_suffix(".json")
+    if file.exists() and folder.diagnostics_file("control").exists():
+        return ControlChoice.load(file)
+    echo("control: choosing each task's image-blind action")
+    split = Split.of(store, cfg.labelled, cfg.heldout)
+    mean_action = store.array("actions")[:][episode_rows(store, split.labelled)].mean(axis=0)
+    max_steps = cfg.max_steps or store.spec.max_steps
+    choice, diagnostics = choose_controls(store.spec.tasks, mean_action, cfg.rollouts, cfg.seed, max_steps, run_all)
+    write_json(folder.diagnostics_file("control"), diagnostics)
+    choice.save(file)  # last: its presence marks the choice made
+    return choice
+
+
+def _roll_out(pending: list, folder_of: dict[str, EvalFolder], cfg: EvalConfig, run_all, progress: bool) -> None:
     from tqdm.auto import tqdm
 
-    ex = Executor(min(workers, len(pending)), scheduler)
-    try:
-        bar = tqdm(total=len(pending), desc="rollouts", unit="task", disable=not progress, leave=False)
-        for result in ex.map_unordered(run_job, pending):
-            folder = folder_of[result["method"]]
-            write_gifs(folder, result, cfg.gifs)
-            episodes = [{k: v for k, v in e.items() if k != "frames"} for e in result["episodes"]]
-            write_json(folder.task_file(result["method"], result["task"]), episodes)
-            bar.update(1)
-        bar.close()
-    finally:
-        ex.close()
+    bar = tqdm(total=len(pending), desc="rollouts", unit="task", disable=not progress, leave=False)
+    for result in run_all(run_job, pending):
+        folder = folder_of[result["method"]]
+        write_gifs(folder, result, cfg.gifs)
+        episodes = [{k: v for k, v in e.items() if k != "frames"} for e in result["episodes"]]
+        write_json(folder.task_file(result["method"], result["task"]), episodes)
+        bar.update(1)
+    bar.close()
 
 
 def method_summary(episodes: list[dict]) -> dict:
@@ -258,16 +312,37 @@ def collect_results(store: EpisodeStore, methods: list[str], folder_of: dict, cf
         "episodes": {"path": str(store.path), "fingerprint": store.fingerprint},
         "methods": {},
     }
+    outcomes: dict[str, dict[str, list[bool]]] = {}
     for m in methods:
         per_task, everything = {}, []
         for task in store.spec.tasks:
             eps = folder_of[m].rollouts(m, task)
             per_task[task] = method_summary(eps)
             everything += eps
+        outcomes[m] = {t: [bool(e["success"]) for e in folder_of[m].rollouts(m, t)] for t in store.spec.tasks}
         out["methods"][m] = {
             "overall": method_summary(everything),
             "per_task": per_task,
             "diagnostics": folder_of[m].diagnostics(m),
             "folder": str(folder_of[m].path),
         }
+    out["normalised"] = normalised_block(outcomes, cfg.seed)
     return out
+
+
+def normalised_block(outcomes: dict[str, dict[str, list[bool]]], seed: int) -> dict:
+    """results.json's `normalised`: each task's chance level and upper bound, which tasks
+    discriminate, and every method's normalised success (needs the bc-all and control methods)."""
+    if "bc-all" not in outcomes or "control" not in outcomes:
+        return {"skipped": "needs the bc-all and control methods (the upper bound and the chance level)"}
+    upper, chance = outcomes["bc-all"], outcomes["control"]
+    methods = {m: normalised_success(o, upper, chance, seed=seed) for m, o in outcomes.items() if m != "control"}
+    some = next(iter(methods.values()))["per_task"]
+    return {
+        "min_gap": MIN_GAP,
+        "tasks": {
+            t: {"chance": v["chance"], "upper": v["upper"], "discriminates": v["discriminates"]}
+            for t, v in some.items()
+        },
+        "methods": {m: {k: v[k] for k in ("normalised", "ci_low", "ci_high", "per_task")} for m, v in methods.items()},
+    }

@@ -21,7 +21,11 @@ from lam.rundir import Run
 from .evalfolder import EvalFolder
 from .plots import plot_curves, plot_heatmap, plot_scatter, plot_success
 
-BASELINE_LABELS = {"bc-labelled": "BC (labelled only)", "bc-all": "BC (all actions, upper bound)"}
+BASELINE_LABELS = {
+    "bc-labelled": "BC (labelled only)",
+    "bc-all": "BC (all actions, upper bound)",
+    "control": "control (best image-blind action: chance)",
+}
 NOT_EVALUATED = "not evaluated"
 
 
@@ -44,6 +48,7 @@ class RunRow:
     methods: dict[str, dict] = field(default_factory=dict)  # every method's results (diagnostics included)
     rollouts: dict = field(default_factory=dict)  # split, horizon, rollouts per task, labelled
     group: str = ""  # episode store + eval settings: runs of one group share their baselines
+    normalised: dict = field(default_factory=dict)  # results.json's `normalised` (chance, upper bound, per method)
 
     @property
     def evaluated(self) -> bool:
@@ -88,7 +93,20 @@ def load_run(path: Path) -> RunRow:
             row.success, row.ci95, row.n = overall["success_rate"], tuple(overall["ci95"]), overall["episodes"]
             row.success_per_task = {t: v["success_rate"] for t, v in res["latent"]["per_task"].items()}
         row.baselines = {m: res[m] for m in BASELINE_LABELS if m in res}
+        row.normalised = body.get("normalised") or {}
     return row
+
+
+def norm_of(row: RunRow, method: str = "latent") -> dict:
+    """A method's normalised success in a run's eval ({} when it has none)."""
+    return row.normalised.get("methods", {}).get(method) or {}
+
+
+def _norm(n: dict) -> list[str]:
+    """Normalised success and its interval as two table cells."""
+    if n.get("normalised") is None:
+        return ["-", "-"]
+    return [f"{n['normalised']:.2f}", f"{n['ci_low']:.2f}-{n['ci_high']:.2f}"]
 
 
 def _fmt(x: float | None, digits: int = 2) -> str:
@@ -236,7 +254,7 @@ def build_report(
         *runs_section(rows, tag),
         *baselines_section(rows, groups, tag),
         *by_sections(rows),
-        *per_task_section(rows, tasks),
+        *per_task_section(rows, tasks, tag),
         *diagnostics_section(rows),
         *plots_section(rows, groups, tag, tasks, out),
     ]
@@ -248,7 +266,7 @@ def build_report(
 def runs_section(rows: list[RunRow], tag: dict[str, str]) -> list[str]:
     """One line per run: its target, probe and success (and its eval group when there are several)."""
     groups = len(tag) > 1
-    header = ["run", "target", "backbone", "prompt", "z", "probe R²", "success", "95% CI"]
+    header = ["run", "target", "backbone", "prompt", "z", "probe R²", "success", "95% CI", "normalised", "95% CI"]
     lines = [
         [
             r.run_id,
@@ -259,6 +277,7 @@ def runs_section(rows: list[RunRow], tag: dict[str, str]) -> list[str]:
             _fmt(r.probe_r2, 3),
             _fmt(r.success) if r.evaluated else NOT_EVALUATED,
             "-" if r.ci95 is None else f"{r.ci95[0]:.2f}-{r.ci95[1]:.2f}",
+            *_norm(norm_of(r)),
         ]
         + ([tag.get(r.group, "-")] if groups else [])
         for r in rows
@@ -274,9 +293,56 @@ def baselines_section(rows: list[RunRow], groups: dict[str, dict], tag: dict[str
         if len(groups) > 1:
             members = [r.run_id for r in rows if r.group == g]
             head = f"## Baselines of eval group {tag[g]} (runs {', '.join(members)})"
-        lines = [[BASELINE_LABELS[m], _fmt(b["overall"]["success_rate"]), _ci(b["overall"])] for m, b in base.items()]
-        md += ["", head, "", markdown_table(["method", "success", "95% CI"], lines)]
+        first = next(r for r in rows if r.group == g and r.evaluated)
+        lines = [
+            [BASELINE_LABELS[m], _fmt(b["overall"]["success_rate"]), _ci(b["overall"]), *_norm(norm_of(first, m))]
+            for m, b in base.items()
+        ]
+        header = ["method", "success", "95% CI", "normalised", "95% CI"]
+        md += ["", head, "", markdown_table(header, lines), *control_choices(base), *flat_tasks(first)]
     return md
+
+
+def control_choices(base: dict[str, dict]) -> list[str]:
+    """Which image-blind action the control chose on each task, and how often it succeeded there
+    on the selection rollouts."""
+    diag = (base.get("control") or {}).get("diagnostics") or {}
+    if "chosen" not in diag:
+        return []
+    n = diag["selection_rollouts"]
+    picks = [
+        f"{t.removesuffix('-v3')}: {c} ({diag['selection_successes'][t][c]}/{n})" for t, c in diag["chosen"].items()
+    ]
+    return ["", f"Control's action per task (successes on its {n} selection rollouts): {'; '.join(picks)}."]
+
+
+NORM_NOTE = (
+    "Normalised success: per task (success - chance) / (upper bound - chance), chance being the "
+    "control's success (the best image-blind action, chosen on rollouts of its own) and the upper "
+    "bound BC with every action labelled; the mean over the tasks that discriminate, with a 95% "
+    "bootstrap interval that resamples the rollouts of the method, the upper bound and the control."
+)
+
+
+def flat_tasks(row: RunRow) -> list[str]:
+    """The tasks of a run's eval whose upper bound is not 0.3 above chance, with both figures."""
+    norm = row.normalised
+    if not norm.get("tasks"):
+        return ["", f"Normalised success: {norm['skipped']}."] if norm.get("skipped") else []
+    flat = [
+        f"{t.removesuffix('-v3')} (upper bound {v['upper']:.2f}, chance {v['chance']:.2f})"
+        for t, v in norm["tasks"].items()
+        if not v["discriminates"]
+    ]
+    gap = norm.get("min_gap", 0.3)
+    lines = ["", NORM_NOTE]
+    if flat:
+        lines += [
+            "",
+            f"**Does not discriminate** (upper bound less than {gap:.1f} above chance; left out of normalised "
+            f"success): {', '.join(flat)}.",
+        ]
+    return lines
 
 
 def by_sections(rows: list[RunRow]) -> list[str]:
@@ -293,7 +359,7 @@ def by_sections(rows: list[RunRow]) -> list[str]:
     return md
 
 
-def per_task_section(rows: list[RunRow], tasks: list[str]) -> list[str]:
+def per_task_section(rows: list[RunRow], tasks: list[str], tag: dict[str, str]) -> list[str]:
     """Probe R² and success of every run on every task."""
     if not tasks:
         return []
@@ -302,10 +368,24 @@ def per_task_section(rows: list[RunRow], tasks: list[str]) -> list[str]:
         success = _fmt(r.success_per_task.get(t)) if r.evaluated else NOT_EVALUATED
         return f"{_fmt(r.probe_per_task.get(t), 2)} / {success}"
 
-    table = markdown_table(
-        ["run", *[t.removesuffix("-v3") for t in tasks]], [[r.run_id, *[cell(r, t) for t in tasks]] for r in rows]
-    )
-    return ["", "## Per task", "", table, "", "Cells: probe R² / success rate."]
+    lines = [[r.run_id, *[cell(r, t) for t in tasks]] for r in rows]
+    levels = {}  # one chance / upper-bound line per eval group
+    for r in rows:
+        if r.evaluated and r.normalised.get("tasks") and r.group not in levels:
+            levels[r.group] = r.normalised["tasks"]
+    for g, per in levels.items():
+        suffix = f" [{tag.get(g, g)}]" if len(levels) > 1 else ""
+
+        def level(t: str, per=per) -> str:
+            v = per.get(t)
+            return "-" if v is None else f"{v['chance']:.2f} / {v['upper']:.2f}{'' if v['discriminates'] else ' (nd)'}"
+
+        lines.append([f"chance / upper bound{suffix}", *[level(t) for t in tasks]])
+    table = markdown_table(["run", *[t.removesuffix("-v3") for t in tasks]], lines)
+    note = "Cells: probe R² / success rate."
+    if levels:
+        note += " Last line: the control's and BC-all's success; (nd): the task does not discriminate."
+    return ["", "## Per task", "", table, "", note]
 
 
 def diagnostics_section(rows: list[RunRow]) -> list[str]:

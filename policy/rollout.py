@@ -13,6 +13,7 @@ import torch
 from cache_schemas import EpisodeSpec
 
 from .controller import Controller
+from .controls import ConstantController
 from .progress import Progress
 
 EVAL_EPISODE_BASE = 1_000_000  # rollout episode ids: disjoint from every collected episode's
@@ -35,9 +36,10 @@ def rollout_spec(spec: EpisodeSpec, split: str) -> EpisodeSpec:
     return replace(spec, distractors=replace(spec.distractors, split=split))
 
 
-def run_job(job: RolloutJob, controller: Controller) -> dict:
+def run_job(job: RolloutJob, controller: Controller | ConstantController) -> dict:
     """Roll out every seed of one task; per episode: success, the step of first success, length,
-    progress signals, and the frames of the first `record` rollouts."""
+    progress signals, and the frames of the first `record` rollouts. A blind controller (a
+    control) is stepped without rendering: its actions, so the physics, do not depend on frames."""
     from pipeline.sim.distractors import compositor_for
     from pipeline.sim.env import reset
     from pipeline.sim.resources import distractors_for, scene_for
@@ -46,18 +48,21 @@ def run_job(job: RolloutJob, controller: Controller) -> dict:
     spec = EpisodeSpec.from_dict(json.loads(job.spec_json))
     env, scene = scene_for(job.task, spec.resolution, spec.quality == "fast", spec.camera, spec.camera_pullback)
     distractors = distractors_for(job.spec_json, job.video_dir)
+    blind = getattr(controller, "blind", False)  # a control never looks: render only for its GIFs
     results = []
     for i, (seed, episode) in enumerate(zip(job.seeds, job.episode_ids)):
         obs = reset(env, seed)
         controller.reset()
-        comp = compositor_for(distractors, episode, None)
+        looks = not blind or i < job.record
+        comp = compositor_for(distractors, episode, None) if looks else None
         progress = Progress()
         progress.observe(obs)
-        first_success, frames, steps = None, [], 0
+        first_success, frames, steps, frame = None, [], 0, None
         for t in range(job.max_steps):
-            comp.observe(obs)
-            rgb, background = scene.render(env.data)
-            frame = comp.apply(t, rgb, background)
+            if comp is not None:
+                comp.observe(obs)
+                rgb, background = scene.render(env.data)
+                frame = comp.apply(t, rgb, background)
             if i < job.record:
                 frames.append(frame)
             obs, _, _, truncated, info = env.step(controller.act(frame))

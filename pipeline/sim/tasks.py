@@ -37,6 +37,37 @@ DESCRIPTIONS: dict[str, tuple[str, str]] = {
 }
 
 
+# Pixels covered by the task's object and by its goal marker in a 64 px corner-camera frame
+# (pulled back 0.3 m; MuJoCo segmentation, mean over 5 seeds; docs/study.md).
+PIXELS_AT_64: dict[str, tuple[int, int]] = {
+    "reach-v3": (3, 3),
+    "push-v3": (3, 2),
+    "pick-place-v3": (3, 3),
+    "door-open-v3": (206, 4),
+    "drawer-open-v3": (84, 3),
+    "drawer-close-v3": (111, 2),
+    "button-press-topdown-v3": (126, 1),
+    "peg-insert-side-v3": (159, 1),
+    "window-open-v3": (200, 2),
+    "window-close-v3": (229, 1),
+}
+MIN_OBJECT_PIXELS = 20  # below this a 64 px policy cannot see what the task is about
+
+
+def visible_pixels(task: str, resolution: int) -> tuple[int, int] | None:
+    """(object px, goal marker px) at `resolution`, scaled from the 64 px measurement; None if
+    the task was not measured."""
+    if task not in PIXELS_AT_64:
+        return None
+    scale = (resolution / 64) ** 2
+    return tuple(round(p * scale) for p in PIXELS_AT_64[task])  # type: ignore[return-value]
+
+
+def visible_tasks(tasks: tuple[str, ...] = MT10) -> tuple[str, ...]:
+    """The tasks whose object a 64 px frame shows (the `study` preset's tasks)."""
+    return tuple(t for t in tasks if PIXELS_AT_64.get(t, (0, 0))[0] >= MIN_OBJECT_PIXELS)
+
+
 def all_task_names() -> list[str]:
     from metaworld.env_dict import ALL_V3_ENVIRONMENTS
 

@@ -114,7 +114,11 @@ def test_eval_end_to_end_resume_and_refusals(trained_run):
     root, run = trained_run
     runs = str(root / "runs")
     res = evaluate(run, FAST, runs=runs, progress=False, echo=lambda s: None)
-    assert set(res["methods"]) == {"latent", "bc-labelled", "bc-all"}
+    assert set(res["methods"]) == {"latent", "bc-labelled", "bc-all", "control"}
+    assert set(res["normalised"]["methods"]) == {"latent", "bc-labelled", "bc-all"}
+    assert set(res["normalised"]["tasks"]) == set(SPEC.tasks)
+    control = json.loads((root / "runs" / "baselines").glob("*/diagnostics/control.json").__next__().read_text())
+    assert set(control["chosen"]) == set(SPEC.tasks) and control["selection_rollouts"] == FAST.rollouts
     for r in res["methods"].values():
         assert r["overall"]["episodes"] == 4 and set(r["per_task"]) == set(SPEC.tasks)
         assert 0.0 <= r["overall"]["success_rate"] <= 1.0
@@ -252,3 +256,47 @@ def test_controller_round_trips_through_safetensors(tmp_path):
         c.reset()
     for f in frames:  # the stacked history evolves the same way in both
         np.testing.assert_array_equal(ctl.act(f), back.act(f))
+
+
+def test_a_task_a_constant_action_solves_is_caught_and_flagged(tmp_path):
+    """drawer-close is solved by pushing along +y without looking: the control finds that, its
+    success sets the chance level, and the task is flagged as not discriminating (eval's lines,
+    results.json and the report) and left out of normalised success."""
+    from lam.config import LAMConfig
+    from lam.train import TrainOptions, train_configs
+    from policy.report import build_report
+
+    spec = replace(SPEC, tasks=("drawer-close-v3",))
+    store = EpisodeStore.open(collect(spec, CollectOptions(out=tmp_path / "ep", progress=False)))
+    cfg = LAMConfig(target="state", latent_dim=8, steps=5, batch_size=16, img_size=16, channels=(8, 16), hidden=32)
+    opts = TrainOptions(runs=str(tmp_path / "runs"), progress=False, accelerator="cpu")
+    [result] = train_configs([cfg], store, opts, echo=lambda s: None)
+    lines = []
+    ev = replace(FAST, methods=("latent", "bc-all", "control"), rollouts=4, max_steps=120, gifs=0)
+    res = evaluate(result.path, ev, runs=str(tmp_path / "runs"), progress=False, echo=lines.append)
+    control = res["methods"]["control"]
+    assert control["diagnostics"]["chosen"] == {"drawer-close-v3": "+y"}
+    assert control["overall"]["success_rate"] >= 0.5  # a 10-step BC cannot come within 0.3 of it
+    level = res["normalised"]["tasks"]["drawer-close-v3"]
+    assert level["discriminates"] is False and level["chance"] == control["overall"]["success_rate"]
+    assert res["normalised"]["methods"]["bc-all"]["normalised"] is None
+    assert any(line.startswith("does not discriminate") and "drawer-close" in line for line in lines), lines
+    page = build_report([result.path], tmp_path / "rep").read_text()
+    assert "**Does not discriminate**" in page and "drawer-close (upper bound" in page
+    assert "Control's action per task" in page and "drawer-close: +y" in page
+    assert "(nd)" in page
+
+
+def test_eval_without_the_upper_bound_or_the_control_says_why_there_is_no_normalised_success(trained_run):
+    root, run = trained_run
+    lines = []
+    res = evaluate(
+        run,
+        replace(FAST, methods=("bc-labelled",)),
+        runs=str(root / "runs"),
+        progress=False,
+        echo=lines.append,
+        force=True,
+    )
+    assert "needs the bc-all and control methods" in res["normalised"]["skipped"]
+    assert any("normalised success: skipped" in line for line in lines)

@@ -59,6 +59,7 @@ def test_study_end_to_end_writes_the_documented_json_and_resumes(tmp_path):
     assert set(body["methods"]) == {
         "bc-all",
         "bc-labelled",
+        "control",
         "latent:state",
         "latent:pixels",
         "latent:pixels-clean",
@@ -66,13 +67,22 @@ def test_study_end_to_end_writes_the_documented_json_and_resumes(tmp_path):
     }
     assert "pipeline check" in body["methods"]["latent:emb:tiny-fake.ignore_distractors"]["note"]
     for name, m in body["methods"].items():
-        assert {"success", "n", "ci_low", "ci_high"} <= set(m) and m["n"] == 2
+        assert {"success", "n", "ci_low", "ci_high", "per_task"} <= set(m) and m["n"] == 2
+        assert {"normalised", "normalised_ci_low", "normalised_ci_high"} <= set(m)
         assert 0 <= m["ci_low"] <= m["success"] <= m["ci_high"] <= 1
         assert ("probe_r2" in m) == name.startswith("latent:")
-    assert body["tasks"] == ["button-press-topdown-v3"]
-    assert body["goals"][0]["goal"] == "bc-all >= 0.8"
+        assert set(m["per_task"]) == {"button-press-topdown-v3"} and m["per_task"]["button-press-topdown-v3"]["n"] == 2
+    assert body["tasks"] == ["button-press-topdown-v3"] and body["seed"] == 0
+    detail = body["tasks_detail"]["button-press-topdown-v3"]
+    assert {"chance", "upper", "discriminates", "expert_success", "episodes"} <= set(detail)
+    # a 5-step horizon: nothing succeeds, so the task cannot discriminate and no normalised figure exists
+    assert body["not_discriminating"] == ["button-press-topdown-v3"] and detail["discriminates"] is False
+    assert body["methods"]["latent:state"]["normalised"] is None
+    assert [g["goal"] for g in body["goals"]][:2] == ["bc-all >= 0.8", "bc-all >= 0.8 on each task"]
+    assert "expert succeeded in" in body["goals"][1]["measured"]
     page = (tmp_path / "rep" / "index.md").read_text()
     assert "## The study" in page and "| latent:pixels-clean |" in page and "bc-all >= 0.8" in page
+    assert "| button-press-topdown | 0.00 | 0.00 | **no** |" in page
     assert (tmp_path / "rep" / "curves.png").exists()
 
     # the same command again: every stage finds its work done (no LAM or policy is trained again)
@@ -82,15 +92,27 @@ def test_study_end_to_end_writes_the_documented_json_and_resumes(tmp_path):
     assert not [line for line in lines if "training" in line], lines
 
 
-@pytest.mark.parametrize("pix,clean,ok", [(0.1, 0.6, True), (0.35, 0.6, False), (0.0, 0.0, False)])
-def test_goals_need_twice_the_success_and_intervals_apart(pix, clean, ok):
-    from policy.stats import wilson_interval
+@pytest.mark.parametrize(
+    "pix,clean,ok",
+    [
+        ((0.1, 0.0, 0.2), (0.6, 0.45, 0.75), True),
+        ((0.35, 0.2, 0.5), (0.6, 0.45, 0.75), False),
+        ((-0.1, -0.2, 0.0), (0.3, 0.1, 0.5), True),
+        ((0.0, -0.1, 0.1), (0.0, -0.1, 0.1), False),
+    ],
+)
+def test_goals_are_in_normalised_success_twice_and_intervals_apart(pix, clean, ok):
+    def entry(n):
+        return {"success": 0.5, "normalised": n[0], "normalised_ci_low": n[1], "normalised_ci_high": n[2]}
 
-    def entry(p, n=60):
-        lo, hi = wilson_interval(round(p * n), n)
-        return {"success": p, "n": n, "ci_low": lo, "ci_high": hi}
-
-    checks = goals({"bc-all": entry(0.9), "latent:pixels": entry(pix), "latent:pixels-clean": entry(clean)})
+    checks = goals({"bc-all": {"success": 0.9}, "latent:pixels": entry(pix), "latent:pixels-clean": entry(clean)})
     by = {g.text: g.met for g in checks}
     assert by["bc-all >= 0.8"]
-    assert by["latent:pixels-clean >= 2x latent:pixels with 95% intervals apart"] is ok
+    assert by["latent:pixels-clean >= 2x latent:pixels in normalised success, 95% intervals apart"] is ok
+    assert by["latent:pixels-clean >= 0.5 normalised"] is (clean[0] >= 0.5)
+
+
+def test_seed_gives_new_scenes_networks_and_rollouts():
+    plan = StudyPlan(SPEC, ("state",), dict(TINY_LAM), dict(TINY_EVAL), seed=3)
+    assert plan.episode_spec().seed == 3 and plan.episode_spec().fingerprint() != SPEC.fingerprint()
+    assert plan.lam_configs()[0].seed == 3 and plan.eval_config().seed == 3
