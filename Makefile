@@ -150,9 +150,11 @@ The flow, as a researcher types it (each step reuses what the one before left in
 
   make demo   the whole flow offline on CPU (collect, embed, 4 LAMs, eval, report), minutes
   make study  the paper's phenomenon in success rates, end to end on CPU (<= 45 min on 2 cores):
-              collect the study preset, LAMs on state / pixels / pixels-clean (+ EMB=<store,...>),
-              eval with >= 50 rollouts per method, reports/study/ (index.md, study.json). Killed, rerun.
-              TASKS EPISODES EMB LAM_STEPS POLICY_STEPS ROLLOUTS WORKERS CACHE RUNS
+              collect the study preset (every task a 64 px policy can see), LAMs on state / pixels /
+              pixels-clean (+ EMB=<store,...>), eval with controls and BC baselines, normalised
+              success, reports/study/ (index.md, study.json). Killed, rerun. SEED=N: another seed
+              (reports/study-seed<N>/). STUDY_PRESET=study-quick: four tasks, half the time.
+              TASKS EPISODES EMB LAM_STEPS POLICY_STEPS ROLLOUTS WORKERS CACHE RUNS SEED STUDY_PRESET
   make test   install into $(VENV) and run the test suite (without the slow fault cases)
   make lint   ruff check and ruff format --check, as CI runs them before the tests
   make lock   rewrite constraints.txt, the exact versions every install uses (CONSTRAINTS= opts out)
@@ -264,12 +266,13 @@ demo: install
 
 # The phenomenon in success rates (policy/study.py); every stage resumes, so a killed study reruns.
 EMB ?=
+STUDY_PRESET ?=
 LAM_STEPS ?=
 study: install
 	$(VLMLAM) study $(CACHE_OPT) $(call opt,--runs,$(RUNS)) $(call opt,--tasks,$(TASKS)) \
 	  $(call opt,--episodes,$(EPISODES)) $(call opt,--emb,$(EMB)) $(call opt,--lam-steps,$(LAM_STEPS)) \
 	  $(call opt,--policy-steps,$(POLICY_STEPS)) $(call opt,--rollouts,$(ROLLOUTS)) $(call opt,--workers,$(WORKERS)) \
-	  $(call opt,--seed,$(SEED))
+	  $(call opt,--seed,$(SEED)) $(call opt,--preset,$(STUDY_PRESET))
 
 # Each bench's table and one verdict line per goal; everything else the libraries print goes to
 # a log file whose path is printed at the end.

@@ -88,13 +88,16 @@ def evaluate_pending(
 
 def summary_table(outcomes: list[Outcome]) -> str:
     """One line per run: target, probe R², success of each method evaluated, and what happened."""
-    from .report import BASELINE_LABELS, load_run
+    from .report import BASELINE_LABELS, load_run, norm_of
 
     def success(overall: dict | None) -> str:
         if overall is None:
             return "-"
         lo, hi = overall["ci95"]
         return f"{overall['success_rate']:.2f} ({lo:.2f}-{hi:.2f})"
+
+    def normalised(n: dict) -> str:
+        return "-" if n.get("normalised") is None else f"{n['normalised']:.2f} ({n['ci_low']:.2f}-{n['ci_high']:.2f})"
 
     rows = []
     for o in outcomes:
@@ -110,11 +113,12 @@ def summary_table(outcomes: list[Outcome]) -> str:
                 r.target,
                 "-" if r.probe_r2 is None else f"{r.probe_r2:.3f}",
                 success(latent),
+                normalised(norm_of(r) if o.status != FAILED else {}),
                 *(success(b) for b in base.values()),
                 status,
             ]
         )
-    header = ["run", "target", "probe R²", "latent (95% CI)", *BASELINE_LABELS, "status"]
+    header = ["run", "target", "probe R²", "latent (95% CI)", "normalised", *BASELINE_LABELS, "status"]
     widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
     lines = ["  ".join(str(x).ljust(w) for x, w in zip(line, widths)).rstrip() for line in [header, *rows]]
     return "\n".join(lines)

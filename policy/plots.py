@@ -54,6 +54,39 @@ def plot_success(rows: list[RunRow], groups: dict[str, dict], tag: dict[str, str
     plt.close(fig)
 
 
+def plot_normalised(rows: list[RunRow], out: Path) -> bool:
+    """Normalised success of every run's latent policy and of BC on the labelled budget, with
+    bootstrap intervals, between chance (0) and the upper bound (1); False (no file) when no run
+    has one."""
+    from .report import norm_of
+
+    bars = [
+        (f"{r.target}\n({r.run_id[:21]})", norm_of(r), "tab:blue")
+        for r in rows
+        if norm_of(r).get("normalised") is not None
+    ]
+    first = next((r for r in rows if norm_of(r, "bc-labelled").get("normalised") is not None), None)
+    if first is not None:
+        bars.append(("BC (labelled only)", norm_of(first, "bc-labelled"), "tab:gray"))
+    if not bars:
+        return False
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(bars) + 2), 4))
+    for i, (_, n, color) in enumerate(bars):
+        v, lo, hi = n["normalised"], n["ci_low"], n["ci_high"]
+        ax.bar(i, v, yerr=[[max(0.0, v - lo)], [max(0.0, hi - v)]], color=color, capsize=3)
+    ax.axhline(0, color="k", lw=0.8)
+    ax.axhline(1, color="k", lw=0.8, ls="--")
+    ax.set_xticks(range(len(bars)), [b[0] for b in bars], rotation=30, ha="right", fontsize=8)
+    ax.set_xlim(-0.6, len(bars) - 0.4)
+    ax.set_ylabel("normalised success (95% CI)")
+    ax.set_title("Normalised success (0: chance, 1: upper bound)")
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return True
+
+
 def plot_scatter(rows: list[RunRow], out: Path) -> None:
     plt = _plt()
     pts = [(r.probe_r2, r.success, r.target) for r in rows if r.probe_r2 is not None and r.success is not None]
@@ -69,15 +102,23 @@ def plot_scatter(rows: list[RunRow], out: Path) -> None:
     plt.close(fig)
 
 
-def plot_heatmap(rows: list[RunRow], tasks: list[str], out: Path) -> None:
+def plot_heatmap(rows: list[RunRow], tasks: list[str], out: Path, baselines: dict[str, dict] | None = None) -> None:
+    """Success per run and task; below the runs, the baselines' rows (`baselines`: method ->
+    results of one eval group: the control's chance level and the upper bound among them)."""
     import numpy as np
 
     plt = _plt()
-    grid = np.array([[r.success_per_task.get(t, np.nan) for t in tasks] for r in rows], dtype=float)
-    fig, ax = plt.subplots(figsize=(1.0 * len(tasks) + 3, 0.45 * len(rows) + 1.8))
+    lines = [(r.target, [r.success_per_task.get(t, np.nan) for t in tasks]) for r in rows]
+    for m, res in (baselines or {}).items():
+        per = res.get("per_task", {})
+        lines.append((m, [per[t]["success_rate"] if t in per else np.nan for t in tasks]))
+    grid = np.array([v for _, v in lines], dtype=float)
+    fig, ax = plt.subplots(figsize=(1.0 * len(tasks) + 3, 0.45 * len(lines) + 1.8))
     im = ax.imshow(grid, vmin=0, vmax=1, cmap="viridis", aspect="auto")
     ax.set_xticks(range(len(tasks)), [t.removesuffix("-v3") for t in tasks], rotation=30, ha="right", fontsize=8)
-    ax.set_yticks(range(len(rows)), [r.target for r in rows], fontsize=8)
+    ax.set_yticks(range(len(lines)), [name for name, _ in lines], fontsize=8)
+    if baselines:
+        ax.axhline(len(rows) - 0.5, color="w", lw=2)
     for i in range(grid.shape[0]):
         for j in range(grid.shape[1]):
             text = f"{grid[i, j]:.2f}" if not np.isnan(grid[i, j]) else "n/a"

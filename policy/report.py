@@ -19,7 +19,7 @@ from cache_schemas.errors import UserError
 from lam.rundir import Run
 
 from .evalfolder import EvalFolder
-from .plots import plot_curves, plot_heatmap, plot_scatter, plot_success
+from .plots import plot_curves, plot_heatmap, plot_normalised, plot_scatter, plot_success
 
 BASELINE_LABELS = {
     "bc-labelled": "BC (labelled only)",
@@ -403,9 +403,12 @@ def plots_section(rows: list[RunRow], groups: dict, tag: dict[str, str], tasks: 
     """Draw the PNGs into `out` and link them."""
     plot_success(rows, groups, tag, out / "success.png")
     plot_scatter(rows, out / "probe_vs_success.png")
-    md = ["", "## Plots", "", "![success by run](success.png)", "", "![probe vs success](probe_vs_success.png)"]
+    md = ["", "## Plots", "", "![success by run](success.png)"]
+    if plot_normalised(rows, out / "normalised.png"):
+        md += ["", "![normalised success by run](normalised.png)"]
+    md += ["", "![probe vs success](probe_vs_success.png)"]
     if tasks:
-        plot_heatmap(rows, tasks, out / "per_task.png")
+        plot_heatmap(rows, tasks, out / "per_task.png", next(iter(groups.values())) if len(groups) == 1 else None)
         md += ["", "![success per task](per_task.png)"]
     if plot_curves(rows, out / "curves.png"):
         md += [

@@ -30,10 +30,10 @@ MIN_ROLLOUTS = 50  # per method, over all tasks
 
 
 def study_lam(**overrides):
-    """The study's LAM: the science check's shape (32 px, z = 32), trained longer."""
+    """The study's LAM: the science check's shape (32 px, z = 32), trained longer (seven tasks)."""
     from lam.science import science_config
 
-    return science_config(**{"steps": 1500, **overrides})
+    return science_config(**{"steps": 3000, **overrides})
 
 
 def study_eval(n_tasks: int, **overrides) -> EvalConfig:
@@ -207,9 +207,20 @@ def run_study(
         for res in results:
             echo(f"eval {res.path.name}")
             evals[res.config.target] = evaluate(res.path, cfg, runs=runs, workers=workers, progress=progress, echo=echo)
+    body = study_body(plan, store, results, evals, cfg, configs[0], watch, time.perf_counter() - t0)
+    out = Path(reports) if reports else Path(DEFAULT_REPORTS) / name
+    write_study(out, body, [r.path for r in results], name)
+    for g in body["goals"]:
+        echo(Goal(g["goal"], g["measured"], g["met"]).line())
+    echo(f"study: {out / 'index.md'} ({body['seconds'] / 60:.1f} min)")
+    return body
+
+
+def study_body(plan: StudyPlan, store, results: list, evals: dict, cfg: EvalConfig, lam, watch, seconds) -> dict:
+    """study.json's body: every method's figures, each task's levels, the goals checked on them."""
+    spec = plan.episode_spec()
     methods = study_methods(results, evals)
     detail = task_levels(evals, store)
-    seconds = round(time.perf_counter() - t0, 1)
     checks = goals(methods) + task_goals(methods, detail, spec) + [time_goal(seconds)]
     body = {
         "seed": plan.seed,
@@ -217,7 +228,7 @@ def run_study(
         "tasks": list(spec.tasks),
         "tasks_detail": detail,
         "not_discriminating": [t for t, v in detail.items() if v.get("discriminates") is False],
-        "seconds": seconds,
+        "seconds": round(seconds, 1),
         "stage_seconds": {k: round(v, 1) for k, v in watch.seconds.items()},
         "episodes": {
             "path": str(store.path),
@@ -227,16 +238,10 @@ def run_study(
             "horizon": cfg.max_steps or spec.max_steps,
         },
         "eval": cfg.to_dict(),
-        "lam": configs[0].to_dict() | {"target": None},
+        "lam": lam.to_dict() | {"target": None},
         "goals": [{"goal": g.text, "measured": g.measured, "met": g.met} for g in checks],
     }
-    body = json.loads(json.dumps(body))  # as study.json holds it (tuples become lists)
-    out = Path(reports) if reports else Path(DEFAULT_REPORTS) / name
-    write_study(out, body, [r.path for r in results], name)
-    for g in checks:
-        echo(g.line())
-    echo(f"study: {out / 'index.md'} ({body['seconds'] / 60:.1f} min)")
-    return body
+    return json.loads(json.dumps(body))  # as study.json holds it (tuples become lists)
 
 
 def task_goals(methods: dict[str, dict], detail: dict[str, dict], spec) -> list[Goal]:

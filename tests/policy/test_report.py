@@ -124,3 +124,24 @@ def test_report_rejects_non_runs(tmp_path):
         build_report([tmp_path / "x"], tmp_path / "rep")
     with pytest.raises(UserError, match="no runs"):
         build_report([], tmp_path / "rep")
+
+
+def test_report_shows_normalised_success_chance_and_flagged_tasks(tmp_path):
+    run = fake_run(tmp_path, "a", "state", 0.6, 0.5, {"reach-v3": 0.5, "push-v3": 0.5})
+    body = json.loads((run / "eval" / "results.json").read_text())
+    norm = {"normalised": 0.625, "ci_low": 0.31, "ci_high": 0.9, "per_task": {}}
+    body["normalised"] = {
+        "min_gap": 0.3,
+        "tasks": {
+            "reach-v3": {"chance": 0.0, "upper": 0.8, "discriminates": True},
+            "push-v3": {"chance": 0.7, "upper": 0.9, "discriminates": False},
+        },
+        "methods": {"latent": norm, "bc-all": {**norm, "normalised": 1.0}},
+    }
+    (run / "eval" / "results.json").write_text(json.dumps(body))
+    text = build_report([run], tmp_path / "rep").read_text()
+    assert "| a | state | - | - | 32 | 0.600 | 0.50 | 0.05-0.70 | 0.62 | 0.31-0.90 |" in text
+    assert "| BC (all actions, upper bound) | 0.90 | 0.60-0.98 | 1.00 | 0.31-0.90 |" in text
+    assert "**Does not discriminate**" in text and "push (upper bound 0.90, chance 0.70)" in text
+    assert "| chance / upper bound | 0.70 / 0.90 (nd) | 0.00 / 0.80 |" in text
+    assert (tmp_path / "rep" / "normalised.png").read_bytes()[:4] == b"\x89PNG" and "](normalised.png)" in text

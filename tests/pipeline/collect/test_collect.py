@@ -242,3 +242,18 @@ def test_a_scene_renders_the_same_whatever_was_rendered_before_in_the_process():
     after = frame(*scene_for("reach-v3", 32, False, TINY.camera, TINY.camera_pullback))
     np.testing.assert_array_equal(after[0], alone[0])
     np.testing.assert_array_equal(after[1], alone[1])
+
+
+def test_study_preset_covers_every_task_a_64px_policy_can_see():
+    """The study runs on every MT10 task whose object a 64 px frame shows; the quick presets keep
+    one task per object family; reach, push and pick-place (a 3 px object) are left out."""
+    from pipeline.sim.tasks import MT10, PIXELS_AT_64, visible_pixels, visible_tasks
+
+    assert set(PIXELS_AT_64) == set(MT10)
+    assert PRESETS["study"].tasks == visible_tasks() and len(visible_tasks()) == 7
+    assert not {"reach-v3", "push-v3", "pick-place-v3"} & set(visible_tasks())
+    assert (
+        set(PRESETS["study-quick"].tasks) < set(visible_tasks())
+        and PRESETS["demo"].tasks == PRESETS["study-quick"].tasks
+    )
+    assert visible_pixels("push-v3", 128) == (12, 8) and visible_pixels("no-such-v3", 64) is None
