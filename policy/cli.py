@@ -157,7 +157,9 @@ def study_cmd(
     policy_steps: Optional[int] = typer.Option(None, help="Policy training steps (default: the study's)."),
     rollouts: Optional[int] = typer.Option(None, help="Rollouts per task and method (default: >= 50 per method)."),
     seed: int = typer.Option(0, help="Seed of scenes, distractor videos, labelled subsets, networks and rollouts."),
-    name: Optional[str] = typer.Option(None, help="Report name: reports/<name>/ (default study, or study-seed<N>)."),
+    name: Optional[str] = typer.Option(
+        None, help="Report name: reports/<name>/ (default: the preset's, with -seed<N> for a seed other than 0)."
+    ),
     workers: int = O_WORKERS,
     cache: Optional[Path] = O_CACHE,
     runs: Optional[Path] = O_RUNS,
@@ -174,7 +176,7 @@ def study_cmd(
     choose_gl_backend()
     embs = [e.strip() for e in (emb or "").split(",") if e.strip()]
     plan = plan_from(preset_spec(preset), tasks, episodes, embs, seed)
-    name = name or ("study" if seed == 0 else f"study-seed{seed}")
+    name = name or (preset if seed == 0 else f"{preset}-seed{seed}")
     plan.lam_overrides.update({"steps": lam_steps} if lam_steps else {})
     plan.eval_overrides.update({k: v for k, v in (("policy_steps", policy_steps), ("rollouts", rollouts)) if v})
     cache_arg, runs_arg = (str(cache) if cache else None), (str(runs) if runs else None)

@@ -34,7 +34,7 @@ def run(*args):
 @pytest.mark.parametrize(
     "args, needle",
     [
-        (["--preset", "huge"], "valid presets: demo, study, small, paper"),
+        (["--preset", "huge"], "valid presets: demo, study, study-quick, small, paper"),
         (["--tasks", "reach,fly-to-moon"], "unknown task 'fly-to-moon'; valid tasks:"),
         (["--distractors", "video,confetti"], "unknown distractor 'confetti'; valid: video, correlated, none"),
         (["--quality", "ultra"], "valid: standard, fast"),
