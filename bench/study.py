@@ -27,7 +27,7 @@ sys.path[:0] = [str(Path(__file__).resolve().parent)]
 
 from quiet import say, verdict  # noqa: E402
 
-BUDGET_MIN = 45
+from policy.study import BUDGET_MIN  # noqa: E402
 
 
 def main() -> None:

@@ -315,11 +315,12 @@ def collect_results(store: EpisodeStore, methods: list[str], folder_of: dict, cf
     outcomes: dict[str, dict[str, list[bool]]] = {}
     for m in methods:
         per_task, everything = {}, []
+        outcomes[m] = {}
         for task in store.spec.tasks:
             eps = folder_of[m].rollouts(m, task)
             per_task[task] = method_summary(eps)
+            outcomes[m][task] = [bool(e["success"]) for e in eps]
             everything += eps
-        outcomes[m] = {t: [bool(e["success"]) for e in folder_of[m].rollouts(m, t)] for t in store.spec.tasks}
         out["methods"][m] = {
             "overall": method_summary(everything),
             "per_task": per_task,
