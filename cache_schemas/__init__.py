@@ -1,6 +1,15 @@
 """On-disk contracts: typed, versioned, fingerprinted Zarr stores (nothing else touches Zarr)."""
 
-from .episodes import DistractorSpec, EpisodeSpec, EpisodeStore, EpisodeTable, IngestSpec, SourceSpec, TaskInfo
+from .episodes import (
+    DistractorSpec,
+    EpisodeSpec,
+    EpisodeStore,
+    EpisodeTable,
+    IngestSpec,
+    SourceSpec,
+    TaskInfo,
+    VideoSourceSpec,
+)
 from .errors import ChunkError, HalfCreated, StoreError, StoreMismatch, UserError
 from .fingerprint import canonical_json, fingerprint, spec_diff
 from .store import ArraySpec, Store, StoreLayout, VerifyReport
@@ -21,6 +30,7 @@ __all__ = [
     "StoreMismatch",
     "TaskInfo",
     "UserError",
+    "VideoSourceSpec",
     "VerifyReport",
     "canonical_json",
     "fingerprint",

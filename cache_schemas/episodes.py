@@ -11,6 +11,9 @@ Ingested stores (`vlm-lam ingest`, spec = `IngestSpec`, recognised by its `sourc
 episodes read from a dataset, not simulated: there is no clean twin (`frames_clean` is absent
 and `info.clean_twin` is false), `actions`/`states` are as wide as the dataset's (`states` absent
 when it has none), `ep_seed` holds the source episode index, and no simulator can roll them out.
+A source without actions (a folder of videos, a LeRobot dataset of human video) gives an
+action-less store: `action_dim` 0, no `actions` array, `info.actions` false; `rewards` are zeros
+and `success` false there, as for a LeRobot dataset without them.
 """
 
 from __future__ import annotations
@@ -105,12 +108,29 @@ class SourceSpec:
 
 
 @dataclass(frozen=True)
+class VideoSourceSpec:
+    """A folder of videos or image sequences an ingested store was read from, by content.
+
+    `digest` covers the relative path and size of every media file of the selected episodes;
+    `tasks` where their task texts came from (`manifest:<sha16 of its bytes>`, `folder`, `none`);
+    `fps` is the store's frame rate (the sources' own, or `resample_fps` when set)."""
+
+    format: str  # 'videos'
+    digest: str
+    episodes: str  # selection over the sorted episode list, canonical ('0:100')
+    fps: float
+    resample_fps: float | None  # None: every decoded frame is kept
+    tasks: str
+    min_frames: int
+
+
+@dataclass(frozen=True)
 class IngestSpec:
     """Everything that changes an ingested store's bytes (`source` tells it from EpisodeSpec)."""
 
-    source: SourceSpec
+    source: SourceSpec | VideoSourceSpec
     resolution: int
-    action_dim: int
+    action_dim: int  # 0: the source has no actions (an action-less store)
     state_dim: int  # 0: the dataset has no states
     object: str = ""  # what the `{object}` prompt slot says for every task ('' = refuse it)
     chunk_frames: int = 256
@@ -122,7 +142,8 @@ class IngestSpec:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> IngestSpec:
         d = dict(d)
-        return cls(source=SourceSpec(**d.pop("source")), **d)
+        src = dict(d.pop("source"))
+        return cls(source=(VideoSourceSpec if src.get("format") == "videos" else SourceSpec)(**src), **d)
 
 
 def spec_from_dict(d: dict[str, Any]) -> EpisodeSpec | IngestSpec:
@@ -146,7 +167,11 @@ def layout_for(spec: EpisodeSpec | IngestSpec, n_frames: int, n_episodes: int | 
     arrays = (
         ArraySpec("frames", "uint8", (r, r, 3), level=INGESTED_FRAMES_LEVEL if ingested else 3),
         *(() if ingested else (ArraySpec("frames_clean", "uint8", (r, r, 3)),)),
-        ArraySpec("actions", "float32", (spec.action_dim if ingested else ACTION_DIM,)),
+        *(
+            ()
+            if ingested and not spec.action_dim
+            else (ArraySpec("actions", "float32", (spec.action_dim if ingested else ACTION_DIM,)),)
+        ),
         *((ArraySpec("states", "float32", (state_dim,)),) if state_dim else ()),
         ArraySpec("rewards", "float32"),
         ArraySpec("success", "bool"),
@@ -210,7 +235,7 @@ class EpisodeStore(TypedStore):
             "n_frames": int(lengths.sum()),
             "n_episodes": len(lengths),
             "tasks": [asdict(t) for t in tasks],
-            **({"clean_twin": False} if ingested else {}),
+            **({"clean_twin": False, "actions": bool(spec.action_dim)} if ingested else {}),
             **(extra_info or {}),
         }
         store = Store.create(
@@ -251,6 +276,26 @@ class EpisodeStore(TypedStore):
         return "frames_clean" in self.store.layout["arrays"]
 
     @property
+    def has_actions(self) -> bool:
+        """True actions per frame (false for a store ingested from plain video)."""
+        return "actions" in self.store.layout["arrays"]
+
+    def source_text(self) -> str:
+        """Where the episodes came from, for messages: 'collect', 'a lerobot v3.0 dataset', 'a folder of videos'."""
+        if self.simulated:
+            return "collect"
+        src = self.spec.source
+        return "a folder of videos" if src.format == "videos" else f"a {src.format} {src.codebase_version} dataset"
+
+    def require_actions(self, what: str) -> None:
+        """Refuse `what` (e.g. 'the probe') on an action-less store, saying why."""
+        if not self.has_actions:
+            raise StoreError(
+                f"{what} needs true actions; episode store {self.path} was ingested from {self.source_text()} "
+                "and has none (info.actions is false)"
+            )
+
+    @property
     def has_states(self) -> bool:
         return "states" in self.store.layout["arrays"]
 
@@ -261,11 +306,14 @@ class EpisodeStore(TypedStore):
     def require_simulator(self, what: str) -> None:
         """Refuse `what` (e.g. 'eval') on an ingested store, saying why and what still works."""
         if not self.simulated:
-            src = self.spec.source
+            works = (
+                "embed, train-lam (pixels, state, emb:) with its linear probe, sweep and report work on it"
+                if self.has_actions
+                else "embed, train-lam (pixels, emb:), sweep, label and report work on it (no probe: it has no actions)"
+            )
             raise StoreError(
                 f"{what} needs a simulator-backed episode store (made by `vlm-lam collect`); {self.path} was "
-                f"ingested from a {src.format} {src.codebase_version} dataset, which no simulator can roll out. "
-                "embed, train-lam (pixels, state, emb:) with its linear probe, sweep and report work on it"
+                f"ingested from {self.source_text()}, which no simulator can roll out. {works}"
             )
 
     def array(self, name: str):

@@ -29,6 +29,10 @@ def embeddings_dir(cache: str | os.PathLike | None = None) -> Path:
     return cache_root(cache) / "embeddings"
 
 
+def labels_dir(cache: str | os.PathLike | None = None) -> Path:
+    return cache_root(cache) / "labels"
+
+
 def offload_dir(cache: str | os.PathLike | None = None) -> Path:
     """Where a model split with a device map puts the weights that fit no device (per run, removed after)."""
     return cache_root(cache) / "offload"

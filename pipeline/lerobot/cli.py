@@ -1,5 +1,5 @@
-"""`vlm-lam ingest lerobot PATH` and `vlm-lam export lerobot STORE OUT` (`ingest` and `export`
-are groups: another format is another subcommand)."""
+"""`vlm-lam ingest lerobot PATH` and `vlm-lam export lerobot STORE OUT` (sub-commands of the
+`ingest` and `export` groups of pipeline.groups)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,7 @@ from typing import Optional
 
 import typer
 
-ingest_app = typer.Typer(help="Read a dataset of another format into an episode store.", no_args_is_help=True)
-export_app = typer.Typer(help="Write an episode store as a dataset of another format.", no_args_is_help=True)
+from pipeline.groups import export_app, ingest_app
 
 
 @ingest_app.command("lerobot")
@@ -94,5 +93,4 @@ def export_lerobot(
 
 
 def register(app: typer.Typer) -> None:
-    app.add_typer(ingest_app, name="ingest")
-    app.add_typer(export_app, name="export")
+    """The commands are added to the shared groups when this module is imported."""
