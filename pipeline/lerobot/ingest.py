@@ -24,7 +24,7 @@ from cache_schemas.episodes import write_frame_rows
 from cache_schemas.paths import episode_store_path
 
 from .format import LeRobotError, require_libraries
-from .reader import STATE, EpisodeRef, EpisodeRows, LeRobotDataset, dataset_digest, open_dataset
+from .reader import ACTION, STATE, EpisodeRef, EpisodeRows, LeRobotDataset, dataset_digest, open_dataset
 from .video import TOLERANCE_FPS, SquareFit, VideoReader, image_to_square, video_duration
 
 MAX_DEFAULT_RESOLUTION = 224  # default size: the camera's shorter side, at most this (a VLM's input size)
@@ -88,10 +88,10 @@ def plan_ingest(root: Path | str, options: IngestOptions) -> Plan:
         raise LeRobotError(
             f"--resolution and --chunk-frames must be positive, got {resolution} and {options.chunk_frames}"
         )
-    action_dim = ds.feature_dim("action")
+    action_dim = ds.feature_dim(ACTION)  # 0: no action feature (human video), an action-less store
     state_dim = ds.feature_dim(STATE)
     for ep, r in zip(episodes, rows):
-        if r.actions.shape[1] != action_dim or (state_dim and r.states.shape[1] != state_dim):
+        if (action_dim and r.actions.shape[1] != action_dim) or (state_dim and r.states.shape[1] != state_dim):
             raise LeRobotError(f"{ep.data_path}: episode {ep.index}'s action/state width differs from meta/info.json")
     tasks, ep_task = task_table(episodes, options.object)
     source = SourceSpec(
@@ -344,7 +344,7 @@ def create_store(path: Path, plan: Plan, options: IngestOptions) -> EpisodeStore
         "source_path": str(plan.dataset.root.resolve()),
         "robot_type": plan.dataset.info.get("robot_type"),
         "feature_names": {
-            k: plan.dataset.features[k].get("names") for k in ("action", STATE) if k in plan.dataset.features
+            k: plan.dataset.features[k].get("names") for k in (ACTION, STATE) if k in plan.dataset.features
         },
         "summary": summary(plan),
         "planned": False,
@@ -370,12 +370,13 @@ def write_plan(store: EpisodeStore, plan: Plan, starts: np.ndarray) -> None:
 def lowdim_arrays(plan: Plan) -> dict[str, np.ndarray]:
     rows = plan.rows
     out = {
-        "actions": np.concatenate([r.actions for r in rows]),
         "rewards": np.concatenate([r.rewards for r in rows]),
         "success": np.concatenate([r.success for r in rows]),
         "episode_index": np.repeat(np.arange(len(rows), dtype=np.int32), plan.lengths),
         "step": np.concatenate([r.frame_index for r in rows]).astype(np.int32),
     }
+    if plan.spec.action_dim:
+        out["actions"] = np.concatenate([r.actions for r in rows])
     if plan.spec.state_dim:
         out["states"] = np.concatenate([r.states for r in rows])
     return out
@@ -385,4 +386,5 @@ def summary(plan: Plan) -> str:
     return (
         f"lerobot {plan.dataset.version} {plan.dataset.root.resolve().name}: {len(plan.episodes)} eps, "
         f"{int(plan.lengths.sum())} frames, {len(plan.tasks)} tasks, {plan.spec.resolution}px from {plan.camera}"
+        + ("" if plan.spec.action_dim else ", no actions")
     )

@@ -53,7 +53,7 @@ class EpisodeRows:
     rows: np.ndarray  # row numbers in the data file (int64)
     timestamps: np.ndarray  # float64 seconds from the episode's start
     frame_index: np.ndarray
-    actions: np.ndarray  # float32 (n, A)
+    actions: np.ndarray | None  # float32 (n, A), None without an action feature (human video)
     states: np.ndarray | None  # float32 (n, S), None without observation.state
     rewards: np.ndarray  # float32 (n,), zeros without next.reward
     success: np.ndarray  # bool (n,), False without next.success
@@ -109,9 +109,8 @@ class LeRobotDataset:
         return [have[i] for i in chosen], canonical_selection(chosen)
 
     def read_rows(self, episodes: list[EpisodeRef]) -> list[EpisodeRows]:
-        """Low-dim arrays of `episodes`, each data file read once."""
-        if ACTION not in self.features:
-            raise LeRobotError(f"{self.root}: no {ACTION!r} feature; features: {', '.join(self.features)}")
+        """Low-dim arrays of `episodes`, each data file read once. A dataset without an `action`
+        feature (human video) gives rows whose `actions` are None."""
         by_file: dict[Path, list[EpisodeRef]] = {}
         for ep in episodes:
             by_file.setdefault(ep.data_path, []).append(ep)
@@ -127,7 +126,7 @@ class LeRobotDataset:
                     raise LeRobotError(
                         f"{path} has {len(rows)} rows of episode {ep.index}; the episode table says {ep.length}"
                     )
-                out[ep.index] = _episode_rows(table, rows, path, self.fps)
+                out[ep.index] = _episode_rows(table, rows, path, self.fps, ACTION in self.features)
         return [out[ep.index] for ep in episodes]
 
 
@@ -250,7 +249,7 @@ def column_2d(col, path: Path, name: str) -> np.ndarray:
     return values.reshape(len(col), -1)
 
 
-def _episode_rows(table, rows: np.ndarray, path: Path, fps: float) -> EpisodeRows:
+def _episode_rows(table, rows: np.ndarray, path: Path, fps: float, has_actions: bool) -> EpisodeRows:
     def take(name: str) -> np.ndarray | None:
         return column_2d(table.column(name), path, name)[rows] if name in table.column_names else None
 
@@ -259,11 +258,14 @@ def _episode_rows(table, rows: np.ndarray, path: Path, fps: float) -> EpisodeRow
     ts = frame_index / fps if ts is None else ts[:, 0].astype(np.float64)
     n = len(rows)
     states, rewards, success = take(STATE), take(REWARD), take(SUCCESS)
+    actions = take(ACTION) if has_actions else None
+    if has_actions and actions is None:
+        raise LeRobotError(f"{path} has no {ACTION!r} column (meta/info.json declares the feature)")
     return EpisodeRows(
         rows=rows.astype(np.int64),
         timestamps=ts,
         frame_index=frame_index,
-        actions=take(ACTION).astype(np.float32),
+        actions=None if actions is None else actions.astype(np.float32),
         states=None if states is None else states.astype(np.float32),
         rewards=np.zeros(n, np.float32) if rewards is None else rewards[:, 0].astype(np.float32),
         success=np.zeros(n, bool) if success is None else success[:, 0].astype(bool),

@@ -63,12 +63,13 @@ def png(img: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def _features(cameras: dict[str, str], h: int, w: int) -> dict:
+def _features(cameras: dict[str, str], h: int, w: int, actions: bool = True) -> dict:
     feats = {
         k: {"dtype": dtype, "shape": [h, w, 3], "names": ["height", "width", "channels"]}
         for k, dtype in cameras.items()
     }
-    feats["action"] = {"dtype": "float32", "shape": [2], "names": ["a0", "a1"]}
+    if actions:
+        feats["action"] = {"dtype": "float32", "shape": [2], "names": ["a0", "a1"]}
     feats["observation.state"] = {"dtype": "float32", "shape": [3], "names": ["s0", "s1", "s2"]}
     feats["next.reward"] = {"dtype": "float32", "shape": [1], "names": None}
     for name, dtype in (
@@ -82,7 +83,9 @@ def _features(cameras: dict[str, str], h: int, w: int) -> dict:
     return feats
 
 
-def _rows(lengths: list[int], task_of: list[int], fixed: bool, image_cols: dict[str, list] | None = None):
+def _rows(
+    lengths: list[int], task_of: list[int], fixed: bool, image_cols: dict[str, list] | None = None, actions: bool = True
+):
     import pyarrow as pa
 
     ep = np.repeat(np.arange(len(lengths)), lengths)
@@ -106,6 +109,8 @@ def _rows(lengths: list[int], task_of: list[int], fixed: bool, image_cols: dict[
         "index": pa.array(np.arange(len(t), dtype=np.int64)),
         "task_index": pa.array(np.repeat(task_of, lengths).astype(np.int64)),
     }
+    if not actions:
+        del cols["action"]
     for key, images in (image_cols or {}).items():
         cols[key] = pa.array(
             [{"bytes": b, "path": None} for b in images], pa.struct([("bytes", pa.binary()), ("path", pa.string())])
@@ -121,10 +126,12 @@ def write_v30(
     files: list[list[int]],
     cameras: tuple[str, ...] = ("observation.images.top",),
     image: bool = False,
+    actions: bool = True,
 ) -> dict[int, np.ndarray]:
     """A v3.0 dataset: all rows in one data file, episodes grouped into mp4 files by `files`
     (several episodes per file), or PNG images in the parquet when `image`. Returns each
-    episode's original frames (of the first camera; later cameras are those frames inverted)."""
+    episode's original frames (of the first camera; later cameras are those frames inverted).
+    `actions` False: no `action` feature (a dataset of human video)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -141,7 +148,10 @@ def write_v30(
         else None
     )
     (root / "data/chunk-000").mkdir(parents=True)
-    pq.write_table(_rows(lengths, task_of, fixed=True, image_cols=images), root / "data/chunk-000/file-000.parquet")
+    pq.write_table(
+        _rows(lengths, task_of, fixed=True, image_cols=images, actions=actions),
+        root / "data/chunk-000/file-000.parquet",
+    )
 
     place: dict[tuple[str, int], tuple[int, float, float]] = {}
     if not image:
@@ -184,21 +194,26 @@ def write_v30(
         "total_tasks": len(tasks),
         "data_path": "data/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet",
         "video_path": None if image else "videos/{video_key}/chunk-{chunk_index:03d}/file-{file_index:03d}.mp4",
-        "features": _features(cams, H, W),
+        "features": _features(cams, H, W, actions),
     }
     (root / "meta/info.json").write_text(json.dumps(info, indent=2))
     return originals
 
 
 def write_v21(
-    root: Path, lengths: list[int], tasks: list[str], task_of: list[int], camera: str = "observation.images.top"
+    root: Path,
+    lengths: list[int],
+    tasks: list[str],
+    task_of: list[int],
+    camera: str = "observation.images.top",
+    actions: bool = True,
 ) -> dict[int, np.ndarray]:
     """A v2.1 dataset: one parquet (variable-length list columns) and one mp4 per episode."""
     import pyarrow.parquet as pq
 
     starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
     originals = {e: episode_frames(int(starts[e]), n) for e, n in enumerate(lengths)}
-    table = _rows(lengths, task_of, fixed=False)
+    table = _rows(lengths, task_of, fixed=False, actions=actions)
     ep_col = table.column("episode_index").to_numpy()
     (root / "data/chunk-000").mkdir(parents=True)
     for e in range(len(lengths)):
@@ -225,7 +240,7 @@ def write_v21(
         "total_tasks": len(tasks),
         "data_path": "data/chunk-{episode_chunk:03d}/episode_{episode_index:06d}.parquet",
         "video_path": "videos/chunk-{episode_chunk:03d}/{video_key}/episode_{episode_index:06d}.mp4",
-        "features": _features({camera: "video"}, H, W),
+        "features": _features({camera: "video"}, H, W, actions),
     }
     (root / "meta/info.json").write_text(json.dumps(info, indent=2))
     return originals

@@ -11,7 +11,7 @@ import pytest
 from lerobot_data import FPS, action_of, centre, identify, state_of, write_v21, write_v30
 from typer.testing import CliRunner
 
-from cache_schemas import EpisodeStore
+from cache_schemas import EpisodeStore, StoreError
 from cache_schemas.episodes import INGESTED_FRAMES_LEVEL
 from pipeline.cli import app
 from pipeline.lerobot.format import LeRobotError
@@ -122,6 +122,73 @@ def test_camera_choice_resolution_and_unknown_camera(tmp_path):
         LeRobotError, match=r"no camera feature 'cam'; valid: observation.images.top, observation.images.wrist"
     ):
         ingest(root, opts(tmp_path / "x", camera="cam"))
+
+
+def check_actionless(store: EpisodeStore, originals: dict[int, np.ndarray]) -> None:
+    """An action-less store: no actions array anywhere, the frames and states still the source's."""
+    assert not store.has_actions and store.info["actions"] is False and store.spec.action_dim == 0
+    assert "actions" not in store.store.layout["arrays"] and store.spec.state_dim == 3
+    everything = centre(np.concatenate([originals[e] for e in sorted(originals)]))
+    frames = store.array("frames")[:]
+    np.testing.assert_array_equal(identify(frames, everything), np.arange(len(everything)))
+    err = np.abs(frames.astype(np.int16) - everything.astype(np.int16))
+    assert err.mean() < 3 and np.percentile(err, 99) < 40, (err.mean(), np.percentile(err, 99))
+    pairs = [(e, t) for e in sorted(originals) for t in range(len(originals[e]))]
+    np.testing.assert_array_equal(store.array("states")[:], np.array([state_of(e, t) for e, t in pairs], np.float32))
+    np.testing.assert_array_equal(store.array("step")[:], [t for _, t in pairs])
+    np.testing.assert_array_equal(store.episodes().length, LENGTHS)
+    assert store.store.verify().ok and store.info["summary"].endswith(", no actions")
+    with pytest.raises(StoreError, match="needs true actions"):
+        store.require_actions("the probe")
+
+
+def test_v30_without_actions_ingests_as_an_action_less_store(tmp_path):
+    """Human video: no `action` feature. The store has no actions array (not zeros)."""
+    originals = write_v30(tmp_path / "human", LENGTHS, TASKS, TASK_OF, files=[[0, 1], [2]], actions=False)
+    store = EpisodeStore.open(ingest(tmp_path / "human", opts(tmp_path / "s")))
+    check_actionless(store, originals)
+    assert "action" not in store.info["feature_names"] and store.source_text() == "a lerobot v3.0 dataset"
+
+
+def test_v21_without_actions_ingests_as_an_action_less_store(tmp_path):
+    originals = write_v21(tmp_path / "human", LENGTHS, TASKS, TASK_OF, actions=False)
+    r = CliRunner().invoke(app, ["ingest", "lerobot", str(tmp_path / "human"), "--out", str(tmp_path / "s"), "--quiet"])
+    assert r.exit_code == 0 and "no actions" in r.output, r.output
+    check_actionless(EpisodeStore.open(tmp_path / "s"), originals)
+
+
+def test_a_dataset_with_actions_keeps_its_spec_and_fingerprint(v30, tmp_path):
+    """Reading datasets without actions changed nothing for those with them: the same spec, and
+    an ingest spec's fingerprint pinned before that change."""
+    from cache_schemas import IngestSpec, SourceSpec
+    from pipeline.lerobot.ingest import plan_ingest
+
+    spec = plan_ingest(v30[0], opts(tmp_path / "s")).spec
+    assert (spec.action_dim, spec.state_dim) == (2, 3)
+    assert spec == IngestSpec(
+        SourceSpec("lerobot", "v3.0", spec.source.digest, "observation.images.top", "0:3", FPS),
+        resolution=32,
+        action_dim=2,
+        state_dim=3,
+        chunk_frames=4,
+    )
+    pinned = IngestSpec(
+        SourceSpec("lerobot", "v3.0", "0123456789abcdef", "observation.images.top", "0:3", 10.0),
+        resolution=32,
+        action_dim=2,
+        state_dim=3,
+    )
+    assert pinned.fingerprint() == "0d54cb8be4db45577e7bddf655a33408a72d2359041edcbecf529b32bbe998a3"
+
+
+def test_an_action_column_missing_from_a_data_file_is_named(v30, tmp_path):
+    import pyarrow.parquet as pq
+
+    root = _copy(v30[0], tmp_path / "d")
+    data = root / "data/chunk-000/file-000.parquet"
+    pq.write_table(pq.read_table(data).drop(["action"]), data)
+    with pytest.raises(LeRobotError, match=r"file-000.parquet has no 'action' column \(meta/info.json declares"):
+        ingest(root, opts(tmp_path / "s"))
 
 
 def test_same_request_reuses_the_store_and_the_spec_names_the_source(v30, tmp_path):
