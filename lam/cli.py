@@ -31,6 +31,12 @@ O_LATENT = typer.Option(128, "--latent-dim", help="Size of the continuous latent
 O_LR = typer.Option(1e-3, help="Adam learning rate.")
 O_STEPS = typer.Option(1000, help="Optimizer steps.")
 O_K = typer.Option(1, "--k", help="The IDM sees (o_t, o_t+k); the FDM predicts frame t+1.")
+O_K_SECONDS = typer.Option(
+    None,
+    "--k-seconds",
+    help="The IDM's frame gap in seconds: k = round(S x the store's fps), so one value means the same "
+    "horizon at 10 and 30 fps. Wins over --k.",
+)
 O_SEED = typer.Option(0, help="Seed of init, batches and augmentation.")
 O_BATCH = typer.Option(64, help="Transitions per step.")
 O_IMG = typer.Option(64, help="Frames are resized to this many pixels before the LAM sees them.")
@@ -116,6 +122,7 @@ def train_lam_cmd(
     lr: float = O_LR,
     steps: int = O_STEPS,
     k: int = O_K,
+    k_seconds: Optional[float] = O_K_SECONDS,
     seed: int = O_SEED,
     batch_size: int = O_BATCH,
     img_size: int = O_IMG,
@@ -143,8 +150,9 @@ def train_lam_cmd(
     targets = _targets(target, vlm, prompt, pooling, layer)
     if run and len(targets) > 1:
         raise ConfigError(f"--run names one run folder, but {len(targets)} targets were asked for; drop --run")
-    configs = [_config(ctx.params, t) for t in targets]
     store = _episode_store(episodes, preset, cache)
+    params = _with_k_seconds(ctx.params, store)
+    configs = [_config(params, t) for t in targets]
     opts = _train_options(ctx.params)
     results = train_configs(configs, store, opts, run_ids=[run] * len(configs), echo=typer.echo)
     if is_rank_zero():  # DDP ranks other than 0 return no results: rank 0 reports
@@ -164,6 +172,7 @@ def sweep_cmd(
     lr: float = O_LR,
     steps: int = O_STEPS,
     k: int = O_K,
+    k_seconds: Optional[float] = O_K_SECONDS,
     seed: int = O_SEED,
     batch_size: int = O_BATCH,
     img_size: int = O_IMG,
@@ -186,15 +195,16 @@ def sweep_cmd(
     A --prompt list adds the prompts as one more grid axis."""
 
     from .config import ConfigError
-    from .sweep import expand, parse_grid
+    from .sweep import expand, parse_grid, seconds_to_frames
     from .train import is_rank_zero, train_configs
 
     targets, axes = _targets(target, vlm, prompt, pooling, layer), parse_grid(grid)
     if "target" in axes and (target or vlm or prompt):
         raise ConfigError("the grid sets target; drop --target/--vlm/--prompt, or target= from the grid")
-    base = _config(ctx.params, targets[0])
-    configs = expand(base, axes if len(targets) == 1 else {"target": targets, **axes})
     store = _episode_store(episodes, preset, cache)
+    axes = seconds_to_frames(axes, store.fps, echo=typer.echo)
+    base = _config(_with_k_seconds(ctx.params, store), targets[0])
+    configs = expand(base, axes if len(targets) == 1 else {"target": targets, **axes})
     opts = _train_options(ctx.params)
     if is_rank_zero():
         typer.echo(f"sweep: {len(configs)} configs on {store.path}")
@@ -203,11 +213,25 @@ def sweep_cmd(
         _print_sweep(results)
 
 
+def _with_k_seconds(params: dict, store) -> dict:
+    """The command's options with --k-seconds turned into --k for this store's frame rate."""
+    from .sweep import frames_for_seconds
+
+    if params.get("k_seconds") is None:
+        return params
+    k = frames_for_seconds(params["k_seconds"], store.fps)
+    typer.echo(f"--k-seconds {params['k_seconds']:g}: k = {k} frames ({k / store.fps:.3f} s at {store.fps:g} fps)")
+    return {**params, "k": k}
+
+
 def _print_sweep(results) -> None:
-    """The sweep's runs, best probe R² first."""
+    """The sweep's runs, best probe R² first (runs without a probe, on a store without actions, last)."""
     typer.echo(f"\n{'run':<60}{'probe R²':>10}{'MSE':>9}")
-    for r in sorted(results, key=lambda r: -r.probe["r2"]):
-        typer.echo(f"{r.run_id:<60}{r.probe['r2']:>10.3f}{r.probe['mse']:>9.4f}")
+    for r in sorted(results, key=lambda r: -r.probe["r2"] if r.probe else float("inf")):
+        if r.probe is None:
+            typer.echo(f"{r.run_id:<60}{'no actions':>10}{'-':>9}")
+        else:
+            typer.echo(f"{r.run_id:<60}{r.probe['r2']:>10.3f}{r.probe['mse']:>9.4f}")
 
 
 def science_cmd(
@@ -240,6 +264,7 @@ def science_cmd(
     from .science import TARGETS, run_science
 
     store = _episode_store(episodes, preset, cache)
+    store.require_actions("science (a table of probe R²)")
     opts = _train_options(ctx.params)
     seed_list = [int(s) for s in seeds.split(",") if s.strip()]
     extra = [t for t in _targets(target, vlm, prompt, pooling, layer) if t not in TARGETS]

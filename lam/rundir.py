@@ -156,7 +156,8 @@ class RunDir:
         }
         save_safetensors(self.path / "latents.safetensors", tensors, {"k": str(k)})
 
-    def write_probe(self, result: dict[str, Any]) -> None:
+    def write_probe(self, result: dict[str, Any] | None) -> None:
+        """probe.json: the probe's result, or null for a store without true actions."""
         write_json(self.path / "probe.json", result)
 
     def mark_done(self) -> None:
@@ -164,7 +165,8 @@ class RunDir:
         digests = {name: file_digest(self.path / name) for name in VERIFIED}
         write_json(self.path / "done", {"schema": DONE_SCHEMA, "sha256": digests}, sort_keys=True)
 
-    def read_probe(self) -> dict[str, Any]:
+    def read_probe(self) -> dict[str, Any] | None:
+        """The probe's result; None for a run on a store without true actions (probe.json is null)."""
         return read_json(self.path, "probe.json")
 
     def verify(self) -> None:
@@ -239,10 +241,16 @@ class Run:
         return self.config.get("target", {})
 
     def probe(self) -> dict[str, Any] | None:
-        """probe.json of a finished run (None before training wrote it)."""
+        """probe.json of a finished run: None before training wrote it, and None (a JSON null) for a
+        run on a store without true actions (`probed` tells the two apart)."""
         if not self.finished and not (self.path / "probe.json").exists():
             return None
         return read_json(self.path, "probe.json")
+
+    @property
+    def probed(self) -> bool:
+        """False for a finished run whose store had no true actions (its probe.json is null)."""
+        return not (self.finished and self.probe() is None)
 
     def latents(self) -> dict[str, np.ndarray]:
         return load_latents(self.path)

@@ -48,7 +48,7 @@ class RunResult:
     run_id: str
     path: Path
     config: LAMConfig
-    probe: dict[str, Any]
+    probe: dict[str, Any] | None  # None: the store has no true actions to probe against
     skipped: bool = False
     final_loss: float | None = None
 
@@ -197,8 +197,13 @@ def _train_or_skip(
 def skipped(job: Job, echo: Callable[[str], None]) -> RunResult:
     job.run.verify()  # a finished run whose files were damaged is said so, not reported as trained
     res = RunResult(job.run.path.name, job.run.path, job.cfg, job.run.read_probe(), skipped=True)
-    echo(f"{job.run.path.name}: already trained (probe R² {res.probe['r2']:.3f}); skipping")
+    echo(f"{job.run.path.name}: already trained ({probe_text(res.probe)}); skipping")
     return res
+
+
+def probe_text(result: dict[str, Any] | None) -> str:
+    """'probe R² 0.412', or 'no probe: no true actions' for a run on an action-less store."""
+    return "no probe: no true actions" if result is None else f"probe R² {result['r2']:.3f}"
 
 
 def _silent(_: str) -> None:
@@ -222,7 +227,7 @@ def train_group(
 
     cfg = jobs[0].cfg
     table = episodes.episodes()
-    per_member, heldout = _split(jobs, table, episodes.path)
+    per_member, heldout = _split(jobs, table, episodes.path, probed=episodes.has_actions)
     data = _training_data(jobs, episodes, frames, table, per_member)
     mode = pick_mode(opts.ensemble, torch.device("cuda" if uses_gpu(opts.accelerator) else "cpu"), len(jobs))
     module = LAMEnsemble([j.cfg for j in jobs], data, mode=mode, memory_budget=opts.data_budget, echo=echo)
@@ -234,6 +239,7 @@ def train_group(
                         "target_dim": jobs[0].target.dim,
                         "run_id": j.run.path.name,
                         "ensemble": [o.run.path.name for o in jobs],
+                        **data_facts(episodes, j.cfg.k),
                     }
                 )
     names = ", ".join(j.run.path.name for j in jobs)
@@ -244,14 +250,25 @@ def train_group(
     return _write_results(module, jobs, write, per_member, heldout, table, episodes, echo)
 
 
-def _split(jobs: list[Job], table, path) -> tuple[list[np.ndarray], np.ndarray]:
+def data_facts(episodes: EpisodeStore, k: int) -> dict[str, Any]:
+    """What config.json records about the data beside the identity: the frame rate, the IDM's
+    horizon in seconds (k / fps), the frame shape (what `label` checks another store against)."""
+    return {
+        "fps": episodes.fps,
+        "horizon_s": k / episodes.fps,
+        "frame_shape": episodes.store.layout["arrays"]["frames"]["tail"],
+        "actions": episodes.has_actions,
+    }
+
+
+def _split(jobs: list[Job], table, path, probed: bool = True) -> tuple[list[np.ndarray], np.ndarray]:
     """(per member, the transition rows it trains on; per episode, whether the probe holds it out),
-    or an error when either side would be empty."""
+    or an error when either side would be empty (`probed` False: no probe, so no held-out side)."""
     per_member = [transition_rows(table, j.cfg.k) for j in jobs]
     if any(len(r) == 0 for r in per_member):
         raise UserError(f"no transitions: every episode is shorter than k+1 ({[j.cfg.k for j in jobs]})")
     heldout = heldout_episodes(table, jobs[0].cfg.holdout)  # the probe's split, after training
-    if not heldout.any():
+    if probed and not heldout.any():
         raise UserError(f"{path} has {len(table)} episode(s): the probe needs one held out and one to fit on")
     return per_member, heldout
 
@@ -303,7 +320,11 @@ def _write_results(module, jobs, write, per_member, heldout, table, episodes, ec
     """Each member whose `write` flag is set: checkpoint, loss curve, latents and probe into its run
     folder, then `done`; -> its result (None for a member left untouched)."""
     latents = module.encode(per_member)
-    actions = episodes.array("actions")[:]
+    actions = episodes.array("actions")[:] if episodes.has_actions else None
+    if actions is None:
+        echo(
+            f"probe skipped: {episodes.path} has no true actions (ingested from {episodes.source_text()}); probe: null"
+        )
     ep_of_row = row_episode(table)
     task_names = [t.name for t in episodes.tasks]
     out = []
@@ -315,12 +336,16 @@ def _write_results(module, jobs, write, per_member, heldout, table, episodes, ec
         j.run.write_checkpoint(module.member_state_dict(m), j.cfg, j.target.dim)
         j.run.write_metrics([(s, losses[m]) for s, losses in module.history])
         j.run.write_latents(latents[m], r, j.cfg.k)
-        res = probe(
-            latents[m], actions[r], ~heldout[ep_of_row[r]], table.task[ep_of_row[r]], task_names, j.cfg.probe_alpha
-        )
-        j.run.write_probe(res.to_dict())
+        res = None
+        if actions is not None:
+            res = probe(
+                latents[m], actions[r], ~heldout[ep_of_row[r]], table.task[ep_of_row[r]], task_names, j.cfg.probe_alpha
+            )
+        j.run.write_probe(None if res is None else res.to_dict())
         j.run.mark_done()
         final = module.history[-1][1][m] if module.history else None
-        echo(f"{j.run.path.name}: loss {final:.4f}  {res.summary()}")
-        out.append(RunResult(j.run.path.name, j.run.path, j.cfg, res.to_dict(), final_loss=final))
+        echo(f"{j.run.path.name}: loss {final:.4f}  {res.summary() if res else 'no probe (no true actions)'}")
+        out.append(
+            RunResult(j.run.path.name, j.run.path, j.cfg, None if res is None else res.to_dict(), final_loss=final)
+        )
     return out

@@ -26,6 +26,7 @@ EVALUATED = "evaluated"
 EVALUATED_BEFORE = "already evaluated"
 OTHER_CONFIG = "evaluated with other options (--force redoes it)"
 FAILED = "failed"
+NO_ACTIONS = "not evaluable: trained on a store without true actions (no simulator)"
 
 
 def evaluated_runs(root: Path) -> list[Path]:
@@ -36,8 +37,11 @@ def evaluated_runs(root: Path) -> list[Path]:
 def eval_state(run: Path, eval_config: dict[str, Any]) -> str | None:
     """None when `run` waits for an eval with these options; else why it does not."""
     try:
-        if not Run.open(run).finished:
+        opened = Run.open(run)
+        if not opened.finished:
             return UNTRAINED
+        if not opened.probed:
+            return NO_ACTIONS
     except UserError:  # a damaged run folder: evaluating it says what is wrong, in the loop's table
         return None
     folder = EvalFolder.of_run(run)
@@ -88,7 +92,7 @@ def evaluate_pending(
 
 def summary_table(outcomes: list[Outcome]) -> str:
     """One line per run: target, probe R², success of each method evaluated, and what happened."""
-    from .report import BASELINE_LABELS, load_run, norm_of
+    from .report import BASELINE_LABELS, load_run, norm_of, probe_cell
 
     def success(overall: dict | None) -> str:
         if overall is None:
@@ -111,7 +115,7 @@ def summary_table(outcomes: list[Outcome]) -> str:
             [
                 r.run_id,
                 r.target,
-                "-" if r.probe_r2 is None else f"{r.probe_r2:.3f}",
+                probe_cell(r),
                 success(latent),
                 normalised(norm_of(r) if o.status != FAILED else {}),
                 *(success(b) for b in base.values()),

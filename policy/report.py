@@ -27,6 +27,7 @@ BASELINE_LABELS = {
     "control": "control (best image-blind action: chance)",
 }
 NOT_EVALUATED = "not evaluated"
+NO_ACTIONS = "no actions"  # the probe of a run on a store without true actions (never shown as 0)
 
 
 @dataclass
@@ -49,6 +50,9 @@ class RunRow:
     rollouts: dict = field(default_factory=dict)  # split, horizon, rollouts per task, labelled
     group: str = ""  # episode store + eval settings: runs of one group share their baselines
     normalised: dict = field(default_factory=dict)  # results.json's `normalised` (chance, upper bound, per method)
+    probed: bool = True  # False: trained on a store without true actions (no probe, never a 0)
+    k: int = 1
+    horizon_s: float | None = None  # k / fps of the store (recorded by train-lam; older runs lack it)
 
     @property
     def evaluated(self) -> bool:
@@ -77,6 +81,7 @@ def load_run(path: Path) -> RunRow:
     run = Run.open(path)
     label, backbone, prompt = target_label(run.target, run.lam["target"])
     row = RunRow(run.run_id, label, backbone, prompt, int(run.lam["latent_dim"]), None)
+    row.k, row.horizon_s, row.probed = int(run.lam.get("k", 1)), run.config.get("horizon_s"), run.probed
     probe = run.probe()  # checked against the digests `done` recorded
     if probe is not None:
         row.probe_r2 = float(probe["r2"])
@@ -107,6 +112,16 @@ def _norm(n: dict) -> list[str]:
     if n.get("normalised") is None:
         return ["-", "-"]
     return [f"{n['normalised']:.2f}", f"{n['ci_low']:.2f}-{n['ci_high']:.2f}"]
+
+
+def probe_cell(row: RunRow) -> str:
+    """The probe R² of a run, 'no actions' for one whose store had none, '-' before training."""
+    return NO_ACTIONS if not row.probed else _fmt(row.probe_r2, 3)
+
+
+def horizon_cell(row: RunRow) -> str:
+    """k in frames and, where recorded, in seconds: '3 (0.10 s)'."""
+    return str(row.k) if row.horizon_s is None else f"{row.k} ({row.horizon_s:.2f} s)"
 
 
 def _fmt(x: float | None, digits: int = 2) -> str:
@@ -266,7 +281,7 @@ def build_report(
 def runs_section(rows: list[RunRow], tag: dict[str, str]) -> list[str]:
     """One line per run: its target, probe and success (and its eval group when there are several)."""
     groups = len(tag) > 1
-    header = ["run", "target", "backbone", "prompt", "z", "probe R²", "success", "95% CI", "normalised", "95% CI"]
+    header = ["run", "target", "backbone", "prompt", "z", "k", "probe R²", "success", "95% CI", "normalised", "95% CI"]
     lines = [
         [
             r.run_id,
@@ -274,7 +289,8 @@ def runs_section(rows: list[RunRow], tag: dict[str, str]) -> list[str]:
             r.backbone,
             r.prompt,
             str(r.latent_dim),
-            _fmt(r.probe_r2, 3),
+            horizon_cell(r),
+            probe_cell(r),
             _fmt(r.success) if r.evaluated else NOT_EVALUATED,
             "-" if r.ci95 is None else f"{r.ci95[0]:.2f}-{r.ci95[1]:.2f}",
             *_norm(norm_of(r)),

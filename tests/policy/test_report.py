@@ -79,7 +79,7 @@ def test_report_tables_and_plots(tmp_path):
     ]
     page = build_report(runs, tmp_path / "rep", title="t")
     text = page.read_text()
-    assert "| b | state | - | - | 32 | 0.610 | 0.75 | 0.05-0.70 |" in text
+    assert "| b | state | - | - | 32 | 1 | 0.610 | 0.75 | 0.05-0.70 |" in text
     assert "| emb:tiny-qwen2_5_vl.task | 1 | 0.330 | 0.50 |" in text  # by target
     assert "BC (all actions, upper bound) | 0.90" in text
     assert "| a | 0.05 / 0.50 | 0.05 / 0.00 |" in text or "| a | 0.05 / 0.00 | 0.05 / 0.50 |" in text
@@ -98,7 +98,7 @@ def test_a_run_without_eval_is_not_evaluated_never_zero(tmp_path):
         fake_run(tmp_path, "pending", "pixels", 0.1, None, {"reach-v3": 0.0}, evaluated=False),
     ]
     text = build_report(runs, tmp_path / "rep").read_text()
-    assert "| pending | pixels | - | - | 32 | 0.100 | not evaluated | - |" in text
+    assert "| pending | pixels | - | - | 32 | 1 | 0.100 | not evaluated | - |" in text
     assert "| pixels | 1 | 0.100 | not evaluated |" in text
     assert "0.10 / not evaluated" in text
     only = build_report([runs[1]], tmp_path / "rep2").read_text()
@@ -140,8 +140,23 @@ def test_report_shows_normalised_success_chance_and_flagged_tasks(tmp_path):
     }
     (run / "eval" / "results.json").write_text(json.dumps(body))
     text = build_report([run], tmp_path / "rep").read_text()
-    assert "| a | state | - | - | 32 | 0.600 | 0.50 | 0.05-0.70 | 0.62 | 0.31-0.90 |" in text
+    assert "| a | state | - | - | 32 | 1 | 0.600 | 0.50 | 0.05-0.70 | 0.62 | 0.31-0.90 |" in text
     assert "| BC (all actions, upper bound) | 0.90 | 0.60-0.98 | 1.00 | 0.31-0.90 |" in text
     assert "**Does not discriminate**" in text and "push (upper bound 0.90, chance 0.70)" in text
     assert "| chance / upper bound | 0.70 / 0.90 (nd) | 0.00 / 0.80 |" in text
     assert (tmp_path / "rep" / "normalised.png").read_bytes()[:4] == b"\x89PNG" and "](normalised.png)" in text
+
+
+def test_run_on_a_store_without_actions_shows_no_actions_and_its_horizon(tmp_path):
+    """A run trained on an action-less store has probe.json null: the report says "no actions",
+    never a 0 or a dash, and shows k with its horizon in seconds."""
+    run = fake_run(tmp_path, "v", "pixels", 0.0, 0.0, {}, evaluated=False)
+    cfg = json.loads((run / "config.json").read_text())
+    cfg["config"]["k"] = 3
+    cfg["horizon_s"] = 0.1
+    (run / "config.json").write_text(json.dumps(cfg))
+    (run / "probe.json").write_text("null\n")
+    (run / "done").write_text("")
+    text = build_report([run], tmp_path / "rep").read_text()
+    assert "| v | pixels | - | - | 32 | 3 (0.10 s) | no actions | not evaluated |" in text
+    assert "| v | pixels | - | - | 32 | 3 (0.10 s) | 0.000" not in text
