@@ -63,6 +63,7 @@ LATENT_DIM ?=
 LR ?=
 STEPS ?=
 K ?=
+K_SECONDS ?=
 LOSS ?=
 AUGMENT ?=
 FRAME_STACK ?=
@@ -79,7 +80,7 @@ MARGIN ?=
 LAM_DATA_OPTS := $(CACHE_OPT) --preset $(PRESET) $(call opt,--runs,$(RUNS)) $(call opt,--accelerator,$(ACCELERATOR))
 LAM_TARGET_OPTS := $(call opt,--target,$(TARGET)) $(EMB_NAME_OPTS)
 LAM_OPTS := $(LAM_DATA_OPTS) $(LAM_TARGET_OPTS) $(call opt,--latent-dim,$(LATENT_DIM)) \
-  $(call opt,--lr,$(LR)) $(call opt,--steps,$(STEPS)) $(call opt,--k,$(K)) $(call opt,--seed,$(SEED)) \
+  $(call opt,--lr,$(LR)) $(call opt,--steps,$(STEPS)) $(call opt,--k,$(K)) $(call opt,--k-seconds,$(K_SECONDS)) $(call opt,--seed,$(SEED)) \
   $(call opt,--batch-size,$(BATCH)) $(call opt,--loss,$(LOSS)) $(call flag,--augment,$(AUGMENT)) \
   $(call opt,--frame-stack,$(FRAME_STACK)) $(call opt,--img-size,$(IMG_SIZE)) $(call opt,--devices,$(DEVICES)) \
   $(call opt,--strategy,$(STRATEGY)) $(call opt,--precision,$(PRECISION))
