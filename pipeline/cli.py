@@ -23,9 +23,10 @@ def _register_all() -> None:
     from pipeline.collect import cli as collect_cli
     from pipeline.embed import cli as embed_cli
     from pipeline.lerobot import cli as lerobot_cli
+    from pipeline.videos import cli as videos_cli
     from policy import cli as policy_cli
 
-    for module in (collect_cli, embed_cli, groups, lerobot_cli, cache_cli, lam_cli, policy_cli):
+    for module in (collect_cli, embed_cli, groups, lerobot_cli, videos_cli, cache_cli, lam_cli, policy_cli):
         module.register(app)
     guard_commands(app)
 
