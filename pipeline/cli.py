@@ -19,6 +19,7 @@ app = typer.Typer(
 def _register_all() -> None:
     from cache_schemas import cli as cache_cli
     from lam import cli as lam_cli
+    from lam import label_cli
     from pipeline import groups
     from pipeline.collect import cli as collect_cli
     from pipeline.embed import cli as embed_cli
@@ -26,7 +27,7 @@ def _register_all() -> None:
     from pipeline.videos import cli as videos_cli
     from policy import cli as policy_cli
 
-    for module in (collect_cli, embed_cli, groups, lerobot_cli, videos_cli, cache_cli, lam_cli, policy_cli):
+    for module in (collect_cli, embed_cli, groups, lerobot_cli, videos_cli, cache_cli, lam_cli, label_cli, policy_cli):
         module.register(app)
     guard_commands(app)
 
