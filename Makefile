@@ -85,6 +85,11 @@ LAM_OPTS := $(LAM_DATA_OPTS) $(LAM_TARGET_OPTS) $(call opt,--latent-dim,$(LATENT
   $(call opt,--frame-stack,$(FRAME_STACK)) $(call opt,--img-size,$(IMG_SIZE)) $(call opt,--devices,$(DEVICES)) \
   $(call opt,--strategy,$(STRATEGY)) $(call opt,--precision,$(PRECISION))
 
+# --- label (RUN: the run's id or folder; STORE: an episode store, default the run's training store;
+# BATCH DEVICE NUM_PROCESSES FORCE=1) ---
+LABEL_OPTS = $(call opt,--store,$(STORE)) $(CACHE_OPT) $(call opt,--runs,$(RUNS)) $(call opt,--batch-size,$(BATCH)) \
+  $(call opt,--device,$(DEVICE)) $(call opt,--num-processes,$(NUM_PROCESSES)) $(call flag,--force,$(FORCE))
+
 # --- eval and report ---
 LABELLED ?=
 HELDOUT ?=
@@ -143,6 +148,9 @@ The flow, as a researcher types it (each step reuses what the one before left in
   sweep      train-lam over GRID="$(GRID)" (PROMPT=a,b adds a prompt axis) ENSEMBLE=vmap|loop
   science    probe R² of state / pixels / pixels-clean LAMs, plus the VLM PROMPT (or TARGET) row
              SEEDS=0,1,2,3 STEPS LATENT_DIM MARGIN
+  label      RUN=<run id or folder>: the run's latent action of every frame pair of an episode store
+             as a label store under CACHE/labels/ (and its probe R² where the store has true actions).
+             STORE (default: the run's training store) BATCH DEVICE NUM_PROCESSES FORCE=1 CACHE RUNS
   eval       no RUN: every run under RUNS without a finished eval, in name order, resumable, one
              table at the end; RUN=<run id or folder>: that run. LABELLED HELDOUT ROLLOUTS METHODS MAX_STEPS
              POLICY_STEPS DECODER_STEPS WORKERS SCHEDULER FORCE=1 (redo an eval made with other options)
@@ -170,7 +178,7 @@ Every variable is a CLI option: `vlm-lam <command> --help` lists them with their
 endef
 export HELP
 
-.PHONY: FORCE help install test lint lock faults collect embed train-lam sweep science eval report demo study bench clean
+.PHONY: FORCE help install test lint lock faults collect embed train-lam sweep science label eval report demo study bench clean
 help:
 	@echo "$$HELP"
 
@@ -237,6 +245,11 @@ science: install
 	$(VLMLAM) science --episodes "$$store" $(LAM_DATA_OPTS) $(LAM_TARGET_OPTS) $(call opt,--seeds,$(SEEDS)) \
 	  $(call opt,--steps,$(STEPS)) $(call opt,--latent-dim,$(LATENT_DIM)) $(call opt,--margin,$(MARGIN)) \
 	  $(call opt,--ensemble,$(ENSEMBLE))
+
+# The store defaults to the run's own training store (found by fingerprint), so no with_store here.
+label: install
+	@if [ -z "$(strip $(RUN))" ]; then echo "make label needs RUN=<run id or folder> (STORE=<episode store> optional)" >&2; exit 2; fi
+	$(VLMLAM) label "$(strip $(RUN))" $(LABEL_OPTS)
 
 # Runs name their own episode stores; PRESET's store is made sure of like everywhere else (by
 # PRESET alone: MAX_STEPS and WORKERS are the rollouts' here, not collect's).
