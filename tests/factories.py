@@ -137,3 +137,65 @@ def make_embeddings(
         es.write_chunk(c, values[lo:hi])
     es.finalize()
     return es
+
+
+def make_label_store(
+    episode_store,
+    latent_dim=8,
+    k=1,
+    seed=0,
+    *,
+    path=None,
+    run_id="lam-test",
+    target=None,
+    probe=None,
+    info=None,
+    parent=None,
+    chunk_frames=None,
+    complete=True,
+):
+    """A labels/1 store of `episode_store`: random float32 latents, `valid` false (and latents zero)
+    on the last k rows of every episode, episode_index/step copied. `probe`: what finalize records
+    (e.g. {"r2": 0.5}; None = no probe). `parent`: another parent fingerprint (a foreign store).
+    `complete` False: every chunk but the last written, not finalized."""
+    from cache_schemas.labels import LabelSpec, LabelStore
+
+    target = target or {"kind": "emb", "vlm": "fake", "prompt": "ignore_distractors", "pooling": "mean_image"}
+    spec = LabelSpec(
+        run_id=run_id,
+        run_fingerprint=f"run{seed}",
+        checkpoint_sha256=f"{seed:064x}",
+        k=k,
+        latent_dim=latent_dim,
+        img_size=16,
+        frame_stack=1,
+        target=target,
+        chunk_frames=chunk_frames or episode_store.chunk_frames,
+    )
+    n = episode_store.n_frames
+    table = episode_store.episodes()
+    step_in_ep = np.arange(n) - np.repeat(table.start, table.length)
+    valid = step_in_ep < np.repeat(table.length, table.length) - k
+    latents = np.random.default_rng(seed).normal(size=(n, latent_dim)).astype(np.float32)
+    latents[~valid] = 0
+    values = {
+        "latents": latents,
+        "valid": valid,
+        "episode_index": episode_store.array("episode_index")[:].astype(np.int32),
+        "step": episode_store.array("step")[:].astype(np.int32),
+    }
+    if path is None:
+        path = Path(episode_store.path).parent / f"labels-{run_id}-{seed}-{Path(episode_store.path).name}"
+    store = LabelStore.create(
+        path,
+        spec,
+        parent_fingerprint=parent or episode_store.fingerprint,
+        n_frames=n,
+        info={"run": f"runs/{run_id}", "episodes": str(episode_store.path), "fps": episode_store.fps, **(info or {})},
+    )
+    for c in range(store.n_chunks - (0 if complete else 1)):
+        lo, hi = store.chunk_range(c)
+        store.write_chunk(c, {name: v[lo:hi] for name, v in values.items()})
+    if complete:
+        store.finalize(probe=probe)
+    return store
