@@ -1,5 +1,5 @@
 """The dataset card (README.md) of an exported dataset: how it was made, from what, by which
-vlm-lam, and what its video encoding lost."""
+vlm-lam, what its video encoding lost, and (with `--labels`) which LAM run made its latent actions."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from pathlib import Path
 from cache_schemas import EpisodeStore
 from cache_schemas.fingerprint import to_jsonable
 
+from .export import DROPPED, LATENT, LATENT_VALID, TRUE_ACTION
 from .video import Codec
 
 
@@ -41,11 +42,29 @@ def how_made(store: EpisodeStore) -> list[str]:
     spec = store.spec
     if not store.simulated:
         src = spec.source
-        return [
-            f"- Ingested by `vlm-lam ingest lerobot` from a LeRobot {src.codebase_version} dataset "
-            f"(content digest `{src.digest}`, camera `{src.camera}`, episodes `{src.episodes}`, {src.fps:g} fps), "
-            f"frames centre-cropped and resized to {spec.resolution} px. It has no clean twin.",
-        ]
+        if src.format == "videos":
+            resample = (
+                f"resampled to {src.resample_fps:g} fps"
+                if src.resample_fps
+                else "every decoded frame kept (no resample)"
+            )
+            lines = [
+                f"- Ingested by `vlm-lam ingest videos` from a folder of videos (content digest `{src.digest}`, "
+                f"episodes `{src.episodes}`, {src.fps:g} fps, {resample}; task texts from `{src.tasks}`), "
+                f"frames centre-cropped and resized to {spec.resolution} px. It has no clean twin.",
+            ]
+        else:
+            lines = [
+                f"- Ingested by `vlm-lam ingest lerobot` from a LeRobot {src.codebase_version} dataset "
+                f"(content digest `{src.digest}`, camera `{src.camera}`, episodes `{src.episodes}`, {src.fps:g} fps), "
+                f"frames centre-cropped and resized to {spec.resolution} px. It has no clean twin.",
+            ]
+        if not store.has_actions:
+            lines.append(
+                f"- The episode store has no actions: {store.source_text()} records none (`info.actions` is false), "
+                "so no feature here holds true actions."
+            )
+        return lines
     return [
         f"- Tasks: {', '.join(spec.tasks)}; {spec.episodes_per_task} episodes per task, {store.n_frames} frames "
         f"at {store.fps:g} fps (MetaWorld's control rate).",
@@ -106,17 +125,111 @@ def collect_command(store: EpisodeStore) -> str:
     return " ".join(parts)
 
 
-def write_card(root: Path, store: EpisodeStore, info: dict, codec: Codec, opts, roundtrip: dict[str, dict]) -> None:
-    name = root.name.removesuffix(".partial")
-    title = "Distracting MetaWorld" if store.simulated else "A LeRobot dataset, through vlm-lam"
-    features = "\n".join(f"| `{k}` | {f['dtype']} | {f['shape']} |" for k, f in info["features"].items())
+def labels_section(store: EpisodeStore, labels, rows) -> list[str]:
+    """What the latent-action features are and which LAM run made them (`labels`: export.Labels)."""
+    ls = labels.store
+    spec, info = ls.spec, ls.info
+    target = dict(spec.target)
+    kind = target.get("kind", "?")
+    horizon = info.get("horizon_s")
+    horizon = spec.k / store.fps if horizon is None else float(horizon)
+    run = [f"run `{spec.run_id}`", f"target `{kind}`"]
+    if kind == "emb":
+        backbone = target.get("vlm") or info.get("backbone")
+        prompt = target.get("prompt") or info.get("prompt")
+        run += [f"backbone `{backbone}`", f"prompt `{prompt}`"]
+    probe = info.get("probe")
+    if isinstance(probe, dict) and probe.get("r2") is not None:
+        probe_text = f"probe R² {float(probe['r2']):.3f} (held-out linear probe, latent to true action)"
+    elif not store.has_actions:
+        probe_text = "no probe R²: no true actions to probe"
+    else:
+        probe_text = "no probe R² recorded with the labels"
+    z = spec.latent_dim
+    lines = [
+        "## Latent actions",
+        "",
+        f"Latent actions of a vlm-lam latent action model (LAM): {', '.join(run)}; "
+        f"z = IDM(o_t, o_t+k) with k = {spec.k} ({horizon:g} s), {z} dimensions; {probe_text}. "
+        f"Label store `{ls.path.name}`, fingerprint `{ls.fingerprint}` (checkpoint sha256 `{spec.checkpoint_sha256}`).",
+        "",
+    ]
+    if labels.as_ == "action":
+        dropped = store.n_frames - rows.n_frames
+        lines += [
+            f"- `action` is the latent action (float32, shape [{z}]), the LAPA recipe: a policy trained on this "
+            "dataset learns latent actions as pseudo-actions.",
+            (
+                f"- `{TRUE_ACTION}` holds the episode store's true actions."
+                if store.has_actions
+                else "- The episode store has no true actions; none are exported."
+            ),
+            f"- The last {spec.k} row(s) of each episode have no o_t+k and so no latent action: they were dropped, "
+            f"their video frames too ({dropped} frames in all), so every row has a latent action; the episode "
+            f"table's `{DROPPED}` says how many each episode lost."
+            + (
+                f" {rows.dropped_episodes} episode(s) had no row left and are not in the dataset."
+                if rows.dropped_episodes
+                else ""
+            ),
+        ]
+    else:
+        lines += [
+            f"- `{LATENT}` (float32, shape [{z}]) on every frame row; `{LATENT_VALID}` is false on the last "
+            f"{spec.k} row(s) of each episode, which have no o_t+k: their latents are zeros and must be masked.",
+        ]
+    return [*lines, ""]
+
+
+def exact_text(store: EpisodeStore, labels) -> str:
+    """The sentence that says which low-dim features are exact copies of the stores' values."""
+    present = (
+        ("Actions", store.has_actions),
+        ("states", store.has_states),
+        ("latent actions", labels is not None),
+        ("rewards", True),
+    )
+    words = ", ".join(w for w, there in present if there)
+    return f"{words[0].upper()}{words[1:]} and success flags are stored exactly (float32 / bool)."
+
+
+def video_section(codec: Codec, opts, roundtrip: dict[str, dict]) -> list[str]:
     crf = opts.crf if opts.crf is not None else codec.crf
     rt = "\n".join(
         f"| `{k}` | {r['frames']} | {r['mean_abs']:.2f} | {r['p99_abs']} | {r['max_abs']} |"
         for k, r in roundtrip.items()
     )
+    return [
+        "## Video encoding",
+        "",
+        f"`{codec.encoder}` ({codec.name}), crf {crf}, a keyframe every {opts.gop} frames, yuv420p; "
+        f"decoded with `{codec.decoder}`. Each video was decoded back after writing and compared with the "
+        "episode store's frames (absolute difference per pixel channel, 0-255):",
+        "",
+        "| feature | frames | mean | 99th percentile | max |",
+        "|---|---|---|---|---|",
+        rt,
+        "",
+    ]
+
+
+def write_card(
+    root: Path,
+    store: EpisodeStore,
+    info: dict,
+    codec: Codec,
+    opts,
+    roundtrip: dict[str, dict],
+    labels=None,
+    rows=None,
+) -> None:
+    """README.md; `labels` (export.Labels) and `rows` (export.Rows) add the latent-action section."""
+    name = root.name.removesuffix(".partial")
+    title = "Distracting MetaWorld" if store.simulated else "A LeRobot dataset, through vlm-lam"
+    features = "\n".join(f"| `{k}` | {f['dtype']} | {f['shape']} |" for k, f in info["features"].items())
+    tags = ["LeRobot", "vlm-lam", "distracting-metaworld" if store.simulated else "ingested"]
     lines = [
-        *_front_matter(["LeRobot", "vlm-lam", "distracting-metaworld" if store.simulated else "ingested"]),
+        *_front_matter(tags + ([] if labels is None else ["latent-actions"])),
         f"# {name}: {title}",
         "",
         f"A LeRobot v3.0 dataset exported by `vlm-lam export lerobot` (vlm-lam {vlm_lam_version()}) from episode "
@@ -133,18 +246,10 @@ def write_card(root: Path, store: EpisodeStore, info: dict, codec: Codec, opts, 
         "|---|---|---|",
         features,
         "",
-        "## Video encoding",
+        *video_section(codec, opts, roundtrip),
+        exact_text(store, labels),
         "",
-        f"`{codec.encoder}` ({codec.name}), crf {crf}, a keyframe every {opts.gop} frames, yuv420p; "
-        f"decoded with `{codec.decoder}`. Each video was decoded back after writing and compared with the "
-        "episode store's frames (absolute difference per pixel channel, 0-255):",
-        "",
-        "| feature | frames | mean | 99th percentile | max |",
-        "|---|---|---|---|---|",
-        rt,
-        "",
-        "Actions, states, rewards and success flags are stored exactly (float32 / bool).",
-        "",
+        *([] if labels is None else labels_section(store, labels, rows)),
         "## Provenance",
         "",
         "- episode store spec (its sha256 with the schema id is the fingerprint above):",

@@ -68,10 +68,21 @@ def export_lerobot(
     gop: int = typer.Option(2, help="A keyframe every this many frames (LeRobot uses 2)."),
     video_file_mb: float = typer.Option(500.0, help="Start a new mp4 past this size."),
     data_file_mb: float = typer.Option(100.0, help="Start a new data parquet past this size."),
+    labels: Optional[Path] = typer.Option(
+        None, help="A label store of STORE (`vlm-lam label`): its latent actions become a float32 feature."
+    ),
+    labels_as: str = typer.Option(
+        "observation",
+        "--as",
+        help="observation: observation.latent_action (+ observation.latent_action_valid) on every row; "
+        "action: the latents are `action` (LAPA pseudo-actions; true actions become observation.true_action; "
+        "each episode's last k rows, which have no latent, are dropped).",
+    ),
     force: bool = typer.Option(False, help="Replace OUT if it exists."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
-    """Write an episode store as a LeRobot v3.0 dataset (distracted + clean videos, card)."""
+    """Write an episode store as a LeRobot v3.0 dataset (videos, low-dim features, card), with a
+    LAM's latent actions from --labels as a feature or as the actions."""
     from .export import ExportOptions, export
 
     opts = ExportOptions(
@@ -82,9 +93,16 @@ def export_lerobot(
         data_file_mb=data_file_mb,
         force=force,
         progress=not quiet,
+        labels=labels,
+        labels_as=labels_as,
     )
     res = export(store, out, opts)
     typer.echo(f"{res.path}  ({res.episodes} episodes, {res.frames} frames)")
+    if res.dropped_frames:
+        typer.echo(
+            f"  latent actions as `action`: {res.dropped_frames} frame(s) without one dropped from episode ends"
+            + (f", {res.dropped_episodes} episode(s) left empty and dropped" if res.dropped_episodes else "")
+        )
     for key, r in res.roundtrip.items():
         typer.echo(
             f"  {key}: {res.videos[key]} mp4 file(s); decoded back: mean |diff| {r['mean_abs']:.2f}/255, "

@@ -2,10 +2,23 @@
 
 A collected store gives two video features, the distracted frames and their clean twin
 (`observation.images.distracted`, `observation.images.clean`); an ingested one gives its own
-camera. Beside them: `observation.state`, `action`, `next.reward`, `next.success` and LeRobot's
-index columns; `meta/info.json`, `meta/stats.json`, the task and episode tables, and a dataset
-card. Each video is decoded back once written, and the card states what that round trip lost.
+camera (`observation.images.video` for a folder of videos). Beside them: `observation.state`,
+`action` (absent for an action-less store), `next.reward`, `next.success` and LeRobot's index
+columns; `meta/info.json`, `meta/stats.json`, the task and episode tables, and a dataset card.
+Each video is decoded back once written, and the card states what that round trip lost.
 The dataset is written into `OUT.partial` and renamed at the end: OUT is whole or absent.
+
+With a label store (`--labels`, a LAM's latent actions for this very episode store) the latents
+become a float32 feature, exactly as stored:
+
+- as `observation` (default): `observation.latent_action` (z,) on every frame row, and the bool
+  `observation.latent_action_valid`, false on the last k rows of each episode (no o_t+k there;
+  their latents are zeros and must be masked);
+- as `action` (LAPA: a policy trained on latent actions as pseudo-actions): `action` is the
+  latent, the store's true actions (if any) become `observation.true_action`, and each episode
+  loses its last rows without a latent, their video frames too (timestamps and rows stay
+  aligned); an episode left with none is dropped. The episode table's
+  `latent_action/dropped_frames` says how many rows each episode lost.
 """
 
 from __future__ import annotations
@@ -19,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from cache_schemas import EpisodeStore
+from cache_schemas.labels import LabelStore
 
 from . import stats as st
 from .format import (
@@ -38,6 +52,11 @@ from .format import (
 from .video import Codec, VideoWriter, get_codec
 
 DISTRACTED, CLEAN = "observation.images.distracted", "observation.images.clean"
+VIDEOS_CAMERA = "observation.images.video"  # the camera of a store ingested from a folder of videos
+LATENT, LATENT_VALID = "observation.latent_action", "observation.latent_action_valid"
+TRUE_ACTION = "observation.true_action"  # the store's actions when the latents are `action`
+DROPPED = "latent_action/dropped_frames"  # episode-table column (labels as actions)
+LABELS_AS = ("observation", "action")
 METAWORLD_ACTION_NAMES = ["delta_x", "delta_y", "delta_z", "gripper"]
 _NOW = [
     "hand_x",
@@ -59,6 +78,44 @@ class ExportOptions:
     data_file_mb: float = 100.0
     force: bool = False
     progress: bool = True
+    labels: Path | str | None = None  # a label store of this episode store: its latents become a feature
+    labels_as: str = "observation"  # 'observation' (observation.latent_action) | 'action' (the latents are `action`)
+
+
+@dataclass(frozen=True)
+class Labels:
+    """A complete label store of the exported episode store, read whole, and how it is exported."""
+
+    store: LabelStore
+    as_: str
+    latents: np.ndarray  # float32 (N, z)
+    valid: np.ndarray  # bool (N,)
+
+
+@dataclass(frozen=True)
+class Rows:
+    """Which store rows the dataset holds: every episode whole, or (labels as actions) each episode
+    less the rows at its end that have no latent action, episodes left empty dropped."""
+
+    episode: np.ndarray  # the store's episode number of each exported episode
+    start: np.ndarray  # store row of each one's first row
+    length: np.ndarray  # rows exported
+    task: np.ndarray
+    dropped: np.ndarray | None = None  # rows dropped from each one's end (labels as actions)
+    dropped_episodes: int = 0  # episodes left with no row, not exported
+
+    def __len__(self) -> int:
+        return len(self.start)
+
+    @property
+    def n_frames(self) -> int:
+        return int(np.sum(self.length))
+
+    def store_rows(self) -> np.ndarray:
+        """Store row of every dataset row (int64)."""
+        if not len(self):
+            return np.zeros(0, np.int64)
+        return np.concatenate([np.arange(s, s + n, dtype=np.int64) for s, n in zip(self.start, self.length)])
 
 
 @dataclass
@@ -125,19 +182,78 @@ class ExportResult:
     frames: int
     videos: dict[str, int]  # key -> number of mp4 files
     roundtrip: dict[str, dict[str, float]]  # key -> RoundTrip.summary()
+    dropped_frames: int = 0  # rows without a latent action left out (labels as actions)
+    dropped_episodes: int = 0  # episodes left with none, left out
 
 
 def camera_arrays(store: EpisodeStore) -> dict[str, str]:
     """Video feature key -> store array."""
     if store.simulated:
         return {DISTRACTED: "frames", CLEAN: "frames_clean"}
-    return {store.spec.source.camera: "frames"}
+    return {getattr(store.spec.source, "camera", None) or VIDEOS_CAMERA: "frames"}
+
+
+def open_labels(path: Path | str, store: EpisodeStore, as_: str) -> Labels:
+    """The label store at `path`, refused unless it labels `store` (same fingerprint) and is complete."""
+    if as_ not in LABELS_AS:
+        raise LeRobotError(f"--as takes {' or '.join(LABELS_AS)}; got {as_!r}")
+    view = LabelStore.open(path, require_complete=False)
+    if view.parent_fingerprint != store.fingerprint:
+        raise LeRobotError(
+            f"label store {view.path} labels episode store {view.parent_fingerprint}, not {store.path} "
+            f"({store.fingerprint}); export the episode store it was made from, or label this one"
+        )
+    view = LabelStore.open(path)  # refuses an incomplete one, saying how to finish it
+    arrays = view.read()
+    if len(arrays["latents"]) != store.n_frames or not (
+        np.array_equal(arrays["episode_index"], store.array("episode_index")[:])
+        and np.array_equal(arrays["step"], store.array("step")[:])
+    ):
+        raise LeRobotError(
+            f"label store {view.path}: its rows are not episode store {store.path}'s rows "
+            f"({len(arrays['latents'])} rows for {store.n_frames}, or other episode_index/step)"
+        )
+    return Labels(view, as_, arrays["latents"].astype(np.float32, copy=False), arrays["valid"].astype(bool))
+
+
+def select_rows(store: EpisodeStore, labels: Labels | None) -> Rows:
+    """Every episode whole; with labels as actions, each one's rows that have a latent action,
+    which must be the rows before its end (the label store's contract: invalid = the last k)."""
+    t = store.episodes()
+    if labels is None or labels.as_ != "action":
+        return Rows(np.arange(len(t)), t.start.astype(np.int64), t.length.astype(np.int64), t.task)
+    length = t.length.astype(np.int64)
+    ep = np.repeat(np.arange(len(t)), length)
+    kept = np.bincount(ep, weights=labels.valid, minlength=len(t)).astype(np.int64)
+    pos = np.arange(store.n_frames) - np.repeat(t.start, length)
+    bad = np.flatnonzero(labels.valid != (pos < kept[ep]))
+    if len(bad):
+        e = int(ep[bad[0]])
+        raise LeRobotError(
+            f"label store {labels.store.path}: episode {e} has rows without a latent action before its end "
+            f"(row {int(pos[bad[0]])} of {int(length[e])}); only the last rows can be dropped"
+        )
+    keep = kept > 0
+    if not keep.any():
+        raise LeRobotError(
+            f"label store {labels.store.path}: no episode has a row with a latent action (k={labels.store.k}); "
+            "nothing to export as actions"
+        )
+    return Rows(
+        np.flatnonzero(keep),
+        t.start[keep].astype(np.int64),
+        kept[keep],
+        t.task[keep],
+        dropped=(length - kept)[keep],
+        dropped_episodes=int((~keep).sum()),
+    )
 
 
 def export(store_path: Path | str, out: Path | str, options: ExportOptions = ExportOptions()) -> ExportResult:
     """Write the store as a LeRobot v3.0 dataset at `out` (refused if it exists, unless force)."""
     require_libraries()
     store = EpisodeStore.open(store_path)
+    labels = None if options.labels is None else open_labels(options.labels, store, options.labels_as)
     codec = get_codec(options.codec)
     if store.spec.resolution % 2:
         raise LeRobotError(f"{store.path} has {store.spec.resolution} px frames; yuv420p video needs an even size")
@@ -152,23 +268,35 @@ def export(store_path: Path | str, out: Path | str, options: ExportOptions = Exp
     tmp = out.with_name(out.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     try:
-        result = _write(store, tmp, codec, options)
+        result = _write(store, tmp, codec, options, labels)
         tmp.rename(out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return ExportResult(out, result.episodes, result.frames, result.videos, result.roundtrip)
+    return ExportResult(
+        out,
+        result.episodes,
+        result.frames,
+        result.videos,
+        result.roundtrip,
+        result.dropped_frames,
+        result.dropped_episodes,
+    )
 
 
-def _write(store: EpisodeStore, root: Path, codec: Codec, opts: ExportOptions) -> ExportResult:
+def _write(
+    store: EpisodeStore, root: Path, codec: Codec, opts: ExportOptions, labels: Labels | None = None
+) -> ExportResult:
     from tqdm.auto import tqdm
 
     from .card import write_card
 
-    table, fps = store.episodes(), store.fps
+    fps = store.fps
+    rows = select_rows(store, labels)
     cams = camera_arrays(store)
     videos = {k: _Video(k, a, opts.video_file_mb) for k, a in cams.items()}
-    columns = frame_columns(store)
+    columns = frame_columns(store, rows, labels)
+    first = np.concatenate([[0], np.cumsum(rows.length)]).astype(np.int64)  # dataset row of each episode
     ep_stats: list[dict] = []
 
     def encode(video: _Video, lo: int, hi: int) -> dict[str, np.ndarray]:
@@ -180,10 +308,10 @@ def _write(store: EpisodeStore, root: Path, codec: Codec, opts: ExportOptions) -
     with ThreadPoolExecutor(len(videos), thread_name_prefix="export-video") as pool:
         pending: list[Future] = []
         try:
-            for e in tqdm(range(len(table)), desc="export", unit="ep", disable=not opts.progress, leave=False):
-                lo, hi = int(table.start[e]), int(table.start[e] + table.length[e])
-                pending = [pool.submit(encode, v, lo, hi) for v in videos.values()]
-                per = {name: st.lowdim_stats(col[lo:hi]) for name, col in columns.items()}
+            for e in tqdm(range(len(rows)), desc="export", unit="ep", disable=not opts.progress, leave=False):
+                lo, n = int(rows.start[e]), int(rows.length[e])
+                pending = [pool.submit(encode, v, lo, lo + n) for v in videos.values()]
+                per = {name: st.lowdim_stats(col[first[e] : first[e + 1]]) for name, col in columns.items()}
                 per.update(zip(videos, _results(pending)))
                 ep_stats.append(per)
             pending = [pool.submit(v.close) for v in videos.values()]
@@ -193,16 +321,17 @@ def _write(store: EpisodeStore, root: Path, codec: Codec, opts: ExportOptions) -
             for video in videos.values():  # an encoder left open can hang the process as it exits
                 video.abort()
             raise
-    data_files = write_data(root, columns, table, opts.data_file_mb)
-    write_episode_table(root, store, table, videos, data_files, ep_stats)
+    data_files = write_data(root, columns, rows, opts.data_file_mb)
+    write_episode_table(root, store, rows, videos, data_files, ep_stats)
     write_tasks(root, [t.description or t.name for t in store.tasks])
-    info = info_json(store, videos, codec, opts)
+    info = info_json(store, videos, codec, opts, columns, rows, labels)
     _json(root / INFO_PATH, info)
     _json(root / STATS_PATH, st.to_json({k: st.merge([p[k] for p in ep_stats]) for k in ep_stats[0]}))
-    roundtrip = {k: measure_roundtrip(root, store, v) for k, v in videos.items()}
-    write_card(root, store, info, codec, opts, roundtrip)
+    roundtrip = {k: measure_roundtrip(root, store, v, rows) for k, v in videos.items()}
+    write_card(root, store, info, codec, opts, roundtrip, labels, rows)
     files = {k: len({f for f, _, _ in v.placed}) for k, v in videos.items()}
-    return ExportResult(root, len(table), store.n_frames, files, roundtrip)
+    dropped = store.n_frames - rows.n_frames  # rows of episodes left out entirely included
+    return ExportResult(root, len(rows), rows.n_frames, files, roundtrip, dropped, rows.dropped_episodes)
 
 
 def _results(futures: list[Future]) -> list:
@@ -212,22 +341,36 @@ def _results(futures: list[Future]) -> list:
 
 
 # -- frame-row columns -------------------------------------------------------------------------
-def frame_columns(store: EpisodeStore) -> dict[str, np.ndarray]:
-    """Every parquet column of the dataset, as numpy arrays over the store's rows."""
-    table = store.episodes()
-    n = store.n_frames
-    step = store.array("step")[:].astype(np.int64)
+def frame_columns(store: EpisodeStore, rows: Rows | None = None, labels: Labels | None = None) -> dict[str, np.ndarray]:
+    """Every parquet column of the dataset, in feature order, as numpy arrays over its rows
+    (`rows`: which store rows; default every one)."""
+    rows = rows or select_rows(store, None)
+    sel = rows.store_rows()
+
+    def take(name: str) -> np.ndarray:
+        return store.array(name)[:][sel]
+
+    step = take("step").astype(np.int64)
     cols = {}
     if store.has_states:
-        cols["observation.state"] = store.array("states")[:].astype(np.float32)
-    cols["action"] = store.array("actions")[:].astype(np.float32)
-    cols["next.reward"] = store.array("rewards")[:].astype(np.float32)
-    cols["next.success"] = store.array("success")[:].astype(bool)
+        cols["observation.state"] = take("states").astype(np.float32)
+    if labels is not None and labels.as_ == "action":
+        if store.has_actions:
+            cols[TRUE_ACTION] = take("actions").astype(np.float32)
+        cols["action"] = labels.latents[sel]
+    else:
+        if store.has_actions:
+            cols["action"] = take("actions").astype(np.float32)
+        if labels is not None:
+            cols[LATENT] = labels.latents[sel]
+            cols[LATENT_VALID] = labels.valid[sel]
+    cols["next.reward"] = take("rewards").astype(np.float32)
+    cols["next.success"] = take("success").astype(bool)
     cols["timestamp"] = (step / store.fps).astype(np.float32)
     cols["frame_index"] = step
-    cols["episode_index"] = store.array("episode_index")[:].astype(np.int64)
-    cols["index"] = np.arange(n, dtype=np.int64)
-    cols["task_index"] = np.repeat(table.task, table.length).astype(np.int64)
+    cols["episode_index"] = np.repeat(np.arange(len(rows), dtype=np.int64), rows.length)
+    cols["index"] = np.arange(len(sel), dtype=np.int64)
+    cols["task_index"] = np.repeat(rows.task, rows.length).astype(np.int64)
     return cols
 
 
@@ -265,7 +408,7 @@ def write_data(root: Path, columns: dict[str, np.ndarray], table, limit_mb: floa
 
 
 def write_episode_table(
-    root: Path, store: EpisodeStore, table, videos: dict[str, _Video], data_files: list[int], ep_stats: list[dict]
+    root: Path, store: EpisodeStore, table: Rows, videos: dict[str, _Video], data_files: list[int], ep_stats: list[dict]
 ) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -276,6 +419,7 @@ def write_episode_table(
         "episode_index": list(range(len(table))),
         "tasks": [[tasks[t].description or tasks[t].name] for t in table.task],
         "length": [int(n) for n in table.length],
+        **({} if table.dropped is None else {DROPPED: [int(n) for n in table.dropped]}),
         "data/chunk_index": [chunk_of(f)[0] for f in data_files],
         "data/file_index": [chunk_of(f)[1] for f in data_files],
         "dataset_from_index": [int(e - n) for e, n in zip(ends, table.length)],
@@ -330,9 +474,37 @@ def write_tasks(root: Path, texts: list[str]) -> None:
     pq.write_table(t, root / TASKS_PATH)
 
 
-def info_json(store: EpisodeStore, videos: dict[str, _Video], codec: Codec, opts: ExportOptions) -> dict:
-    r = store.spec.resolution
+def feature_names(store: EpisodeStore, labels: Labels | None = None) -> dict[str, list[str] | None]:
+    """`names` of the low-dim features that have any (the rest: null)."""
     names = store.info.get("feature_names", {})
+    action = METAWORLD_ACTION_NAMES if store.simulated else names.get("action")
+    out = {
+        "observation.state": METAWORLD_STATE_NAMES if store.simulated else names.get("observation.state"),
+        "action": action,
+    }
+    if labels is not None:
+        z = [f"z{i}" for i in range(labels.latents.shape[1])]
+        out.update({TRUE_ACTION: action, "action": z} if labels.as_ == "action" else {LATENT: z})
+    return out
+
+
+_DTYPES = {np.dtype("float32"): "float32", np.dtype("bool"): "bool", np.dtype("int64"): "int64"}
+
+
+def info_json(
+    store: EpisodeStore,
+    videos: dict[str, _Video],
+    codec: Codec,
+    opts: ExportOptions,
+    columns: dict[str, np.ndarray] | None = None,
+    rows: Rows | None = None,
+    labels: Labels | None = None,
+) -> dict:
+    """meta/info.json: a feature for every video and every parquet column, in column order."""
+    r = store.spec.resolution
+    rows = rows or select_rows(store, None)
+    columns = frame_columns(store, rows, labels) if columns is None else columns
+    names = feature_names(store, labels)
     features: dict[str, dict] = {}
     for key in videos:
         features[key] = {
@@ -350,34 +522,23 @@ def info_json(store: EpisodeStore, videos: dict[str, _Video], codec: Codec, opts
                 "has_audio": False,
             },
         }
-    if store.has_states:
-        dim = store.array("states").shape[1]
-        features["observation.state"] = {
-            "dtype": "float32",
-            "shape": [dim],
-            "names": METAWORLD_STATE_NAMES if store.simulated else names.get("observation.state"),
+    for key, col in columns.items():
+        features[key] = {
+            "dtype": _DTYPES[col.dtype],
+            "shape": [int(col.shape[1])] if col.ndim > 1 else [1],
+            "names": names.get(key),
         }
-    features["action"] = {
-        "dtype": "float32",
-        "shape": [store.array("actions").shape[1]],
-        "names": METAWORLD_ACTION_NAMES if store.simulated else names.get("action"),
-    }
-    features["next.reward"] = {"dtype": "float32", "shape": [1], "names": None}
-    features["next.success"] = {"dtype": "bool", "shape": [1], "names": None}
-    features["timestamp"] = {"dtype": "float32", "shape": [1], "names": None}
-    for name in ("frame_index", "episode_index", "index", "task_index"):
-        features[name] = {"dtype": "int64", "shape": [1], "names": None}
     return {
         "codebase_version": V30,
         "robot_type": "sawyer" if store.simulated else store.info.get("robot_type"),
-        "total_episodes": store.n_episodes,
-        "total_frames": store.n_frames,
+        "total_episodes": len(rows),
+        "total_frames": rows.n_frames,
         "total_tasks": len(store.tasks),
         "chunks_size": CHUNKS_SIZE,
         "data_files_size_in_mb": plain_number(opts.data_file_mb),
         "video_files_size_in_mb": plain_number(opts.video_file_mb),
         "fps": plain_number(store.fps),
-        "splits": {"train": f"0:{store.n_episodes}"},
+        "splits": {"train": f"0:{len(rows)}"},
         "data_path": DATA_PATH,
         "video_path": VIDEO_PATH,
         "features": features,
@@ -389,11 +550,12 @@ def _json(path: Path, obj: dict) -> None:
     path.write_text(json.dumps(obj, indent=4) + "\n")
 
 
-def measure_roundtrip(root: Path, store: EpisodeStore, video: _Video) -> dict[str, float]:
-    """Decode every file of one video feature in order and compare it with the store's frames."""
+def measure_roundtrip(root: Path, store: EpisodeStore, video: _Video, rows: Rows | None = None) -> dict[str, float]:
+    """Decode every file of one video feature in order and compare it with the store's frames
+    (`rows`: the store rows exported; default every one)."""
     import av
 
-    table = store.episodes()
+    table = rows or select_rows(store, None)
     rt = RoundTrip()
     arr = store.array(video.array)
     for number in sorted({f for f, _, _ in video.placed}):
