@@ -1,4 +1,5 @@
 """`ingest lerobot`: a LeRobot dataset -> an `episodes/1` store (no clean twin), resumable and parallel.
+A dataset without an `action` feature (human video) gives an action-less store (`action_dim` 0).
 
 Like collect, two phases. plan (driver): read metadata and parquet, check every video the
 selected episodes need (present, decodable, long enough), write the low-dimensional arrays once.
