@@ -34,7 +34,12 @@ class Prompt:
         values = {"task": task.description.rstrip("."), "name": task.name, "object": task.object}
         for slot in sorted(_slots(self.template)):
             if not values.get(slot):
-                fix = "ingest the dataset again with --object NAME" if slot == "object" else "the dataset gives none"
+                fix = (
+                    "ingest the dataset again with --object NAME"
+                    if slot == "object"
+                    else "the dataset gives none; for a folder of videos, ingest it again with --tasks FILE "
+                    "or --task-from-folder"
+                )
                 plain = ", ".join(n for n, t in PROMPTS.items() if slot not in _slots(t))
                 raise UnknownName(
                     f"prompt {self.name!r} uses {{{slot}}}, but task {task.name!r} of this store has no {slot} "

@@ -266,12 +266,14 @@ def probe_video(path: Path) -> Probe:
     """Timestamps from the packets (pts, else dts), without decoding them; the first frame decoded."""
     import av
 
+    if not path.exists():
+        raise VideoIngestError(f"video file {path} is missing")
     try:
         with av.open(str(path)) as c:
             if not c.streams.video:
                 raise VideoIngestError(f"video file {path} is empty: it has no video stream")
             st = c.streams.video[0]
-            ticks, first = _demux(c, st)
+            ticks, first, failure = _demux(c, st)
             rate, tb = st.average_rate or st.guessed_rate, st.time_base
     except VideoIngestError:
         raise
@@ -280,7 +282,7 @@ def probe_video(path: Path) -> Probe:
     if not ticks:
         raise VideoIngestError(f"video file {path} is empty: its video stream has no frames")
     if first is None or tb is None:
-        raise VideoIngestError(f"video file {path} cannot be decoded (none of its frames decodes)")
+        raise VideoIngestError(f"video file {path} cannot be decoded (no frame of it decodes{failure})")
     times = np.unique(np.asarray(ticks, np.int64)) * float(tb.numerator) / float(tb.denominator)
     fps = float(rate) if rate else (len(times) - 1) / float(times[-1] - times[0]) if len(times) > 1 else 0.0
     if not fps > 0:
@@ -288,19 +290,25 @@ def probe_video(path: Path) -> Probe:
     return Probe(times, fps, first.width, first.height)
 
 
-def _demux(container, stream) -> tuple[list[int], object]:
-    """Every packet's time in stream ticks; the first frame, decoded from the first packets
-    (the end-of-stream packet drains the decoder if it held every frame back)."""
+def _demux(container, stream) -> tuple[list[int], object, str]:
+    """Every packet's time in stream ticks; the first frame, decoded from the first packets that
+    give one (the end-of-stream packet drains a decoder that held every frame back); and the
+    last decoder error before it (', InvalidDataError: ...'), for the message when none does."""
     ticks: list[int] = []
-    first = None
+    first, failure = None, ""
     for packet in container.demux(stream):
         if first is None:
-            frames = packet.decode()
+            try:
+                frames = packet.decode()
+            except EOFError:
+                frames = []
+            except Exception as exc:  # a stream may open with packets that need what came before
+                frames, failure = [], f", {type(exc).__name__}: {exc}"
             first = frames[0] if frames else None
         t = packet.pts if packet.pts is not None else packet.dts
         if t is not None and packet.size:
             ticks.append(t)
-    return ticks, first
+    return ticks, first, failure
 
 
 def probe_images(ep: Episode, fps: float) -> Probe:
