@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from typer.testing import CliRunner
-from video_data import identify, square, write_images, write_video
+from video_data import identify, square, write_images, write_video, write_video_at
 
 from cache_schemas import EpisodeStore, killpoints
 from pipeline.cli import app
@@ -118,6 +118,21 @@ def test_resample_picks_exact_source_frames_down_and_up(tmp_path):
     slow = EpisodeStore.open(ingest(root, opts(tmp_path / "slow", resample_fps=4, chunk_frames=2)))
     check_frames(slow, [(0, np.array([0, 2, 5, 7, 10])), (1, np.array([0, 5]))])
     assert "resampled" in slow.info["summary"] and slow.fps == 4.0
+
+
+def test_a_variable_frame_rate_is_read_by_its_packet_times(tmp_path):
+    """Frames where the packets put them: 10 ms apart at a stated 10 fps too, each still its own
+    where a chunk starts between them (chunks of 1 frame: the reader seeks back to each)."""
+    from fractions import Fraction
+
+    root = tmp_path / "vfr"
+    write_video_at(root / "a.mkv", 0, [0, 1, 3, 4, 7], Fraction(1, 10))  # 0, .1, .3, .4, .7 s
+    write_video_at(root / "b.mp4", 1, [0, 10, 100, 200, 300], Fraction(1, 1000))  # 0, .01, .1, .2, .3 s
+    for e in (0, 1):  # their average rates differ (10 and 5 / 0.3 s): each alone
+        store = EpisodeStore.open(ingest(root, opts(tmp_path / f"s{e}", chunk_frames=1, episodes=str(e))))
+        check_frames(store, [(e, np.arange(5))])
+    even = EpisodeStore.open(ingest(root, opts(tmp_path / "even", resample_fps=10, chunk_frames=3)))
+    check_frames(even, [(0, np.array([0, 1, 1, 2, 3, 3, 3, 4])), (1, np.array([0, 2, 3, 4]))])
 
 
 def test_short_episodes_are_skipped_and_counted(tmp_path):

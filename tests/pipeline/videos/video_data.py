@@ -56,6 +56,23 @@ def write_video(path: Path, e: int, n: int, fps: float, h: int = H, w: int = W, 
         c.mux(s.encode(None))
 
 
+def write_video_at(path: Path, e: int, pts: list[int], time_base: Fraction, rate: float = 10) -> None:
+    """Frames 0.. of episode e at the given times (pts x time_base): a variable frame rate."""
+    import av
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("libx264", rate=rate)
+        s.height, s.width, s.pix_fmt = H, W, "yuv420p"
+        s.options = {"crf": "18"}
+        s.codec_context.time_base = time_base  # else the encoder rounds times to 1 / rate
+        for k, t in enumerate(pts):
+            vf = av.VideoFrame.from_ndarray(frame(e, k), format="rgb24")
+            vf.pts, vf.time_base = t, time_base
+            c.mux(s.encode(vf))
+        c.mux(s.encode(None))
+
+
 def write_images(folder: Path, e: int, n: int, h: int = H, w: int = W, ext: str = ".png") -> list[Path]:
     """Frames 0..n-1 of episode e as `<k><ext>` (unpadded: natural order is not name order)."""
     from PIL import Image
