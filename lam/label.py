@@ -12,10 +12,12 @@ label store's info.
 
 Work units are the episode store's frame chunks (chunk i of the labels covers the rows of chunk i
 of the frames). Ranks (`--num-processes N`, `accelerate launch`, torchrun) split the chunks not yet
-written round-robin, write them with a marker each, and rank 0 probes and finalizes, as embed does
-(`pipeline.embed.ranks`). A chunk's bytes depend on nothing but its rows (its batches never cross
-it), so a killed run rerun ends with the bytes of an uninterrupted one. Per rank, a thread reads
-and resizes the next chunk while the IDM runs on the current one.
+written into runs of consecutive chunks (`share`: a chunk's neighbours, which it reads a few rows
+of, are the same rank's), write them with a marker each, and rank 0 probes and finalizes, as embed
+does (`pipeline.embed.ranks`). A chunk's bytes depend on nothing but its rows (its batches never
+cross it), so a killed run rerun ends with the bytes of an uninterrupted one, however many ranks
+made it. Per rank, a thread writes each chunk while the IDM runs on the next; on an accelerator it
+also reads and resizes the next chunk meanwhile (`_fill` says why not on a CPU).
 """
 
 from __future__ import annotations
@@ -284,76 +286,193 @@ def chunk_index(table: EpisodeTable, lo: int, hi: int, k: int, frame_stack: int)
 # -- one chunk ---------------------------------------------------------------------------------
 @dataclass
 class ChunkInputs:
-    """What the IDM needs for one chunk: uint8 observations (n, 3s, S, S) of o_t and o_t+k, and
-    what the label store copies from the episode store."""
+    """What the IDM needs for one chunk: its valid pairs as uint8 (n, 2 x 3s, S, S), the channels of
+    o_t then of o_t+k (the IDM's own `torch.cat([obs, future], dim=1)`, made by one gather)."""
 
     chunk: int
     index: ChunkIndex
-    obs: torch.Tensor
-    fut: torch.Tensor
-    episode_index: np.ndarray
-    step: np.ndarray
+    pairs: torch.Tensor
+
+    @property
+    def obs(self) -> torch.Tensor:
+        return self.pairs[:, : self.pairs.shape[1] // 2]
+
+    @property
+    def fut(self) -> torch.Tensor:
+        return self.pairs[:, self.pairs.shape[1] // 2 :]
 
 
 @dataclass
 class ChunkReader:
-    """Reads and resizes what one chunk needs (runs on the prefetch thread)."""
+    """Reads and resizes what one chunk needs. A chunk needs a few rows of its neighbours (the frame
+    stack before it, o_t+k after it): a store chunk this process labels too is resized whole and
+    kept for its own turn, so a process walking its chunks in order reads and resizes each once."""
 
     eps: EpisodeStore
     table: EpisodeTable
     k: int
     frame_stack: int
     img_size: int
+    mine: frozenset[int] = frozenset()  # chunks this process labels
+    keep: int = 3  # resized store chunks kept (the one before, this one, the one after)
 
     def __post_init__(self) -> None:
         # one handle per array for every chunk (reopening reads the metadata again)
         self.frames = self.eps.array("frames")
         self.episode_index = self.eps.array("episode_index")
         self.step = self.eps.array("step")
+        self._kept: dict[int, torch.Tensor] = {}
+        self._block: tuple[int, np.ndarray, np.ndarray] = (-1, np.zeros(0, np.int32), np.zeros(0, np.int32))
 
     def pairs_in(self, chunk: int) -> int:
         return len(chunk_index(self.table, *self.eps.chunk_range(chunk), self.k, self.frame_stack).rows)
 
+    def small(self, lo: int, hi: int) -> torch.Tensor:
+        """Frames [lo, hi) resized to img_size: uint8 (n, 3, S, S)."""
+        import torch
+
+        cf = self.eps.chunk_frames
+        parts = []
+        for c in range(lo // cf, (hi - 1) // cf + 1):
+            a, b = max(lo, c * cf), min(hi, (c + 1) * cf)
+            if c not in self._kept and c in self.mine:
+                self._kept[c] = resize_as_training(self.frames[slice(*self.eps.chunk_range(c))], self.img_size)
+                while len(self._kept) > self.keep:
+                    self._kept.pop(next(iter(self._kept)))  # the oldest
+            if c in self._kept:
+                parts.append(self._kept[c][a - c * cf : b - c * cf])
+            else:  # a neighbour another process labels: only the rows needed
+                parts.append(resize_as_training(self.frames[a:b], self.img_size))
+        return parts[0] if len(parts) == 1 else torch.cat(parts)
+
     def __call__(self, chunk: int) -> ChunkInputs:
         import torch
 
-        from .data import resize_frames
-
         lo, hi = self.eps.chunk_range(chunk)
         idx = chunk_index(self.table, lo, hi, self.k, self.frame_stack)
+        shape = (len(idx.rows), 2 * 3 * self.frame_stack, self.img_size, self.img_size)
         if len(idx.rows):
-            small = resize_frames(self.frames[idx.read_lo : idx.read_hi], self.img_size)  # (m, 3, S, S) uint8
-            obs = small[torch.from_numpy(idx.obs - idx.read_lo)].flatten(1, 2)
-            fut = small[torch.from_numpy(idx.fut - idx.read_lo)].flatten(1, 2)
+            small = self.small(idx.read_lo, idx.read_hi)  # (m, 3, S, S) uint8
+            # (n, 2s) frame rows: o_t's stack then o_t+k's, each oldest first; their channels side by side
+            rows = torch.from_numpy(np.concatenate([idx.obs, idx.fut], axis=1) - idx.read_lo)
+            pairs = small.index_select(0, rows.reshape(-1)).reshape(shape)
         else:
-            obs = fut = torch.zeros((0, 3 * self.frame_stack, self.img_size, self.img_size), dtype=torch.uint8)
-        return ChunkInputs(chunk, idx, obs, fut, self.episode_index[lo:hi], self.step[lo:hi])
+            pairs = torch.zeros(shape, dtype=torch.uint8)
+        return ChunkInputs(chunk, idx, pairs)
+
+    COLUMN_BLOCK = 64  # store chunks of episode_index and step read at once (zarr's cost is per call)
+
+    def columns(self, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
+        """What the label store copies from the episode store for rows [lo, hi) of one chunk:
+        episode_index, step (read a block of chunks at a time, the last block kept)."""
+        span = self.COLUMN_BLOCK * self.eps.chunk_frames
+        start = lo // span * span
+        if self._block[0] != start:
+            end = min(start + span, self.eps.n_frames)
+            self._block = (start, self.episode_index[start:end], self.step[start:end])
+        _, ep, st = self._block
+        return ep[lo - start : hi - start], st[lo - start : hi - start]
 
 
-def encode(idm: IDM, obs: torch.Tensor, fut: torch.Tensor, batch_size: int, device) -> np.ndarray:
-    """z = IDM(o_t, o_t+k) for uint8 observations, `batch_size` pairs per forward, fp32: (n, Z)."""
+MAX_EXACT_FACTOR = 16  # block sums of up to 16 x 16 uint8 values, in int32 past 11 x 11
+
+
+def resize_as_training(frames: np.ndarray, size: int) -> torch.Tensor:
+    """uint8 (n, H, W, 3) -> uint8 (n, 3, size, size): the bytes of `lam.data.resize_frames` (what
+    train-lam feeds its LAM), faster. Where H = W = f x size (f <= 16), torch's area resize is the
+    mean of each f x f block rounded half to even: here the block sums are exact integers and so is
+    the rounding (three times faster than the float path on a CPU). Any other shape goes through
+    `resize_frames` itself."""
     import torch
 
-    n = obs.shape[0]
-    out = np.empty((n, idm.head.out_features), np.float32)
-    with torch.inference_mode():
-        for s in range(0, n, batch_size):
-            o = obs[s : s + batch_size].to(device) / 255
-            f = fut[s : s + batch_size].to(device) / 255
-            out[s : s + len(o)] = idm(o, f).float().cpu().numpy()
+    from .data import resize_frames
+
+    n, h, w, c = frames.shape
+    f = h // size if h == w and size > 0 and h % size == 0 else 0
+    if not 1 <= f <= MAX_EXACT_FACTOR:
+        return resize_frames(frames, size)
+    x = torch.from_numpy(np.ascontiguousarray(frames))
+    if f == 1:
+        return x.permute(0, 3, 1, 2).contiguous()
+    acc = torch.int16 if 256 * f * f < 2**15 else torch.int32
+    rows = x.view(n, size, f, w * c)  # the rows of one block side by side
+    s = rows[:, :, 0].to(acc)
+    for i in range(1, f):
+        s += rows[:, :, i]
+    cols = s.view(n, size, size, f, c)  # then the columns of one block
+    s = cols[:, :, :, 0] + cols[:, :, :, 1]
+    for j in range(2, f):
+        s += cols[:, :, :, j]
+    out = torch.empty((n, c, size, size), dtype=torch.uint8)
+    out.copy_(_round_half_even_div(s, f * f).permute(0, 3, 1, 2))
     return out
 
 
-def chunk_values(inputs: ChunkInputs, z: np.ndarray, latent_dim: int) -> dict[str, np.ndarray]:
-    """The label store's arrays for one chunk: latents (zeros where not valid), valid, and the copied columns."""
-    idx = inputs.index
+def _round_half_even_div(s: torch.Tensor, d: int) -> torch.Tensor:
+    """round(s / d), ties to even (torch.round), for non-negative integers s; in place where it can."""
+    import torch
+
+    b = d.bit_length() - 1
+    if d == 1 << b:  # a power of two: add half minus one, plus one more when the quotient is odd
+        odd = (s >> b) & 1
+        s += (1 << (b - 1)) - 1
+        s += odd
+        s >>= b
+        return s
+    if d % 2:  # odd: s / d is never exactly half-way
+        s += d // 2
+        return torch.div(s, d, rounding_mode="floor")
+    q = torch.div(s, d, rounding_mode="floor")
+    r2 = (s - q * d) * 2
+    return q + ((r2 > d) | ((r2 == d) & (q & 1).bool())).to(q.dtype)
+
+
+class Encoder:
+    """z = IDM(o_t, o_t+k) for uint8 pairs (n, 2 x 3s, S, S), `batch_size` pairs per forward, fp32.
+
+    The IDM's forward is `head(encoder(cat([obs, future], dim=1)))`; the pairs come concatenated
+    already, so the forward here starts at its encoder, and the uint8 -> float division (the one
+    training does, `x / 255`) writes into one buffer kept from batch to batch: the same values
+    as `idm(obs / 255, future / 255)`, without allocating and copying the batch twice more."""
+
+    def __init__(self, idm: IDM, batch_size: int, device):
+        self.idm, self.batch_size, self.device = idm, batch_size, device
+        self._buf: torch.Tensor | None = None
+
+    def __call__(self, pairs: torch.Tensor) -> np.ndarray:
+        import torch
+
+        n = pairs.shape[0]
+        out = np.empty((n, self.idm.head.out_features), np.float32)
+        with torch.inference_mode():
+            for s in range(0, n, self.batch_size):
+                x = pairs[s : s + self.batch_size].to(self.device)
+                if self._buf is None or self._buf.shape[0] < len(x) or self._buf.shape[1:] != x.shape[1:]:
+                    self._buf = torch.empty(x.shape, dtype=torch.float32, device=self.device)
+                xf = torch.div(x, 255, out=self._buf[: len(x)])
+                out[s : s + len(x)] = self.idm.head(self.idm.encoder(xf)).float().cpu().numpy()
+        return out
+
+
+def encode(idm: IDM, obs: torch.Tensor, fut: torch.Tensor, batch_size: int, device) -> np.ndarray:
+    """z = IDM(o_t, o_t+k) for uint8 observations (n, 3s, S, S) each: (n, Z) fp32."""
+    import torch
+
+    return Encoder(idm, batch_size, device)(torch.cat([obs, fut], dim=1))
+
+
+def chunk_values(
+    idx: ChunkIndex, z: np.ndarray, latent_dim: int, episode_index: np.ndarray, step: np.ndarray
+) -> dict[str, np.ndarray]:
+    """The label store's arrays for one chunk: latents (zeros where not valid), valid, and the
+    columns copied from the episode store."""
     latents = np.zeros((idx.hi - idx.lo, latent_dim), np.float32)
     latents[idx.valid] = z
     return {
         "latents": latents,
         "valid": idx.valid,
-        "episode_index": np.asarray(inputs.episode_index, np.int32),
-        "step": np.asarray(inputs.step, np.int32),
+        "episode_index": np.asarray(episode_index, np.int32),
+        "step": np.asarray(step, np.int32),
     }
 
 
@@ -393,6 +512,29 @@ def complete_labels(path: Path, spec: LabelSpec, parent: str) -> LabelStore | No
     except StoreError:
         return None
     return LabelStore(store) if store.complete else None
+
+
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters
+MMAP_THRESHOLD = 32 << 20  # glibc's own upper bound for it
+TRIM_THRESHOLD = 512 << 20
+
+
+def keep_freed_memory() -> bool:
+    """Let glibc keep the memory of freed blocks up to 32 MiB for the next allocation instead of
+    giving it back to the system at once. A CPU forward allocates its activations afresh every
+    batch (tens of MiB); returned to the system and asked for again, each costs page faults and
+    zeroing: in the same process, depending on what ran before, the IDM's forward was measured
+    between 3200 and 10900 pairs/s on 2 cores (bench/label.py), and at the top of that range with
+    this. Process-wide, so only the command calls it; not glibc: does nothing. -> whether set."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    return bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD))
 
 
 def pick_device(asked: str, state) -> torch.device:
@@ -459,9 +601,9 @@ def run_label(run: str | Path, opts: LabelOptions = LabelOptions(), echo: Callab
         done = labels.done_chunks()
         ranks.barrier("planned")  # nobody writes a marker before every rank has read `done`
         todo = [c for c in range(labels.n_chunks) if c not in done]
-        mine = todo[ranks.rank :: ranks.world]
+        mine = share(todo, ranks.rank, ranks.world)
         idm = load_idm(found, device)
-        reader = ChunkReader(eps, table, spec.k, spec.frame_stack, spec.img_size)
+        reader = ChunkReader(eps, table, spec.k, spec.frame_stack, spec.img_size, mine=frozenset(mine))
         who = f"rank {ranks.rank}/{ranks.world}" if ranks.world > 1 else "1 process"
         t0 = time.perf_counter()
         pairs = _fill(labels, reader, idm, mine, opts, device, ranks, f"label {found.run_id}" + _rank_tag(ranks))
@@ -479,29 +621,62 @@ def run_label(run: str | Path, opts: LabelOptions = LabelOptions(), echo: Callab
     return result
 
 
+PREFETCH = {"cpu": False}  # device type -> read the next chunk on a thread while the IDM runs (default True)
+
+
+def share(todo: list[int], rank: int, world: int) -> list[int]:
+    """This rank's chunks: a run of consecutive ones of `todo` (equal shares, disjoint), so each rank
+    reads and resizes every chunk once; a chunk's neighbours belong to the same rank but at the ends."""
+    n = len(todo)
+    return todo[rank * n // world : (rank + 1) * n // world]
+
+
 def _fill(labels: LabelStore, reader: ChunkReader, idm, mine: list[int], opts, device, ranks, desc: str) -> int:
-    """This rank's chunks: the next one read and resized on a thread while the IDM runs on this
-    one; each written with its marker. -> pairs labelled."""
+    """This rank's chunks, each read, labelled and written with its marker -> pairs labelled.
+
+    A thread writes each chunk (compression, and zarr's round trips) while the IDM runs on the
+    next. On an accelerator that thread also reads and resizes the next chunk during the forward.
+    On a CPU the IDM's own threads take every core, and work beside them only slows them down (an
+    OpenMP team waits for its slowest thread): there the chunk is read and resized between
+    forwards, on torch's threads."""
     from pipeline.chunks import progress_bar
 
     total = sum(reader.pairs_in(c) for c in mine)
     bar = progress_bar(total, desc, opts.progress, unit="pair")
+    prefetch = PREFETCH.get(torch_device(device).type, True)
+    encode = Encoder(idm, opts.batch_size, device)
     pairs = 0
     try:
-        with ThreadPoolExecutor(1, thread_name_prefix="label-read") as pool:
-            ahead = pool.submit(reader, mine[0]) if mine else None
+        with ThreadPoolExecutor(1, thread_name_prefix="label-io") as pool:
+            ahead = pool.submit(reader, mine[0]) if prefetch and mine else None
+            written = None
             for i, chunk in enumerate(mine):
                 ranks.check()
-                inputs = ahead.result()
-                if i + 1 < len(mine):
+                inputs = ahead.result() if prefetch else reader(chunk)
+                if prefetch and i + 1 < len(mine):
                     ahead = pool.submit(reader, mine[i + 1])
-                z = encode(idm, inputs.obs, inputs.fut, opts.batch_size, device)
-                labels.write_chunk(chunk, chunk_values(inputs, z, labels.latent_dim))
+                z = encode(inputs.pairs)
+                if written is not None:
+                    written.result()  # one write in flight at most; a failed one stops the loop here
+                written = pool.submit(_write, labels, reader, chunk, inputs.index, z)
                 pairs += len(z)
                 bar.update(len(z))
+            if written is not None:
+                written.result()
     finally:
         bar.close()
     return pairs
+
+
+def _write(labels: LabelStore, reader: ChunkReader, chunk: int, idx: ChunkIndex, z: np.ndarray) -> None:
+    """One chunk into the label store, with the columns it copies (read here, on the writer thread)."""
+    labels.write_chunk(chunk, chunk_values(idx, z, labels.latent_dim, *reader.columns(idx.lo, idx.hi)))
+
+
+def torch_device(device):
+    import torch
+
+    return torch.device(device)
 
 
 def rank_summary(who: str, pairs: int, seconds: float) -> str:

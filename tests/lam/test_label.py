@@ -319,3 +319,80 @@ def actionless_store(root: Path):
     store.store.mark_complete()
     assert not store.has_actions
     return store
+
+
+def test_an_embedding_run_names_its_backbone_and_prompt(tmp_path):
+    """The spec keeps the target's identity (backbone, prompt, pooling, layers, the embeddings'
+    fingerprint) but no path; info names the backbone and prompt."""
+    from lam_helpers import make_embeddings
+
+    store = make_episode_store(tmp_path, episodes_per_task=2, length=8, name="emb-train")
+    opts = quiet_opts(tmp_path)
+    emb = make_embeddings(store, opts.cache)
+    train_configs_quiet([tiny_config(target=f"emb:{emb.path}")], store, opts, ["e"])
+    res = run_label("e", LabelOptions(runs=opts.runs, cache=opts.cache, progress=False), echo=lambda s: None)
+    labels = LabelStore.open(res.path)
+    assert labels.spec.target == {
+        "kind": "emb",
+        "fingerprint": emb.fingerprint,
+        "vlm": "fake",
+        "prompt": "ignore_distractors",
+        "pooling": "mean_image",
+        "layers": [-1],
+    }
+    assert (labels.info["backbone"], labels.info["prompt"]) == ("fake", "ignore_distractors")
+
+
+def test_asking_for_a_gpu_where_there_is_none_is_one_line(world):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is visible")
+    assert "--device cuda: no CUDA device is visible" in one_error(cli(world, "r", "--device", "cuda", "--force"))
+    assert "unknown --device 'tpu9'" in one_error(cli(world, "r", "--device", "tpu9", "--force"))
+
+
+@pytest.mark.parametrize(
+    "side,size",
+    [(16, 16), (32, 16), (48, 16), (64, 16), (80, 16), (96, 16), (192, 16), (256, 16), (40, 16), (8, 16)],
+)
+def test_the_fast_resize_has_the_bytes_of_training_s(side, size):
+    """Integer factors 1-16 (powers of two, odd, even and past int16 sums) through the integer path,
+    others (40 -> 16, an upscale) through resize_frames: always resize_frames' bytes, ties included."""
+    from lam.data import resize_frames
+    from lam.label import resize_as_training
+
+    rng = np.random.default_rng(side)
+    frames = rng.integers(0, 256, size=(5, side, side, 3), dtype=np.uint8)
+    frames[0] = 255
+    f = side // size
+    if side % size == 0 and f % 2 == 0:  # every block's mean exactly half-way: v + 0.5 for v even and odd
+        v = rng.integers(0, 255, size=(size, size, 3))
+        blocks = np.repeat(v[:, :, None, :], f * f, axis=2)  # (size, size, f*f, 3)
+        blocks[:, :, : f * f // 2] += 1
+        frames[1] = blocks.reshape(size, size, f, f, 3).transpose(0, 2, 1, 3, 4).reshape(side, side, 3)
+    want = resize_frames(frames, size)
+    got = resize_as_training(frames, size)
+    assert got.dtype == want.dtype and got.shape == want.shape and torch_equal(got, want)
+
+
+def torch_equal(a, b) -> bool:
+    return bool((a == b).all())
+
+
+def test_the_encoder_is_the_idm_on_the_pairs(world):
+    """The label path's forward (pairs concatenated by the gather, one float buffer) gives the IDM's
+    own output bit for bit, whatever the batch size."""
+    import torch
+
+    from lam.label import Encoder, find_run, load_idm
+
+    idm = load_idm(find_run("r", world["runs"]))
+    gen = torch.Generator().manual_seed(0)
+    obs = torch.randint(0, 256, (23, 6, 16, 16), generator=gen, dtype=torch.uint8)
+    fut = torch.randint(0, 256, (23, 6, 16, 16), generator=gen, dtype=torch.uint8)
+    with torch.inference_mode():
+        want = idm(obs / 255, fut / 255).numpy()
+    got = Encoder(idm, 23, "cpu")(torch.cat([obs, fut], dim=1))
+    assert np.array_equal(got, want)
+    np.testing.assert_allclose(Encoder(idm, 4, "cpu")(torch.cat([obs, fut], dim=1)), want, atol=1e-6, rtol=0)
