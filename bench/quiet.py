@@ -27,6 +27,7 @@ CPU_BENCHES = (
     "bench/embed.py",
     "bench/vision_attention.py",
     "bench/train_lam.py",
+    "bench/label.py",
     "bench/eval.py",
     "bench/ingest.py",
     "bench/chunk_check.py",

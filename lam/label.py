@@ -621,7 +621,8 @@ def run_label(run: str | Path, opts: LabelOptions = LabelOptions(), echo: Callab
     return result
 
 
-PREFETCH = {"cpu": False}  # device type -> read the next chunk on a thread while the IDM runs (default True)
+# Device types whose chunk loop does its reads and writes on a thread beside the forward (see `_fill`).
+THREADED = {"cpu": False}  # any other device type: True
 
 
 def share(todo: list[int], rank: int, world: int) -> list[int]:
@@ -634,42 +635,59 @@ def share(todo: list[int], rank: int, world: int) -> list[int]:
 def _fill(labels: LabelStore, reader: ChunkReader, idm, mine: list[int], opts, device, ranks, desc: str) -> int:
     """This rank's chunks, each read, labelled and written with its marker -> pairs labelled.
 
-    A thread writes each chunk (compression, and zarr's round trips) while the IDM runs on the
-    next. On an accelerator that thread also reads and resizes the next chunk during the forward.
-    On a CPU the IDM's own threads take every core, and work beside them only slows them down (an
-    OpenMP team waits for its slowest thread): there the chunk is read and resized between
-    forwards, on torch's threads."""
+    On an accelerator a thread reads and resizes the next chunk and writes the last one while the
+    IDM runs. On a CPU the IDM's own threads take every core, and work beside them only slows them
+    down (an OpenMP team waits for its slowest thread; measured: threaded reads and writes cost
+    more than they hide, bench/label.py --cpu-threads): there the loop reads, labels and writes in
+    turn, the resize on torch's threads."""
     from pipeline.chunks import progress_bar
 
     total = sum(reader.pairs_in(c) for c in mine)
     bar = progress_bar(total, desc, opts.progress, unit="pair")
-    prefetch = PREFETCH.get(torch_device(device).type, True)
     encode = Encoder(idm, opts.batch_size, device)
     pairs = 0
-    try:
-        with ThreadPoolExecutor(1, thread_name_prefix="label-io") as pool:
-            ahead = pool.submit(reader, mine[0]) if prefetch and mine else None
-            written = None
+    with ThreadPoolExecutor(1, thread_name_prefix="label-io") as pool:
+        threaded = THREADED.get(torch_device(device).type, True)
+        run = pool.submit if threaded else _now
+        ahead = run(reader, mine[0]) if mine else None
+        written = None
+        try:
             for i, chunk in enumerate(mine):
                 ranks.check()
-                inputs = ahead.result() if prefetch else reader(chunk)
-                if prefetch and i + 1 < len(mine):
-                    ahead = pool.submit(reader, mine[i + 1])
+                inputs = ahead.result()
+                if threaded and i + 1 < len(mine):
+                    ahead = pool.submit(reader, mine[i + 1])  # read while the IDM runs
                 z = encode(inputs.pairs)
                 if written is not None:
                     written.result()  # one write in flight at most; a failed one stops the loop here
-                written = pool.submit(_write, labels, reader, chunk, inputs.index, z)
+                written = run(_write, labels, reader, chunk, inputs.index, z)
                 pairs += len(z)
                 bar.update(len(z))
+                if not threaded and i + 1 < len(mine):
+                    ahead = _now(reader, mine[i + 1])
             if written is not None:
                 written.result()
-    finally:
-        bar.close()
+        finally:
+            bar.close()
     return pairs
 
 
+class _Done:
+    """A call made at once, read like the future of one made on a thread."""
+
+    def __init__(self, value):
+        self.value = value
+
+    def result(self):
+        return self.value
+
+
+def _now(fn, *args) -> _Done:
+    return _Done(fn(*args))
+
+
 def _write(labels: LabelStore, reader: ChunkReader, chunk: int, idx: ChunkIndex, z: np.ndarray) -> None:
-    """One chunk into the label store, with the columns it copies (read here, on the writer thread)."""
+    """One chunk into the label store, with the columns it copies from the episode store."""
     labels.write_chunk(chunk, chunk_values(idx, z, labels.latent_dim, *reader.columns(idx.lo, idx.hi)))
 
 

@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -396,3 +397,26 @@ def test_the_encoder_is_the_idm_on_the_pairs(world):
     got = Encoder(idm, 23, "cpu")(torch.cat([obs, fut], dim=1))
     assert np.array_equal(got, want)
     np.testing.assert_allclose(Encoder(idm, 4, "cpu")(torch.cat([obs, fut], dim=1)), want, atol=1e-6, rtol=0)
+
+
+def test_the_threaded_loop_of_accelerators_writes_the_same_bytes(world, tmp_path, monkeypatch):
+    """On an accelerator, reads and writes run on a thread beside the forward: same store."""
+    import lam.label as label_mod
+
+    ref = tmp_path / "ref"
+    run_label("r", options(world, out=str(ref)), echo=lambda s: None)
+    monkeypatch.setitem(label_mod.THREADED, "cpu", True)
+    threads = []
+    real = label_mod.ChunkReader.__call__
+    monkeypatch.setattr(
+        label_mod.ChunkReader,
+        "__call__",
+        lambda self, c: threads.append(threading.current_thread().name) or real(self, c),
+    )
+    run_label("r", options(world, out=str(tmp_path / "threaded"), batch_size=3), echo=lambda s: None)
+    assert len(threads) == 9 and all(name.startswith("label-io") for name in threads)
+    got, want = LabelStore.open(tmp_path / "threaded").read(), LabelStore.open(ref).read()
+    assert all(np.array_equal(got[k], want[k]) for k in ("valid", "episode_index", "step"))
+    np.testing.assert_allclose(got["latents"], want["latents"], atol=1e-6, rtol=0)  # batch 3, not 256
+    run_label("r", options(world, out=str(tmp_path / "threaded256")), echo=lambda s: None)
+    assert files(tmp_path / "threaded256") == files(ref)
