@@ -4,9 +4,9 @@ the last k rows of every episode (zeros there).
 
 The store is the run's own training store by default (found by fingerprint wherever the cache now
 is), or any episode store with the training store's frame shape (new videos ingested later).
-Observations are built exactly as training built them (`lam.data.resize_frames` to the run's
-img_size, `stack_index` over the episode table, /255, fp32), so on the training store the labels
-equal the latents train-lam wrote. On a store with true actions the written labels are probed the
+Observations are built exactly as training built them (the bytes of `lam.data.resize_frames` at the
+run's img_size, `stack_index` over the episode table, /255, fp32), so on the training store the
+labels equal the latents train-lam wrote. On a store with true actions the written labels are probed the
 way train-lam probes (`lam.probe`, its held-out split and alpha) and the result is recorded in the
 label store's info.
 
@@ -16,8 +16,8 @@ written into runs of consecutive chunks (`share`: a chunk's neighbours, which it
 of, are the same rank's), write them with a marker each, and rank 0 probes and finalizes, as embed
 does (`pipeline.embed.ranks`). A chunk's bytes depend on nothing but its rows (its batches never
 cross it), so a killed run rerun ends with the bytes of an uninterrupted one, however many ranks
-made it. Per rank, a thread writes each chunk while the IDM runs on the next; on an accelerator it
-also reads and resizes the next chunk meanwhile (`_fill` says why not on a CPU).
+made it. On an accelerator a thread reads the next chunk and writes the last while the IDM runs; on
+a CPU they take turns with the forward (`_fill` says why).
 """
 
 from __future__ import annotations
@@ -520,10 +520,10 @@ TRIM_THRESHOLD = 512 << 20
 
 
 def keep_freed_memory() -> bool:
-    """Let glibc keep the memory of freed blocks up to 32 MiB for the next allocation instead of
-    giving it back to the system at once. A CPU forward allocates its activations afresh every
-    batch (tens of MiB); returned to the system and asked for again, each costs page faults and
-    zeroing: in the same process, depending on what ran before, the IDM's forward was measured
+    """Let glibc serve blocks up to 32 MiB from its heap and keep up to 512 MiB of freed heap for the
+    next allocation, instead of mapping each big block afresh and giving it back on free. A CPU
+    forward allocates its activations anew every batch (tens of MiB); mapped and unmapped every
+    time, each costs page faults and zeroing: in the same process, depending on what ran before, the IDM's forward was measured
     between 3200 and 10900 pairs/s on 2 cores (bench/label.py), and at the top of that range with
     this. Process-wide, so only the command calls it; not glibc: does nothing. -> whether set."""
     import ctypes
