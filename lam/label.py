@@ -42,9 +42,7 @@ from .rundir import (
     RUN_SCHEMA,
     Run,
     comparable,
-    file_digest,
     load_safetensors_verified,
-    recorded_digests,
     run_folders,
 )
 
@@ -97,7 +95,7 @@ def find_run(run: str | Path, runs: str | Path | None = None) -> Run:
 
     root = runs_root(runs)
     candidates = [root / str(run), Path(run)]
-    folder = next((p for p in candidates if (p / "config.json").is_file() or (p / "done").exists()), None)
+    folder = next((p for p in candidates if Run.there(p)), None)
     if folder is None:
         have = [p.name for p in run_folders(root)]
         listing = ", ".join(have[:5]) + (f", ... ({len(have)} in all)" if len(have) > 5 else "") if have else "none"
@@ -118,7 +116,7 @@ def run_fingerprint(run: Run) -> str:
 
 def checkpoint_digest(run: Run) -> str:
     """sha256 of the run's weights, as `done` recorded it (hashed here for a run that predates digests)."""
-    return recorded_digests(run.path).get("checkpoint.safetensors") or file_digest(run.path / "checkpoint.safetensors")
+    return run.digest("checkpoint.safetensors")
 
 
 def run_config(run: Run) -> LAMConfig:
@@ -560,7 +558,6 @@ def pick_device(asked: str, state) -> torch.device:
 def run_label(run: str | Path, opts: LabelOptions = LabelOptions(), echo: Callable[[str], None] = print) -> LabelResult:
     """Label every (o_t, o_t+k) pair of the chosen episode store with the run's IDM; resumable,
     multi-rank (each rank calls this). -> the label store's path, with the probe rank 0 recorded."""
-    from cache_schemas.locks import WriterLock, lock_path_for
     from pipeline.embed.ranks import Ranks, process_state
 
     if opts.batch_size < 1:
@@ -576,19 +573,9 @@ def run_label(run: str | Path, opts: LabelOptions = LabelOptions(), echo: Callab
     device = pick_device(opts.device, state)
     table = eps.episodes()
     with Ranks.joined(state, opts.rank_timeout_s) as ranks, ExitStack() as held:
-        if ranks.rank == 0:  # one writer per store: another label of it waits, then finds it complete
-            held.enter_context(WriterLock(lock_path_for(path), what=f"label store {path}"))
-            labels = LabelStore.create(
-                path,
-                spec,
-                parent_fingerprint=eps.fingerprint,
-                n_frames=eps.n_frames,
-                info=label_info(found, eps, spec, valid_count(table, spec.k)),
-                force=opts.force,
-            )
-        ranks.barrier("created")
-        if ranks.rank != 0:
-            labels = LabelStore(Store.open(path, mode="r+"))
+        labels = _open_labels(
+            ranks, held, path, spec, eps, label_info(found, eps, spec, valid_count(table, spec.k)), opts
+        )
         if labels.store.complete:  # another writer finished it while this one waited for the lock
             return _reused(labels, echo if ranks.rank == 0 else _silent)
         echo_rank0 = echo if ranks.rank == 0 else _silent
@@ -619,6 +606,22 @@ def run_label(run: str | Path, opts: LabelOptions = LabelOptions(), echo: Callab
             result.probe = res.to_dict() if res is not None else None
         ranks.barrier("finalized")  # so every rank's exit status says whether the store is done
     return result
+
+
+def _open_labels(
+    ranks, held: ExitStack, path: Path, spec: LabelSpec, eps: EpisodeStore, info: dict, opts
+) -> LabelStore:
+    """Rank 0 takes the store's writer lock (another label of it waits, then finds it complete) and
+    creates or reopens the store; the other ranks open it once it exists."""
+    from cache_schemas.locks import WriterLock, lock_path_for
+
+    if ranks.rank == 0:
+        held.enter_context(WriterLock(lock_path_for(path), what=f"label store {path}"))
+        labels = LabelStore.create(
+            path, spec, parent_fingerprint=eps.fingerprint, n_frames=eps.n_frames, info=info, force=opts.force
+        )
+    ranks.barrier("created")
+    return labels if ranks.rank == 0 else LabelStore(Store.open(path, mode="r+"))
 
 
 # Device types whose chunk loop does its reads and writes on a thread beside the forward (see `_fill`).

@@ -212,9 +212,18 @@ class Run:
     @classmethod
     def open(cls, path: Path | str) -> Run:
         path = Path(path)
-        if not (path / "config.json").exists() and not (path / "done").exists():
+        if not cls.there(path):
             raise NotARun(path)
         return cls(path, read_json(path, "config.json"))
+
+    @staticmethod
+    def there(path: Path | str) -> bool:
+        """Whether `path` holds a run folder (finished, interrupted, or damaged) that `open` reads."""
+        return (Path(path) / "config.json").exists() or (Path(path) / "done").exists()
+
+    def digest(self, name: str) -> str:
+        """sha256 of one of its files, as `done` recorded it (hashed now for a run that predates digests)."""
+        return recorded_digests(self.path).get(name) or file_digest(self.path / name)
 
     @property
     def run_id(self) -> str:
