@@ -13,7 +13,7 @@
    ratio (pairs per CPU-second of this process) is the work per pair, whatever else runs.
 3. The data path's parts timed alone, per chunk: read + resize + gather, and a write.
 
-Both sides run with glibc keeping freed memory (lam.label.keep_freed_memory, as the command does;
+Both sides run with glibc keeping freed memory (pipeline.memory.keep_freed_memory, as the command does;
 --malloc-default leaves malloc alone): without it the same forward ran anywhere between 3200 and
 10900 pairs/s on 2 cores depending on what the process had allocated before.
 
@@ -188,7 +188,7 @@ def main() -> None:
     ap.add_argument(
         "--malloc-default",
         action="store_true",
-        help="Leave glibc's malloc as it is (the command sets it to keep freed memory: lam.label.keep_freed_memory).",
+        help="Leave glibc's malloc as it is (the command sets it to keep freed memory: pipeline.memory.keep_freed_memory).",
     )
     args = ap.parse_args()
     if args.cpu_threads:
@@ -200,7 +200,7 @@ def main() -> None:
     logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
     logging.getLogger("lightning.fabric").setLevel(logging.ERROR)
     if not args.malloc_default:
-        from lam.label import keep_freed_memory
+        from pipeline.memory import keep_freed_memory
 
         keep_freed_memory()  # as `vlm-lam label` does, for both sides of the ratio
     from train_lam import synthetic_store

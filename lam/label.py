@@ -512,29 +512,6 @@ def complete_labels(path: Path, spec: LabelSpec, parent: str) -> LabelStore | No
     return LabelStore(store) if store.complete else None
 
 
-M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters
-MMAP_THRESHOLD = 32 << 20  # glibc's own upper bound for it
-TRIM_THRESHOLD = 512 << 20
-
-
-def keep_freed_memory() -> bool:
-    """Let glibc serve blocks up to 32 MiB from its heap and keep up to 512 MiB of freed heap for the
-    next allocation, instead of mapping each big block afresh and giving it back on free. A CPU
-    forward allocates its activations anew every batch (tens of MiB); mapped and unmapped every
-    time, each costs page faults and zeroing: in the same process, depending on what ran before, the IDM's forward was measured
-    between 3200 and 10900 pairs/s on 2 cores (bench/label.py), and at the top of that range with
-    this. Process-wide, so only the command calls it; not glibc: does nothing. -> whether set."""
-    import ctypes
-    import ctypes.util
-
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
-        return False
-    return bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD))
-
-
 def pick_device(asked: str, state) -> torch.device:
     """--device: cpu, cuda (this rank's GPU), auto (this rank's GPU if any), or a torch device name."""
     import torch

@@ -54,7 +54,9 @@ def label_cmd(
         from pipeline.embed.cli import _launch
 
         raise typer.Exit(_launch(num_processes, sys.argv[1:]))
-    from .label import LabelOptions, keep_freed_memory, run_label
+    from pipeline.memory import keep_freed_memory
+
+    from .label import LabelOptions, run_label
 
     keep_freed_memory()  # this process is ours: CPU forwards stop paying page faults for every batch
     opts = LabelOptions(

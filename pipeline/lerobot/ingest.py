@@ -23,6 +23,7 @@ import numpy as np
 from cache_schemas import EpisodeStore, EpisodeTable, IngestSpec, SourceSpec, TaskInfo
 from cache_schemas.episodes import write_frame_rows
 from cache_schemas.paths import episode_store_path
+from pipeline.memory import keep_freed_memory
 
 from .format import LeRobotError, require_libraries
 from .reader import ACTION, STATE, EpisodeRef, EpisodeRows, LeRobotDataset, dataset_digest, open_dataset
@@ -250,29 +251,6 @@ def decode_frames(segments: list[Segment], size: int, fps: float, threads: int =
     return out
 
 
-def reuse_freed_memory(limit_mb: int = 256) -> bool:
-    """Let this process's heap keep freed buffers of up to `limit_mb` (glibc's malloc; elsewhere a
-    no-op returning False). Each chunk written makes zstd and zarr allocate chunk-sized buffers,
-    which glibc otherwise maps fresh and unmaps again, and every page of a fresh map faults when
-    first touched: kernel time on cores the decoder needs (docs/performance.md, "Ingest"). It
-    holds for the rest of the process (freed memory up to twice `limit_mb` stays with it), so it
-    is set where frames are decoded: ingest's workers."""
-    import ctypes
-    import ctypes.util
-    import sys
-
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        m_trim_threshold, m_mmap_threshold = -1, -3
-        return bool(
-            libc.mallopt(m_mmap_threshold, limit_mb << 20) and libc.mallopt(m_trim_threshold, 2 * limit_mb << 20)
-        )
-    except (OSError, AttributeError):  # not glibc (musl has no mallopt)
-        return False
-
-
 def decode_run(
     store_path: str, run: list[tuple[int, int, list[Segment]]], size: int, fps: float, threads: int = 0
 ) -> list[int]:
@@ -281,7 +259,7 @@ def decode_run(
     `threads`: decoder threads (0 = FFmpeg's choice, for a lone worker)."""
     from concurrent.futures import ThreadPoolExecutor
 
-    reuse_freed_memory()
+    keep_freed_memory(block_mb=256)  # chunk-sized zstd and zarr buffers, one per chunk written
     with ThreadPoolExecutor(1) as writer:
         pending = None
         for _, lo, segments in run:

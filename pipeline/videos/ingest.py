@@ -29,10 +29,10 @@ from pipeline.lerobot.ingest import (
     _cached,
     _file_key,
     close_cached,
-    reuse_freed_memory,
     task_table,
 )
 from pipeline.lerobot.video import SquareFit, VideoReader, image_to_square
+from pipeline.memory import keep_freed_memory
 
 from .source import (
     Episode,
@@ -299,7 +299,7 @@ def decode_run(store_path: str, run: list[tuple[int, int, list[Segment]]], size:
     choice, for a lone worker)."""
     from concurrent.futures import ThreadPoolExecutor
 
-    reuse_freed_memory()
+    keep_freed_memory(block_mb=256)  # chunk-sized zstd and zarr buffers, one per chunk written
     with ThreadPoolExecutor(1) as writer:
         pending = None
         for _, lo, segments in run:

@@ -346,7 +346,7 @@ FAULTS_SCRIPT = """
 import resource, sys
 import numcodecs
 import numpy as np
-from pipeline.lerobot.ingest import reuse_freed_memory
+from pipeline.memory import keep_freed_memory
 
 chunk = np.random.default_rng(0).integers(0, 256, 40 << 20, dtype=np.uint8)  # frames zstd cannot shrink
 zstd = numcodecs.Zstd(level=-1)
@@ -358,7 +358,7 @@ def faults():
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
 
 fresh = faults()
-print(fresh, reuse_freed_memory(), faults())
+print(fresh, keep_freed_memory(block_mb=256), faults())
 """
 
 
