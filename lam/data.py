@@ -61,8 +61,54 @@ def row_episode(table: EpisodeTable) -> np.ndarray:
 
 
 # -- reading frames ------------------------------------------------------------------------
+MAX_EXACT_FACTOR = 16  # block sums of up to 16 x 16 uint8 values, in int32 past 11 x 11
+
+
 def resize_frames(frames: np.ndarray, size: int) -> torch.Tensor:
-    """uint8 (n,H,W,3) -> uint8 (n,3,size,size); area averaging when shrinking."""
+    """uint8 (n,H,W,3) -> uint8 (n,3,size,size); area averaging when shrinking: the bytes of
+    `resize_frames_reference`, faster. Where H = W = f x size (f <= 16), torch's area resize is the
+    mean of each f x f block rounded half to even: here the block sums are exact integers and so is
+    the rounding (about three times faster on a CPU). Any other shape goes through the reference."""
+    n, h, w, c = frames.shape
+    f = h // size if h == w and size > 0 and h % size == 0 else 0
+    if not 1 <= f <= MAX_EXACT_FACTOR:
+        return resize_frames_reference(frames, size)
+    x = torch.from_numpy(np.ascontiguousarray(frames))
+    if f == 1:
+        return x.permute(0, 3, 1, 2).contiguous()
+    acc = torch.int16 if 256 * f * f < 2**15 else torch.int32
+    rows = x.view(n, size, f, w * c)  # the rows of one block side by side
+    s = rows[:, :, 0].to(acc)
+    for i in range(1, f):
+        s += rows[:, :, i]
+    cols = s.view(n, size, size, f, c)  # then the columns of one block
+    s = cols[:, :, :, 0] + cols[:, :, :, 1]
+    for j in range(2, f):
+        s += cols[:, :, :, j]
+    out = torch.empty((n, c, size, size), dtype=torch.uint8)
+    out.copy_(_round_half_even_div(s, f * f).permute(0, 3, 1, 2))
+    return out
+
+
+def _round_half_even_div(s: torch.Tensor, d: int) -> torch.Tensor:
+    """round(s / d), ties to even (torch.round), for non-negative integers s; in place where it can."""
+    b = d.bit_length() - 1
+    if d == 1 << b:  # a power of two: add half minus one, plus one more when the quotient is odd
+        odd = (s >> b) & 1
+        s += (1 << (b - 1)) - 1
+        s += odd
+        s >>= b
+        return s
+    if d % 2:  # odd: s / d is never exactly half-way
+        s += d // 2
+        return torch.div(s, d, rounding_mode="floor")
+    q = torch.div(s, d, rounding_mode="floor")
+    r2 = (s - q * d) * 2
+    return q + ((r2 > d) | ((r2 == d) & (q & 1).bool())).to(q.dtype)
+
+
+def resize_frames_reference(frames: np.ndarray, size: int) -> torch.Tensor:
+    """The float path of `resize_frames`: torch's area interpolation (bilinear when growing), rounded."""
     x = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2)
     if x.shape[-1] == size and x.shape[-2] == size:
         return x.contiguous()

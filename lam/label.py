@@ -38,6 +38,7 @@ from cache_schemas.labels import SCHEMA as LABELS_SCHEMA
 from cache_schemas.labels import LabelSpec, LabelStore, label_store_path
 
 from .config import LAMConfig
+from .data import resize_frames
 from .rundir import (
     RUN_SCHEMA,
     Run,
@@ -334,13 +335,13 @@ class ChunkReader:
         for c in range(lo // cf, (hi - 1) // cf + 1):
             a, b = max(lo, c * cf), min(hi, (c + 1) * cf)
             if c not in self._kept and c in self.mine:
-                self._kept[c] = resize_as_training(self.frames[slice(*self.eps.chunk_range(c))], self.img_size)
+                self._kept[c] = resize_frames(self.frames[slice(*self.eps.chunk_range(c))], self.img_size)
                 while len(self._kept) > self.keep:
                     self._kept.pop(next(iter(self._kept)))  # the oldest
             if c in self._kept:
                 parts.append(self._kept[c][a - c * cf : b - c * cf])
             else:  # a neighbour another process labels: only the rows needed
-                parts.append(resize_as_training(self.frames[a:b], self.img_size))
+                parts.append(resize_frames(self.frames[a:b], self.img_size))
         return parts[0] if len(parts) == 1 else torch.cat(parts)
 
     def __call__(self, chunk: int) -> ChunkInputs:
@@ -370,59 +371,6 @@ class ChunkReader:
             self._block = (start, self.episode_index[start:end], self.step[start:end])
         _, ep, st = self._block
         return ep[lo - start : hi - start], st[lo - start : hi - start]
-
-
-MAX_EXACT_FACTOR = 16  # block sums of up to 16 x 16 uint8 values, in int32 past 11 x 11
-
-
-def resize_as_training(frames: np.ndarray, size: int) -> torch.Tensor:
-    """uint8 (n, H, W, 3) -> uint8 (n, 3, size, size): the bytes of `lam.data.resize_frames` (what
-    train-lam feeds its LAM), faster. Where H = W = f x size (f <= 16), torch's area resize is the
-    mean of each f x f block rounded half to even: here the block sums are exact integers and so is
-    the rounding (three times faster than the float path on a CPU). Any other shape goes through
-    `resize_frames` itself."""
-    import torch
-
-    from .data import resize_frames
-
-    n, h, w, c = frames.shape
-    f = h // size if h == w and size > 0 and h % size == 0 else 0
-    if not 1 <= f <= MAX_EXACT_FACTOR:
-        return resize_frames(frames, size)
-    x = torch.from_numpy(np.ascontiguousarray(frames))
-    if f == 1:
-        return x.permute(0, 3, 1, 2).contiguous()
-    acc = torch.int16 if 256 * f * f < 2**15 else torch.int32
-    rows = x.view(n, size, f, w * c)  # the rows of one block side by side
-    s = rows[:, :, 0].to(acc)
-    for i in range(1, f):
-        s += rows[:, :, i]
-    cols = s.view(n, size, size, f, c)  # then the columns of one block
-    s = cols[:, :, :, 0] + cols[:, :, :, 1]
-    for j in range(2, f):
-        s += cols[:, :, :, j]
-    out = torch.empty((n, c, size, size), dtype=torch.uint8)
-    out.copy_(_round_half_even_div(s, f * f).permute(0, 3, 1, 2))
-    return out
-
-
-def _round_half_even_div(s: torch.Tensor, d: int) -> torch.Tensor:
-    """round(s / d), ties to even (torch.round), for non-negative integers s; in place where it can."""
-    import torch
-
-    b = d.bit_length() - 1
-    if d == 1 << b:  # a power of two: add half minus one, plus one more when the quotient is odd
-        odd = (s >> b) & 1
-        s += (1 << (b - 1)) - 1
-        s += odd
-        s >>= b
-        return s
-    if d % 2:  # odd: s / d is never exactly half-way
-        s += d // 2
-        return torch.div(s, d, rounding_mode="floor")
-    q = torch.div(s, d, rounding_mode="floor")
-    r2 = (s - q * d) * 2
-    return q + ((r2 > d) | ((r2 == d) & (q & 1).bool())).to(q.dtype)
 
 
 class Encoder:

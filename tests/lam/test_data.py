@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 import torch
 
 from cache_schemas import EpisodeTable
@@ -48,3 +49,26 @@ def test_single_episode_tasks_are_pooled_for_the_holdout():
     mixed = table([2] * 6, [0, 0, 0, 1, 2, 3])  # a task with several episodes keeps its own split
     assert heldout_episodes(mixed, 0.25).tolist() == [False, False, True, False, False, True]
     assert not heldout_episodes(table([2], [0]), 0.25).any()  # one episode: nothing to hold out
+
+
+@pytest.mark.parametrize(
+    "side,size",
+    [(16, 16), (32, 16), (48, 16), (64, 16), (80, 16), (96, 16), (192, 16), (256, 16), (40, 16), (8, 16)],
+)
+def test_the_integer_resize_has_the_bytes_of_torchs_area_resize(side, size):
+    """Integer factors 1-16 (powers of two, odd, even and past int16 sums) through the integer path,
+    others (40 -> 16, an upscale) through the reference: always the reference's bytes, ties included."""
+    from lam.data import resize_frames, resize_frames_reference
+
+    rng = np.random.default_rng(side)
+    frames = rng.integers(0, 256, size=(5, side, side, 3), dtype=np.uint8)
+    frames[0] = 255
+    f = side // size
+    if side % size == 0 and f % 2 == 0:  # every block's mean exactly half-way: v + 0.5 for v even and odd
+        v = rng.integers(0, 255, size=(size, size, 3))
+        blocks = np.repeat(v[:, :, None, :], f * f, axis=2)  # (size, size, f*f, 3)
+        blocks[:, :, : f * f // 2] += 1
+        frames[1] = blocks.reshape(size, size, f, f, 3).transpose(0, 2, 1, 3, 4).reshape(side, side, 3)
+    want = resize_frames_reference(frames, size)
+    got = resize_frames(frames, size)
+    assert got.dtype == want.dtype and got.shape == want.shape and bool((got == want).all())

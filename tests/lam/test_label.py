@@ -361,34 +361,6 @@ def test_asking_for_a_gpu_where_there_is_none_is_one_line(world):
     assert "unknown --device 'tpu9'" in one_error(cli(world, "r", "--device", "tpu9", "--force"))
 
 
-@pytest.mark.parametrize(
-    "side,size",
-    [(16, 16), (32, 16), (48, 16), (64, 16), (80, 16), (96, 16), (192, 16), (256, 16), (40, 16), (8, 16)],
-)
-def test_the_fast_resize_has_the_bytes_of_training_s(side, size):
-    """Integer factors 1-16 (powers of two, odd, even and past int16 sums) through the integer path,
-    others (40 -> 16, an upscale) through resize_frames: always resize_frames' bytes, ties included."""
-    from lam.data import resize_frames
-    from lam.label import resize_as_training
-
-    rng = np.random.default_rng(side)
-    frames = rng.integers(0, 256, size=(5, side, side, 3), dtype=np.uint8)
-    frames[0] = 255
-    f = side // size
-    if side % size == 0 and f % 2 == 0:  # every block's mean exactly half-way: v + 0.5 for v even and odd
-        v = rng.integers(0, 255, size=(size, size, 3))
-        blocks = np.repeat(v[:, :, None, :], f * f, axis=2)  # (size, size, f*f, 3)
-        blocks[:, :, : f * f // 2] += 1
-        frames[1] = blocks.reshape(size, size, f, f, 3).transpose(0, 2, 1, 3, 4).reshape(side, side, 3)
-    want = resize_frames(frames, size)
-    got = resize_as_training(frames, size)
-    assert got.dtype == want.dtype and got.shape == want.shape and torch_equal(got, want)
-
-
-def torch_equal(a, b) -> bool:
-    return bool((a == b).all())
-
-
 def test_the_encoder_is_the_idm_on_the_pairs(world):
     """The label path's forward (pairs concatenated by the gather, one float buffer) gives the IDM's
     own output bit for bit, whatever the batch size."""
