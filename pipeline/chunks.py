@@ -10,7 +10,10 @@ are simply written again, with the same bytes.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
+
+import numpy as np
 
 from cache_schemas import killpoints
 from cache_schemas.store import TypedStore
@@ -59,3 +62,57 @@ def fill_chunks(
         store.store.mark_complete()
     finally:
         bar.close()
+
+
+def fill_on_workers(
+    store: TypedStore,
+    task: Callable[..., Sequence[int]],
+    args_for: Callable[[list[int]], tuple],
+    *,
+    workers: int,
+    scheduler: str | None,
+    preload: tuple[str, ...],
+    run_chunks: int,
+    progress: bool,
+    name: str,
+    after: Callable[[], None] = lambda: None,
+) -> None:
+    """`fill_chunks` on an Executor of `workers` local processes (or the dask cluster at
+    `scheduler`) that import `preload` up front; `after` runs once the executor is closed."""
+    ex = Executor(workers, scheduler, preload=preload)
+    try:
+        fill_chunks(store, ex, task, args_for, name=name, chunks_per_task=run_chunks, progress=progress)
+    finally:
+        ex.close()
+        after()
+
+
+def decoder_threads(workers: int, scheduler: str | None) -> int:
+    """Threads each decoding worker gives its decoder: 0 (FFmpeg's choice) for a lone worker or a
+    cluster's, else this machine's cores shared out between the local workers."""
+    return 0 if workers <= 1 or scheduler else max(1, (os.cpu_count() or 1) // workers)
+
+
+def write_while_decoding(
+    store_path: str, run: list[tuple[int, int, object]], decode: Callable[[object], np.ndarray]
+) -> list[int]:
+    """Worker side of an ingest: `run` is consecutive chunks (chunk, first row, what to decode);
+    chunk i is written (zstd, crc32c, file) in a thread while chunk i+1 decodes. Returns the
+    chunks once every one is on disk."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from cache_schemas.episodes import write_frame_rows
+
+    from .memory import keep_freed_memory
+
+    keep_freed_memory(block_mb=256)  # chunk-sized zstd and zarr buffers, one per chunk written
+    with ThreadPoolExecutor(1) as writer:
+        pending = None
+        for _, lo, what in run:
+            frames = decode(what)
+            if pending is not None:
+                pending.result()
+            pending = writer.submit(write_frame_rows, store_path, lo, frames, None)
+        if pending is not None:
+            pending.result()
+    return [chunk for chunk, _, _ in run]

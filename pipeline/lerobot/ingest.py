@@ -21,9 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from cache_schemas import EpisodeStore, EpisodeTable, IngestSpec, SourceSpec, TaskInfo
-from cache_schemas.episodes import write_frame_rows
 from cache_schemas.paths import episode_store_path
-from pipeline.memory import keep_freed_memory
 
 from .format import LeRobotError, require_libraries
 from .reader import ACTION, STATE, EpisodeRef, EpisodeRows, LeRobotDataset, dataset_digest, open_dataset
@@ -254,22 +252,12 @@ def decode_frames(segments: list[Segment], size: int, fps: float, threads: int =
 def decode_run(
     store_path: str, run: list[tuple[int, int, list[Segment]]], size: int, fps: float, threads: int = 0
 ) -> list[int]:
-    """Worker task: consecutive chunks (chunk, first row, segments). Chunk i's write (zstd,
-    crc32c, file) runs in a thread while chunk i+1 decodes; returns once every chunk is on disk.
-    `threads`: decoder threads (0 = FFmpeg's choice, for a lone worker)."""
-    from concurrent.futures import ThreadPoolExecutor
+    """Worker task: consecutive chunks (chunk, first row, segments), each decoded and written while
+    the next decodes (`pipeline.chunks.write_while_decoding`). `threads`: decoder threads (0 =
+    FFmpeg's choice, for a lone worker)."""
+    from pipeline.chunks import write_while_decoding
 
-    keep_freed_memory(block_mb=256)  # chunk-sized zstd and zarr buffers, one per chunk written
-    with ThreadPoolExecutor(1) as writer:
-        pending = None
-        for _, lo, segments in run:
-            frames = decode_frames(segments, size, fps, threads)
-            if pending is not None:
-                pending.result()
-            pending = writer.submit(write_frame_rows, store_path, lo, frames, None)
-        if pending is not None:
-            pending.result()
-    return [chunk for chunk, _, _ in run]
+    return write_while_decoding(store_path, run, lambda segments: decode_frames(segments, size, fps, threads))
 
 
 # --------------------------------------------------------------------------- driver
@@ -280,8 +268,7 @@ def store_path_for(plan: Plan, options: IngestOptions) -> Path:
 
 def ingest(root: Path | str, options: IngestOptions) -> Path:
     """Create (or resume) the episode store of a LeRobot dataset; returns its path."""
-    from pipeline.chunks import fill_chunks
-    from pipeline.executor import Executor
+    from pipeline.chunks import decoder_threads, fill_on_workers
 
     require_libraries()
     plan = plan_ingest(root, options)
@@ -294,26 +281,24 @@ def ingest(root: Path | str, options: IngestOptions) -> Path:
     starts = np.concatenate([[0], np.cumsum(plan.lengths)[:-1]]).astype(np.int64)
     if not store.store.info.get("planned"):
         write_plan(store, plan, starts)
-    threads = 0 if options.workers <= 1 or options.scheduler else max(1, (os.cpu_count() or 1) // options.workers)
+    threads = decoder_threads(options.workers, options.scheduler)
 
     def args_for(chunks: list[int]) -> tuple:
         run = [(c, store.chunk_range(c)[0], segments_for(plan, starts, *store.chunk_range(c))) for c in chunks]
         return (str(path), run, plan.spec.resolution, plan.dataset.fps, threads)
 
-    ex = Executor(options.workers, options.scheduler, preload=("pipeline.lerobot.ingest", "av"))
-    try:
-        fill_chunks(
-            store,
-            ex,
-            decode_run,
-            args_for,
-            name="ingest",
-            chunks_per_task=options.run_chunks,
-            progress=options.progress,
-        )
-    finally:
-        ex.close()
-        close_cached()
+    fill_on_workers(
+        store,
+        decode_run,
+        args_for,
+        workers=options.workers,
+        scheduler=options.scheduler,
+        preload=("pipeline.lerobot.ingest", "av"),
+        run_chunks=options.run_chunks,
+        progress=options.progress,
+        name="ingest",
+        after=close_cached,
+    )
     return path
 
 

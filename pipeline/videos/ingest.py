@@ -22,7 +22,7 @@ from types import SimpleNamespace
 import numpy as np
 
 from cache_schemas import EpisodeStore, EpisodeTable, IngestSpec, TaskInfo
-from cache_schemas.episodes import VideoSourceSpec, write_frame_rows
+from cache_schemas.episodes import VideoSourceSpec
 from cache_schemas.paths import episode_store_path
 from pipeline.lerobot.ingest import (
     MAX_DEFAULT_RESOLUTION,
@@ -32,7 +32,6 @@ from pipeline.lerobot.ingest import (
     task_table,
 )
 from pipeline.lerobot.video import SquareFit, VideoReader, image_to_square
-from pipeline.memory import keep_freed_memory
 
 from .source import (
     Episode,
@@ -294,22 +293,12 @@ def decode_frames(segments: list[Segment], size: int, threads: int = 0) -> np.nd
 
 
 def decode_run(store_path: str, run: list[tuple[int, int, list[Segment]]], size: int, threads: int = 0) -> list[int]:
-    """Worker task: consecutive chunks (chunk, first row, segments); chunk i is written (zstd,
-    crc32c, file) in a thread while chunk i+1 decodes. `threads`: decoder threads (0 = FFmpeg's
-    choice, for a lone worker)."""
-    from concurrent.futures import ThreadPoolExecutor
+    """Worker task: consecutive chunks (chunk, first row, segments), each decoded and written while
+    the next decodes (`pipeline.chunks.write_while_decoding`). `threads`: decoder threads (0 =
+    FFmpeg's choice, for a lone worker)."""
+    from pipeline.chunks import write_while_decoding
 
-    keep_freed_memory(block_mb=256)  # chunk-sized zstd and zarr buffers, one per chunk written
-    with ThreadPoolExecutor(1) as writer:
-        pending = None
-        for _, lo, segments in run:
-            frames = decode_frames(segments, size, threads)
-            if pending is not None:
-                pending.result()
-            pending = writer.submit(write_frame_rows, store_path, lo, frames, None)
-        if pending is not None:
-            pending.result()
-    return [chunk for chunk, _, _ in run]
+    return write_while_decoding(store_path, run, lambda segments: decode_frames(segments, size, threads))
 
 
 # --------------------------------------------------------------------------- driver
@@ -325,8 +314,7 @@ def store_path_for(plan: Plan, options: VideoIngestOptions) -> Path:
 
 def ingest(root: Path | str, options: VideoIngestOptions) -> Path:
     """Create (or resume) the episode store of a folder of videos; returns its path."""
-    from pipeline.chunks import fill_chunks
-    from pipeline.executor import Executor
+    from pipeline.chunks import decoder_threads, fill_on_workers
 
     require_av()
     plan = plan_ingest(root, options)  # every check: nothing is written for a source that fails one
@@ -338,26 +326,24 @@ def ingest(root: Path | str, options: VideoIngestOptions) -> Path:
     starts = plan.starts
     if not store.store.info.get("planned"):
         write_plan(store, plan)
-    threads = 0 if options.workers <= 1 or options.scheduler else max(1, (os.cpu_count() or 1) // options.workers)
+    threads = decoder_threads(options.workers, options.scheduler)
 
     def args_for(chunks: list[int]) -> tuple:
         run = [(c, store.chunk_range(c)[0], segments_for(plan, starts, *store.chunk_range(c))) for c in chunks]
         return (str(path), run, plan.spec.resolution, threads)
 
-    ex = Executor(options.workers, options.scheduler, preload=("pipeline.videos.ingest", "av"))
-    try:
-        fill_chunks(
-            store,
-            ex,
-            decode_run,
-            args_for,
-            name="ingest",
-            chunks_per_task=options.run_chunks,
-            progress=options.progress,
-        )
-    finally:
-        ex.close()
-        close_cached()
+    fill_on_workers(
+        store,
+        decode_run,
+        args_for,
+        workers=options.workers,
+        scheduler=options.scheduler,
+        preload=("pipeline.videos.ingest", "av"),
+        run_chunks=options.run_chunks,
+        progress=options.progress,
+        name="ingest",
+        after=close_cached,
+    )
     return path
 
 
