@@ -12,7 +12,6 @@ markers when every chunk is done, so the finished store has the same bytes howev
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import asdict, dataclass
 from functools import cached_property
 from pathlib import Path
@@ -23,10 +22,9 @@ import numpy as np
 from . import killpoints
 from .fingerprint import fingerprint
 from .paths import embeddings_dir, store_name
-from .store import ArraySpec, Store, StoreError, StoreLayout, TypedStore
+from .store import ArraySpec, MarkedStore, Store, StoreLayout
 
 SCHEMA = "embeddings/1"
-PROGRESS_DIR = ".progress"
 
 
 @dataclass(frozen=True)
@@ -110,7 +108,7 @@ def finalize_stats(total: np.ndarray, eps: float = 1e-6) -> tuple[np.ndarray, np
     return mean.astype(np.float32), np.sqrt(var + eps).astype(np.float32)
 
 
-class EmbeddingStore(TypedStore):
+class EmbeddingStore(MarkedStore):
     """Typed access to an `embeddings/1` store. Writers: `create`; readers: `open`."""
 
     SCHEMA, WHAT, MAKER = SCHEMA, "embedding store", "embed"
@@ -184,33 +182,18 @@ class EmbeddingStore(TypedStore):
         # every chunk (its shape and codecs are fixed at creation).
         return self.emb
 
-    @property
-    def _progress(self) -> Path:
-        return self.path / PROGRESS_DIR
-
-    def done_chunks(self) -> set[int]:
-        """Chunks finished by any writer: the ledger plus markers not yet folded into it."""
-        marks = (
-            {int(p.name) for p in self._progress.glob("*") if p.name.isdigit()} if self._progress.exists() else set()
-        )
-        return self.store.done | marks
-
     def write_chunk(self, chunk: int, values: np.ndarray) -> None:
         """Write one whole chunk, then its marker (a crash in between only loses this chunk)."""
         lo, hi = self.chunk_range(chunk)
         if values.shape != (hi - lo, self.dim):
             raise ValueError(f"chunk {chunk} needs shape {(hi - lo, self.dim)}, got {values.shape}")
         self._emb_writer[lo:hi] = values.astype(np.float16)
-        self._progress.mkdir(exist_ok=True)
-        (self._progress / str(chunk)).touch()
+        self.mark_chunk(chunk)
         killpoints.reached("embed.chunk")
 
     def finalize(self) -> None:
         """Driver only, after every writer is done: stats, ledger, complete; markers removed."""
-        done = self.done_chunks()
-        missing = sorted(set(range(self.n_chunks)) - done)
-        if missing:
-            raise StoreError(f"{self.path}: chunks {missing[:10]} not written; cannot finalize")
+        self.require_every_chunk()
         total = np.zeros((3, self.dim), np.float64)
         emb = self.emb
         for i in range(self.n_chunks):
@@ -220,6 +203,4 @@ class EmbeddingStore(TypedStore):
         self.store.array("mean")[:] = mean
         self.store.array("std")[:] = std
         killpoints.reached("embed.finalize")
-        self.store.mark_done(range(self.n_chunks))
-        self.store.mark_complete()
-        shutil.rmtree(self._progress, ignore_errors=True)
+        self.fold_markers()

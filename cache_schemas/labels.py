@@ -15,7 +15,6 @@ chunks, recording each as a marker file under `.progress/` that the driver folds
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import asdict, dataclass
 from functools import cached_property
 from pathlib import Path
@@ -26,10 +25,9 @@ import numpy as np
 from . import killpoints
 from .fingerprint import fingerprint
 from .paths import labels_dir, store_name
-from .store import ArraySpec, Store, StoreError, StoreLayout, TypedStore
+from .store import ArraySpec, MarkedStore, Store, StoreLayout
 
 SCHEMA = "labels/1"
-PROGRESS_DIR = ".progress"
 GENERATOR_VERSION = 1  # bump when labels change for an unchanged spec
 
 
@@ -74,7 +72,7 @@ def layout_for(n_frames: int, chunk_frames: int, latent_dim: int) -> StoreLayout
     )
 
 
-class LabelStore(TypedStore):
+class LabelStore(MarkedStore):
     """Typed access to a `labels/1` store. Writers: `create`, `write_chunk`, `finalize`; readers: `open`."""
 
     SCHEMA, WHAT, MAKER = SCHEMA, "label store", "label"
@@ -134,17 +132,6 @@ class LabelStore(TypedStore):
     def _arrays(self) -> dict[str, Any]:
         return {n: self.store.array(n) for n in ("latents", "valid", "episode_index", "step")}
 
-    @property
-    def _progress(self) -> Path:
-        return self.path / PROGRESS_DIR
-
-    def done_chunks(self) -> set[int]:
-        """Chunks finished by any writer: the ledger plus markers not yet folded into it."""
-        marks = (
-            {int(p.name) for p in self._progress.glob("*") if p.name.isdigit()} if self._progress.exists() else set()
-        )
-        return self.store.done | marks
-
     def write_chunk(self, chunk: int, values: dict[str, np.ndarray]) -> None:
         """Write one whole chunk of every array, then its marker (a crash in between only loses this chunk)."""
         lo, hi = self.chunk_range(chunk)
@@ -154,18 +141,13 @@ class LabelStore(TypedStore):
             )
         for name, arr in self._arrays.items():
             arr[lo:hi] = values[name]
-        self._progress.mkdir(exist_ok=True)
-        (self._progress / str(chunk)).touch()
+        self.mark_chunk(chunk)
         killpoints.reached("label.chunk")
 
     def finalize(self, **info: Any) -> None:
         """Driver only, after every writer is done: `info` (e.g. the probe) recorded, ledger
         complete, markers removed."""
-        missing = sorted(set(range(self.n_chunks)) - self.done_chunks())
-        if missing:
-            raise StoreError(f"{self.path}: chunks {missing[:10]} not written; cannot finalize")
+        self.require_every_chunk()
         if info:
             self.store.update_info(**info)
-        self.store.mark_done(range(self.n_chunks))
-        self.store.mark_complete()
-        shutil.rmtree(self._progress, ignore_errors=True)
+        self.fold_markers()

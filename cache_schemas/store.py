@@ -349,3 +349,42 @@ class TypedStore:
         """Frame rows [start, stop) of chunk i."""
         c = self.chunk_frames
         return i * c, min((i + 1) * c, self.n_frames)
+
+
+class MarkedStore(TypedStore):
+    """A typed store that several writers (ranks) fill at once, each owning disjoint chunks.
+
+    The attrs ledger has one writer, so a rank records a finished chunk as an empty marker file
+    under `.progress/` (outside the Zarr hierarchy); the driver, once every writer is done, folds
+    the markers into the ledger, marks the store complete and deletes them, so the finished store
+    has the same bytes however it was made (embedding and label stores)."""
+
+    PROGRESS_DIR = ".progress"
+
+    @property
+    def _progress(self) -> Path:
+        return self.path / self.PROGRESS_DIR
+
+    def done_chunks(self) -> set[int]:
+        """Chunks finished by any writer: the ledger plus markers not yet folded into it."""
+        marks = (
+            {int(p.name) for p in self._progress.glob("*") if p.name.isdigit()} if self._progress.exists() else set()
+        )
+        return self.store.done | marks
+
+    def mark_chunk(self, chunk: int) -> None:
+        """After a chunk's arrays are written (a crash in between only loses this chunk)."""
+        self._progress.mkdir(exist_ok=True)
+        (self._progress / str(chunk)).touch()
+
+    def require_every_chunk(self) -> None:
+        missing = sorted(set(range(self.n_chunks)) - self.done_chunks())
+        if missing:
+            raise StoreError(f"{self.path}: chunks {missing[:10]} not written; cannot finalize")
+
+    def fold_markers(self) -> None:
+        """Driver only, after every writer is done and what depends on every chunk is written:
+        the ledger complete, the markers removed."""
+        self.store.mark_done(range(self.n_chunks))
+        self.store.mark_complete()
+        shutil.rmtree(self._progress, ignore_errors=True)
