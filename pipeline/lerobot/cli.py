@@ -3,13 +3,23 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Optional
 
 import typer
 
-from pipeline.groups import export_app, ingest_app
+from pipeline.groups import (
+    O_CACHE,
+    O_CHUNK_FRAMES,
+    O_FORCE,
+    O_OUT,
+    O_QUIET,
+    O_SCHEDULER,
+    O_WORKERS,
+    export_app,
+    ingest_app,
+    ingest_workers,
+)
 
 
 @ingest_app.command("lerobot")
@@ -23,16 +33,14 @@ def ingest_lerobot(
         None, help="Square frame size (default: the camera's shorter side, at most 224)."
     ),
     object_: str = typer.Option("", "--object", help="What the {object} prompt slot says (the dataset does not say)."),
-    chunk_frames: int = typer.Option(256, help="Frames per store chunk."),
+    chunk_frames: int = O_CHUNK_FRAMES,
     name: Optional[str] = typer.Option(None, help="Store name (default: the dataset folder's name)."),
-    workers: int = typer.Option(
-        0, help="Decoding processes (0 = a quarter of the cores: each decoder runs threads of its own)."
-    ),
-    scheduler: Optional[str] = typer.Option(None, help="Address of an existing dask scheduler."),
-    out: Optional[Path] = typer.Option(None, help="Store path (default: <cache>/episodes/<name>.<fp12>)."),
-    cache: Optional[Path] = typer.Option(None, help="Cache root (default $VLMLAM_CACHE or ./cache)."),
-    force: bool = typer.Option(False, help="Replace an existing store made from another spec."),
-    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+    workers: int = O_WORKERS,
+    scheduler: Optional[str] = O_SCHEDULER,
+    out: Optional[Path] = O_OUT,
+    cache: Optional[Path] = O_CACHE,
+    force: bool = O_FORCE,
+    quiet: bool = O_QUIET,
 ) -> None:
     """Read a LeRobot dataset into an episode store (no clean twin): resumable, parallel."""
     from cache_schemas import EpisodeStore
@@ -48,7 +56,7 @@ def ingest_lerobot(
         name=name,
         out=out,
         cache=cache,
-        workers=workers or max(1, (os.cpu_count() or 1) // 4),
+        workers=ingest_workers(workers),
         scheduler=scheduler,
         force=force,
         progress=not quiet,
