@@ -94,8 +94,10 @@ def test_own_videos_to_latent_action_labels_in_a_lerobot_dataset(videos, tmp_pat
     assert not store.has_actions and store.fps == 10.0 and store.n_episodes == 5
     assert store.n_frames == 5 * FRAMES // 2 and store.store.layout["arrays"]["frames"]["tail"] == [SIDE, SIDE, 3]
     assert sorted(t.description for t in store.tasks) == sorted(TASKS)
-    # 2. embed with a prompt that names the task
-    run("embed", "--preset", "myvideos", "--vlm", "tiny-qwen25-vl", "--prompt", "task", "--quiet", *where)
+    # 2. embed a prompt sweep in one pass, one of its prompts naming each episode's task
+    run("embed", "--preset", "myvideos", "--vlm", "tiny-qwen25-vl", "--prompt", "none,task", "--quiet", *where)
+    made = sorted(p.name.split(".")[1] for p in (cache / "embeddings").iterdir())
+    assert made == ["none", "task"]
     # 3. a LAM on the embeddings, its gap in seconds: 0.2 s at 10 fps = 2 frames; no probe (no actions)
     out = run(
         "train-lam",
