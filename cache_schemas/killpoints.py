@@ -9,7 +9,8 @@ Points: `atomic.before_rename` (a temporary file is written, not yet renamed), `
 (a new store's arrays and attrs exist, nothing else), `collect.plan` (an episode simulated), `collect.chunk`
 (the ledger records a rendered chunk), `ingest.chunk` (the ledger records a run of decoded chunks), `collect.created` (store allocated, nothing written),
 `embed.chunk` (a chunk and its marker are written), `embed.finalize` (statistics written, ledger
-not yet complete), `train.log` (a training log step), `train.fit` (data loaded, about to train).
+not yet complete), `label.chunk` (a chunk of labels and its marker are written), `train.log` (a
+training log step), `train.fit` (data loaded, about to train).
 """
 
 from __future__ import annotations
