@@ -239,6 +239,8 @@ def label_info(run: Run, eps: EpisodeStore, spec: LabelSpec, n_valid: int) -> di
         "backbone": run.target.get("vlm") if emb else None,
         "prompt": run.target.get("prompt") if emb else None,
         "n_valid": int(n_valid),
+        "summary": f"run {run.run_id} on {eps.path.name}: z={spec.latent_dim}, k={spec.k} "
+        f"({spec.k / float(eps.fps):.3g} s), {n_valid} pairs of {eps.n_frames} frames",
     }
 
 

@@ -84,6 +84,7 @@ def test_labels_of_the_training_store_are_train_lams_latents_and_probe(world):
     assert info["store_fingerprint"] == store.fingerprint and info["n_valid"] == len(lat["rows"])
     assert info["horizon_s"] == pytest.approx(K / store.fps) and info["fps"] == store.fps
     assert any(line.startswith("label 1 process: 60 pairs in ") and "pairs/s)" in line for line in lines)
+    assert info["summary"].startswith(f"run r on {store.path.name}: z=8, k={K} (")  # what `cache ls` shows
 
 
 def test_the_run_fingerprint_ignores_where_the_stores_were(world):
