@@ -122,7 +122,9 @@ def _eval_pending(cfg, one, runs: Optional[Path], force: bool) -> None:
 
 def report_cmd(
     run_list: Optional[list[str]] = typer.Argument(
-        None, help="Run folders or run ids; none: every evaluated run under --runs."
+        None,
+        help="Run folders or run ids; none: every evaluated run under --runs (and every run on a store "
+        "without true actions, which no eval can take).",
     ),
     out: Optional[Path] = typer.Option(None, help="Output folder (default reports/<name>)."),
     name: str = typer.Option("report", help="Report name (folder under reports/)."),
@@ -131,17 +133,17 @@ def report_cmd(
     """Tables and plots across runs: probe R², success per task, by target/backbone/prompt/z."""
     from cache_schemas.paths import DEFAULT_REPORTS, runs_root
 
-    from .pending import evaluated_runs
+    from .pending import reportable_runs
     from .report import build_report
 
     paths = [_resolve_run(r, runs) for r in run_list or []]
     if not run_list:
-        paths = evaluated_runs(runs_root(runs))
+        paths = reportable_runs(runs_root(runs))
         if not paths:
             raise UserError(
                 f"no evaluated runs under {runs_root(runs)}; run `vlm-lam eval` first (or name run folders)"
             )
-        typer.echo(f"reporting {len(paths)} evaluated run(s) under {runs_root(runs)}")
+        typer.echo(f"reporting {len(paths)} run(s) under {runs_root(runs)}")
     missing = [str(p) for p in paths if not p.is_dir()]
     if missing:
         raise UserError(f"no such run folder(s): {', '.join(missing)}")

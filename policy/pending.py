@@ -34,6 +34,12 @@ def evaluated_runs(root: Path) -> list[Path]:
     return [p for p in run_folders(root) if EvalFolder.of_run(p).finished]
 
 
+def reportable_runs(root: Path) -> list[Path]:
+    """What `report` shows by default: the evaluated runs, and the finished runs that no eval can
+    take (trained on a store without true actions: their row says "no actions"), in name order."""
+    return [p for p in run_folders(root) if EvalFolder.of_run(p).finished or eval_state(p, {}) == NO_ACTIONS]
+
+
 def eval_state(run: Path, eval_config: dict[str, Any]) -> str | None:
     """None when `run` waits for an eval with these options; else why it does not."""
     try:

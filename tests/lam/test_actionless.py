@@ -84,3 +84,9 @@ def test_eval_refuses_a_run_on_an_actionless_store_and_the_loop_passes_it_by(tmp
     r = CliRunner().invoke(app, ["eval", "--runs", str(tmp_path / "runs")])
     assert r.exit_code == 0, r.output
     assert "not evaluable: trained on a store without true actions" in r.output
+    # report's default set holds it (no eval can take it), its probe shown as "no actions"
+    out = tmp_path / "rep"
+    r = CliRunner().invoke(app, ["report", "--runs", str(tmp_path / "runs"), "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    assert "reporting 1 run(s)" in r.output and f"| {res.run_id} | pixels |" in (out / "index.md").read_text()
+    assert "| no actions | not evaluated |" in (out / "index.md").read_text()
