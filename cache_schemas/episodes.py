@@ -11,8 +11,11 @@ Ingested stores (`vlm-lam ingest`, spec = `IngestSpec`, recognised by its `sourc
 episodes read from a dataset, not simulated: there is no clean twin (`frames_clean` is absent
 and `info.clean_twin` is false), `actions`/`states` are as wide as the dataset's (`states` absent
 when it has none), `ep_seed` holds the source episode index, and no simulator can roll them out.
-A source without actions (a folder of videos, a LeRobot dataset of human video) gives an
-action-less store: `action_dim` 0, no `actions` array, `info.actions` false; `rewards` are zeros
+A store ingested from a folder of videos also names each episode's source file (its path relative
+to the folder), as UTF-8 bytes in `path_bytes` (uint8) ending at `ep_path_end` (int64, episode
+axis): arrays, not `info`, because `info` is rewritten with every ledger update and a dataset of
+220k clips has megabytes of paths. A source without actions (a folder of videos, a LeRobot
+dataset of human video) gives an action-less store: `action_dim` 0, no `actions` array, `info.actions` false; `rewards` are zeros
 and `success` false there, as for a LeRobot dataset without them.
 """
 
@@ -37,6 +40,7 @@ INGEST_VERSION = 2  # the same, for ingested stores (2: resized frames through p
 # time is ingest's one cost beside decoding. Its fast mode (-1) keeps most of level 1's gain on
 # such frames and gives up at once on frames it cannot shrink (docs/performance.md, "Ingest").
 INGESTED_FRAMES_LEVEL = -1
+PATH_CHUNK = 1 << 22  # bytes per chunk of `path_bytes`
 METAWORLD_FPS = 80.0  # MetaWorld's control rate: frame_skip 5 x 2.5 ms timestep (its `render_fps`)
 
 
@@ -159,7 +163,9 @@ class TaskInfo:
     object: str
 
 
-def layout_for(spec: EpisodeSpec | IngestSpec, n_frames: int, n_episodes: int | None = None) -> StoreLayout:
+def layout_for(
+    spec: EpisodeSpec | IngestSpec, n_frames: int, n_episodes: int | None = None, path_bytes: int = 0
+) -> StoreLayout:
     r = spec.resolution
     ingested = isinstance(spec, IngestSpec)
     n_episodes = spec.n_episodes if n_episodes is None else n_episodes
@@ -183,11 +189,12 @@ def layout_for(spec: EpisodeSpec | IngestSpec, n_frames: int, n_episodes: int | 
         ArraySpec("ep_seed", "int64", axis="episodes"),
         ArraySpec("ep_success", "bool", axis="episodes"),
     )
-    return StoreLayout(
-        arrays=arrays,
-        rows={"frames": n_frames, "episodes": n_episodes},
-        chunk_rows={"frames": spec.chunk_frames, "episodes": max(1, n_episodes)},
-    )
+    rows = {"frames": n_frames, "episodes": n_episodes}
+    chunk_rows = {"frames": spec.chunk_frames, "episodes": max(1, n_episodes)}
+    if ingested and spec.source.format == "videos":  # each episode's source file
+        arrays += (ArraySpec("ep_path_end", "int64", axis="episodes"), ArraySpec("path_bytes", "uint8", axis="paths"))
+        rows["paths"], chunk_rows["paths"] = path_bytes, max(1, min(path_bytes, PATH_CHUNK))
+    return StoreLayout(arrays=arrays, rows=rows, chunk_rows=chunk_rows)
 
 
 @dataclass(frozen=True)
@@ -224,9 +231,12 @@ class EpisodeStore(TypedStore):
         tasks: list[TaskInfo],
         *,
         extra_info: dict[str, Any] | None = None,
+        sources: list[str] | None = None,
         force: bool = False,
     ) -> EpisodeStore:
-        """Allocate a store for episodes of the given lengths (or reopen the same one to resume)."""
+        """Allocate a store for episodes of the given lengths (or reopen the same one to resume).
+        `sources`: each episode's source file, for a store ingested from a folder of videos (its
+        bytes size the layout; `write_sources` writes them)."""
         lengths = np.asarray(lengths, dtype=np.int64)
         ingested = isinstance(spec, IngestSpec)
         if not ingested and len(lengths) != spec.n_episodes:
@@ -243,7 +253,7 @@ class EpisodeStore(TypedStore):
             schema=SCHEMA,
             fingerprint=spec.fingerprint(),
             spec=spec,
-            layout=layout_for(spec, int(lengths.sum()), len(lengths)),
+            layout=layout_for(spec, int(lengths.sum()), len(lengths), len(_path_bytes(sources or []))),
             info=info,
             versions=("av", "pyarrow") if ingested else ("metaworld", "mujoco"),
             force=force,
@@ -343,6 +353,23 @@ class EpisodeStore(TypedStore):
         a("ep_seed")[:] = table.seed
         a("ep_success")[:] = table.success
 
+    def write_sources(self, paths: list[str]) -> None:
+        """Each episode's source file (a store ingested from a folder of videos)."""
+        data = _path_bytes(paths)
+        self.store.array("ep_path_end")[:] = np.cumsum([len(p.encode()) for p in paths], dtype=np.int64)
+        if len(data):
+            self.store.array("path_bytes")[:] = data
+
+    def sources(self) -> list[str] | None:
+        """Each episode's source file, relative to the folder it was ingested from (None: a store
+        made otherwise)."""
+        if "ep_path_end" not in self.store.layout["arrays"]:
+            return None
+        ends = self.store.array("ep_path_end")[:]
+        data = self.store.array("path_bytes")[:].tobytes() if int(ends[-1:].sum()) else b""
+        starts = np.concatenate([[0], ends[:-1]])
+        return [data[a:b].decode() for a, b in zip(starts, ends)]
+
     def write_lowdim(self, arrays: dict[str, np.ndarray]) -> None:
         for name in self.LOWDIM:
             if name in self.store.layout["arrays"]:  # an ingested store may have no states
@@ -356,6 +383,10 @@ class EpisodeStore(TypedStore):
         self.store.array("frames")[lo:hi] = frames
         if frames_clean is not None:
             self.store.array("frames_clean")[lo:hi] = frames_clean
+
+
+def _path_bytes(paths: list[str]) -> np.ndarray:
+    return np.frombuffer("".join(paths).encode(), np.uint8)
 
 
 def write_frame_rows(path: Path | str, lo: int, frames: np.ndarray, frames_clean: np.ndarray | None) -> None:

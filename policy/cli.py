@@ -129,8 +129,14 @@ def report_cmd(
     out: Optional[Path] = typer.Option(None, help="Output folder (default reports/<name>)."),
     name: str = typer.Option("report", help="Report name (folder under reports/)."),
     runs: Optional[Path] = O_RUNS,
+    html: bool = typer.Option(
+        False,
+        "--html",
+        help="Also write index.html: an explorer of every run (sort, filter, plots) that opens offline.",
+    ),
 ) -> None:
-    """Tables and plots across runs: probe R², success per task, by target/backbone/prompt/z."""
+    """Tables and plots across runs: probe R², success per task, by target/backbone/prompt/z
+    (with --html, also a self-contained page to sort and filter them)."""
     from cache_schemas.paths import DEFAULT_REPORTS, runs_root
 
     from .pending import reportable_runs
@@ -147,7 +153,10 @@ def report_cmd(
     missing = [str(p) for p in paths if not p.is_dir()]
     if missing:
         raise UserError(f"no such run folder(s): {', '.join(missing)}")
-    typer.echo(str(build_report(paths, out or Path(DEFAULT_REPORTS) / name, title=f"vlm-lam report: {name}")))
+    page = build_report(paths, out or Path(DEFAULT_REPORTS) / name, title=f"vlm-lam report: {name}", html=html)
+    typer.echo(str(page))
+    if html:
+        typer.echo(str(page.with_name("index.html")))
 
 
 def study_cmd(

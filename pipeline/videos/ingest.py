@@ -352,12 +352,17 @@ def create_store(path: Path, plan: Plan, options: VideoIngestOptions) -> Episode
         "preset": store_name(plan, options),  # what `--preset NAME` finds it by
         "source_path": str(plan.root.resolve()),
         "summary": summary(plan),
-        "episode_paths": [p.episode.rel for p in plan.episodes],
         "skipped": plan.skipped,
         "untasked": plan.untasked,
         "planned": False,
     }
-    return EpisodeStore.create(path, plan.spec, plan.lengths, plan.tasks, extra_info=extra, force=options.force)
+    return EpisodeStore.create(
+        path, plan.spec, plan.lengths, plan.tasks, extra_info=extra, sources=episode_paths(plan), force=options.force
+    )
+
+
+def episode_paths(plan: Plan) -> list[str]:
+    return [p.episode.rel for p in plan.episodes]
 
 
 def write_plan(store: EpisodeStore, plan: Plan) -> None:
@@ -372,6 +377,7 @@ def write_plan(store: EpisodeStore, plan: Plan) -> None:
             success=np.zeros(n, bool),
         )
     )
+    store.write_sources(episode_paths(plan))
     total = int(lengths.sum())
     store.write_lowdim(
         {

@@ -96,7 +96,7 @@ def test_every_container_and_an_image_sequence_into_an_action_less_store(mixed, 
     assert store.spec.resolution == 24 and store.spec.action_dim == 0 and store.spec.state_dim == 0
     assert store.fps == 10.0 and store.store.verify().ok
     info = store.info
-    assert info["episode_paths"] == [rel for rel, _ in MIXED.values()] and info["preset"] == "clips"
+    assert store.sources() == [rel for rel, _ in MIXED.values()] and info["preset"] == "clips"
     assert info["skipped"] == {"short": 0, "manifest_unmatched": 0} and info["untasked"] == 0
     assert info["summary"] == (
         "videos clips: 6 eps, 72 frames, 3 tasks, 10 fps, 24px; 0 skipped (< 2 frames), 0 eps without a task"
@@ -138,15 +138,15 @@ def test_a_variable_frame_rate_is_read_by_its_packet_times(tmp_path):
 def test_short_episodes_are_skipped_and_counted(tmp_path):
     root = write_tree(tmp_path / "short", {0: ("a.mp4", 1), 1: ("b.mp4", 5), 2: ("c.mp4", 3), 3: ("d/seq", 9)})
     store = EpisodeStore.open(ingest(root, opts(tmp_path / "s", fps=10)))  # default 2: a pair at least
-    assert store.info["episode_paths"] == ["b.mp4", "c.mp4", "d/seq"] and store.info["skipped"]["short"] == 1
+    assert store.sources() == ["b.mp4", "c.mp4", "d/seq"] and store.info["skipped"]["short"] == 1
     np.testing.assert_array_equal(store.episodes().seed, [1, 2, 3])
     four = EpisodeStore.open(ingest(root, opts(tmp_path / "four", fps=10, min_frames=4)))
-    assert four.info["episode_paths"] == ["b.mp4", "d/seq"] and four.info["skipped"]["short"] == 2
+    assert four.sources() == ["b.mp4", "d/seq"] and four.info["skipped"]["short"] == 2
     assert "2 skipped (< 4 frames)" in four.info["summary"] and four.spec.source.min_frames == 4
     check_frames(four, [(1, np.arange(5)), (3, np.arange(9))])
     # counted after resampling: 5 frames at 10 fps -> 3 at 5 fps, 9 -> 5
     half = EpisodeStore.open(ingest(root, opts(tmp_path / "half", fps=10, min_frames=4, resample_fps=5)))
-    assert half.info["episode_paths"] == ["d/seq"] and half.info["skipped"]["short"] == 3
+    assert half.sources() == ["d/seq"] and half.info["skipped"]["short"] == 3
     check_frames(half, [(3, np.arange(0, 9, 2))])
     with pytest.raises(VideoIngestError, match=r"none of the 4 selected episodes .* has 10 frames or more"):
         ingest(root, opts(tmp_path / "none", fps=10, min_frames=10))
@@ -156,7 +156,7 @@ def test_selection_tasks_from_a_manifest_and_what_names_the_store(mixed, tmp_pat
     manifest = tmp_path / "tasks.csv"
     manifest.write_text("path,task\ncls_b/v3.mov,stack the cups\n")
     store = EpisodeStore.open(ingest(mixed, opts(tmp_path / "s", episodes="1,3:5", tasks=manifest)))
-    assert store.spec.source.episodes == "1:2,3:5" and store.info["episode_paths"] == [MIXED[e][0] for e in (1, 3, 4)]
+    assert store.spec.source.episodes == "1:2,3:5" and store.sources() == [MIXED[e][0] for e in (1, 3, 4)]
     np.testing.assert_array_equal(store.episodes().seed, [1, 3, 4])
     assert [t.description for t in store.tasks] == ["", "stack the cups"]
     np.testing.assert_array_equal(store.episodes().task, [0, 1, 0])
