@@ -8,6 +8,8 @@ from typing import Optional
 
 import typer
 
+from .trackers import LOGGER_HELP
+
 # Shared options (every Make variable of train-lam/sweep/science maps to one of these).
 O_TARGET = typer.Option(
     None,
@@ -58,6 +60,7 @@ O_STRATEGY = typer.Option(
 O_PRECISION = typer.Option(None, help="Lightning precision (default bf16-mixed on GPU, 32-true on CPU).")
 O_RETRAIN = typer.Option(False, "--retrain", help="Train again even if the run folder is complete.")
 O_QUIET = typer.Option(False, "--quiet", help="No progress bars.")
+O_LOGGER = typer.Option(None, "--logger", help=LOGGER_HELP)
 O_ENSEMBLE = typer.Option(
     "auto", help="How same-shape configs share a step: vmap | loop | auto (vmap on GPU, loop on CPU)."
 )
@@ -95,11 +98,14 @@ def _config(params: dict, target: str):
 
 def _train_options(params: dict):
     """TrainOptions from a command's options (`ctx.params`); those it lacks keep their defaults."""
+    from .trackers import parse
     from .train import TrainOptions
 
     given = {k: params[k] for k in ("accelerator", "strategy", "precision", "retrain", "ensemble") if k in params}
     if "devices" in params:
         given["devices"] = _devices(params["devices"])
+    if params.get("logger"):
+        given["loggers"] = parse(params["logger"])
     return TrainOptions(cache=_s(params["cache"]), runs=_s(params["runs"]), progress=not params["quiet"], **given)
 
 
@@ -140,6 +146,7 @@ def train_lam_cmd(
     precision: Optional[str] = O_PRECISION,
     retrain: bool = O_RETRAIN,
     quiet: bool = O_QUIET,
+    logger: Optional[str] = O_LOGGER,
 ) -> None:
     """Train one LAM from the cache (one per prompt of a --prompt list); write runs/<id>/ and print
     its linear-probe score."""
@@ -190,6 +197,7 @@ def sweep_cmd(
     retrain: bool = O_RETRAIN,
     quiet: bool = O_QUIET,
     ensemble: str = O_ENSEMBLE,
+    logger: Optional[str] = O_LOGGER,
 ) -> None:
     """Train every config of a grid from one loaded cache: same-shape configs as one vmapped ensemble.
     A --prompt list adds the prompts as one more grid axis."""

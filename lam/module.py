@@ -32,6 +32,7 @@ from .augment import shift
 from .config import LAMConfig
 from .ensemble import fused_adam, member_optimizer, member_state, pick_mode, stack_members, sub_params, vmapped
 from .model import build_lam, reconstruction_loss
+from .trackers import member_metrics
 
 DEVICE_MEMORY_FRACTION = 0.6  # of free device memory the resident data may take
 
@@ -280,8 +281,8 @@ class LAMEnsemble(L.LightningModule):
         metrics = {"loss": float(np.mean(values))}
         if len(values) > 1:
             metrics.update({f"loss/{m}": v for m, v in enumerate(values)})
-        for logger in self.loggers:
-            logger.log_metrics(metrics, step=step)
+        for logger in self.loggers:  # a tracker's logger (--logger) is one member's: its own loss
+            logger.log_metrics(member_metrics(logger, values, metrics), step=step)
 
     def configure_optimizers(self):
         lr = torch.tensor([c.lr for c in self.configs])

@@ -23,6 +23,7 @@ from .lightning_logs import lightning_loggers, lightning_quiet
 from .probe import probe
 from .rundir import RunDir, default_run_id, identity
 from .targets import Target, load_target
+from .trackers import TrackerRun, bind
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,9 @@ class TrainOptions:
     # bytes the training set may take in device memory (None: 60% of free CUDA memory, no limit on the
     # CPU); over it, frames stay in host RAM and each batch is gathered there (see lam.module)
     data_budget: int | None = None
+    # experiment trackers (--logger, names of lam.trackers.TRACKERS): one tracker run per run folder
+    # written; () keeps the run folder's default curves (lam.lightning_logs) alone
+    loggers: tuple[str, ...] = ()
 
 
 @dataclass
@@ -231,23 +235,52 @@ def train_group(
     data = _training_data(jobs, episodes, frames, table, per_member)
     mode = pick_mode(opts.ensemble, torch.device("cuda" if uses_gpu(opts.accelerator) else "cpu"), len(jobs))
     module = LAMEnsemble([j.cfg for j in jobs], data, mode=mode, memory_budget=opts.data_budget, echo=echo)
+    facts = {}
     if writer:
-        for j, w in zip(jobs, write):
+        for m, (j, w) in enumerate(zip(jobs, write)):
             if w:
-                j.run.write_config(
-                    {
-                        "target_dim": jobs[0].target.dim,
-                        "run_id": j.run.path.name,
-                        "ensemble": [o.run.path.name for o in jobs],
-                        **data_facts(episodes, j.cfg.k),
-                    }
-                )
+                facts[m] = {
+                    "target_dim": jobs[0].target.dim,
+                    "run_id": j.run.path.name,
+                    "ensemble": [o.run.path.name for o in jobs],
+                    **data_facts(episodes, j.cfg.k),
+                }
+                j.run.write_config(facts[m])
     names = ", ".join(j.run.path.name for j in jobs)
     echo(f"training {len(jobs)} model(s) together for {cfg.steps} steps: {names}")
     logs = next(j for j, w in zip(jobs, write) if w).run.path if writer else None
-    if not _fit(module, cfg, opts, logs) or not writer:
-        return None
-    return _write_results(module, jobs, write, per_member, heldout, table, episodes, echo)
+    with ExitStack() as held:  # tracker runs end when the group does (failed, if it raised)
+        trackers = _open_trackers(held, opts.loggers, jobs, facts)
+        if not _fit(module, cfg, opts, logs, trackers) or not writer:
+            return None
+        results = _write_results(module, jobs, write, per_member, heldout, table, episodes, echo)
+        for m, tracker in trackers.items():
+            tracker.log_metrics(probe_metrics(results[m].probe))
+        return results
+
+
+def _open_trackers(
+    held: ExitStack, names: tuple[str, ...], jobs: list[Job], facts: dict[int, dict[str, Any]]
+) -> dict[int, TrackerRun]:
+    """member -> the tracker runs (--logger) of each run folder written, its config.json as their
+    hyperparameters; none without --logger."""
+    trackers: dict[int, TrackerRun] = {}
+    for m, f in facts.items() if names else []:
+        trackers[m] = held.enter_context(TrackerRun.open(names, jobs[m].run.path.name, jobs[m].run.path))
+        trackers[m].log_params({**jobs[m].run.ident, **f})
+    return trackers
+
+
+def probe_metrics(result: dict[str, Any] | None) -> dict[str, float]:
+    """A tracker's figures of probe.json's result: R², MSE, train R², each action dimension's and
+    each task's R² (none for a run on a store without true actions). No name is a folder of another:
+    MLflow's file store keeps each metric as a file."""
+    if result is None:
+        return {}
+    out = {f"probe/{k}": result[k] for k in ("r2", "mse", "train_r2")}
+    out.update({f"probe_per_task/{task}": v["r2"] for task, v in result.get("per_task", {}).items()})
+    out.update({f"probe/r2_dim{i}": v for i, v in enumerate(result.get("r2_dims", []))})
+    return out
 
 
 def data_facts(episodes: EpisodeStore, k: int) -> dict[str, Any]:
@@ -289,9 +322,10 @@ def _training_data(jobs: list[Job], episodes: EpisodeStore, frames: FrameCache, 
     )
 
 
-def _fit(module, cfg: LAMConfig, opts: TrainOptions, logs: Path | None) -> bool:
+def _fit(module, cfg: LAMConfig, opts: TrainOptions, logs: Path | None, trackers: dict[int, TrackerRun]) -> bool:
     """Lightning fits the ensemble for `cfg.steps` steps, its curves logged under the run folder
-    `logs` (None: no logger, a rank that writes nothing). -> whether this is the global rank 0."""
+    `logs` (None: no logger, a rank that writes nothing), or, with --logger, into each member's
+    tracker runs (`trackers`: member -> its runs). -> whether this is the global rank 0."""
     import lightning as L
 
     from .module import LossBar, step_loader
@@ -303,7 +337,7 @@ def _fit(module, cfg: LAMConfig, opts: TrainOptions, logs: Path | None) -> bool:
             devices=opts.devices,
             strategy=opts.strategy,
             precision=opts.precision or default_precision(opts.accelerator),
-            logger=lightning_loggers(logs) if logs is not None else False,
+            logger=_loggers(logs, trackers),
             enable_checkpointing=False,
             enable_progress_bar=opts.progress,
             callbacks=[LossBar(refresh_rate=10)] if opts.progress else [],
@@ -314,6 +348,14 @@ def _fit(module, cfg: LAMConfig, opts: TrainOptions, logs: Path | None) -> bool:
         killpoints.reached("train.fit")
         trainer.fit(module, train_dataloaders=step_loader())
     return trainer.is_global_zero
+
+
+def _loggers(logs: Path | None, trackers: dict[int, TrackerRun]) -> list | bool:
+    """The Trainer's loggers: each member's tracker loggers, bound to it; else the run folder's
+    default curves; False on a rank that writes nothing."""
+    if trackers:
+        return [bind(logger, m) for m, tracker in trackers.items() for logger in tracker.loggers]
+    return lightning_loggers(logs) if logs is not None else False
 
 
 def _write_results(module, jobs, write, per_member, heldout, table, episodes, echo) -> list[RunResult | None]:
