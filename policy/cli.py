@@ -10,6 +10,7 @@ from typing import Optional
 import typer
 
 from cache_schemas.errors import UserError
+from lam.trackers import LOGGER_HELP
 
 O_RUN = typer.Argument(
     None, help="Run folder (or run id under --runs); none: every run under --runs without a finished eval."
@@ -40,6 +41,7 @@ O_CACHE = typer.Option(None, help="Cache root (default $VLMLAM_CACHE or ./cache)
 O_RUNS = typer.Option(None, help="Runs root (default $VLMLAM_RUNS or ./runs).")
 O_FORCE = typer.Option(False, help="Redo an eval that exists with another config.")
 O_QUIET = typer.Option(False, "--quiet", help="No progress bars.")
+O_LOGGER = typer.Option(None, "--logger", help=LOGGER_HELP)
 
 
 def _resolve_run(run: str, runs: Optional[Path]) -> Path:
@@ -75,9 +77,11 @@ def eval_cmd(
     runs: Optional[Path] = O_RUNS,
     force: bool = O_FORCE,
     quiet: bool = O_QUIET,
+    logger: Optional[str] = O_LOGGER,
 ) -> None:
     """Latent BC + action decoder (and BC baselines) rolled out in Distracting MetaWorld.
     Without RUN: every trained run under --runs that has no finished eval, then one table."""
+    from lam.trackers import parse
     from pipeline.sim.glcheck import choose_gl_backend
 
     from .config import config_from_options
@@ -96,6 +100,7 @@ def eval_cmd(
         force=force,
         progress=not quiet,
         echo=typer.echo,
+        loggers=parse(logger),
     )
     if run is None:
         return _eval_pending(cfg, one, runs, force)
@@ -176,14 +181,17 @@ def study_cmd(
     runs: Optional[Path] = O_RUNS,
     out: Optional[Path] = typer.Option(None, help="Report folder (default reports/<name>)."),
     quiet: bool = O_QUIET,
+    logger: Optional[str] = O_LOGGER,
 ) -> None:
     """The paper's phenomenon in success rates, end to end: collect, LAMs on state / pixels /
     pixels-clean (+ --emb stores), eval with BC baselines, report. Killed, the same command resumes."""
+    from lam.trackers import parse
     from pipeline.collect.collect import preset_spec
     from pipeline.sim.glcheck import choose_gl_backend
 
     from .study import plan_from, run_study
 
+    loggers = parse(logger)
     choose_gl_backend()
     embs = [e.strip() for e in (emb or "").split(",") if e.strip()]
     plan = plan_from(preset_spec(preset), tasks, episodes, embs, seed)
@@ -201,6 +209,7 @@ def study_cmd(
         workers=workers,
         progress=not quiet,
         echo=typer.echo,
+        loggers=loggers,
     )
 
 

@@ -21,6 +21,7 @@ from cache_schemas.errors import UserError
 from cache_schemas.fingerprint import canonical_json, fingerprint
 from cache_schemas.paths import runs_root
 from lam.rundir import Run
+from lam.trackers import TrackerRun
 
 from .config import BASELINE_METHODS, EvalConfig
 from .controller import Controller
@@ -146,8 +147,10 @@ def evaluate(
     force: bool = False,
     progress: bool = True,
     echo: Callable[[str], None] = print,
+    loggers: tuple[str, ...] = (),
 ) -> dict:
-    """Train what each method needs, roll out every task, write and return results.json's body."""
+    """Train what each method needs, roll out every task, write and return results.json's body;
+    with `loggers` (--logger), its settings and success rates go to the run's tracker runs too."""
     run = open_run(run_path)
     store = episode_store_of(run, cache)
     try:
@@ -173,7 +176,29 @@ def evaluate(
         own.write_results(results)
     for line in result_lines(results):
         echo(line)
+    if loggers:
+        with TrackerRun.open(loggers, run.path.name, run.path, stage="eval") as tracker:
+            tracker.log_params({**run.config, "eval": cfg.to_dict()})
+            tracker.log_metrics(eval_metrics(results))
     return results
+
+
+def eval_metrics(results: dict) -> dict[str, float]:
+    """A tracker's figures of results.json: each method's success rate, its 95% interval and per
+    task, and its normalised success where there is one. No name is a folder of another: MLflow's
+    file store keeps each metric as a file."""
+    out: dict[str, float] = {}
+    norm = results["normalised"].get("methods", {})
+    for m, res in results["methods"].items():
+        overall = res["overall"]
+        out[f"success/{m}"] = overall["success_rate"]
+        out[f"success_ci/{m}/low"], out[f"success_ci/{m}/high"] = overall["ci95"]
+        out.update({f"success_per_task/{m}/{t}": v["success_rate"] for t, v in res["per_task"].items()})
+        n = norm.get(m, {})
+        if n.get("normalised") is not None:
+            out[f"normalised/{m}"] = n["normalised"]
+            out[f"normalised_ci/{m}/low"], out[f"normalised_ci/{m}/high"] = n["ci_low"], n["ci_high"]
+    return out
 
 
 def result_lines(results: dict) -> list[str]:

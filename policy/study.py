@@ -180,8 +180,10 @@ def run_study(
     workers: int = 1,
     progress: bool = True,
     echo: Callable[[str], None] = print,
+    loggers: tuple[str, ...] = (),
 ) -> dict:
-    """Collect, train, evaluate, report; returns study.json's body."""
+    """Collect, train, evaluate, report; returns study.json's body. `loggers` (--logger): every
+    run's training and eval go to its tracker runs."""
     from cache_schemas import EpisodeStore
     from cache_schemas.paths import DEFAULT_REPORTS
     from lam.train import TrainOptions, train_configs
@@ -201,13 +203,15 @@ def run_study(
     with watch("train-lam"):
         configs = plan.lam_configs()
         ids = [run_id(c.target, store.fingerprint) for c in configs]
-        opts = TrainOptions(cache=cache, runs=runs, progress=progress, accelerator="auto")
+        opts = TrainOptions(cache=cache, runs=runs, progress=progress, accelerator="auto", loggers=loggers)
         results = train_configs(configs, store, opts, run_ids=ids, echo=echo)
     with watch("eval"):
         cfg, evals = plan.eval_config(), {}
         for res in results:
             echo(f"eval {res.path.name}")
-            evals[res.config.target] = evaluate(res.path, cfg, runs=runs, workers=workers, progress=progress, echo=echo)
+            evals[res.config.target] = evaluate(
+                res.path, cfg, runs=runs, workers=workers, progress=progress, echo=echo, loggers=loggers
+            )
     body = study_body(plan, store, results, evals, cfg, configs[0], watch, time.perf_counter() - t0)
     out = Path(reports) if reports else Path(DEFAULT_REPORTS) / name
     write_study(out, body, [r.path for r in results], name)
