@@ -53,6 +53,10 @@ class RunRow:
     probed: bool = True  # False: trained on a store without true actions (no probe, never a 0)
     k: int = 1
     horizon_s: float | None = None  # k / fps of the store (recorded by train-lam; older runs lack it)
+    pooling: str = "-"  # an embedding target's pooling and layers ("-" for pixels and state)
+    layer: str = "-"
+    seed: int = 0
+    data_size: str | None = None  # episodes per task the LAM trained on, where the run records it
 
     @property
     def evaluated(self) -> bool:
@@ -76,12 +80,32 @@ def eval_group(folder: EvalFolder, results: dict) -> str:
     return fingerprint({"store": store, "eval": json.loads(canonical_json(cfg))}, "report-group")[:8]
 
 
+# The LAM config keys that may hold a run's amount of training data (the first one present wins).
+DATA_SIZE_KEYS = ("episodes_per_task", "data_size", "data_fraction")
+
+
+def sweep_axes(run: Run) -> dict:
+    """The axes of a run beyond target, backbone, prompt, latent size and k: pooling, layer,
+    seed, data size (None where the run records none)."""
+    tgt, lam = run.target, run.lam
+    layers = tgt.get("layers")
+    data = next((lam[k] for k in DATA_SIZE_KEYS if lam.get(k) is not None), None)
+    return {
+        "pooling": str(tgt.get("pooling", "-")),
+        "layer": ",".join(str(x) for x in layers) if isinstance(layers, list) else str(layers or "-"),
+        "seed": int(lam.get("seed", 0)),
+        "data_size": None if data is None else str(data),
+    }
+
+
 def load_run(path: Path) -> RunRow:
     """A run as the report shows it, read through the run folder's and the eval folder's readers."""
     run = Run.open(path)
     label, backbone, prompt = target_label(run.target, run.lam["target"])
     row = RunRow(run.run_id, label, backbone, prompt, int(run.lam["latent_dim"]), None)
     row.k, row.horizon_s, row.probed = int(run.lam.get("k", 1)), run.config.get("horizon_s"), run.probed
+    for key, value in sweep_axes(run).items():
+        setattr(row, key, value)
     probe = run.probe()  # checked against the digests `done` recorded
     if probe is not None:
         row.probe_r2 = float(probe["r2"])
@@ -245,10 +269,14 @@ DIAG_NOTE = (
 
 
 def build_report(
-    run_paths: list[Path], out: Path, title: str = "vlm-lam report", preamble: list[str] | None = None
+    run_paths: list[Path],
+    out: Path,
+    title: str = "vlm-lam report",
+    preamble: list[str] | None = None,
+    html: bool = False,
 ) -> Path:
-    """Write `<out>/index.md` and its PNGs (with `preamble` lines after the header); returns the
-    Markdown path."""
+    """Write `<out>/index.md` and its PNGs (with `preamble` lines after the header), and with
+    `html` the explorer `<out>/index.html` (policy.explorer); returns the Markdown path."""
     if not run_paths:
         raise UserError("no runs given")
     rows = [load_run(p) for p in run_paths]
@@ -275,6 +303,10 @@ def build_report(
     ]
     page = out / "index.md"
     page.write_text("\n".join(md) + "\n")
+    if html:
+        from .explorer import write_explorer
+
+        write_explorer(rows, groups, tag, tasks, out, title, rollout_header(rows))
     return page
 
 
