@@ -73,6 +73,9 @@ ACCELERATOR ?=
 DEVICES ?=
 STRATEGY ?=
 PRECISION ?=
+# LOGGER: the experiment tracker of train-lam, sweep, eval and study (--logger): tensorboard | wandb |
+# mlflow | csv, or a comma list; one tracker run per run, named by its run id (docs/train-lam.md)
+LOGGER ?=
 GRID ?= latent_dim=32,128 lr=1e-3,3e-4 seed=0,1
 ENSEMBLE ?=
 SEEDS ?=
@@ -83,7 +86,7 @@ LAM_OPTS := $(LAM_DATA_OPTS) $(LAM_TARGET_OPTS) $(call opt,--latent-dim,$(LATENT
   $(call opt,--lr,$(LR)) $(call opt,--steps,$(STEPS)) $(call opt,--k,$(K)) $(call opt,--k-seconds,$(K_SECONDS)) $(call opt,--seed,$(SEED)) \
   $(call opt,--batch-size,$(BATCH)) $(call opt,--loss,$(LOSS)) $(call flag,--augment,$(AUGMENT)) \
   $(call opt,--frame-stack,$(FRAME_STACK)) $(call opt,--img-size,$(IMG_SIZE)) $(call opt,--devices,$(DEVICES)) \
-  $(call opt,--strategy,$(STRATEGY)) $(call opt,--precision,$(PRECISION))
+  $(call opt,--strategy,$(STRATEGY)) $(call opt,--precision,$(PRECISION)) $(call opt,--logger,$(LOGGER))
 
 # --- label (RUN: the run's id or folder; STORE: an episode store, default the run's training store;
 # BATCH DEVICE NUM_PROCESSES FORCE=1) ---
@@ -104,7 +107,7 @@ REPORT_DIR ?=
 EVAL_OPTS = $(call opt,--labelled,$(LABELLED)) $(call opt,--heldout,$(HELDOUT)) $(call opt,--rollouts,$(ROLLOUTS)) $(call opt,--methods,$(METHODS)) \
   $(call opt,--max-steps,$(MAX_STEPS)) $(call opt,--policy-steps,$(POLICY_STEPS)) \
   $(call opt,--decoder-steps,$(DECODER_STEPS)) $(call opt,--workers,$(WORKERS)) \
-  $(call opt,--scheduler,$(SCHEDULER)) $(call opt,--runs,$(RUNS)) $(call flag,--force,$(FORCE))
+  $(call opt,--scheduler,$(SCHEDULER)) $(call opt,--runs,$(RUNS)) $(call flag,--force,$(FORCE)) $(call opt,--logger,$(LOGGER))
 
 # Every target that works on episodes starts here: $$store is STORE if given, else PRESET's episode
 # store: with collect's variables set, that exact store (collected if missing, resumed if
@@ -145,6 +148,7 @@ The flow, as a researcher types it (each step reuses what the one before left in
              `make embed` wrote with the same VLM PROMPT [POOLING LAYER]), else pixels.
              LATENT_DIM LR STEPS K SEED BATCH LOSS AUGMENT=1 FRAME_STACK IMG_SIZE RUN (the run's id)
              STORE PRESET CACHE RUNS ACCELERATOR DEVICES STRATEGY PRECISION
+             LOGGER=tensorboard|wandb|mlflow|csv: a tracker run per run (also sweep, eval, study)
   sweep      train-lam over GRID="$(GRID)" (PROMPT=a,b adds a prompt axis) ENSEMBLE=vmap|loop
   science    probe R² of state / pixels / pixels-clean LAMs, plus the VLM PROMPT (or TARGET) row
              SEEDS=0,1,2,3 STEPS LATENT_DIM MARGIN
@@ -154,8 +158,10 @@ The flow, as a researcher types it (each step reuses what the one before left in
   eval       no RUN: every run under RUNS without a finished eval, in name order, resumable, one
              table at the end; RUN=<run id or folder>: that run. LABELLED HELDOUT ROLLOUTS METHODS MAX_STEPS
              POLICY_STEPS DECODER_STEPS WORKERS SCHEDULER FORCE=1 (redo an eval made with other options)
+             LOGGER (success rates into the run's tracker run)
   report     no RUN_LIST: every evaluated run under RUNS; RUN_LIST="runs/a runs/b". REPORT=<name>
-             (writes reports/<name>/index.md + PNGs) REPORT_DIR=<folder instead>
+             (writes reports/<name>/index.md + PNGs, and index.html: sort and filter every run
+             in a browser, offline) REPORT_DIR=<folder instead>
 
   make demo   the whole flow offline on CPU (collect, embed, 4 LAMs, eval, report), minutes
   make study  the paper's phenomenon in success rates, end to end on CPU (<= 45 min on 2 cores):
@@ -163,7 +169,7 @@ The flow, as a researcher types it (each step reuses what the one before left in
               pixels-clean (+ EMB=<store,...>), eval with controls and BC baselines, normalised
               success, reports/study/ (index.md, study.json). Killed, rerun. SEED=N: another seed
               (reports/study-seed<N>/). STUDY_PRESET=study-quick: four tasks, half the time.
-              TASKS EPISODES EMB LAM_STEPS POLICY_STEPS ROLLOUTS WORKERS CACHE RUNS SEED STUDY_PRESET
+              TASKS EPISODES EMB LAM_STEPS POLICY_STEPS ROLLOUTS WORKERS CACHE RUNS SEED STUDY_PRESET LOGGER
   make test   install into $(VENV) and run the test suite (without the slow fault cases)
   make lint   ruff check and ruff format --check, as CI runs them before the tests
   make lock   rewrite constraints.txt, the exact versions every install uses (CONSTRAINTS= opts out)
@@ -257,8 +263,9 @@ eval: install
 	@$(call with_store,$(CACHE_OPT) --preset $(PRESET)); \
 	$(VLMLAM) eval $(if $(strip $(RUN)),"$(strip $(RUN))") $(EVAL_OPTS)
 
+# index.md + PNGs, and index.html: the explorer of every run (sort, filter, plots; opens offline).
 report: install
-	$(VLMLAM) report $(RUN_LIST) --name "$(REPORT)" $(call opt,--out,$(REPORT_DIR)) $(call opt,--runs,$(RUNS))
+	$(VLMLAM) report $(RUN_LIST) --name "$(REPORT)" $(call opt,--out,$(REPORT_DIR)) $(call opt,--runs,$(RUNS)) --html
 
 # The whole flow, offline, on CPU: collect -> embed (a random-weight tiny twin: checks the
 # pipeline, not a VLM's quality) -> train-lam on four targets -> eval -> report.
@@ -286,7 +293,7 @@ study: install
 	$(VLMLAM) study $(CACHE_OPT) $(call opt,--runs,$(RUNS)) $(call opt,--tasks,$(TASKS)) \
 	  $(call opt,--episodes,$(EPISODES)) $(call opt,--emb,$(EMB)) $(call opt,--lam-steps,$(LAM_STEPS)) \
 	  $(call opt,--policy-steps,$(POLICY_STEPS)) $(call opt,--rollouts,$(ROLLOUTS)) $(call opt,--workers,$(WORKERS)) \
-	  $(call opt,--seed,$(SEED)) $(call opt,--preset,$(STUDY_PRESET))
+	  $(call opt,--seed,$(SEED)) $(call opt,--preset,$(STUDY_PRESET)) $(call opt,--logger,$(LOGGER))
 
 # Each bench's table and one verdict line per goal; everything else the libraries print goes to
 # a log file whose path is printed at the end.

@@ -85,7 +85,8 @@ def test_embed_train_eval_report_as_typed(tmp_path, twins):
     assert "2 run(s) under" in out and ": 0 to evaluate" in out and out.count("already evaluated") == 2
 
     out = make("report", f"RUNS={runs}", f"REPORT_DIR={report}")
-    assert out.strip().endswith(str(report / "index.md"))
+    assert out.strip().endswith(f"{report / 'index.md'}\n{report / 'index.html'}")  # make report: the explorer too
+    assert (report / "index.html").stat().st_size > 1_000_000
     page = (report / "index.md").read_text()
     assert all(f"| {name} |" in page for name in names) and f"emb:{TWIN}.{PROMPT}" in page
     assert (report / "success.png").read_bytes()[:4] == b"\x89PNG"
