@@ -31,6 +31,7 @@ CPU_BENCHES = (
     "bench/eval.py",
     "bench/ingest.py",
     "bench/chunk_check.py",
+    "bench/report.py",
 )
 
 
