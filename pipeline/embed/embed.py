@@ -398,7 +398,7 @@ class ChunkLoop:
         if not mine:
             return
         bb, rank = self.bb, self.ranks.rank
-        start = self.cfg.batch_size or (bb.batch_size if self.emb.device.type == "cuda" else 8)
+        start = self.cfg.batch_size or (bb.batch_size if self.emb.device.type == "cuda" else bb.cpu_batch_size)
         left, last = list(mine), [start]  # chunks not written yet; the batch size of the last attempt
         bar = self._bar(mine, f"embed {bb.name}" + (f" rank {rank}" if rank else ""))
 

