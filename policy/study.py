@@ -200,6 +200,9 @@ def run_study(
     with watch("collect"):
         options = CollectOptions(cache=Path(cache) if cache else None, preset=name, workers=workers, progress=progress)
         store = EpisodeStore.open(collect(spec, options))
+    if any(t.startswith("emb:") for t in plan.targets):
+        with watch("embed"):
+            embed_missing(plan.targets, store, cache, progress, echo)
     with watch("train-lam"):
         configs = plan.lam_configs()
         ids = [run_id(c.target, store.fingerprint) for c in configs]
@@ -292,12 +295,52 @@ def study_methods(results: list, evals: dict[str, dict]) -> dict[str, dict]:
             tgt = Run.open(res.path).target
             vlm = tgt.get("vlm", "")
             label = f"latent:emb:{vlm}.{tgt.get('prompt', '?')}" if vlm else label
-            if vlm.startswith("tiny-"):
-                note = "random-weight offline twin: a pipeline check, says nothing about VLM targets"
+            note = backbone_note(vlm)
         ev = evals[res.config.target]
         latent_norm = ev["normalised"].get("methods", {}).get("latent")
         methods[label] = method_entry(ev["methods"]["latent"], latent_norm, float(res.probe["r2"]), note)
     return methods
+
+
+def backbone_note(vlm: str) -> str | None:
+    """What an embedding row's backbone is: a random-weight twin is a pipeline check only; a real
+    image encoder is named as one."""
+    from pipeline.vlm.backbones import UnknownName, get_backbone
+
+    try:
+        bb = get_backbone(vlm)
+    except UnknownName:  # a store made elsewhere, under a name this registry lacks
+        bb = None
+    if bb.twin if bb else vlm.startswith("tiny-"):
+        return "random-weight offline twin: a pipeline check, says nothing about VLM targets"
+    return "pretrained image encoder, no prompt" if bb and bb.kind == "encoder" else None
+
+
+def embed_missing(targets: tuple[str, ...], store, cache: str | None, progress: bool, echo) -> None:
+    """Each `emb:<backbone>[.<prompt>[.<pooling>]]` target without a store for this episode store
+    is embedded first, with `vlm-lam embed`'s defaults for what it does not name (so `--emb
+    effnet-lite0` needs no embed step of its own). A path, or an alias that names no backbone, is
+    left to training, which says what exists."""
+    from lam.targets import TargetError, resolve_embedding
+    from pipeline.embed.embed import EmbedConfig, run_embed
+    from pipeline.embed.pooling import default_pooling
+    from pipeline.vlm.backbones import UnknownName, get_backbone
+
+    for target in (t[4:] for t in targets if t.startswith("emb:")):
+        try:
+            resolve_embedding(target, store, cache)
+            continue
+        except TargetError:
+            pass
+        name, *rest = target.split(".")
+        try:
+            bb = get_backbone(name)
+        except UnknownName:
+            continue
+        prompt = rest[0] if rest else "none"
+        pooling = rest[1] if len(rest) > 1 else default_pooling(prompt)
+        echo(f"embed {store.path.name} with {bb.name} (prompt {prompt}, pooling {pooling}): no store of it yet")
+        run_embed(store.path, EmbedConfig(vlm=bb.name, prompt=prompt, pooling=pooling, cache=cache, progress=progress))
 
 
 def task_levels(evals: dict[str, dict], store) -> dict[str, dict]:

