@@ -17,15 +17,14 @@ from __future__ import annotations
 
 import html
 import json
+import math
 from importlib.resources import files
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from cache_schemas.atomic import write_text
 from cache_schemas.errors import UserError
 
-if TYPE_CHECKING:
-    from .report import RunRow
+from .report import BASELINE_LABELS, NOT_EVALUATED, RunRow, _norm, horizon_cell, norm_of, probe_cell
 
 # (key, header, kind): the table's columns in order; `axis` columns get a filter menu and a
 # "success by" chart. The data size column is shown only when some run records one.
@@ -59,14 +58,13 @@ def plotly_js() -> str:
 
 
 def _r(x: float | None, digits: int = 4) -> float | None:
-    return None if x is None else round(float(x), digits)
+    """A number for the page's JSON (None for none, or for a NaN a degenerate probe can give)."""
+    return None if x is None or not math.isfinite(x) else round(float(x), digits)
 
 
 def run_record(r: RunRow, tasks: list[str], tag: dict[str, str]) -> dict:
     """One run as the page reads it: raw values to filter and sort on, the per-task values, and
     the table's cells as the Markdown report writes them."""
-    from .report import NOT_EVALUATED, _norm, horizon_cell, norm_of, probe_cell
-
     norm = norm_of(r)
     values = {
         "run": r.run_id,
@@ -109,8 +107,6 @@ def run_record(r: RunRow, tasks: list[str], tag: dict[str, str]) -> dict:
 def baseline_records(rows: list[RunRow], groups: dict[str, dict], tag: dict[str, str], tasks: list[str]) -> list:
     """Each eval group's BC baselines (and the control's chance level): success, interval,
     normalised success, per task; the page draws them as reference lines."""
-    from .report import BASELINE_LABELS, norm_of
-
     out = []
     for g, base in groups.items():
         first = next(r for r in rows if r.group == g and r.evaluated)
@@ -134,12 +130,9 @@ def baseline_records(rows: list[RunRow], groups: dict[str, dict], tag: dict[str,
 
 def page_data(rows: list[RunRow], groups: dict, tag: dict[str, str], tasks: list[str], header: str) -> dict:
     """Everything the page shows, as one JSON document."""
-    has = {
-        "data": any(r.data_size is not None for r in rows),
-        "norm": any(norm_of_any(r) for r in rows),
-        "norm_ci": any(norm_of_any(r) for r in rows),
-        "group": len(tag) > 1,
-    }
+    normalised = any(norm_of(r).get("normalised") is not None for r in rows)
+    has = {"data": any(r.data_size is not None for r in rows), "norm": normalised, "norm_ci": normalised}
+    has["group"] = len(tag) > 1
     columns = [{"key": k, "label": label, "kind": kind} for k, label, kind in COLUMNS if has.get(k, True)]
     return {
         "header": header.replace("**", ""),
@@ -148,12 +141,6 @@ def page_data(rows: list[RunRow], groups: dict, tag: dict[str, str], tasks: list
         "runs": [run_record(r, tasks, tag) for r in rows],
         "baselines": baseline_records(rows, groups, tag, tasks),
     }
-
-
-def norm_of_any(r: RunRow) -> bool:
-    from .report import norm_of
-
-    return norm_of(r).get("normalised") is not None
 
 
 def script_json(body: dict) -> str:

@@ -56,7 +56,7 @@ class Sweep:
     data_sizes: tuple[str, ...] = ()  # e.g. ("8", "32", "all"): the runs' `episodes_per_task`
     rollouts: int = 10
     evaluated: float = 1.0  # the share of runs with a finished eval
-    actionless: int = 0  # the first N runs trained on a store without true actions (probe.json null)
+    actionless: int = 0  # the first N runs trained on a store without true actions (probe.json null, no eval)
     stores: int = 1  # episode stores, each its own eval group with its own baselines
 
 
@@ -209,7 +209,7 @@ def _make_runs(root: Path, n: int, sweep: Sweep) -> list[Path]:
     for i, point in enumerate(points):
         store = stores[i % len(stores)]
         run = write_run(root, point, store, i < sweep.actionless, sweep.tasks)
-        if i < round(sweep.evaluated * n):
+        if i >= sweep.actionless and i < round(sweep.evaluated * n):  # no eval takes a run without actions
             write_eval(run, point, store, bases[i % len(stores)], cfg, sweep, rng)
         paths.append(run.path)
     return paths
