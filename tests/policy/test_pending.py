@@ -150,7 +150,7 @@ def test_cli_report_without_runs_reports_every_evaluated_run(runs_root, tmp_path
     out = tmp_path / "rep"
     r = CliRunner().invoke(app, ["report", "--runs", str(runs_root), "--out", str(out)])
     assert r.exit_code == 0, r.output
-    assert "reporting 2 evaluated run(s)" in r.output and r.output.strip().endswith(str(out / "index.md"))
+    assert "reporting 2 run(s)" in r.output and r.output.strip().endswith(str(out / "index.md"))
     page = (out / "index.md").read_text()
     assert "| c-evaluated |" in page and "| d-other-options |" in page and "a-pending" not in page
     r = CliRunner().invoke(app, ["report", "--runs", str(tmp_path / "empty")])
