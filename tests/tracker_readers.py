@@ -35,11 +35,12 @@ def wandb_records(path: Path):
 
 def wandb_run(root: Path, wandb_id: str) -> dict:
     """Every offline run folder of one W&B run id under `root/wandb/` (a resumed run gets one
-    more), merged: {"names", "folders", "config": {key: value}, "history": [row, ...]}."""
-    folders = sorted(Path(root, "wandb").glob(f"offline-run-*-{wandb_id}"))
-    out = {"names": [], "folders": len(folders), "config": {}, "history": []}
-    for folder in folders:
-        for r in wandb_records(folder / f"run-{wandb_id}.wandb"):
+    more, `offline-run-<time>-<id>`, with `-1`, `-2`, ... when the second is the same), merged in
+    order: {"names", "folders", "config": {key: value}, "history": [row, ...]}."""
+    logs = sorted(Path(root, "wandb").glob(f"offline-run-*/run-{wandb_id}.wandb"))
+    out = {"names": [], "folders": len(logs), "config": {}, "history": []}
+    for log in logs:
+        for r in wandb_records(log):
             kind = r.WhichOneof("record_type")
             if kind == "run":
                 out["names"].append(r.run.display_name)
