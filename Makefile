@@ -68,6 +68,8 @@ LOSS ?=
 AUGMENT ?=
 FRAME_STACK ?=
 IMG_SIZE ?=
+# DATA_SIZE: the LAM's training data, --episodes-per-task: N (each task's first N training episodes) or all
+DATA_SIZE ?=
 RUN ?=
 ACCELERATOR ?=
 DEVICES ?=
@@ -86,6 +88,7 @@ LAM_OPTS := $(LAM_DATA_OPTS) $(LAM_TARGET_OPTS) $(call opt,--latent-dim,$(LATENT
   $(call opt,--lr,$(LR)) $(call opt,--steps,$(STEPS)) $(call opt,--k,$(K)) $(call opt,--k-seconds,$(K_SECONDS)) $(call opt,--seed,$(SEED)) \
   $(call opt,--batch-size,$(BATCH)) $(call opt,--loss,$(LOSS)) $(call flag,--augment,$(AUGMENT)) \
   $(call opt,--frame-stack,$(FRAME_STACK)) $(call opt,--img-size,$(IMG_SIZE)) $(call opt,--devices,$(DEVICES)) \
+  $(call opt,--episodes-per-task,$(DATA_SIZE)) \
   $(call opt,--strategy,$(STRATEGY)) $(call opt,--precision,$(PRECISION)) $(call opt,--logger,$(LOGGER))
 
 # --- label (RUN: the run's id or folder; STORE: an episode store, default the run's training store;
@@ -147,6 +150,7 @@ The flow, as a researcher types it (each step reuses what the one before left in
   train-lam  one LAM per target. Target: TARGET if given, else emb:<VLM>.<PROMPT> (the embeddings
              `make embed` wrote with the same VLM PROMPT [POOLING LAYER]), else pixels.
              LATENT_DIM LR STEPS K SEED BATCH LOSS AUGMENT=1 FRAME_STACK IMG_SIZE RUN (the run's id)
+             DATA_SIZE=N|all: each task's first N training episodes (a grid axis: episodes_per_task=8,32,all)
              STORE PRESET CACHE RUNS ACCELERATOR DEVICES STRATEGY PRECISION
              LOGGER=tensorboard|wandb|mlflow|csv: a tracker run per run (also sweep, eval, study)
   sweep      train-lam over GRID="$(GRID)" (PROMPT=a,b adds a prompt axis) ENSEMBLE=vmap|loop

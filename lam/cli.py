@@ -45,6 +45,12 @@ O_IMG = typer.Option(64, help="Frames are resized to this many pixels before the
 O_STACK = typer.Option(1, help="Frames per observation.")
 O_LOSS = typer.Option("mse", help="mse | cosine (on the normalised target).")
 O_AUG = typer.Option(False, "--augment/--no-augment", help="LAOM-style random shift per frame.")
+O_DATA = typer.Option(
+    "all",
+    "--episodes-per-task",
+    help="Training data: the first N episodes of each task outside the probe's held-out ones (nested: "
+    "8 are among 32), or all (every episode).",
+)
 O_EPISODES = typer.Option(None, "--episodes", help="Episode store path (default: newest store of --preset).")
 O_PRESET = typer.Option("demo", help="Preset whose newest episode store to use when --episodes is not given.")
 O_CACHE = typer.Option(None, help="Cache root (default $VLMLAM_CACHE or ./cache).")
@@ -91,9 +97,10 @@ CONFIG_OPTIONS = ("latent_dim", "lr", "steps", "k", "seed", "batch_size", "img_s
 
 def _config(params: dict, target: str):
     """The LAMConfig of a command's options (`ctx.params`) for one target."""
-    from .config import LAMConfig
+    from .config import LAMConfig, coerce
 
-    return LAMConfig(target=target, **{k: params[k] for k in CONFIG_OPTIONS})
+    data = coerce("episodes_per_task", str(params.get("episodes_per_task", "all")))
+    return LAMConfig(target=target, episodes_per_task=data, **{k: params[k] for k in CONFIG_OPTIONS})
 
 
 def _train_options(params: dict):
@@ -135,6 +142,7 @@ def train_lam_cmd(
     frame_stack: int = O_STACK,
     loss: str = O_LOSS,
     augment: bool = O_AUG,
+    episodes_per_task: str = O_DATA,
     episodes: Optional[Path] = O_EPISODES,
     preset: str = O_PRESET,
     cache: Optional[Path] = O_CACHE,
@@ -186,6 +194,7 @@ def sweep_cmd(
     frame_stack: int = O_STACK,
     loss: str = O_LOSS,
     augment: bool = O_AUG,
+    episodes_per_task: str = O_DATA,
     episodes: Optional[Path] = O_EPISODES,
     preset: str = O_PRESET,
     cache: Optional[Path] = O_CACHE,

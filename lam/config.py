@@ -15,6 +15,7 @@ from cache_schemas.errors import UserError
 
 LOSSES = ("mse", "cosine")
 BASE_TARGETS = ("pixels", "pixels-clean", "state")
+ALL = "all"  # episodes_per_task: every episode
 
 
 class ConfigError(UserError, ValueError):
@@ -44,6 +45,10 @@ class LAMConfig:
     probe_alpha: float = 1.0  # ridge penalty of the linear probe (on standardised z)
     holdout: float = 0.25  # fraction of each task's episodes held out for probe scoring
     log_every: int = 50
+    # the amount of training data: the first n of each task's episodes outside the probe's held-out
+    # ones (nested: 8 are among 32), or 'all' (every episode, as runs always trained). Left out of
+    # `to_dict` at 'all', so the identity of every run before this key existed is unchanged.
+    episodes_per_task: int | str = ALL
 
     def __post_init__(self) -> None:
         problems = []
@@ -72,17 +77,26 @@ class LAMConfig:
             problems.append(
                 f"unknown target {self.target!r}; valid: {', '.join(BASE_TARGETS)}, emb:<store path or alias>"
             )
+        if not valid_data_size(self.episodes_per_task):
+            problems.append(
+                f"episodes_per_task must be a positive whole number or {ALL!r}, got {self.episodes_per_task!r}"
+            )
         if problems:
             raise ConfigError("; ".join(problems))
 
     # -- identity --------------------------------------------------------------------------
     def shape_key(self) -> tuple:
-        """Everything that changes tensor shapes, the data, or the step count: equal keys train together."""
-        varying = {"lr", "seed", "k", "weight_decay", "probe_alpha", "holdout", "log_every"}
+        """Everything that changes tensor shapes, the data, or the step count: equal keys train together
+        (members may train on different episodes of one store: `episodes_per_task` varies)."""
+        varying = {"lr", "seed", "k", "weight_decay", "probe_alpha", "holdout", "log_every", "episodes_per_task"}
         return tuple((f.name, getattr(self, f.name)) for f in fields(self) if f.name not in varying)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """Every field, except `episodes_per_task` at its default (older runs' dicts, unchanged)."""
+        d = asdict(self)
+        if d["episodes_per_task"] == ALL:
+            del d["episodes_per_task"]
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> LAMConfig:
@@ -102,10 +116,24 @@ def field_names() -> list[str]:
     return [f.name for f in dataclasses.fields(LAMConfig)]
 
 
+def valid_data_size(value: Any) -> bool:
+    """`episodes_per_task` is 'all' or a positive int (never a bool, never a fraction)."""
+    return value == ALL or (isinstance(value, int) and not isinstance(value, bool) and value >= 1)
+
+
 def coerce(key: str, text: str) -> Any:
     """Parse a grid/CLI string into the type of LAMConfig field `key`."""
     if key not in field_names():
         raise ConfigError(f"unknown key {key!r}; valid keys: {', '.join(field_names())}")
+    if key == "episodes_per_task":
+        if text.strip().lower() == ALL:
+            return ALL
+        try:
+            return int(text)
+        except ValueError:
+            raise ConfigError(
+                f"episodes_per_task: cannot read {text!r}; a whole number of episodes or {ALL!r}"
+            ) from None
     default = getattr(LAMConfig(), key)
     try:
         if isinstance(default, bool):

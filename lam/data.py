@@ -18,10 +18,38 @@ FRAME_ARRAYS = ("frames", "frames_clean")
 
 
 # -- pure index arithmetic ---------------------------------------------------------------
-def transition_rows(table: EpisodeTable, k: int) -> np.ndarray:
-    """Rows t whose o_t+k (and so o_t+1) lie in the same episode, in row order (int64)."""
-    rows = [np.arange(s, s + max(0, int(n) - k), dtype=np.int64) for s, n in zip(table.start, table.length)]
+def transition_rows(table: EpisodeTable, k: int, episodes: np.ndarray | None = None) -> np.ndarray:
+    """Rows t whose o_t+k (and so o_t+1) lie in the same episode, in row order (int64); only the
+    episodes of the bool mask `episodes` where given."""
+    keep = np.ones(len(table), bool) if episodes is None else episodes
+    rows = [
+        np.arange(s, s + max(0, int(n) - k), dtype=np.int64)
+        for s, n, kept in zip(table.start, table.length, keep)
+        if kept
+    ]
     return np.concatenate(rows) if rows else np.zeros(0, np.int64)
+
+
+def training_episodes(table: EpisodeTable, heldout: np.ndarray, per_task: int | str) -> np.ndarray:
+    """Bool mask over episodes: the LAM's training data for `episodes_per_task` = `per_task`.
+    'all': every episode (the LAM never sees actions, so runs have always trained on the probe's
+    held-out episodes' frames too). A number n: the first n episodes, in store order, of each
+    task's episodes outside `heldout` (all of them where a task has fewer), so subsets are nested
+    (the 8 of a task are among its 32) and never hold a probe episode."""
+    if per_task == "all":
+        return np.ones(len(table), bool)
+    mask = np.zeros(len(table), bool)
+    for task in np.unique(table.task):
+        eps = np.flatnonzero((table.task == task) & ~heldout)
+        mask[eps[: int(per_task)]] = True
+    return mask
+
+
+def episodes_digest(mask: np.ndarray) -> str:
+    """sha256 of the sorted episode indices of a mask, as comma-separated decimals."""
+    import hashlib
+
+    return hashlib.sha256(",".join(map(str, np.flatnonzero(mask))).encode()).hexdigest()
 
 
 def stack_index(table: EpisodeTable, frame_stack: int) -> np.ndarray:

@@ -18,7 +18,15 @@ from cache_schemas import EpisodeStore, killpoints
 from cache_schemas.errors import UserError
 
 from .config import LAMConfig
-from .data import FrameCache, heldout_episodes, row_episode, stack_index, transition_rows
+from .data import (
+    FrameCache,
+    episodes_digest,
+    heldout_episodes,
+    row_episode,
+    stack_index,
+    training_episodes,
+    transition_rows,
+)
 from .lightning_logs import lightning_loggers, lightning_quiet
 from .probe import probe
 from .rundir import RunDir, default_run_id, identity
@@ -231,8 +239,8 @@ def train_group(
 
     cfg = jobs[0].cfg
     table = episodes.episodes()
-    per_member, heldout = _split(jobs, table, episodes.path, probed=episodes.has_actions)
-    data = _training_data(jobs, episodes, frames, table, per_member)
+    split = _split(jobs, table, episodes.path, probed=episodes.has_actions)
+    data = _training_data(jobs, episodes, frames, table, split.train)
     mode = pick_mode(opts.ensemble, torch.device("cuda" if uses_gpu(opts.accelerator) else "cpu"), len(jobs))
     module = LAMEnsemble([j.cfg for j in jobs], data, mode=mode, memory_budget=opts.data_budget, echo=echo)
     facts = {}
@@ -244,6 +252,7 @@ def train_group(
                     "run_id": j.run.path.name,
                     "ensemble": [o.run.path.name for o in jobs],
                     **data_facts(episodes, j.cfg.k),
+                    **episode_facts(split.episodes[m]),
                 }
                 j.run.write_config(facts[m])
     names = ", ".join(j.run.path.name for j in jobs)
@@ -253,7 +262,7 @@ def train_group(
         trackers = _open_trackers(held, opts.loggers, jobs, facts)
         if not _fit(module, cfg, opts, logs, trackers) or not writer:
             return None
-        results = _write_results(module, jobs, write, per_member, heldout, table, episodes, echo)
+        results = _write_results(module, jobs, write, split, table, episodes, echo)
         for m, tracker in trackers.items():
             tracker.log_metrics(probe_metrics(results[m].probe))
         return results
@@ -294,16 +303,35 @@ def data_facts(episodes: EpisodeStore, k: int) -> dict[str, Any]:
     }
 
 
-def _split(jobs: list[Job], table, path, probed: bool = True) -> tuple[list[np.ndarray], np.ndarray]:
-    """(per member, the transition rows it trains on; per episode, whether the probe holds it out),
-    or an error when either side would be empty (`probed` False: no probe, so no held-out side)."""
-    per_member = [transition_rows(table, j.cfg.k) for j in jobs]
-    if any(len(r) == 0 for r in per_member):
-        raise UserError(f"no transitions: every episode is shorter than k+1 ({[j.cfg.k for j in jobs]})")
+def episode_facts(mask: np.ndarray) -> dict[str, Any]:
+    """What config.json records about the episodes a run trained on: how many, and the sha256 of
+    their indices (`lam.data.episodes_digest`): two runs with equal digests saw the same episodes."""
+    return {"train_episodes": int(mask.sum()), "train_episodes_sha256": episodes_digest(mask)}
+
+
+@dataclass(frozen=True)
+class Split:
+    """Which data each member of an ensemble trains on and is probed on."""
+
+    train: list[np.ndarray]  # per member: the transition rows it trains on
+    scored: list[np.ndarray]  # per member: the rows encoded into latents.safetensors and probed
+    heldout: np.ndarray  # per episode: whether the probe holds it out (scores on it)
+    episodes: list[np.ndarray]  # per member: its training episodes (bool per episode)
+
+
+def _split(jobs: list[Job], table, path, probed: bool = True) -> Split:
+    """Each member's training rows (its `episodes_per_task`, never a probe episode unless 'all'),
+    the rows it is encoded and probed on (its training rows plus the probe's held-out episodes), or
+    an error when either side would be empty (`probed` False: no probe, so no held-out side)."""
     heldout = heldout_episodes(table, jobs[0].cfg.holdout)  # the probe's split, after training
+    masks = [training_episodes(table, heldout, j.cfg.episodes_per_task) for j in jobs]
+    train = [transition_rows(table, j.cfg.k, m) for j, m in zip(jobs, masks)]
+    if any(len(r) == 0 for r in train):
+        raise UserError(f"no transitions: every episode is shorter than k+1 ({[j.cfg.k for j in jobs]})")
     if probed and not heldout.any():
         raise UserError(f"{path} has {len(table)} episode(s): the probe needs one held out and one to fit on")
-    return per_member, heldout
+    scored = [r if m.all() else transition_rows(table, j.cfg.k, m | heldout) for j, m, r in zip(jobs, masks, train)]
+    return Split(train, scored, heldout, masks)
 
 
 def _training_data(jobs: list[Job], episodes: EpisodeStore, frames: FrameCache, table, per_member):
@@ -358,10 +386,12 @@ def _loggers(logs: Path | None, trackers: dict[int, TrackerRun]) -> list | bool:
     return lightning_loggers(logs) if logs is not None else False
 
 
-def _write_results(module, jobs, write, per_member, heldout, table, episodes, echo) -> list[RunResult | None]:
+def _write_results(module, jobs, write, split: Split, table, episodes, echo) -> list[RunResult | None]:
     """Each member whose `write` flag is set: checkpoint, loss curve, latents and probe into its run
-    folder, then `done`; -> its result (None for a member left untouched)."""
-    latents = module.encode(per_member)
+    folder, then `done`; -> its result (None for a member left untouched). The probe fits on the
+    member's training episodes and scores on the held-out ones (the same for every data size)."""
+    heldout = split.heldout
+    latents = module.encode(split.scored)
     actions = episodes.array("actions")[:] if episodes.has_actions else None
     if actions is None:
         echo(
@@ -374,7 +404,7 @@ def _write_results(module, jobs, write, per_member, heldout, table, episodes, ec
         if not write[m]:
             out.append(None)
             continue
-        r = per_member[m]
+        r = split.scored[m]
         j.run.write_checkpoint(module.member_state_dict(m), j.cfg, j.target.dim)
         j.run.write_metrics([(s, losses[m]) for s, losses in module.history])
         j.run.write_latents(latents[m], r, j.cfg.k)
