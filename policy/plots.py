@@ -1,5 +1,5 @@
-"""The report's PNG plots (matplotlib, headless): success with intervals, probe vs success, the
-per-task heatmap and every eval network's training curves."""
+"""The report's PNG plots (matplotlib, headless): success with intervals, probe vs success,
+success and probe R² by data size, the per-task heatmap and every eval network's training curves."""
 
 from __future__ import annotations
 
@@ -138,6 +138,46 @@ def plot_scatter(rows: list[RunRow], out: Path) -> None:
     fig.tight_layout()
     fig.savefig(out, dpi=110)
     plt.close(fig)
+
+
+def plot_data_size(rows: list[RunRow], out: Path) -> bool:
+    """Success and probe R² against the LAM's data size (episodes per task), one line per target:
+    the mean over its runs with a 95% interval across them. False (nothing drawn) when no run
+    records a data size."""
+    from .report import data_size_order
+    from .stats import mean_interval
+
+    sized = [r for r in rows if r.data_size is not None]
+    if not sized:
+        return False
+    sizes = sorted({r.data_size for r in sized}, key=data_size_order)
+    plt = _plt()
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.8))
+    panels = ((axes[0], lambda r: r.success, "success rate"), (axes[1], lambda r: r.probe_r2, "probe R² (held out)"))
+    for ax, value, name in panels:
+        for target in sorted({r.target for r in sized}):
+            pts = []
+            for i, size in enumerate(sizes):
+                have = [value(r) for r in sized if r.target == target and r.data_size == size and value(r) is not None]
+                if have:
+                    pts.append((i, *mean_interval(have)))
+            if pts:
+                xs, ms, lo, hi = zip(*pts)
+                err = [[m - low for m, low in zip(ms, lo)], [high - m for m, high in zip(ms, hi)]]
+                ax.errorbar(xs, ms, yerr=err, marker="o", capsize=3, label=target)
+        ax.set_xticks(range(len(sizes)), sizes)
+        ax.set_xlabel("episodes per task")
+        ax.set_ylabel(name)
+    axes[0].set_title("Success by data size")
+    axes[1].set_title("Probe R² by data size")
+    for ax in axes:
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=6, loc="best")
+            break
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return True
 
 
 def plot_heatmap(rows: list[RunRow], tasks: list[str], out: Path, baselines: dict[str, dict] | None = None) -> None:

@@ -19,7 +19,7 @@ from cache_schemas.errors import UserError
 from lam.rundir import Run
 
 from .evalfolder import EvalFolder
-from .plots import plot_curves, plot_heatmap, plot_normalised, plot_scatter, plot_success
+from .plots import plot_curves, plot_data_size, plot_heatmap, plot_normalised, plot_scatter, plot_success
 
 BASELINE_LABELS = {
     "bc-labelled": "BC (labelled only)",
@@ -86,10 +86,13 @@ DATA_SIZE_KEYS = ("episodes_per_task", "data_size", "data_fraction")
 
 def sweep_axes(run: Run) -> dict:
     """The axes of a run beyond target, backbone, prompt, latent size and k: pooling, layer,
-    seed, data size (None where the run records none)."""
+    seed, data size (None where the run records none; 'all' for a run that records its training
+    episodes but no key: the LAM config leaves `episodes_per_task` out at its default, all)."""
     tgt, lam = run.target, run.lam
     layers = tgt.get("layers")
     data = next((lam[k] for k in DATA_SIZE_KEYS if lam.get(k) is not None), None)
+    if data is None and "train_episodes_sha256" in run.config:
+        data = "all"
     return {
         "pooling": str(tgt.get("pooling", "-")),
         "layer": ",".join(str(x) for x in layers) if isinstance(layers, list) else str(layers or "-"),
@@ -297,6 +300,7 @@ def build_report(
         *runs_section(rows, tag),
         *baselines_section(rows, groups, tag),
         *by_sections(rows),
+        *data_size_section(rows),
         *per_task_section(rows, tasks, tag),
         *diagnostics_section(rows),
         *plots_section(rows, groups, tag, tasks, out),
@@ -407,6 +411,36 @@ def by_sections(rows: list[RunRow]) -> list[str]:
     return md
 
 
+def data_size_order(size: str) -> tuple:
+    """Data sizes smallest first: numbers by value, then anything else ('all') by name."""
+    try:
+        return (0, float(size), "")
+    except ValueError:
+        return (1, 0.0, size)
+
+
+def data_size_section(rows: list[RunRow]) -> list[str]:
+    """Mean probe R² and success by the LAM's amount of training data, each with its 95% interval
+    across runs (none when no run records a data size)."""
+    from .stats import mean_interval
+
+    sized = [r for r in rows if r.data_size is not None]
+    if not sized:
+        return []
+    lines = []
+    for size in sorted({r.data_size for r in sized}, key=data_size_order):
+        rs = [r for r in sized if r.data_size == size]
+        cells = [size, str(len(rs))]
+        for values, digits in (([r.probe_r2 for r in rs], 3), ([r.success for r in rs], 2)):
+            have = [v for v in values if v is not None]
+            m = mean_interval(have) if have else None
+            cells += ["-", "-"] if m is None else [_fmt(m[0], digits), f"{m[1]:.{digits}f}-{m[2]:.{digits}f}"]
+        lines.append(cells)
+    header = ["episodes per task", "runs", "mean probe R²", "95% CI", "mean success", "95% CI"]
+    note = "Intervals: 95% t interval of the mean across runs. Every data size is probed on the same held-out episodes."
+    return ["", "## By data size", "", markdown_table(header, lines), "", note]
+
+
 def per_task_section(rows: list[RunRow], tasks: list[str], tag: dict[str, str]) -> list[str]:
     """Probe R² and success of every run on every task."""
     if not tasks:
@@ -455,6 +489,8 @@ def plots_section(rows: list[RunRow], groups: dict, tag: dict[str, str], tasks: 
     if plot_normalised(rows, out / "normalised.png"):
         md += ["", "![normalised success by run](normalised.png)"]
     md += ["", "![probe vs success](probe_vs_success.png)"]
+    if plot_data_size(rows, out / "data_size.png"):
+        md += ["", "![success and probe R² by data size](data_size.png)"]
     if tasks:
         plot_heatmap(rows, tasks, out / "per_task.png", next(iter(groups.values())) if len(groups) == 1 else None)
         md += ["", "![success per task](per_task.png)"]
