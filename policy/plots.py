@@ -141,11 +141,10 @@ def plot_scatter(rows: list[RunRow], out: Path) -> None:
 
 
 def plot_data_size(rows: list[RunRow], out: Path) -> bool:
-    """Success and probe R² against the LAM's data size (episodes per task), one line per target:
-    the mean over its runs with a 95% interval across them. False (nothing drawn) when no run
-    records a data size."""
+    """Success and probe R² against the LAM's data size (episodes per task): the mean over every
+    run with its 95% interval across them (black), and each target's mean as a thin line. False
+    (nothing drawn) when no run records a data size."""
     from .report import data_size_order
-    from .stats import mean_interval
 
     sized = [r for r in rows if r.data_size is not None]
     if not sized:
@@ -155,19 +154,14 @@ def plot_data_size(rows: list[RunRow], out: Path) -> bool:
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.8))
     panels = ((axes[0], lambda r: r.success, "success rate"), (axes[1], lambda r: r.probe_r2, "probe R² (held out)"))
     for ax, value, name in panels:
+        _size_line(ax, sized, sizes, value, "all runs (95% CI)", dict(color="black", linewidth=2, capsize=4))
         for target in sorted({r.target for r in sized}):
-            pts = []
-            for i, size in enumerate(sizes):
-                have = [value(r) for r in sized if r.target == target and r.data_size == size and value(r) is not None]
-                if have:
-                    pts.append((i, *mean_interval(have)))
-            if pts:
-                xs, ms, lo, hi = zip(*pts)
-                err = [[m - low for m, low in zip(ms, lo)], [high - m for m, high in zip(ms, hi)]]
-                ax.errorbar(xs, ms, yerr=err, marker="o", capsize=3, label=target)
+            mine = [r for r in sized if r.target == target]
+            _size_line(ax, mine, sizes, value, target, dict(linewidth=0.8, alpha=0.6, markersize=3), bars=False)
         ax.set_xticks(range(len(sizes)), sizes)
         ax.set_xlabel("episodes per task")
         ax.set_ylabel(name)
+    axes[0].set_ylim(0, 1)
     axes[0].set_title("Success by data size")
     axes[1].set_title("Probe R² by data size")
     for ax in axes:
@@ -178,6 +172,23 @@ def plot_data_size(rows: list[RunRow], out: Path) -> bool:
     fig.savefig(out, dpi=110)
     plt.close(fig)
     return True
+
+
+def _size_line(ax, rows: list[RunRow], sizes: list[str], value, label: str, style: dict, bars: bool = True) -> None:
+    """One line of `plot_data_size`: the mean of `value` over `rows` at each size that has one,
+    with its 95% interval across them as error bars (`bars`)."""
+    from .stats import mean_interval
+
+    pts = []
+    for i, size in enumerate(sizes):
+        have = [value(r) for r in rows if r.data_size == size and value(r) is not None]
+        if have:
+            pts.append((i, *mean_interval(have)))
+    if not pts:
+        return
+    xs, ms, lo, hi = zip(*pts)
+    err = [[m - low for m, low in zip(ms, lo)], [high - m for m, high in zip(ms, hi)]] if bars else None
+    ax.errorbar(xs, ms, yerr=err, marker="o", label=label, **style)
 
 
 def plot_heatmap(rows: list[RunRow], tasks: list[str], out: Path, baselines: dict[str, dict] | None = None) -> None:
