@@ -293,13 +293,20 @@ def sha256_of(path: Path) -> str:
     return h.hexdigest()
 
 
+# The whole sha256 of the weights files we know, by the prefix their names carry: 8 hex digits
+# alone (32 bits) could be matched on purpose, the whole digest cannot.
+KNOWN_SHA256 = {"57934424": "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"}
+
+
 def checked_digest(path: Path, expected_prefix: str) -> str:
     """The file's sha256, after checking it starts with the 8 hex digits its name carries and
-    with the registry's (a truncated or swapped file never loads)."""
+    with the registry's, and equals the whole digest pinned for that prefix (a truncated or
+    swapped file never reaches the loader)."""
     m = re.search(r"-([0-9a-f]{8})\.pth$", path.name)
     digest = sha256_of(path)
     said = m[1] if m else None
-    if said is None or not digest.startswith(said) or not digest.startswith(expected_prefix):
+    pinned = KNOWN_SHA256.get(expected_prefix, digest)
+    if said is None or not digest.startswith(said) or not digest.startswith(expected_prefix) or digest != pinned:
         raise ValueError(
             f"{path}: sha256 {digest[:8]}... does not match the {said or 'missing'} its name carries "
             f"and the {expected_prefix} effnet-lite0 expects (a damaged or different weights file)"

@@ -228,3 +228,14 @@ def test_vlm_lam_embed_with_effnet_lite0_labels_a_store_of_photos(tmp_path, load
         top = loaded.model.classifier(vectors).argmax(-1).tolist()
     torch.testing.assert_close(vectors, plain, rtol=2e-3, atol=2e-3)  # stored as float16
     assert top[0] in CATS and top[1] in COFFEE, top
+
+
+def test_a_file_that_matches_only_the_8_digit_prefix_is_refused(tmp_path, monkeypatch):
+    """32 bits of prefix can be matched on purpose: the whole pinned sha256 must match before torch.load."""
+    from pipeline.vlm import effnet_lite
+
+    forged = tmp_path / "efficientnet-lite0-57934424.pth"
+    forged.write_bytes(b"not the weights")
+    monkeypatch.setattr(effnet_lite, "sha256_of", lambda path: "57934424" + "0" * 56)
+    with pytest.raises(ValueError, match="a damaged or different weights file"):
+        effnet_lite.checked_digest(forged, "57934424")
