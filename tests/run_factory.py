@@ -19,22 +19,11 @@ import numpy as np
 from cache_schemas.atomic import write_json
 from lam.config import LAMConfig
 from lam.rundir import RunDir, default_run_id, identity
+from pipeline.sim.tasks import MT10
 from policy.config import EvalConfig
 from policy.evalfolder import EVAL_SCHEMA, EvalFolder
 from policy.evaluate import baseline_folder, baseline_identity, collect_results
 
-MT10 = (
-    "reach-v3",
-    "push-v3",
-    "pick-place-v3",
-    "door-open-v3",
-    "drawer-open-v3",
-    "drawer-close-v3",
-    "button-press-topdown-v3",
-    "peg-insert-side-v3",
-    "window-open-v3",
-    "window-close-v3",
-)
 BACKBONES = ("qwen2_5_vl", "molmo2", "gemma3")
 PROMPTS = ("task", "ignore_distractors")
 POOLINGS = ("mean", "last")
