@@ -9,29 +9,23 @@ store.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
 from cache_schemas import EpisodeStore, StoreError
-from cache_schemas.atomic import write_json
 from cache_schemas.errors import UserError
 from cache_schemas.fingerprint import canonical_json, fingerprint
 from cache_schemas.paths import runs_root
 from lam.rundir import Run
-from lam.trackers import TrackerRun
 
 from .config import BASELINE_METHODS, EvalConfig
-from .controller import Controller
-from .controls import ControlChoice, choose_controls
 from .evalfolder import EVAL_SCHEMA, EvalFolder
 from .normalise import MIN_GAP, normalised_success
 from .progress import phase_counts
-from .rollout import EVAL_EPISODE_BASE, RolloutJob, rollout_spec, run_job
+from .rollout import EVAL_EPISODE_BASE, RolloutJob, rollout_spec
 from .stats import summarise
-from .training import Split, SplitError, episode_rows, train_method
 
 
 class EvalError(UserError, RuntimeError):
@@ -150,37 +144,15 @@ def evaluate(
     loggers: tuple[str, ...] = (),
 ) -> dict:
     """Train what each method needs, roll out every task, write and return results.json's body;
-    with `loggers` (--logger), its settings and success rates go to the run's tracker runs too."""
-    run = open_run(run_path)
-    store = episode_store_of(run, cache)
-    try:
-        store.require_simulator("eval (policy rollouts)")
-        Split.of(store, cfg.labelled, cfg.heldout)  # fail before any training
-    except (StoreError, SplitError) as exc:
-        raise EvalError(str(exc)) from exc
-    vdir = distractor_dir(store, video_dir)
-    methods = list(cfg.methods)
-    own = EvalFolder.of_run(run.path)
-    base = baseline_folder(store, cfg, runs)
-    folder_of = {m: (base if m in BASELINE_METHODS else own) for m in methods}
-    folders = [own] + ([base] if any(m in BASELINE_METHODS for m in methods) else [])
-    with contextlib.ExitStack() as held:
-        for f in folders:  # always own, then base: two evals never wait on each other in a cycle
-            f.path.parent.mkdir(parents=True, exist_ok=True)
-            held.enter_context(f.lock())
-        own.claim({"schema": EVAL_SCHEMA, "eval": cfg.to_dict(), "episodes": run.episodes}, force)
-        if base in folders:
-            base.claim(baseline_identity(store, cfg), force=False)
-        _train_and_roll_out(run, store, cfg, methods, folder_of, vdir, workers, scheduler, progress, echo)
-        results = collect_results(store, methods, folder_of, cfg)
-        own.write_results(results)
-    for line in result_lines(results):
-        echo(line)
-    if loggers:
-        with TrackerRun.open(loggers, run.path.name, run.path, stage="eval") as tracker:
-            tracker.log_params({**run.config, "eval": cfg.to_dict()})
-            tracker.log_metrics(eval_metrics(results))
-    return results
+    with `loggers` (--logger), its settings and success rates go to the run's tracker runs too.
+    One run is a batch of one (`policy.batch`)."""
+    from .batch import EvalOptions, evaluate_runs
+
+    opts = EvalOptions(runs, cache, workers, scheduler, video_dir, force, progress, loggers)
+    result = evaluate_runs([run_path], cfg, opts, echo)[run_path]
+    if isinstance(result, BaseException):
+        raise result
+    return result
 
 
 def eval_metrics(results: dict) -> dict[str, float]:
@@ -222,99 +194,6 @@ def result_lines(results: dict) -> list[str]:
     if "skipped" in results["normalised"]:
         lines.append(f"normalised success: skipped, {results['normalised']['skipped']}")
     return lines
-
-
-def _train_and_roll_out(
-    run: Run,
-    store: EpisodeStore,
-    cfg: EvalConfig,
-    methods: list[str],
-    folder_of: dict[str, EvalFolder],
-    vdir: str | None,
-    workers: int,
-    scheduler: str | None,
-    progress: bool,
-    echo: Callable[[str], None],
-) -> None:
-    from pipeline.executor import Executor
-
-    executor: list[Executor] = []  # started on first use: an eval that resumes finished work needs none
-
-    def run_all(fn, args):
-        args = list(args)
-        if not executor:
-            executor.append(Executor(min(workers, len(store.spec.tasks) * len(methods)), scheduler))
-        return executor[0].map_unordered(fn, args)
-
-    frames: list = []  # read once, for the first method that trains on frames
-    pending: list[tuple[RolloutJob, object]] = []
-    try:
-        for m in methods:
-            folder = folder_of[m]
-            jobs = [
-                j
-                for j in rollout_jobs(m, store, cfg, vdir, record=2 if cfg.gifs else 0)
-                if not folder.task_file(m, j.task).exists()
-            ]
-            if not jobs and folder.diagnostics_file(m).exists():
-                echo(f"{m}: every task already rolled out")
-                continue
-            if m == "control":
-                choice = _control_choice(store, cfg, folder, run_all, echo)
-                pending += [(j, choice.controller(j.task)) for j in jobs]
-            else:
-                controller = _controller(m, run, store, cfg, folder, frames, progress, echo)
-                pending += [(j, controller) for j in jobs]
-        if pending:
-            _roll_out(pending, folder_of, cfg, run_all, progress)
-    finally:
-        for ex in executor:
-            ex.close()
-
-
-def _controller(m, run: Run, store: EpisodeStore, cfg: EvalConfig, folder: EvalFolder, frames: list, progress, echo):
-    """The method's trained controller: loaded when a previous eval trained it, else trained."""
-    from lam.data import read_frames
-
-    stem = folder.model_stem(m)
-    if Controller.exists(stem) and folder.diagnostics_file(m).exists():
-        return Controller.load(stem)
-    if not frames:
-        frames.append(read_frames(store, "frames", cfg.net.img_size, progress))
-    echo(f"{m}: training")
-    latents = run.latents() if m == "latent" else None
-    trained = train_method(m, store, frames[0], Split.of(store, cfg.labelled, cfg.heldout), cfg, latents, progress)
-    write_json(folder.diagnostics_file(m), trained.diagnostics())
-    trained.controller.save(stem)  # the weights last: their presence marks the method trained
-    return trained.controller
-
-
-def _control_choice(store: EpisodeStore, cfg: EvalConfig, folder: EvalFolder, run_all, echo) -> ControlChoice:
-    """Each task's control: loaded when chosen before, else chosen on selection rollouts."""
-    file = folder.model_stem("control").with_suffix(".json")
-    if file.exists() and folder.diagnostics_file("control").exists():
-        return ControlChoice.load(file)
-    echo("control: choosing each task's image-blind action")
-    split = Split.of(store, cfg.labelled, cfg.heldout)
-    mean_action = store.array("actions")[:][episode_rows(store, split.labelled)].mean(axis=0)
-    max_steps = cfg.max_steps or store.spec.max_steps
-    choice, diagnostics = choose_controls(store.spec.tasks, mean_action, cfg.rollouts, cfg.seed, max_steps, run_all)
-    write_json(folder.diagnostics_file("control"), diagnostics)
-    choice.save(file)  # last: its presence marks the choice made
-    return choice
-
-
-def _roll_out(pending: list, folder_of: dict[str, EvalFolder], cfg: EvalConfig, run_all, progress: bool) -> None:
-    from tqdm.auto import tqdm
-
-    bar = tqdm(total=len(pending), desc="rollouts", unit="task", disable=not progress, leave=False)
-    for result in run_all(run_job, pending):
-        folder = folder_of[result["method"]]
-        write_gifs(folder, result, cfg.gifs)
-        episodes = [{k: v for k, v in e.items() if k != "frames"} for e in result["episodes"]]
-        write_json(folder.task_file(result["method"], result["task"]), episodes)
-        bar.update(1)
-    bar.close()
 
 
 def method_summary(episodes: list[dict]) -> dict:

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from lam.rundir import Run
+from pipeline.stopwatch import Stopwatch
 
 from .config import EvalConfig
 from .nets import PolicyNet
@@ -153,21 +153,6 @@ def run_id(target: str, store_fp: str) -> str:
     import re
 
     return f"study.{store_fp[:8]}.{re.sub(r'[^A-Za-z0-9_.-]+', '-', target)}"
-
-
-class Stopwatch:
-    """Seconds per named stage: `with watch("collect"): ...`."""
-
-    def __init__(self) -> None:
-        self.seconds: dict[str, float] = {}
-
-    @contextmanager
-    def __call__(self, stage: str) -> Iterator[None]:
-        t = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.seconds[stage] = time.perf_counter() - t
 
 
 def run_study(

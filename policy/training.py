@@ -20,7 +20,7 @@ from lam.probe import r2
 
 from .config import EvalConfig
 from .controller import Controller
-from .fit import Curve, Standardiser, fit
+from .fit import Curve, Standardiser, fit_members
 from .nets import MLP, ImagePolicy, seeded
 from .observe import Observations
 
@@ -101,14 +101,21 @@ class MethodData:
     actions: np.ndarray  # (N, A) float32, every frame row
     obs: Observations
     held_rows: np.ndarray  # frame rows of the held-out episodes (nothing trains on them)
-    fit_kw: dict
+    settings: dict  # fit's batch size, lr, seed, progress
+    device: str = "cpu"  # where ensembles in `vmap` mode train
+
+    def fit_kw(self, mode: str) -> dict:
+        """fit_members' keywords: these settings, the ensemble mode, and the device."""
+        return {**self.settings, "mode": mode, "device": self.device}
 
     @classmethod
-    def of(cls, store: EpisodeStore, frames: torch.Tensor, split: Split, cfg: EvalConfig, progress: bool) -> MethodData:
+    def of(
+        cls, store: EpisodeStore, frames: torch.Tensor, split: Split, cfg: EvalConfig, progress: bool, device="cpu"
+    ) -> MethodData:
         actions = store.array("actions")[:].astype(np.float32)
         obs = Observations(frames, store.episodes(), cfg.net)
         kw = dict(batch_size=cfg.batch_size, lr=cfg.lr, seed=cfg.seed, progress=progress)
-        return cls(store, actions, obs, episode_rows(store, split.heldout), kw)
+        return cls(store, actions, obs, episode_rows(store, split.heldout), kw, device)
 
 
 def train_method(
@@ -122,70 +129,106 @@ def train_method(
 ) -> Trained:
     """Fit the networks of one method; every net is seeded from cfg.seed alone."""
     data = MethodData.of(store, frames, split, cfg, progress)
-    return train_bc(method, data, split, cfg) if method != "latent" else train_latent(data, split, cfg, latents)
+    if method == "latent":
+        return train_latents(data, split, cfg, [latents])[0]
+    return train_bcs([method], data, split, cfg)[0]
 
 
 def image_policy(cfg: EvalConfig, out_dim: int) -> ImagePolicy:
     return seeded(lambda: ImagePolicy(cfg.net, out_dim), cfg.seed)
 
 
-def train_bc(method: str, data: MethodData, split: Split, cfg: EvalConfig) -> Trained:
-    """BC o -> a on the labelled trajectories (`bc-labelled`) or every training episode (`bc-all`)."""
-    actions = data.actions
-    train_rows = episode_rows(data.store, split.labelled if method == "bc-labelled" else ~split.heldout)
-    act_std = Standardiser.fit(actions[train_rows])
-    y = torch.from_numpy(act_std.forward(actions))
-    policy = image_policy(cfg, actions.shape[1])
-    curve = fit(
-        policy,
-        data.obs,
-        y,
-        train_rows,
-        data.held_rows,
+def train_bcs(methods: list[str], data: MethodData, split: Split, cfg: EvalConfig, mode: str = "loop") -> list[Trained]:
+    """BC o -> a on the labelled trajectories (`bc-labelled`) or every training episode (`bc-all`);
+    several methods fit as one ensemble (`fit_members`), each as it would alone."""
+    actions, n = data.actions, len(methods)
+    rows = [episode_rows(data.store, split.labelled if m == "bc-labelled" else ~split.heldout) for m in methods]
+    stds = [Standardiser.fit(actions[r]) for r in rows]
+    ys = [torch.from_numpy(s.forward(actions)) for s in stds]
+    policies = [image_policy(cfg, actions.shape[1]) for _ in methods]
+    curves = fit_members(
+        policies,
+        [data.obs] * n,
+        ys,
+        rows,
+        [data.held_rows] * n,
         steps=cfg.policy_steps,
         augment_pad=cfg.augment_pad,
-        desc=method,
-        **data.fit_kw,
+        desc=", ".join(methods),
+        **data.fit_kw(mode),
     )
-    pred = act_std.inverse(predict(policy, data.obs, data.held_rows)).numpy()
-    heldout = {"bc": action_scores(actions[data.held_rows], pred), "n_train_frames": len(train_rows)}
-    return Trained(Controller(cfg.net, policy, None, act_std, actions.shape[1]), {"policy": curve}, heldout)
+    out = []
+    for policy, std, r, curve in zip(policies, stds, rows, curves):
+        pred = std.inverse(predict(policy, data.obs, data.held_rows)).numpy()
+        heldout = {"bc": action_scores(actions[data.held_rows], pred), "n_train_frames": len(r)}
+        controller = Controller(cfg.net, policy, None, std, actions.shape[1])
+        out.append(Trained(controller, {"policy": curve}, heldout))
+    return out
 
 
-def train_latent(data: MethodData, split: Split, cfg: EvalConfig, latents: dict[str, np.ndarray]) -> Trained:
-    """The latent policy pi(o) -> z on every training transition (the IDM's latents as labels) and
-    the action decoder z -> a on the labelled transitions; scored on the held-out episodes."""
-    actions = data.actions
-    z, rows = latents["z"].astype(np.float32), latents["rows"].astype(np.int64)
-    row_ep = np.repeat(np.arange(len(split.heldout)), data.store.episodes().length)[rows]
-    on_held, on_lab = split.heldout[row_ep], split.labelled[row_ep]
-    zs = Standardiser.fit(z[~on_held])
-    z_std = zs.forward(z)
-    # The policy regresses the standardised latent of every training transition, indexed by frame row.
-    z_by_row = torch.zeros((len(actions), z.shape[1]), dtype=torch.float32)
-    z_by_row[torch.from_numpy(rows)] = torch.from_numpy(z_std)
-    policy = image_policy(cfg, z.shape[1])
-    curve_pi = fit(
-        policy,
-        data.obs,
-        z_by_row,
-        rows[~on_held],
-        rows[on_held],
+@dataclass(frozen=True)
+class LatentLabels:
+    """One run's IDM latents as labels: standardised, by frame row, split into training,
+    labelled and held-out transitions."""
+
+    z_std: np.ndarray  # (T, z) standardised latents, one per transition
+    rows: np.ndarray  # (T,) frame row of each transition's o_t
+    on_held: np.ndarray  # (T,) bool: the transition is in a held-out episode
+    on_lab: np.ndarray  # (T,) bool: ... in a labelled episode
+    z_by_row: torch.Tensor  # (N, z): the policy's label of every frame row (zero where none)
+
+    @classmethod
+    def of(cls, data: MethodData, split: Split, latents: dict[str, np.ndarray]) -> LatentLabels:
+        z, rows = latents["z"].astype(np.float32), latents["rows"].astype(np.int64)
+        row_ep = np.repeat(np.arange(len(split.heldout)), data.store.episodes().length)[rows]
+        on_held, on_lab = split.heldout[row_ep], split.labelled[row_ep]
+        z_std = Standardiser.fit(z[~on_held]).forward(z)
+        z_by_row = torch.zeros((len(data.actions), z.shape[1]), dtype=torch.float32)
+        z_by_row[torch.from_numpy(rows)] = torch.from_numpy(z_std)
+        return cls(z_std, rows, on_held, on_lab, z_by_row)
+
+
+def train_latents(
+    data: MethodData, split: Split, cfg: EvalConfig, latents: list[dict[str, np.ndarray]], mode: str = "loop"
+) -> list[Trained]:
+    """For each run's latents: the latent policy pi(o) -> z on every training transition (the
+    IDM's latents as labels) and the action decoder z -> a on the labelled transitions, scored
+    on the held-out episodes. Several runs fit as one ensemble, each as it would alone."""
+    actions, n = data.actions, len(latents)
+    labels = [LatentLabels.of(data, split, lat) for lat in latents]
+    policies = [image_policy(cfg, lab.z_std.shape[1]) for lab in labels]
+    curves_pi = fit_members(
+        policies,
+        [data.obs] * n,
+        [lab.z_by_row for lab in labels],
+        [lab.rows[~lab.on_held] for lab in labels],
+        [lab.rows[lab.on_held] for lab in labels],
         steps=cfg.policy_steps,
         augment_pad=cfg.augment_pad,
         desc="latent policy",
-        **data.fit_kw,
+        **data.fit_kw(mode),
     )
     # The decoder learns z -> a from the labelled transitions' IDM latents (indexed by transition).
-    act_std = Standardiser.fit(actions[rows[on_lab]])
-    z_t, a_t = torch.from_numpy(z_std), torch.from_numpy(act_std.forward(actions[rows]))
-    decoder = seeded(lambda: MLP(z.shape[1], cfg.hidden, actions.shape[1]), cfg.seed)
-    fit_kw = dict(steps=cfg.decoder_steps, desc="action decoder", **data.fit_kw)
-    curve_dec = fit(decoder, lambda i: z_t[i], a_t, np.flatnonzero(on_lab), np.flatnonzero(on_held), **fit_kw)
-    heldout = latent_scores(data, policy, decoder, act_std, z_std, rows, on_held)
-    heldout["n_labelled_transitions"] = int(on_lab.sum())
-    controller = Controller(cfg.net, policy, decoder, act_std, z.shape[1], decoder_hidden=cfg.hidden)
-    return Trained(controller, {"policy": curve_pi, "decoder": curve_dec}, heldout)
+    act_stds = [Standardiser.fit(actions[lab.rows[lab.on_lab]]) for lab in labels]
+    z_ts = [torch.from_numpy(lab.z_std) for lab in labels]
+    decoders = [seeded(lambda z=z: MLP(z.shape[1], cfg.hidden, actions.shape[1]), cfg.seed) for z in z_ts]
+    curves_dec = fit_members(
+        decoders,
+        [lambda i, z=z: z[i] for z in z_ts],
+        [torch.from_numpy(s.forward(actions[lab.rows])) for s, lab in zip(act_stds, labels)],
+        [np.flatnonzero(lab.on_lab) for lab in labels],
+        [np.flatnonzero(lab.on_held) for lab in labels],
+        steps=cfg.decoder_steps,
+        desc="action decoder",
+        **data.fit_kw(mode),
+    )
+    out = []
+    for lab, policy, decoder, std, c_pi, c_dec in zip(labels, policies, decoders, act_stds, curves_pi, curves_dec):
+        heldout = latent_scores(data, policy, decoder, std, lab.z_std, lab.rows, lab.on_held)
+        heldout["n_labelled_transitions"] = int(lab.on_lab.sum())
+        controller = Controller(cfg.net, policy, decoder, std, lab.z_std.shape[1], decoder_hidden=cfg.hidden)
+        out.append(Trained(controller, {"policy": c_pi, "decoder": c_dec}, heldout))
+    return out
 
 
 def latent_scores(data: MethodData, policy, decoder, act_std, z_std: np.ndarray, rows: np.ndarray, on_held) -> dict:
