@@ -42,6 +42,10 @@ O_RUNS = typer.Option(None, help="Runs root (default $VLMLAM_RUNS or ./runs).")
 O_FORCE = typer.Option(False, help="Redo an eval that exists with another config.")
 O_QUIET = typer.Option(False, "--quiet", help="No progress bars.")
 O_LOGGER = typer.Option(None, "--logger", help=LOGGER_HELP)
+O_ENSEMBLE = typer.Option(
+    "auto",
+    help="How the runs' latent policies and decoders fit together: vmap | loop | auto (vmap on a GPU, loop on CPU).",
+)
 
 
 def _resolve_run(run: str, runs: Optional[Path]) -> Path:
@@ -78,45 +82,54 @@ def eval_cmd(
     force: bool = O_FORCE,
     quiet: bool = O_QUIET,
     logger: Optional[str] = O_LOGGER,
+    ensemble: str = O_ENSEMBLE,
 ) -> None:
     """Latent BC + action decoder (and BC baselines) rolled out in Distracting MetaWorld.
-    Without RUN: every trained run under --runs that has no finished eval, then one table."""
-    from lam.trackers import parse
+    Without RUN: every trained run under --runs that has no finished eval, as one job, then one table."""
     from pipeline.sim.glcheck import choose_gl_backend
 
+    from .batch import evaluate_runs
     from .config import config_from_options
     from .evalfolder import EvalFolder
-    from .evaluate import evaluate
 
     choose_gl_backend()
     cfg = config_from_options(ctx.params)
-    one = partial(
-        evaluate,
-        cfg=cfg,
-        runs=str(runs) if runs else None,
-        workers=workers or os.cpu_count() or 1,
-        scheduler=scheduler,
-        video_dir=distractor_videos,
-        force=force,
-        progress=not quiet,
-        echo=typer.echo,
-        loggers=parse(logger),
-    )
+    many = partial(evaluate_runs, cfg=cfg, opts=eval_options(ctx.params), echo=typer.echo)
     if run is None:
-        return _eval_pending(cfg, one, runs, force)
+        return _eval_pending(cfg, many, runs, force)
     path = _resolve_run(run, runs)
-    one(path)
+    result = many([path])[path]
+    if isinstance(result, BaseException):
+        raise result
     typer.echo(f"results: {EvalFolder.of_run(path).results_file}")
 
 
-def _eval_pending(cfg, one, runs: Optional[Path], force: bool) -> None:
-    """Every run without a finished eval, in name order; one table; exit 2 if any failed."""
+def eval_options(params: dict):
+    """EvalOptions from a command's options (`ctx.params`)."""
+    from lam.trackers import parse
+
+    from .batch import EvalOptions
+
+    return EvalOptions(
+        runs=str(params["runs"]) if params.get("runs") else None,
+        workers=params.get("workers") or os.cpu_count() or 1,
+        scheduler=params.get("scheduler"),
+        video_dir=params.get("distractor_videos"),
+        force=params.get("force", False),
+        progress=not params.get("quiet", False),
+        loggers=parse(params.get("logger")),
+        ensemble=params.get("ensemble", "auto"),
+    )
+
+
+def _eval_pending(cfg, many, runs: Optional[Path], force: bool) -> None:
+    """Every run without a finished eval, as one job; one table; exit 2 if any failed."""
     from cache_schemas.paths import runs_root
 
     from .pending import FAILED, evaluate_pending, summary_table
 
     root = runs_root(runs)
-    outcomes = evaluate_pending(root, cfg.to_dict(), one, force=force, echo=typer.echo)
+    outcomes = evaluate_pending(root, cfg.to_dict(), many, force=force, echo=typer.echo)
     if not outcomes:
         raise UserError(f"no trained runs under {root}; train one with `vlm-lam train-lam` (or point --runs at them)")
     typer.echo("\n" + summary_table(outcomes))

@@ -1,10 +1,10 @@
 """Which runs under a runs root are trained, evaluated, or still waiting for an eval; and
-`vlm-lam eval` with no run: evaluate every waiting one, in name order, then one table.
+`vlm-lam eval` with no run: evaluate every waiting one as one job (`policy.batch`), then one table.
 
 It knows a run only through the readers of the run folder (`lam.rundir`) and of its eval
 folder (`policy.evalfolder`), so it never depends on how `evaluate` works inside: the caller
-passes the function that evaluates one run. Each run's eval resumes on its own; an
-interrupted loop, started again, skips what finished and resumes the run it was in.
+passes the function that evaluates a list of runs. Each run's eval resumes on its own; an
+interrupted loop, started again, skips what finished and resumes the runs it was in.
 """
 
 from __future__ import annotations
@@ -66,33 +66,30 @@ class Outcome:
 def evaluate_pending(
     root: Path,
     eval_config: dict[str, Any],
-    evaluate_one: Callable[[Path], Any],
+    evaluate_many: Callable[[list[Path]], dict[Path, Any]],
     *,
     force: bool = False,
-    errors: tuple[type[BaseException], ...] = (UserError, ValueError, RuntimeError),
     echo: Callable[[str], None] = print,
 ) -> list[Outcome]:
     """Evaluate every run under `root` without a finished eval for `eval_config` (with `force`, also
-    those evaluated with other options). A run that fails with one of `errors` is reported and
-    the loop goes on; anything else (a bug) stops it."""
+    those evaluated with other options), all as one job: `evaluate_many(paths)` returns each
+    path's results, or the user error that stopped its eval (reported; the others go on).
+    Anything it raises (a bug) stops the loop."""
     runs = run_folders(root)
     states = {run: eval_state(run, eval_config) for run in runs}
     todo = [r for r in runs if states[r] is None or (force and states[r] == OTHER_CONFIG)]
     if runs:
         echo(f"{len(runs)} run(s) under {root}: {len(todo)} to evaluate")
+    done = evaluate_many(todo) if todo else {}
     out = []
     for run in runs:
         if run not in todo:
             out.append(Outcome(run, states[run]))
-            continue
-        echo(f"[{todo.index(run) + 1}/{len(todo)}] {run}")
-        try:
-            evaluate_one(run)
-        except errors as exc:
-            echo(f"error: {run}: {exc}")
-            out.append(Outcome(run, FAILED, str(exc).splitlines()[0]))
-            continue
-        out.append(Outcome(run, EVALUATED))
+        elif isinstance(done[run], BaseException):
+            echo(f"error: {run}: {done[run]}")
+            out.append(Outcome(run, FAILED, str(done[run]).splitlines()[0]))
+        else:
+            out.append(Outcome(run, EVALUATED))
     return out
 
 

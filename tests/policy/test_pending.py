@@ -63,13 +63,20 @@ def runs_root(tmp_path):
 
 
 def fake_evaluate(calls):
-    def one(run):
-        calls.append(run.name)
-        if run.name == "f-broken":
-            raise EvalError("the episode store this run was trained on is missing: /gone\nmore detail")
-        write_eval(run)
+    """evaluate_runs' contract: each run's results, or the user error that stopped it."""
 
-    return one
+    def many(runs):
+        out = {}
+        for run in runs:
+            calls.append(run.name)
+            if run.name == "f-broken":
+                out[run] = EvalError("the episode store this run was trained on is missing: /gone\nmore detail")
+                continue
+            write_eval(run)
+            out[run] = {}
+        return out
+
+    return many
 
 
 def test_only_runs_without_a_finished_eval_are_evaluated_in_name_order(runs_root):
@@ -92,7 +99,7 @@ def test_only_runs_without_a_finished_eval_are_evaluated_in_name_order(runs_root
         "e-untrained": UNTRAINED,
         "f-broken": FAILED,
     }
-    assert lines[0] == f"6 run(s) under {runs_root}: 3 to evaluate" and "[3/3]" in lines[3]
+    assert lines[0] == f"6 run(s) under {runs_root}: 3 to evaluate"
     assert "error: " in lines[-1] and "missing: /gone" in lines[-1]
 
     table = summary_table(outcomes).splitlines()
@@ -115,7 +122,7 @@ def test_force_redoes_evals_made_with_other_options(runs_root):
 
 
 def test_a_bug_in_evaluate_stops_the_loop(runs_root):
-    def buggy(run):
+    def buggy(runs):
         raise KeyError("a bug, not bad input")
 
     with pytest.raises(KeyError):
@@ -123,20 +130,21 @@ def test_a_bug_in_evaluate_stops_the_loop(runs_root):
 
 
 def test_cli_eval_without_a_run_evaluates_what_is_pending(runs_root, monkeypatch):
-    import policy.evaluate
+    import policy.batch
 
     calls = []
-    one = fake_evaluate(calls)
+    many = fake_evaluate(calls)
     seen = {}
 
-    def evaluate(path, cfg, **kw):
-        seen.update(cfg=cfg, **kw)
-        one(path)
+    def evaluate_runs(paths, cfg, opts, echo):
+        seen.update(cfg=cfg, workers=opts.workers, batches=seen.get("batches", 0) + 1)
+        return many(paths)
 
-    monkeypatch.setattr(policy.evaluate, "evaluate", evaluate)
+    monkeypatch.setattr(policy.batch, "evaluate_runs", evaluate_runs)
     r = CliRunner().invoke(app, ["eval", "--runs", str(runs_root), "--rollouts", "2", "--workers", "1", "--quiet"])
     assert r.exit_code == 2  # one run failed: said at the end, after the table
     assert calls == ["a-pending", "b-pending", "f-broken"] and seen["cfg"].rollouts == 2 and seen["workers"] == 1
+    assert seen["batches"] == 1  # one job for every pending run
     assert "c-evaluated" in r.output and "error: 1 of 6 run(s) failed to evaluate" in r.output
     (runs_root / "f-broken").rename(runs_root / "f-fixed")  # pretend it was fixed: write_eval succeeds
     r = CliRunner().invoke(app, ["eval", "--runs", str(runs_root), "--rollouts", "2", "--quiet"])
