@@ -44,9 +44,7 @@ class Executor:
         self._ready = threading.Event()
         self._starter: threading.Thread | None = None
         if scheduler:
-            from distributed import Client
-
-            self.client = Client(scheduler)
+            self.client = connect(scheduler)
             self._ready.set()
         elif workers > 1:
             self._starter = threading.Thread(target=self._start_local, args=(workers,), daemon=True)
@@ -151,6 +149,35 @@ class Executor:
             self.client.close()
         if self.cluster is not None:
             self.cluster.close()
+
+
+def connect(scheduler: str):
+    """A dask `Client` of the scheduler at `scheduler` (tcp://host:8786); one that cannot be
+    reached is a user error naming the address, not a traceback."""
+    from distributed import Client
+
+    try:
+        return Client(scheduler)
+    except (OSError, ValueError) as exc:
+        raise UserError(f"could not reach the dask scheduler at {scheduler}: {exc}") from exc
+
+
+GPU_RESOURCE = "GPU"
+
+
+def training_resources(client, echo: Callable[[str], None] = print) -> dict[str, float] | None:
+    """The dask resources a training task asks for: {"GPU": 1} when a worker of the cluster
+    declares a GPU resource, so training runs only there, one task per GPU at a time; else None,
+    any worker (a CPU-only cluster still trains), said once through `echo` with how to declare one."""
+    workers = client.scheduler_info(n_workers=-1)["workers"].values()
+    if any(w.get("resources", {}).get(GPU_RESOURCE, 0) >= 1 for w in workers):
+        return {GPU_RESOURCE: 1}
+    echo(
+        f"note: no worker of the dask cluster ({len(workers)} now) declares a {GPU_RESOURCE} resource: training "
+        f"runs on any worker, on its CPU unless it finds a GPU; start GPU workers with "
+        f"`dask worker ADDRESS --resources {GPU_RESOURCE}=1`"
+    )
+    return None
 
 
 def _script_hint() -> str:
