@@ -154,6 +154,7 @@ The flow, as a researcher types it (each step reuses what the one before left in
              STORE PRESET CACHE RUNS ACCELERATOR DEVICES STRATEGY PRECISION
              LOGGER=tensorboard|wandb|mlflow|csv: a tracker run per run (also sweep, eval, study)
   sweep      train-lam over GRID="$(GRID)" (PROMPT=a,b adds a prompt axis) ENSEMBLE=vmap|loop
+             SCHEDULER=tcp://host:8786: each training group on a dask worker with a GPU (docs/cluster.md)
   science    probe R² of state / pixels / pixels-clean LAMs, plus the VLM PROMPT (or TARGET) row
              SEEDS=0,1,2,3 STEPS LATENT_DIM MARGIN
   label      RUN=<run id or folder>: the run's latent action of every frame pair of an episode store
@@ -248,7 +249,8 @@ train-lam: install
 
 sweep: install
 	@$(with_store); \
-	$(VLMLAM) sweep --episodes "$$store" $(LAM_OPTS) --grid "$(GRID)" $(call opt,--ensemble,$(ENSEMBLE))
+	$(VLMLAM) sweep --episodes "$$store" $(LAM_OPTS) --grid "$(GRID)" $(call opt,--ensemble,$(ENSEMBLE)) \
+	  $(call opt,--scheduler,$(SCHEDULER))
 
 science: install
 	@$(with_store); \

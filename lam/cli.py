@@ -70,6 +70,12 @@ O_LOGGER = typer.Option(None, "--logger", help=LOGGER_HELP)
 O_ENSEMBLE = typer.Option(
     "auto", help="How same-shape configs share a step: vmap | loop | auto (vmap on GPU, loop on CPU)."
 )
+O_SCHEDULER = typer.Option(
+    None,
+    "--scheduler",
+    help="Address of an existing dask scheduler (tcp://host:8786): each training group runs on a worker "
+    "that declares a GPU resource; cache and runs must be on a filesystem every worker sees.",
+)
 
 
 def _targets(
@@ -108,7 +114,8 @@ def _train_options(params: dict):
     from .trackers import parse
     from .train import TrainOptions
 
-    given = {k: params[k] for k in ("accelerator", "strategy", "precision", "retrain", "ensemble") if k in params}
+    names = ("accelerator", "strategy", "precision", "retrain", "ensemble", "scheduler")
+    given = {k: params[k] for k in names if k in params}
     if "devices" in params:
         given["devices"] = _devices(params["devices"])
     if params.get("logger"):
@@ -207,6 +214,7 @@ def sweep_cmd(
     quiet: bool = O_QUIET,
     ensemble: str = O_ENSEMBLE,
     logger: Optional[str] = O_LOGGER,
+    scheduler: Optional[str] = O_SCHEDULER,
 ) -> None:
     """Train every config of a grid from one loaded cache: same-shape configs as one vmapped ensemble.
     A --prompt list adds the prompts as one more grid axis."""

@@ -160,6 +160,12 @@ class RunDir:
         """probe.json: the probe's result, or null for a store without true actions."""
         write_json(self.path / "probe.json", result)
 
+    def unfinish(self) -> None:
+        """Mark a finished run unfinished (only while holding the lock): `sweep --retrain
+        --scheduler` does so before sending a group, so the worker trains it, and a retry after
+        a worker's death keeps the members that worker finished. Its files stay until rewritten."""
+        (self.path / "done").unlink(missing_ok=True)
+
     def mark_done(self) -> None:
         """Written last: the digest of every file, so readers can tell a damaged one."""
         digests = {name: file_digest(self.path / name) for name in VERIFIED}

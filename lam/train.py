@@ -53,6 +53,9 @@ class TrainOptions:
     # experiment trackers (--logger, names of lam.trackers.TRACKERS): one tracker run per run folder
     # written; () keeps the run folder's default curves (lam.lightning_logs) alone
     loggers: tuple[str, ...] = ()
+    # address of an existing dask scheduler (--scheduler): each shape group trains as one task on a
+    # worker, a GPU worker where the cluster has one (lam.cluster); None trains here
+    scheduler: str | None = None
 
 
 @dataclass
@@ -124,7 +127,12 @@ def train_configs(
     Under multi-process DDP only rank 0 writes and echoes; other ranks train alongside it and return
     the results of skipped (already trained) configs only. Every rank decides the same groups: a
     group's folders lose `done` before its fit starts, and ranks > 0 start (and decide) while rank 0
-    waits for them inside its first fit."""
+    waits for them inside its first fit. With `opts.scheduler`, groups train on dask workers
+    (`lam.cluster`), each worker running this function for its group."""
+    if opts.scheduler:
+        from .cluster import train_on_cluster
+
+        return train_on_cluster(configs, episodes, opts, run_ids or [None] * len(configs), echo)
     writer = is_rank_zero()
     if not writer:
         echo = _silent
