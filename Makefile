@@ -112,6 +112,12 @@ EVAL_OPTS = $(call opt,--labelled,$(LABELLED)) $(call opt,--heldout,$(HELDOUT)) 
   $(call opt,--decoder-steps,$(DECODER_STEPS)) $(call opt,--workers,$(WORKERS)) \
   $(call opt,--scheduler,$(SCHEDULER)) $(call opt,--runs,$(RUNS)) $(call flag,--force,$(FORCE)) $(call opt,--logger,$(LOGGER))
 
+# sweep EVAL=1: then eval every run as one job and write reports/$(REPORT)/ (REPORT defaults to sweep there)
+EVAL ?=
+SWEEP_EVAL_OPTS = $(call flag,--eval,$(EVAL)) $(if $(filter 1 yes true on,$(strip $(EVAL))),--report "$(if $(filter report,$(REPORT)),sweep,$(REPORT))" \
+  $(call opt,--labelled,$(LABELLED)) $(call opt,--heldout,$(HELDOUT)) $(call opt,--rollouts,$(ROLLOUTS)) \
+  $(call opt,--policy-steps,$(POLICY_STEPS)) $(call opt,--decoder-steps,$(DECODER_STEPS)) $(call opt,--workers,$(WORKERS)))
+
 # Every target that works on episodes starts here: $$store is STORE if given, else PRESET's episode
 # store: with collect's variables set, that exact store (collected if missing, resumed if
 # interrupted); without them, the newest complete store of PRESET, collected first when the
@@ -155,13 +161,15 @@ The flow, as a researcher types it (each step reuses what the one before left in
              LOGGER=tensorboard|wandb|mlflow|csv: a tracker run per run (also sweep, eval, study)
   sweep      train-lam over GRID="$(GRID)" (PROMPT=a,b adds a prompt axis) ENSEMBLE=vmap|loop
              SCHEDULER=tcp://host:8786: each training group on a dask worker with a GPU (docs/cluster.md)
+             EVAL=1: then eval every run as one job, write reports/sweep/ (REPORT=<name>) and say where
+             the time went; rerun resumes. LABELLED HELDOUT ROLLOUTS POLICY_STEPS DECODER_STEPS WORKERS
   science    probe R² of state / pixels / pixels-clean LAMs, plus the VLM PROMPT (or TARGET) row
              SEEDS=0,1,2,3 STEPS LATENT_DIM MARGIN
   label      RUN=<run id or folder>: the run's latent action of every frame pair of an episode store
              as a label store under CACHE/labels/ (and its probe R² where the store has true actions).
              STORE (default: the run's training store) BATCH DEVICE NUM_PROCESSES FORCE=1 CACHE RUNS
-  eval       no RUN: every run under RUNS without a finished eval, in name order, resumable, one
-             table at the end; RUN=<run id or folder>: that run. LABELLED HELDOUT ROLLOUTS METHODS MAX_STEPS
+  eval       no RUN: every run under RUNS without a finished eval, as one job (their policies fit
+             together, one rollout pool), resumable, one table at the end; RUN=<run id or folder>: that run. LABELLED HELDOUT ROLLOUTS METHODS MAX_STEPS
              POLICY_STEPS DECODER_STEPS WORKERS SCHEDULER FORCE=1 (redo an eval made with other options)
              LOGGER (success rates into the run's tracker run)
   report     no RUN_LIST: every evaluated run under RUNS; RUN_LIST="runs/a runs/b". REPORT=<name>
@@ -175,6 +183,7 @@ The flow, as a researcher types it (each step reuses what the one before left in
               success, reports/study/ (index.md, study.json). Killed, rerun. SEED=N: another seed
               (reports/study-seed<N>/). STUDY_PRESET=study-quick: four tasks, half the time.
               TASKS EPISODES EMB LAM_STEPS POLICY_STEPS ROLLOUTS WORKERS CACHE RUNS SEED STUDY_PRESET LOGGER
+              SCHEDULER=tcp://host:8786: collect and rollouts on the cluster, training on its GPU workers
   make test   install into $(VENV) and run the test suite (without the slow fault cases)
   make lint   ruff check and ruff format --check, as CI runs them before the tests
   make lock   rewrite constraints.txt, the exact versions every install uses (CONSTRAINTS= opts out)
@@ -250,7 +259,7 @@ train-lam: install
 sweep: install
 	@$(with_store); \
 	$(VLMLAM) sweep --episodes "$$store" $(LAM_OPTS) --grid "$(GRID)" $(call opt,--ensemble,$(ENSEMBLE)) \
-	  $(call opt,--scheduler,$(SCHEDULER))
+	  $(call opt,--scheduler,$(SCHEDULER)) $(SWEEP_EVAL_OPTS)
 
 science: install
 	@$(with_store); \
@@ -299,7 +308,8 @@ study: install
 	$(VLMLAM) study $(CACHE_OPT) $(call opt,--runs,$(RUNS)) $(call opt,--tasks,$(TASKS)) \
 	  $(call opt,--episodes,$(EPISODES)) $(call opt,--emb,$(EMB)) $(call opt,--lam-steps,$(LAM_STEPS)) \
 	  $(call opt,--policy-steps,$(POLICY_STEPS)) $(call opt,--rollouts,$(ROLLOUTS)) $(call opt,--workers,$(WORKERS)) \
-	  $(call opt,--seed,$(SEED)) $(call opt,--preset,$(STUDY_PRESET)) $(call opt,--logger,$(LOGGER))
+	  $(call opt,--seed,$(SEED)) $(call opt,--preset,$(STUDY_PRESET)) $(call opt,--logger,$(LOGGER)) \
+	  $(call opt,--scheduler,$(SCHEDULER))
 
 # Each bench's table and one verdict line per goal; everything else the libraries print goes to
 # a log file whose path is printed at the end.

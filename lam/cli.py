@@ -70,6 +70,19 @@ O_LOGGER = typer.Option(None, "--logger", help=LOGGER_HELP)
 O_ENSEMBLE = typer.Option(
     "auto", help="How same-shape configs share a step: vmap | loop | auto (vmap on GPU, loop on CPU)."
 )
+O_EVAL = typer.Option(
+    False, "--eval/--no-eval", help="Then evaluate every run as one job (eval's defaults) and write the report."
+)
+O_REPORT = typer.Option("sweep", "--report", help="With --eval: the report's name (reports/<name>/).")
+O_EVAL_LABELLED = typer.Option(2, "--labelled", help="With --eval: labelled trajectories per task (eval's).")
+O_EVAL_HELDOUT = typer.Option(2, "--heldout", help="With --eval: held-out episodes per task (eval's).")
+O_EVAL_ROLLOUTS = typer.Option(10, "--rollouts", help="With --eval: rollouts per task and method.")
+O_EVAL_POLICY_STEPS = typer.Option(3000, "--policy-steps", help="With --eval: latent and BC policy steps.")
+O_EVAL_DECODER_STEPS = typer.Option(1500, "--decoder-steps", help="With --eval: action decoder steps.")
+O_EVAL_HORIZON = typer.Option(0, "--max-steps", help="With --eval: rollout horizon (0 = the store's max_steps).")
+O_EVAL_WORKERS = typer.Option(0, "--workers", help="With --eval: rollout worker processes (0 = one per core).")
+# The sweep's options that are eval's too (--eval): everything else of the eval keeps its default.
+EVAL_OPTIONS = ("labelled", "heldout", "rollouts", "max_steps", "policy_steps", "decoder_steps")
 O_SCHEDULER = typer.Option(
     None,
     "--scheduler",
@@ -215,9 +228,24 @@ def sweep_cmd(
     ensemble: str = O_ENSEMBLE,
     logger: Optional[str] = O_LOGGER,
     scheduler: Optional[str] = O_SCHEDULER,
+    evaluate: bool = O_EVAL,
+    report: str = O_REPORT,
+    labelled: int = O_EVAL_LABELLED,
+    heldout: int = O_EVAL_HELDOUT,
+    rollouts: int = O_EVAL_ROLLOUTS,
+    policy_steps: int = O_EVAL_POLICY_STEPS,
+    decoder_steps: int = O_EVAL_DECODER_STEPS,
+    max_steps: int = O_EVAL_HORIZON,
+    workers: int = O_EVAL_WORKERS,
 ) -> None:
     """Train every config of a grid from one loaded cache: same-shape configs as one vmapped ensemble.
-    A --prompt list adds the prompts as one more grid axis."""
+    A --prompt list adds the prompts as one more grid axis. With --eval: then evaluate every run as
+    one job and write the report (rerun: resumes)."""
+    import time
+
+    from pipeline.stopwatch import Stopwatch
+
+    started, watch = time.perf_counter(), Stopwatch()
 
     from .config import ConfigError
     from .sweep import expand, parse_grid, seconds_to_frames
@@ -233,9 +261,25 @@ def sweep_cmd(
     opts = _train_options(ctx.params)
     if is_rank_zero():
         typer.echo(f"sweep: {len(configs)} configs on {store.path}")
-    results = train_configs(configs, store, opts, echo=typer.echo)
+    with watch("LAM training"):
+        results = train_configs(configs, store, opts, echo=typer.echo)
     if is_rank_zero():  # DDP ranks other than 0: rank 0 writes and reports
         _print_sweep(results)
+        if evaluate:
+            _evaluate_sweep(ctx.params, [r.path for r in results], watch, started)
+
+
+def _evaluate_sweep(params: dict, paths: list[Path], watch, started: float) -> None:
+    """sweep --eval: every run evaluated as one job (policy.batch), then reports/<--report>/."""
+    from cache_schemas.paths import DEFAULT_REPORTS
+    from policy.cli import eval_options
+    from policy.config import config_from_options
+    from policy.sweep import evaluate_sweep
+
+    cfg = config_from_options({k: params[k] for k in EVAL_OPTIONS})
+    opts = eval_options(params)
+    out = Path(DEFAULT_REPORTS) / params["report"]
+    evaluate_sweep(paths, cfg, opts, out, watch=watch, started=started, echo=typer.echo)
 
 
 def _with_k_seconds(params: dict, store) -> dict:
