@@ -10,7 +10,8 @@ Points: `atomic.before_rename` (a temporary file is written, not yet renamed), `
 (the ledger records a rendered chunk), `ingest.chunk` (the ledger records a run of decoded chunks), `collect.created` (store allocated, nothing written),
 `embed.chunk` (a chunk and its marker are written), `embed.finalize` (statistics written, ledger
 not yet complete), `label.chunk` (a chunk of labels and its marker are written), `train.log` (a
-training log step), `train.fit` (data loaded, about to train).
+training log step), `train.fit` (data loaded, about to train), `rollout.episode` (an eval rollout starts, in whichever
+process runs it: a dask worker with --scheduler).
 """
 
 from __future__ import annotations

@@ -167,7 +167,7 @@ def _evaluate_on_store(
     out every pending task in one pool, write each run's results."""
     try:
         store.require_simulator("eval (policy rollouts)")
-        split = Split.of(store, cfg.labelled, cfg.heldout)  # fail before any training
+        Split.of(store, cfg.labelled, cfg.heldout)  # fail before any training
     except (StoreError, SplitError) as exc:
         raise EvalError(str(exc)) from exc
     vdir = distractor_dir(store, opts.video_dir)
@@ -192,7 +192,7 @@ def _evaluate_on_store(
             base.claim(baseline_identity(store, cfg), force=False)
         if not plans:
             return out
-        pending = _train(store, split, cfg, plans, base, opts, pool, frames, echo, watch)
+        pending = _train(store, cfg, plans, base, opts, pool, frames, echo, watch)
         jobs = [(f, j, c) for f, m, c in pending for j in _jobs(f, m, store, cfg, vdir)]
         if jobs:
             with timed(watch, "rollouts"):
@@ -218,31 +218,28 @@ def _trained(folder: EvalFolder, method: str) -> bool:
     return Controller.exists(folder.model_stem(method)) and folder.diagnostics_file(method).exists()
 
 
-def _train(store, split, cfg: EvalConfig, plans: list[Planned], base, opts, pool, frames, echo, watch) -> list:
+def _train(store, cfg: EvalConfig, plans: list[Planned], base, opts, pool, frames, echo, watch) -> list:
     """Every method's controller, per folder: loaded where a previous eval trained it, else trained
-    (the BC baselines as one ensemble, the runs' latent policies as ensembles of one latent size).
-    Returns (folder, method, controller) for every folder and method with rollouts left to run."""
-    mode, device = opts.mode_and_device()
+    (here, or with --scheduler on a worker with a GPU). Returns (folder, method, controller) for
+    every folder and method with rollouts left to run."""
     wanted = [(base, m) for m in cfg.methods if m in BASELINE_METHODS]
     wanted += [(p.own, "latent") for p in plans if "latent" in cfg.methods]
     left = [(f, m) for f, m in wanted if _jobs(f, m, store, cfg, None) or not f.diagnostics_file(m).exists()]
-    bcs = [m for f, m in left if m in BC_METHODS and not _trained(f, m)]
-    if bcs:
-        echo(f"{', '.join(bcs)}: training")
-        with timed(watch, "policy training"):
-            trained = train_bcs(bcs, frames.data(split, device), split, cfg, mode)
-        for m, t in zip(bcs, trained):
-            _save(base, m, t)
-    runs = [p for p in plans if (p.own, "latent") in left and not _trained(p.own, "latent")]
-    for z_dim in sorted({_z_dim(p.run) for p in runs}):
-        group = [p for p in runs if _z_dim(p.run) == z_dim]
-        echo(f"latent: training {len(group)} run(s) with z = {z_dim} together ({mode})")
-        with timed(watch, "loading: latents"):
-            latents = [p.run.latents() for p in group]
-        with timed(watch, "policy training"):
-            trained = train_latents(frames.data(split, device), split, cfg, latents, mode)
-        for p, t in zip(group, trained):
-            _save(p.own, "latent", t)
+    work = TrainingWork(
+        store=str(Path(store.path).absolute()),
+        cfg=cfg,
+        base=EvalFolder(base.path.absolute()),
+        bcs=tuple(m for f, m in left if m in BC_METHODS and not _trained(f, m)),
+        runs=tuple(
+            str(p.run.path.absolute()) for p in plans if (p.own, "latent") in left and not _trained(p.own, "latent")
+        ),
+    )
+    if work.bcs or work.runs:
+        if opts.scheduler:
+            with timed(watch, "policy training"):
+                train_on_worker(work, opts, echo)
+        else:
+            train_work(work, opts, frames, echo, watch)
     out = []
     for f, m in left:
         if m == "control":
@@ -250,6 +247,70 @@ def _train(store, split, cfg: EvalConfig, plans: list[Planned], base, opts, pool
         else:
             out.append((f, m, Controller.load(f.model_stem(m))))
     return out
+
+
+@dataclass(frozen=True)
+class TrainingWork:
+    """What a batch trains on one store: the BC baselines missing from the baseline folder, and
+    the latent policies missing from those runs' eval folders (absolute paths: it may travel)."""
+
+    store: str
+    cfg: EvalConfig
+    base: EvalFolder
+    bcs: tuple[str, ...]
+    runs: tuple[str, ...]
+
+
+def train_work(work: TrainingWork, opts: EvalOptions, frames, echo, watch=None) -> None:
+    """Train `work` here: the BC baselines as one ensemble, the runs' latent policies and decoders
+    as ensembles of one latent size; each method's diagnostics and weights written as it ends."""
+    mode, device = opts.mode_and_device()
+    cfg = work.cfg
+    store = frames.store
+    split = Split.of(store, cfg.labelled, cfg.heldout)
+    if work.bcs:
+        echo(f"{', '.join(work.bcs)}: training")
+        with timed(watch, "policy training"):
+            trained = train_bcs(list(work.bcs), frames.data(split, device), split, cfg, mode)
+        for m, t in zip(work.bcs, trained):
+            _save(work.base, m, t)
+    runs = [Run.open(p) for p in work.runs]
+    for z_dim in sorted({_z_dim(r) for r in runs}):
+        group = [r for r in runs if _z_dim(r) == z_dim]
+        echo(f"latent: training {len(group)} run(s) with z = {z_dim} together ({mode})")
+        with timed(watch, "loading: latents"):
+            latents = [r.latents() for r in group]
+        with timed(watch, "policy training"):
+            trained = train_latents(frames.data(split, device), split, cfg, latents, mode)
+        for r, t in zip(group, trained):
+            _save(EvalFolder.of_run(r.path), "latent", t)
+
+
+def train_on_worker(work: TrainingWork, opts: EvalOptions, echo) -> None:
+    """`train_work` as one task on the --scheduler cluster, on a worker with a GPU when the
+    cluster declares one (`training_resources`); the driver keeps the eval folders' locks."""
+    from pipeline.executor import connect, training_resources
+
+    client = connect(opts.scheduler)
+    try:
+        resources = training_resources(client, echo)
+        fut = client.submit(train_work_task, work, opts, resources=resources, pure=False)
+        worker, lines = fut.result()
+    finally:
+        client.close()
+    for line in lines:
+        echo(line)
+    echo(f"policies trained on worker {worker}")
+
+
+def train_work_task(work: TrainingWork, opts: EvalOptions) -> tuple[str, list[str]]:
+    """On a dask worker: `train_work` (its GPU with ensemble auto) -> (the worker, its lines)."""
+    from distributed import get_worker
+
+    lines: list[str] = []
+    store = EpisodeStore.open(work.store)
+    train_work(work, opts, FramesOnce(store, work.cfg, False, None), lines.append)
+    return get_worker().address, lines
 
 
 def _z_dim(run: Run) -> int:

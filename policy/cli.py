@@ -35,7 +35,12 @@ O_SEED = typer.Option(0, help="Seed of networks and rollout seeds.")
 O_SPLIT = typer.Option("eval", help="Distractor video split for rollouts (eval = held out).")
 O_GIFS = typer.Option(2, help="Rollout GIFs per method and task (a success and a failure).")
 O_WORKERS = typer.Option(0, help="Worker processes for collect and rollouts (0 = one per core).")
-O_SCHEDULER = typer.Option(None, help="Address of an existing dask scheduler.")
+O_SCHEDULER = typer.Option(
+    None,
+    help="Address of an existing dask scheduler (tcp://host:8786): rollouts on any worker, policy (and LAM) "
+    "training on a worker that declares a GPU resource; runs and cache on a filesystem every worker sees "
+    "(docs/cluster.md).",
+)
 O_VIDEOS = typer.Option(None, help="Video folder, if the store used one and moved.")
 O_CACHE = typer.Option(None, help="Cache root (default $VLMLAM_CACHE or ./cache).")
 O_RUNS = typer.Option(None, help="Runs root (default $VLMLAM_RUNS or ./runs).")
@@ -190,6 +195,7 @@ def study_cmd(
         None, help="Report name: reports/<name>/ (default: the preset's, with -seed<N> for a seed other than 0)."
     ),
     workers: int = O_WORKERS,
+    scheduler: Optional[str] = O_SCHEDULER,
     cache: Optional[Path] = O_CACHE,
     runs: Optional[Path] = O_RUNS,
     out: Optional[Path] = typer.Option(None, help="Report folder (default reports/<name>)."),
@@ -223,6 +229,7 @@ def study_cmd(
         progress=not quiet,
         echo=typer.echo,
         loggers=loggers,
+        scheduler=scheduler,
     )
 
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
-from cache_schemas import EpisodeSpec
+from cache_schemas import EpisodeSpec, killpoints
 
 from .controller import Controller
 from .controls import ConstantController
@@ -51,6 +51,7 @@ def run_job(job: RolloutJob, controller: Controller | ConstantController) -> dic
     blind = getattr(controller, "blind", False)  # a control never looks: render only for its GIFs
     results = []
     for i, (seed, episode) in enumerate(zip(job.seeds, job.episode_ids)):
+        killpoints.reached("rollout.episode")
         obs = reset(env, seed)
         controller.reset()
         looks = not blind or i < job.record

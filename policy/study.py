@@ -166,15 +166,17 @@ def run_study(
     progress: bool = True,
     echo: Callable[[str], None] = print,
     loggers: tuple[str, ...] = (),
+    scheduler: str | None = None,
 ) -> dict:
-    """Collect, train, evaluate, report; returns study.json's body. `loggers` (--logger): every
-    run's training and eval go to its tracker runs."""
+    """Collect, train, evaluate (every run as one job), report; returns study.json's body.
+    `loggers` (--logger): every run's training and eval go to its tracker runs. `scheduler`
+    (--scheduler): LAM and policy training on the cluster's GPU workers, rollouts on any."""
     from cache_schemas import EpisodeStore
     from cache_schemas.paths import DEFAULT_REPORTS
     from lam.train import TrainOptions, train_configs
     from pipeline.collect.collect import CollectOptions, collect
 
-    from .evaluate import evaluate
+    from .batch import EvalOptions, evaluate_runs
 
     t0, watch = time.perf_counter(), Stopwatch()
     spec = plan.episode_spec()
@@ -183,7 +185,9 @@ def run_study(
         f"targets {', '.join(plan.targets)}"
     )
     with watch("collect"):
-        options = CollectOptions(cache=Path(cache) if cache else None, preset=name, workers=workers, progress=progress)
+        options = CollectOptions(
+            cache=Path(cache) if cache else None, preset=name, workers=workers, scheduler=scheduler, progress=progress
+        )
         store = EpisodeStore.open(collect(spec, options))
     if any(t.startswith("emb:") for t in plan.targets):
         with watch("embed"):
@@ -191,15 +195,19 @@ def run_study(
     with watch("train-lam"):
         configs = plan.lam_configs()
         ids = [run_id(c.target, store.fingerprint) for c in configs]
-        opts = TrainOptions(cache=cache, runs=runs, progress=progress, accelerator="auto", loggers=loggers)
+        opts = TrainOptions(
+            cache=cache, runs=runs, progress=progress, accelerator="auto", loggers=loggers, scheduler=scheduler
+        )
         results = train_configs(configs, store, opts, run_ids=ids, echo=echo)
     with watch("eval"):
-        cfg, evals = plan.eval_config(), {}
-        for res in results:
-            echo(f"eval {res.path.name}")
-            evals[res.config.target] = evaluate(
-                res.path, cfg, runs=runs, workers=workers, progress=progress, echo=echo, loggers=loggers
-            )
+        cfg = plan.eval_config()
+        eval_opts = EvalOptions(runs=runs, workers=workers, scheduler=scheduler, progress=progress, loggers=loggers)
+        done = evaluate_runs([r.path for r in results], cfg, eval_opts, echo)
+        evals = {}
+        for res in results:  # a study's runs all evaluate, or it stops with why
+            if isinstance(done[res.path], BaseException):
+                raise done[res.path]
+            evals[res.config.target] = done[res.path]
     body = study_body(plan, store, results, evals, cfg, configs[0], watch, time.perf_counter() - t0)
     out = Path(reports) if reports else Path(DEFAULT_REPORTS) / name
     write_study(out, body, [r.path for r in results], name)
