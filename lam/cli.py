@@ -3,10 +3,13 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Optional
 
 import typer
+
+from pipeline.stopwatch import Stopwatch
 
 from .trackers import LOGGER_HELP
 
@@ -241,32 +244,31 @@ def sweep_cmd(
     """Train every config of a grid from one loaded cache: same-shape configs as one vmapped ensemble.
     A --prompt list adds the prompts as one more grid axis. With --eval: then evaluate every run as
     one job and write the report (rerun: resumes)."""
-    import time
-
-    from pipeline.stopwatch import Stopwatch
-
-    started, watch = time.perf_counter(), Stopwatch()
-
-    from .config import ConfigError
-    from .sweep import expand, parse_grid, seconds_to_frames
     from .train import is_rank_zero, train_configs
 
-    targets, axes = _targets(target, vlm, prompt, pooling, layer), parse_grid(grid)
-    if "target" in axes and (target or vlm or prompt):
-        raise ConfigError("the grid sets target; drop --target/--vlm/--prompt, or target= from the grid")
+    started, watch = time.perf_counter(), Stopwatch()
     store = _episode_store(episodes, preset, cache)
-    axes = seconds_to_frames(axes, store.fps, echo=typer.echo)
-    base = _config(_with_k_seconds(ctx.params, store), targets[0])
-    configs = expand(base, axes if len(targets) == 1 else {"target": targets, **axes})
-    opts = _train_options(ctx.params)
+    configs = _grid_configs(ctx.params, store, _targets(target, vlm, prompt, pooling, layer))
     if is_rank_zero():
         typer.echo(f"sweep: {len(configs)} configs on {store.path}")
-    with watch("LAM training"):
-        results = train_configs(configs, store, opts, echo=typer.echo)
+    results = train_configs(configs, store, _train_options(ctx.params), echo=typer.echo, watch=watch)
     if is_rank_zero():  # DDP ranks other than 0: rank 0 writes and reports
         _print_sweep(results)
         if evaluate:
             _evaluate_sweep(ctx.params, [r.path for r in results], watch, started)
+
+
+def _grid_configs(params: dict, store, targets: list[str]):
+    """The sweep's configs: --grid over the command's options (a --prompt list adds a target axis)."""
+    from .config import ConfigError
+    from .sweep import expand, parse_grid, seconds_to_frames
+
+    axes = parse_grid(params["grid"])
+    if "target" in axes and (params["target"] or params["vlm"] or params["prompt"]):
+        raise ConfigError("the grid sets target; drop --target/--vlm/--prompt, or target= from the grid")
+    axes = seconds_to_frames(axes, store.fps, echo=typer.echo)
+    base = _config(_with_k_seconds(params, store), targets[0])
+    return expand(base, axes if len(targets) == 1 else {"target": targets, **axes})
 
 
 def _evaluate_sweep(params: dict, paths: list[Path], watch, started: float) -> None:

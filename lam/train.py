@@ -16,6 +16,7 @@ import torch
 
 from cache_schemas import EpisodeStore, killpoints
 from cache_schemas.errors import UserError
+from pipeline.stopwatch import Stopwatch, timed
 
 from .config import LAMConfig
 from .data import (
@@ -121,8 +122,11 @@ def train_configs(
     opts: TrainOptions = TrainOptions(),
     run_ids: list[str | None] | None = None,
     echo: Callable[[str], None] = print,
+    watch: Stopwatch | None = None,
 ) -> list[RunResult]:
     """Train every config (grouped into ensembles by shape); returns one result per config, in order.
+    `watch` (sweep --eval's time breakdown) gets "LAM training" (fits, probes, run files) and
+    "loading: LAM data" apart.
 
     Under multi-process DDP only rank 0 writes and echoes; other ranks train alongside it and return
     the results of skipped (already trained) configs only. Every rank decides the same groups: a
@@ -132,7 +136,8 @@ def train_configs(
     if opts.scheduler:
         from .cluster import train_on_cluster
 
-        return train_on_cluster(configs, episodes, opts, run_ids or [None] * len(configs), echo)
+        with timed(watch, "LAM training"):  # on the workers: their loading is not told apart
+            return train_on_cluster(configs, episodes, opts, run_ids or [None] * len(configs), echo)
     writer = is_rank_zero()
     if not writer:
         echo = _silent
@@ -142,7 +147,7 @@ def train_configs(
     jobs = claim_jobs(configs, run_ids or [None] * len(configs), episodes, targets, opts.runs, writer)
     results: dict[int, RunResult] = {}
     for members in shape_groups(jobs):
-        results.update(_train_or_skip(members, jobs, episodes, frames, opts, echo, writer))
+        results.update(_train_or_skip(members, jobs, episodes, frames, opts, echo, writer, watch))
     return [results[i] for i in range(len(jobs)) if i in results]
 
 
@@ -181,6 +186,7 @@ def _train_or_skip(
     opts: TrainOptions,
     echo: Callable[[str], None],
     writer: bool,
+    watch: Stopwatch | None = None,
 ) -> dict[int, RunResult]:
     """One shape group -> the results of its members (none on a non-zero DDP rank, which only
     trains): a finished group is read back, else its folders are locked and it trains whole."""
@@ -208,7 +214,7 @@ def _train_or_skip(
                 if i not in keep:
                     jobs[i].run.clean()
         write = [i not in keep for i in members]
-        trained = train_group([jobs[i] for i in members], episodes, frames, opts, echo, writer, write=write)
+        trained = train_group([jobs[i] for i in members], episodes, frames, opts, echo, writer, write, watch)
     if trained is not None:  # None: a non-zero DDP rank; rank 0 writes the run folders
         results.update((i, res) for i, res in zip(members, trained) if i not in keep)
     return results
@@ -238,6 +244,7 @@ def train_group(
     echo: Callable[[str], None],
     writer: bool = True,
     write: list[bool] | None = None,
+    watch: Stopwatch | None = None,
 ) -> list[RunResult] | None:
     """One ensemble for configs of one shape; rank 0 (`writer`) writes each member's run folder
     (only those whose `write` flag is set: the others train alongside, untouched)."""
@@ -248,9 +255,10 @@ def train_group(
     cfg = jobs[0].cfg
     table = episodes.episodes()
     split = _split(jobs, table, episodes.path, probed=episodes.has_actions)
-    data = _training_data(jobs, episodes, frames, table, split.train)
-    mode = pick_mode(opts.ensemble, torch.device("cuda" if uses_gpu(opts.accelerator) else "cpu"), len(jobs))
-    module = LAMEnsemble([j.cfg for j in jobs], data, mode=mode, memory_budget=opts.data_budget, echo=echo)
+    with timed(watch, "loading: LAM data"):
+        data = _training_data(jobs, episodes, frames, table, split.train)
+        mode = pick_mode(opts.ensemble, torch.device("cuda" if uses_gpu(opts.accelerator) else "cpu"), len(jobs))
+        module = LAMEnsemble([j.cfg for j in jobs], data, mode=mode, memory_budget=opts.data_budget, echo=echo)
     facts = {}
     if writer:
         for m, (j, w) in enumerate(zip(jobs, write)):
@@ -267,6 +275,7 @@ def train_group(
     echo(f"training {len(jobs)} model(s) together for {cfg.steps} steps: {names}")
     logs = next(j for j, w in zip(jobs, write) if w).run.path if writer else None
     with ExitStack() as held:  # tracker runs end when the group does (failed, if it raised)
+        held.enter_context(timed(watch, "LAM training"))
         trackers = _open_trackers(held, opts.loggers, jobs, facts)
         if not _fit(module, cfg, opts, logs, trackers) or not writer:
             return None
