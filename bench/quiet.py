@@ -32,6 +32,7 @@ CPU_BENCHES = (
     "bench/ingest.py",
     "bench/chunk_check.py",
     "bench/report.py",
+    "bench/sweep.py",
 )
 
 
