@@ -10,6 +10,7 @@ from typing import Optional
 import typer
 
 from pipeline.stopwatch import Stopwatch
+from policy import cli as eval_cli  # sweep --eval takes eval's options as eval defines them
 
 from .trackers import LOGGER_HELP
 
@@ -77,13 +78,6 @@ O_EVAL = typer.Option(
     False, "--eval/--no-eval", help="Then evaluate every run as one job (eval's defaults) and write the report."
 )
 O_REPORT = typer.Option("sweep", "--report", help="With --eval: the report's name (reports/<name>/).")
-O_EVAL_LABELLED = typer.Option(2, "--labelled", help="With --eval: labelled trajectories per task (eval's).")
-O_EVAL_HELDOUT = typer.Option(2, "--heldout", help="With --eval: held-out episodes per task (eval's).")
-O_EVAL_ROLLOUTS = typer.Option(10, "--rollouts", help="With --eval: rollouts per task and method.")
-O_EVAL_POLICY_STEPS = typer.Option(3000, "--policy-steps", help="With --eval: latent and BC policy steps.")
-O_EVAL_DECODER_STEPS = typer.Option(1500, "--decoder-steps", help="With --eval: action decoder steps.")
-O_EVAL_HORIZON = typer.Option(0, "--max-steps", help="With --eval: rollout horizon (0 = the store's max_steps).")
-O_EVAL_WORKERS = typer.Option(0, "--workers", help="With --eval: rollout worker processes (0 = one per core).")
 # The sweep's options that are eval's too (--eval): everything else of the eval keeps its default.
 EVAL_OPTIONS = ("labelled", "heldout", "rollouts", "max_steps", "policy_steps", "decoder_steps")
 O_SCHEDULER = typer.Option(
@@ -233,13 +227,13 @@ def sweep_cmd(
     scheduler: Optional[str] = O_SCHEDULER,
     evaluate: bool = O_EVAL,
     report: str = O_REPORT,
-    labelled: int = O_EVAL_LABELLED,
-    heldout: int = O_EVAL_HELDOUT,
-    rollouts: int = O_EVAL_ROLLOUTS,
-    policy_steps: int = O_EVAL_POLICY_STEPS,
-    decoder_steps: int = O_EVAL_DECODER_STEPS,
-    max_steps: int = O_EVAL_HORIZON,
-    workers: int = O_EVAL_WORKERS,
+    labelled: int = eval_cli.O_LABELLED,
+    heldout: int = eval_cli.O_HELDOUT,
+    rollouts: int = eval_cli.O_ROLLOUTS,
+    policy_steps: int = eval_cli.O_POLICY_STEPS,
+    decoder_steps: int = eval_cli.O_DECODER_STEPS,
+    max_steps: int = eval_cli.O_HORIZON,
+    workers: int = eval_cli.O_WORKERS,
 ) -> None:
     """Train every config of a grid from one loaded cache: same-shape configs as one vmapped ensemble.
     A --prompt list adds the prompts as one more grid axis. With --eval: then evaluate every run as

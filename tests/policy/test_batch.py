@@ -131,3 +131,20 @@ def test_members_of_other_shapes_are_looped():
     curves = fit_members(models, [z.__getitem__] * 2, ys, [np.arange(40)] * 2, [None] * 2, mode="vmap",
                          steps=3, batch_size=8, lr=1e-3, seed=0, progress=False)  # fmt: skip
     assert len(curves) == 2 and all(c.heldout == [None, None] for c in curves)
+
+
+@pytest.mark.gpu
+def test_vmapped_fit_on_a_gpu_matches_the_cpu_loop():
+    """eval's default on a GPU (vmap there) against its default on the CPU (a loop), to GPU tolerance."""
+    gen = torch.Generator().manual_seed(0)
+    frames = torch.randint(0, 256, (60, 3, 16, 16), generator=gen, dtype=torch.uint8)
+    ys = [torch.randn(60, 3, generator=gen) for _ in range(2)]
+    kw = dict(steps=12, batch_size=8, lr=1e-3, seed=3, progress=False)
+    looped, vmapped = _members(2), _members(2)
+    fit_members(looped, [frames.__getitem__] * 2, ys, [np.arange(50)] * 2, [None] * 2, mode="loop", **kw)
+    fit_members(
+        vmapped, [frames.__getitem__] * 2, ys, [np.arange(50)] * 2, [None] * 2, mode="vmap", device="cuda", **kw
+    )
+    for a, b in zip(looped, vmapped):
+        for (k, va), vb in zip(a.state_dict().items(), b.state_dict().values()):
+            assert vb.device.type == "cpu" and torch.allclose(va, vb, atol=1e-3), k
