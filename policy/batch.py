@@ -265,16 +265,17 @@ def train_work(work: TrainingWork, opts: EvalOptions, frames, echo, watch=None) 
     """Train `work` here: the BC baselines as one ensemble, the runs' latent policies and decoders
     as ensembles of one latent size; each method's diagnostics and weights written as it ends."""
     mode, device = opts.mode_and_device()
-    cfg = work.cfg
-    store = frames.store
+    cfg, store = work.cfg, frames.store
     split = Split.of(store, cfg.labelled, cfg.heldout)
-    if work.bcs:
-        echo(f"{', '.join(work.bcs)}: training")
+    # What is saved is whole: a retry (a dask worker died mid-task) trains only what is not.
+    bcs = [m for m in work.bcs if not _trained(work.base, m)]
+    if bcs:
+        echo(f"{', '.join(bcs)}: training")
         with timed(watch, "policy training"):
-            trained = train_bcs(list(work.bcs), frames.data(split, device), split, cfg, mode)
-        for m, t in zip(work.bcs, trained):
+            trained = train_bcs(bcs, frames.data(split, device), split, cfg, mode)
+        for m, t in zip(bcs, trained):
             _save(work.base, m, t)
-    runs = [Run.open(p) for p in work.runs]
+    runs = [r for r in map(Run.open, work.runs) if not _trained(EvalFolder.of_run(r.path), "latent")]
     for z_dim in sorted({_z_dim(r) for r in runs}):
         group = [r for r in runs if _z_dim(r) == z_dim]
         echo(f"latent: training {len(group)} run(s) with z = {z_dim} together ({mode})")
