@@ -290,6 +290,8 @@ def train_work(work: TrainingWork, opts: EvalOptions, frames, echo, watch=None) 
 def train_on_worker(work: TrainingWork, opts: EvalOptions, echo) -> None:
     """`train_work` as one task on the --scheduler cluster, on a worker with a GPU when the
     cluster declares one (`training_resources`); the driver keeps the eval folders' locks."""
+    from distributed import KilledWorker
+
     from pipeline.executor import connect, training_resources
 
     client = connect(opts.scheduler)
@@ -297,6 +299,11 @@ def train_on_worker(work: TrainingWork, opts: EvalOptions, echo) -> None:
         resources = training_resources(client, echo)
         fut = client.submit(train_work_task, work, opts, resources=resources, pure=False)
         worker, lines = fut.result()
+    except KilledWorker as exc:
+        raise EvalError(
+            f"dask gave up on the policy training of {len(work.runs)} run(s) on {work.store}: {exc}; what was "
+            "trained so far is kept, run the same command again to train the rest"
+        ) from None
     finally:
         client.close()
     for line in lines:

@@ -35,3 +35,26 @@ def test_study_sends_its_stages_to_the_scheduler(monkeypatch):
     r = CliRunner().invoke(app, ["study", "--scheduler", "tcp://10.0.0.5:8786", "--quiet"])
     assert r.exit_code == 0, r.output
     assert seen["scheduler"] == "tcp://10.0.0.5:8786"
+
+
+def test_policy_training_that_dask_gives_up_on_resumes_where_it_stopped(four_runs, tmp_path):  # noqa: F811
+    """Both workers die while saving (the 5th atomic write of each: the first dies in bc-all's files
+    after bc-labelled's are whole; the retry skips bc-labelled and dies in the latent policies'):
+    one error per run; the same eval again trains only what is missing and ends as an eval here."""
+    root, ids = four_runs
+    here, there = _copy_runs(root, "here2"), _copy_runs(root, "there2")
+    local = evaluate_runs([here / i for i in ids[:2]], FAST, EvalOptions(runs=str(here), progress=False), print)
+    envs = [worker_env(VLMLAM_KILL_AT="atomic.before_rename:5")] * 2
+    (tmp_path / "c1").mkdir()
+    with cluster(tmp_path / "c1", envs, allowed_failures=1) as c:
+        opts = EvalOptions(runs=str(there), progress=False, scheduler=c.address, workers=2)
+        failed = evaluate_runs([there / i for i in ids[:2]], FAST, opts, print)
+        assert all("dask gave up on the policy training" in str(failed[there / i]) for i in ids[:2]), failed
+    lines = []
+    (tmp_path / "c2").mkdir()
+    with cluster(tmp_path / "c2", [worker_env()]) as c:
+        opts = EvalOptions(runs=str(there), progress=False, scheduler=c.address, workers=1)
+        resumed = evaluate_runs([there / i for i in ids[:2]], FAST, opts, lines.append)
+    assert not any(line.startswith("bc-labelled") for line in lines), lines  # kept from the first try
+    for rid in ids[:2]:
+        assert _comparable(resumed[there / rid], there) == _comparable(local[here / rid], here), rid
