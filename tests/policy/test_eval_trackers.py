@@ -6,23 +6,15 @@ import csv
 import json
 
 import pytest
+from test_eval import SPEC
 from tracker_readers import mlflow_history, mlflow_runs, wandb_run
 from typer.testing import CliRunner
 
-from cache_schemas import DistractorSpec, EpisodeSpec, EpisodeStore
+from cache_schemas import EpisodeStore
 from lam.trackers import wandb_id
 from pipeline.cli import app
 from pipeline.collect.collect import CollectOptions, collect
 
-SPEC = EpisodeSpec(
-    tasks=("reach-v3", "button-press-topdown-v3"),
-    episodes_per_task=3,
-    resolution=32,
-    quality="fast",
-    max_steps=12,
-    chunk_frames=16,
-    distractors=DistractorSpec(kinds=("video", "correlated")),
-)
 EVAL = "--labelled 1 --heldout 1 --rollouts 2 --max-steps 6 --methods latent --policy-steps 10 --decoder-steps 10"
 NETS = "--batch-size 16 --img-size 16 --space-to-depth 1 --channels 8,16 --workers 1 --gifs 0 --quiet"
 
